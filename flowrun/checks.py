@@ -1,0 +1,282 @@
+"""Checks of a schema-valid workflow: templates, references, the DAG, tools, schemas, models."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from . import graph as dag
+from .catalog import DEFAULT_EMBED_MODEL, model_info
+from .errors import Problem
+from .imports import ImportProblem, import_callable, import_object
+from .model import ChatStep, EmbedStep, ExtractStep, ToolStep
+from .templating import (
+    SCOPE_NAMES,
+    STEP_ATTRIBUTES,
+    References,
+    TemplateError,
+    check_template,
+    is_template,
+    iter_strings,
+)
+
+if TYPE_CHECKING:
+    from .loader import LoadedWorkflow
+
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+# Step fields whose strings are never rendered (they configure the step itself).
+STATIC_FIELDS = frozenset({
+    "type", "needs", "function", "model", "schema", "output_schema", "response_format",
+    "tool_choice", "tools", "image_detail", "description", "reasoning_effort",
+})
+_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "array": (list,), "object": (dict,),
+}
+
+
+class _Checker:
+    def __init__(self, wf: LoadedWorkflow) -> None:
+        self.wf = wf
+        self.spec = wf.spec
+        self.smap = wf.source
+        self.problems: list[Problem] = []
+
+    def add(self, path: tuple[Any, ...], message: str, *, key: bool = False, line_offset: int = 0) -> None:
+        line, col = self.smap.locate(path, key=key)
+        self.problems.append(Problem(self.smap.file, line + line_offset, col, message))
+
+    # --- templates and references -------------------------------------------------
+    def template_refs(self, path: tuple[Any, ...], value: Any, scope: frozenset[str]) -> References:
+        """Check every template inside ``value`` (at ``path``); return their union of references."""
+        steps: set[str] = set()
+        inputs: set[str] = set()
+        for sub, text in _strings_with_paths(value, path):
+            if not is_template(text):
+                continue
+            try:
+                refs = check_template(text)
+            except TemplateError as exc:
+                self.add(sub, f"template syntax error: {exc}", line_offset=self._line_offset(sub, exc.lineno))
+                continue
+            for name in sorted(refs.names - scope - JINJA_GLOBALS):
+                if name in ("item", "index"):
+                    self.add(sub, f"'{name}' is only defined in a step with foreach")
+                else:
+                    self.add(sub, f"unknown name '{name}' in template (names in scope: {', '.join(sorted(scope))})")
+            for step, attr in refs.step_attributes:
+                if step in self.spec.steps and attr not in STEP_ATTRIBUTES:
+                    self.add(sub, f"steps.{step} has no attribute '{attr}'{_suggest(attr, STEP_ATTRIBUTES)}")
+            steps |= refs.steps
+            inputs |= refs.inputs
+        for name in sorted(inputs - set(self.spec.inputs)):
+            self.add(path, f"unknown input '{name}'{_suggest(name, self.spec.inputs)} (declare it under inputs:)")
+        return References(frozenset(steps), frozenset(inputs))
+
+    def _line_offset(self, path: tuple[Any, ...], lineno: int | None) -> int:
+        if not lineno:
+            return 0
+        return lineno if path in self.smap.block_scalars else lineno - 1
+
+    def check_steps(self) -> dict[str, frozenset[str]]:
+        dependencies: dict[str, frozenset[str]] = {}
+        for sid, step in self.spec.steps.items():
+            base = ("steps", sid)
+            data = step.model_dump(by_alias=True, exclude_unset=True)
+            deps: set[str] = set()
+            for key, value in data.items():
+                if key in STATIC_FIELDS:
+                    if key != "type" and any(is_template(s) for s in iter_strings(value)):
+                        self.add(base + (key,), f"step '{sid}': {key} cannot be a template")
+                    continue
+                scope = SCOPE_NAMES if step.foreach is not None and key != "foreach" else frozenset({"inputs", "steps"})
+                deps |= self.template_refs(base + (key,), value, scope).steps
+            for i, need in enumerate(step.needs):
+                deps.add(need)
+                if need not in self.spec.steps:
+                    self.add(base + ("needs", i), f"step '{sid}' needs unknown step '{need}'{_suggest(need, self.spec.steps)}")
+            for dep in sorted(deps - set(self.spec.steps) - set(step.needs)):
+                self.add(base, f"step '{sid}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}", key=True)
+            dependencies[sid] = frozenset(d for d in deps if d in self.spec.steps)
+        return dependencies
+
+    def check_outputs(self) -> None:
+        for name, value in self.spec.outputs.items():
+            refs = self.template_refs(("outputs", name), value, frozenset({"inputs", "steps"}))
+            for dep in sorted(refs.steps - set(self.spec.steps)):
+                self.add(("outputs", name), f"output '{name}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}")
+
+    def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
+        graph = dag.build_graph(dependencies)
+        cycle = dag.find_cycle(graph)
+        if cycle:
+            self.add(("steps", cycle[0]), "dependency cycle: " + " -> ".join(cycle), key=True)
+        self.wf.dependencies = dependencies
+        self.wf.graph = graph
+
+    # --- inputs ------------------------------------------------------------------
+    def check_inputs(self) -> None:
+        for name, spec in self.spec.inputs.items():
+            if spec.required or spec.default is None:
+                continue
+            if not input_type_ok(spec.default, spec.type):
+                self.add(("inputs", name, "default"), f"input '{name}': default {spec.default!r} is not of type {spec.type}")
+
+    # --- tools and functions --------------------------------------------------------
+    def resolve_function(self, spec: str, path: tuple[Any, ...]) -> None:
+        if spec in self.wf.functions:
+            return
+        try:
+            self.wf.functions[spec] = import_callable(spec, self.wf.base_dir)
+        except ImportProblem as exc:
+            self.add(path, str(exc))
+
+    def check_tools(self) -> None:
+        for name, tool in self.spec.tools.items():
+            self.resolve_function(tool.function, ("tools", name, "function"))
+        for sid, step in self.spec.steps.items():
+            base = ("steps", sid)
+            if isinstance(step, ToolStep):
+                self.resolve_function(step.function, base + ("function",))
+            if isinstance(step, ChatStep):
+                names = step.tools or []
+                for i, name in enumerate(names):
+                    if name not in self.spec.tools:
+                        self.add(base + ("tools", i), f"step '{sid}' uses unknown tool '{name}'{_suggest(name, self.spec.tools)} (declare it under tools:)")
+                choice = step.tool_choice
+                if choice and choice not in ("auto", "none", "required") and choice not in names:
+                    self.add(base + ("tool_choice",), f"step '{sid}': tool_choice '{choice}' must be auto, none, required or one of the step's tools")
+                if choice and not names:
+                    self.add(base + ("tool_choice",), f"step '{sid}': tool_choice needs tools")
+
+    # --- JSON schemas ------------------------------------------------------------
+    def load_schema(self, ref: dict[str, Any] | str, path: tuple[Any, ...], allow_pydantic: bool) -> dict[str, Any] | None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        if isinstance(ref, dict):
+            schema = ref
+        elif allow_pydantic and ":" in ref and not ref.endswith((".json", ".yaml", ".yml")):
+            try:
+                model = import_object(ref, self.wf.base_dir)
+            except ImportProblem as exc:
+                self.add(path, str(exc))
+                return None
+            if not hasattr(model, "model_json_schema"):
+                self.add(path, f"'{ref}' is not a pydantic model")
+                return None
+            schema = model.model_json_schema()
+        else:
+            file = (self.wf.base_dir / ref).resolve()
+            try:
+                text = file.read_text(encoding="utf-8")
+            except OSError:
+                self.add(path, f"schema file not found: {ref} (looked in {file.parent})")
+                return None
+            try:
+                schema = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+            except (ValueError, yaml.YAMLError) as exc:
+                self.add(path, f"schema file {ref} is not valid JSON: {exc}")
+                return None
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.path) or "root"
+            self.add(path, f"not a valid JSON schema ({where}): {exc.message}")
+            return None
+        if not isinstance(schema, dict):
+            self.add(path, "a JSON schema must be an object")
+            return None
+        return schema
+
+    def check_schemas(self) -> None:
+        for sid, step in self.spec.steps.items():
+            base = ("steps", sid)
+            if isinstance(step, ExtractStep):
+                schema = self.load_schema(step.schema_, base + ("schema",), allow_pydantic=True)
+                if schema is not None:
+                    self.wf.schemas[(sid, "schema")] = schema
+            if step.output_schema is not None:
+                schema = self.load_schema(step.output_schema, base + ("output_schema",), allow_pydantic=False)
+                if schema is not None:
+                    self.wf.schemas[(sid, "output_schema")] = schema
+
+    # --- model parameters --------------------------------------------------------------
+    def check_models(self) -> None:
+        defaults = self.spec.defaults
+        reported: set[tuple[str, str]] = set()
+        for sid, step in self.spec.steps.items():
+            base = ("steps", sid)
+            if isinstance(step, EmbedStep):
+                info = model_info(step.model or DEFAULT_EMBED_MODEL)
+                if step.dimensions and info and info.name == "text-embedding-ada-002":
+                    self.add(base + ("dimensions",), f"step '{sid}': {info.name} does not accept dimensions")
+                continue
+            if not isinstance(step, (ChatStep, ExtractStep)):
+                continue
+            model = step.model or defaults.model
+            if not model:
+                self.add(base, f"step '{sid}' has no model: set model: on the step or under defaults:", key=True)
+                continue
+            info = model_info(model)
+            if info is None:
+                continue
+            where_model = base + ("model",) if step.model else ("defaults", "model")
+            if info.embedding:
+                self.add(where_model, f"step '{sid}': {model} is an embedding model; use a step of type embed")
+            rejected = ("temperature", "top_p") if info.reasoning else ("reasoning_effort",)
+            for param in rejected:
+                why = "is a reasoning model and rejects" if info.reasoning else "is not a reasoning model and rejects"
+                fix = "remove it (use reasoning_effort instead)" if info.reasoning else "remove it"
+                if getattr(step, param) is not None:
+                    self.add(base + (param,), f"step '{sid}': {model} {why} {param}; {fix}")
+                elif getattr(defaults, param) is not None and ("defaults", param) not in reported:
+                    reported.add(("defaults", param))
+                    self.add(("defaults", param), f"defaults: {param} applies to step '{sid}', but {model} {why} {param}; {fix}")
+            max_out = step.max_completion_tokens or defaults.max_completion_tokens
+            if max_out and info.max_output_tokens and max_out > info.max_output_tokens:
+                where = base + ("max_completion_tokens",) if step.max_completion_tokens else ("defaults", "max_completion_tokens")
+                self.add(where, f"step '{sid}': max_completion_tokens {max_out} is more than {model} can produce ({info.max_output_tokens})")
+            if step.images and not info.vision:
+                self.add(base + ("images",), f"step '{sid}': {model} does not accept images")
+
+    def run(self) -> list[Problem]:
+        self.check_inputs()
+        dependencies = self.check_steps()
+        self.check_outputs()
+        self.check_graph(dependencies)
+        self.check_tools()
+        self.check_schemas()
+        self.check_models()
+        return self.problems
+
+
+def check_workflow(wf: LoadedWorkflow) -> list[Problem]:
+    """All problems of a schema-valid workflow; fills in its graph, functions and schemas."""
+    return _Checker(wf).run()
+
+
+def _strings_with_paths(value: Any, path: tuple[Any, ...]):
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings_with_paths(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings_with_paths(v, path + (i,))
+
+
+def _suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def input_type_ok(value: Any, type_name: str) -> bool:
+    """Whether ``value`` is of a declared input type (booleans are not numbers)."""
+    if type_name in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _INPUT_TYPES[type_name])

@@ -1,0 +1,130 @@
+"""The ``flowrun`` command line: parse arguments, call the Python API, render the result.
+
+Errors are handled in one place (``main``): a ``FlowrunError`` prints its lines to stderr and
+exits with its code; tracebacks appear only with ``--debug`` (anywhere on the line) or
+``FLOWRUN_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from . import __version__
+from .errors import FlowrunError, WorkflowInvalid
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="flowrun")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Run declarative YAML prompt-and-workflow files against the OpenAI API.
+
+    \b
+    Examples:
+      flowrun validate workflows/*.yaml
+      flowrun run workflows/summarize.yaml -i text="Long text..."
+      flowrun graph workflows/support-triage.yaml --format mermaid
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check workflow files: YAML, keys, templates, references, tools, schemas, models.
+
+    Prints FILE:LINE:COL: message for every problem and exits 2 if any file is invalid.
+
+    \b
+    Example:
+      flowrun validate workflows/*.yaml
+    """
+    from .loader import load_workflow
+
+    problems = []
+    for file in files:
+        try:
+            wf = load_workflow(file)
+        except WorkflowInvalid as exc:
+            problems.extend(exc.problems)
+            continue
+        click.echo(f"{file}: ok ({len(wf.spec.steps)} steps)")
+    if problems:
+        raise WorkflowInvalid(problems)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Output format.")
+def graph(file: str, fmt: str) -> None:
+    """Print the step graph as Mermaid or Graphviz DOT.
+
+    \b
+    Example:
+      flowrun graph workflows/support-triage.yaml --format dot | dot -Tpng > dag.png
+    """
+    from .graph import to_dot, to_mermaid
+    from .loader import load_workflow
+
+    wf = load_workflow(file)
+    labels = {sid: f"{sid} ({step.type})" for sid, step in wf.spec.steps.items()}
+    text = to_mermaid(wf.graph, labels) if fmt == "mermaid" else to_dot(wf.graph, labels, wf.name)
+    click.echo(text, nl=False)
+
+
+@cli.command(context_settings=CONTEXT)
+def schema() -> None:
+    """Print the JSON schema of the workflow file format.
+
+    \b
+    Example (editor support; put this modeline on a workflow's first line):
+      # yaml-language-server: $schema=../schemas/workflow.schema.json
+    """
+    import json
+
+    from .model import workflow_json_schema
+
+    click.echo(json.dumps(workflow_json_schema(), indent=2))
+
+
+def _commands_modules() -> None:
+    """Attach commands defined in other modules (kept out of this file to keep it thin)."""
+    from . import cli_run  # noqa: F401
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``flowrun`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FLOWRUN_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    try:
+        _commands_modules()
+        code = cli.main(args, prog_name="flowrun", standalone_mode=False)
+    except FlowrunError as exc:
+        if debug:
+            traceback.print_exc()
+        for line in exc.lines():
+            click.echo(line, err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in flowrun: say so plainly
+        if debug:
+            traceback.print_exc()
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Commands that run workflows: run, estimate, resume, runs."""

@@ -1,0 +1,90 @@
+"""Every error flowrun reports, with its exit code and source location.
+
+The hierarchy::
+
+    FlowrunError                 exit 1 unless a subclass says otherwise
+    ├── UsageError               exit 2: a bad argument, input value or option
+    ├── WorkflowInvalid          exit 2: one or more Problems in a workflow file
+    └── RunFailed                exit 1: the run started and did not succeed
+        ├── StepFailed           a step raised, or its output broke its schema
+        ├── BudgetExceeded       a call could take the run past its budget
+        └── RunInterrupted       SIGINT / SIGTERM
+
+The CLI catches ``FlowrunError`` in one place, prints ``show()`` to stderr and exits with
+``exit_code``. Messages never carry tracebacks; ``--debug`` adds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a workflow file, at a place in it."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class FlowrunError(Exception):
+    """Base of every error flowrun raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def lines(self) -> list[str]:
+        """The error as the lines the CLI prints, one per problem."""
+        return [f"error: {self.message}"]
+
+
+class UsageError(FlowrunError):
+    """A command-line argument, option or input value is invalid."""
+
+    exit_code = 2
+
+
+class WorkflowInvalid(FlowrunError):
+    """A workflow file has problems; every one is listed, sorted by position."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        first = self.problems[0] if self.problems else "invalid workflow"
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(f"{first}{more}")
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class RunFailed(FlowrunError):
+    """The run started and did not succeed."""
+
+    exit_code = 1
+
+
+class StepFailed(RunFailed):
+    """A step failed; ``step`` names it."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"step '{step}' failed: {message}")
+        self.step = step
+        self.reason = message
+
+
+class BudgetExceeded(RunFailed):
+    """A call was refused because its worst case could pass the budget."""
+
+
+class RunInterrupted(RunFailed):
+    """The run was stopped by a signal."""

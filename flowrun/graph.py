@@ -1,0 +1,101 @@
+"""The step DAG: building it, finding cycles, ready-set order and text drawings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import networkx as nx
+
+
+def build_graph(dependencies: Mapping[str, Iterable[str]]) -> nx.DiGraph:
+    """A DiGraph with an edge ``dep -> step`` for every dependency (unknown deps ignored)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(dependencies)
+    for step, deps in dependencies.items():
+        for dep in deps:
+            if dep in dependencies:
+                graph.add_edge(dep, step)
+    return graph
+
+
+def find_cycle(graph: nx.DiGraph) -> list[str] | None:
+    """A cycle as a closed path (``["a", "b", "a"]``), or None when the graph is acyclic."""
+    try:
+        edges = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return None
+    path = [edges[0][0]] + [v for _, v in edges]
+    # Start the printed cycle at its alphabetically first step, for stable messages.
+    ring = path[:-1]
+    start = ring.index(min(ring))
+    ring = ring[start:] + ring[:start]
+    return ring + [ring[0]]
+
+
+def topological_index(graph: nx.DiGraph) -> dict[str, int]:
+    """A deterministic topological position for every step (ties broken by name)."""
+    return {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
+
+
+class ReadyQueue:
+    """Hands out steps whose dependencies are all done, in topological-index order.
+
+    The executor calls ``ready()`` for what may start now and ``mark_done()`` as each step
+    finishes, so a step starts as soon as its own dependencies are done, not level by level.
+    """
+
+    def __init__(self, graph: nx.DiGraph) -> None:
+        self._graph = graph
+        self._index = topological_index(graph)
+        self._waiting = {n: graph.in_degree(n) for n in graph}
+        self._handed_out: set[str] = set()
+        self._done: set[str] = set()
+
+    def ready(self) -> list[str]:
+        """Steps that may start now and were not handed out before."""
+        out = [n for n, w in self._waiting.items() if w == 0 and n not in self._handed_out]
+        out.sort(key=self._index.__getitem__)
+        self._handed_out.update(out)
+        return out
+
+    def mark_done(self, step: str) -> None:
+        if step in self._done:
+            return
+        self._done.add(step)
+        for succ in self._graph.successors(step):
+            self._waiting[succ] -= 1
+
+    @property
+    def finished(self) -> bool:
+        return len(self._done) == len(self._waiting)
+
+
+def to_mermaid(graph: nx.DiGraph, labels: Mapping[str, str] | None = None) -> str:
+    """The DAG as a Mermaid flowchart."""
+    labels = labels or {}
+    lines = ["flowchart TD"]
+    order = topological_index(graph)
+    for node in sorted(graph, key=order.__getitem__):
+        label = labels.get(node, node).replace('"', "'")
+        lines.append(f'    {_ident(node)}["{label}"]')
+    for u, v in sorted(graph.edges, key=lambda e: (order[e[0]], order[e[1]])):
+        lines.append(f"    {_ident(u)} --> {_ident(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(graph: nx.DiGraph, labels: Mapping[str, str] | None = None, name: str = "workflow") -> str:
+    """The DAG in Graphviz DOT."""
+    labels = labels or {}
+    order = topological_index(graph)
+    lines = [f'digraph "{name}" {{', "    rankdir=TB;"]
+    for node in sorted(graph, key=order.__getitem__):
+        label = labels.get(node, node).replace('"', '\\"')
+        lines.append(f'    "{node}" [label="{label}"];')
+    for u, v in sorted(graph.edges, key=lambda e: (order[e[0]], order[e[1]])):
+        lines.append(f'    "{u}" -> "{v}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)

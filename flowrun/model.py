@@ -1,0 +1,152 @@
+"""Pydantic models of the workflow file; ``schemas/workflow.schema.json`` is generated from them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class InputSpec(_Strict):
+    """One declared input. A ``default`` (even ``null``) makes it optional."""
+
+    type: InputType = "string"
+    description: str | None = None
+    default: Any = None
+    enum: list[Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+class ModelParams(_Strict):
+    """Parameters of a model call; set in ``defaults`` or on a step."""
+
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_completion_tokens: int | None = Field(None, gt=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    extra: dict[str, Any] | None = Field(None, description="Passed to the API unchanged.")
+
+
+class Defaults(ModelParams):
+    """Defaults for every model step unless the step overrides them."""
+
+    cache: bool | None = None
+
+
+class Budget(_Strict):
+    max_cost_usd: float = Field(gt=0, description="The run stops before a call that could pass this.")
+
+
+class ToolDef(_Strict):
+    """A Python function a chat step may let the model call."""
+
+    function: str = Field(description="module:callable, importable or next to the workflow file")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="JSON schema; default: from the signature")
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+
+
+class StepBase(_Strict):
+    """Fields every step type has."""
+
+    description: str | None = None
+    needs: list[str] = Field(default_factory=list)
+    when: Any = Field(None, description="Rendered; a falsy result skips the step.")
+    foreach: Any = Field(None, description="A list (usually a template); the step runs once per item.")
+    max_concurrency: int = Field(8, gt=0, description="Bound on concurrent foreach items.")
+    output_schema: dict[str, Any] | str | None = Field(
+        None, description="JSON schema (inline or a file path) the output must validate against."
+    )
+    cache: bool | None = None
+
+
+class _PromptFields(BaseModel):
+    prompt: str | None = None
+    system: str | None = None
+    messages: list[Message] | None = None
+    images: list[str | None] | None = None
+    image_detail: Literal["low", "high", "auto"] | None = None
+
+
+class ChatStep(StepBase, ModelParams, _PromptFields):
+    type: Literal["chat"]
+    response_format: Literal["text", "json"] | None = None
+    tools: list[str] | None = None
+    tool_choice: str | None = Field(None, description="auto, none, required, or a tool name")
+    max_tool_rounds: int = Field(8, gt=0)
+    stream: bool = False
+    thread: str | None = Field(None, description="Conversation key kept in the run store.")
+
+
+class ExtractStep(StepBase, ModelParams, _PromptFields):
+    type: Literal["extract"]
+    schema_: dict[str, Any] | str = Field(
+        alias="schema", description="JSON schema: inline, a file path, or module:PydanticModel"
+    )
+    max_repairs: int = Field(2, ge=0)
+
+
+class ToolStep(StepBase):
+    type: Literal["tool"]
+    function: str = Field(description="module:callable")
+    args: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class EmbedStep(StepBase):
+    type: Literal["embed"]
+    model: str | None = Field(None, description="default: text-embedding-3-small")
+    input: Any = Field(description="One string or a list of strings")
+    dimensions: int | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    extra: dict[str, Any] | None = None
+
+
+Step = Annotated[Union[ChatStep, ExtractStep, ToolStep, EmbedStep], Field(discriminator="type")]
+STEP_TYPES = ("chat", "extract", "tool", "embed")
+MODEL_STEP_TYPES = ("chat", "extract")
+
+
+class Workflow(_Strict):
+    """A flowrun workflow file, version 1."""
+
+    version: Literal[1]
+    name: str
+    description: str | None = None
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    budget: Budget | None = None
+    tools: dict[str, ToolDef] = Field(default_factory=dict)
+    steps: dict[str, Step] = Field(min_length=1)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+def workflow_json_schema() -> dict[str, Any]:
+    """The JSON schema of the workflow file format (what ``flowrun schema`` prints)."""
+    schema = Workflow.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://flowrun.dev/schemas/workflow.schema.json"
+    schema["title"] = "flowrun workflow"
+    return schema

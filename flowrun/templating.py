@@ -1,0 +1,182 @@
+"""Sandboxed Jinja rendering, native single-expression values and reference discovery.
+
+Values put in the context (inputs, step outputs) are data: they are never parsed as
+templates, so an input containing ``{{ 7*7 }}`` stays that literal text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+STEP_ATTRIBUTES = frozenset(
+    {"output", "usage", "finish_reason", "skipped", "status", "tool_calls", "cost_usd", "model"}
+)
+SCOPE_NAMES = frozenset({"inputs", "steps", "item", "index"})
+
+_env = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+
+
+class TemplateError(Exception):
+    """A template failed to parse or render; ``lineno`` is its line within the template."""
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
+
+
+@dataclass(frozen=True)
+class References:
+    """What a template reads: step ids, input names and other top-level names."""
+
+    steps: frozenset[str] = frozenset()
+    inputs: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()
+    step_attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Compiled:
+    render: Any
+    native_expr: Any | None
+    refs: References = field(default_factory=References)
+
+
+def _native_source(source: str) -> str | None:
+    match = _SINGLE_EXPRESSION.match(source)
+    if not match:
+        return None
+    expr = match.group("expr")
+    if "{{" in expr or "}}" in expr or "{%" in expr:
+        return None
+    return expr
+
+
+def _collect_references(ast: nodes.Template) -> References:
+    steps: set[str] = set()
+    inputs: set[str] = set()
+    attrs: list[tuple[str, str]] = []
+    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - assigned
+
+    def key_of(node: nodes.Node) -> str | None:
+        if isinstance(node, nodes.Getattr):
+            return node.attr
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            return str(node.arg.value)
+        return None
+
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if isinstance(inner, nodes.Name) and inner.name in ("steps", "inputs"):
+            key = key_of(node)
+            if key is not None:
+                (steps if inner.name == "steps" else inputs).add(key)
+        elif isinstance(inner, (nodes.Getattr, nodes.Getitem)):
+            base = inner.node
+            if isinstance(base, nodes.Name) and base.name == "steps":
+                step, attr = key_of(inner), key_of(node)
+                if step is not None and attr is not None:
+                    attrs.append((step, attr))
+    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs))
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> _Compiled:
+    try:
+        ast = _env.parse(source)
+        refs = _collect_references(ast)
+        expr = _native_source(source)
+        native = _env.compile_expression(expr, undefined_to_none=False) if expr else None
+        return _Compiled(_env.from_string(ast).render, native, refs)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or str(exc), exc.lineno) from None
+
+
+def check_template(source: str) -> References:
+    """Parse ``source`` and return what it references; raises ``TemplateError`` on bad syntax."""
+    return _compile(source).refs
+
+
+def references_in(value: Any) -> References:
+    """The union of references of every template string inside ``value`` (nested dicts/lists)."""
+    steps: set[str] = set()
+    inputs: set[str] = set()
+    names: set[str] = set()
+    attrs: list[tuple[str, str]] = []
+    for text in iter_strings(value):
+        if is_template(text):
+            refs = check_template(text)
+            steps |= refs.steps
+            inputs |= refs.inputs
+            names |= refs.names
+            attrs.extend(refs.step_attributes)
+    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs))
+
+
+def iter_strings(value: Any):
+    """Every string inside a nested structure of dicts and lists."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_strings(v)
+
+
+def render(source: Any, context: dict[str, Any]) -> Any:
+    """Render a template string; a lone ``{{ expr }}`` keeps the expression's native type.
+
+    Non-strings and strings without template syntax are returned unchanged; dicts and
+    lists are rendered item by item.
+    """
+    if isinstance(source, dict):
+        return {k: render(v, context) for k, v in source.items()}
+    if isinstance(source, list):
+        return [render(v, context) for v in source]
+    if not is_template(source):
+        return source
+    compiled = _compile(source)
+    try:
+        if compiled.native_expr is not None:
+            value = compiled.native_expr(**context)
+            if isinstance(value, StrictUndefined):
+                str(value)  # raises UndefinedError with jinja's message
+            return value
+        return compiled.render(**context)
+    except TemplateError:
+        raise
+    except Exception as exc:  # UndefinedError, SecurityError, TypeError from filters ...
+        raise TemplateError(_describe(exc)) from None
+
+
+def render_text(source: str, context: dict[str, Any]) -> str:
+    """Render to text whatever the expression's type (for prompts and messages)."""
+    value = render(source, context)
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    if type(exc).__name__ == "UndefinedError":
+        return text.replace("'dict object'", "the object")
+    return f"{type(exc).__name__}: {text}"
