@@ -13,6 +13,7 @@ Stdlib-only at import time (the optional validator imports ``jsonschema`` lazily
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import math
@@ -34,11 +35,10 @@ __all__ = ["LoopbackServer", "OpenAPIValidator", "RecordedRequest", "Reply", "To
 CHAT = "/chat/completions"
 EMBEDDINGS = "/embeddings"
 DEFAULT_DIMENSIONS = 1536
-MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small", "text-embedding-3-large")
+MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
-_USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"}
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+_USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens"}
+_USAGE_KEYS |= {"cached_tokens", "reasoning_tokens"}
 
 
 @dataclass
@@ -73,9 +73,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)  #: extra response headers
 
     def __post_init__(self) -> None:
-        unknown = set(self.usage or ()) - _USAGE_KEYS
-        if unknown:
-            raise ValueError(f"unknown usage keys {sorted(unknown)}; allowed: {sorted(_USAGE_KEYS)}")
+        if unknown := set(self.usage or ()) - _USAGE_KEYS:
+            raise ValueError(
+                f"unknown usage keys {sorted(unknown)}, allowed: {sorted(_USAGE_KEYS)}"
+            )
 
     @property
     def text(self) -> str | None:
@@ -129,7 +130,11 @@ class _Entry:
             return False
         if self.match is None:
             return True
-        return bool(self.match(req)) if callable(self.match) else self.match in req.text
+        if callable(self.match):
+            return bool(self.match(req))
+        # the raw body has JSON escapes (e.g. "\\n"), so also look in the message texts
+        texts = (_content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
+        return self.match in req.text or any(self.match in t for t in texts)
 
 
 def _content_text(content: Any) -> str:
@@ -137,7 +142,8 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            p.get("text", "") if isinstance(p, dict) else str(p) for p in content
+            p.get("text", "") if isinstance(p, dict) else str(p)
+            for p in content
             if isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
         )
     return ""
@@ -164,7 +170,9 @@ def embed_text(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
 
 
 def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
     code = {429: "rate_limit_exceeded", 404: "not_found"}.get(status)
     message = message or f"Loopback server injected HTTP {status}."
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -195,18 +203,14 @@ class LoopbackServer:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> LoopbackServer:
         if self._httpd is None:
             self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
             self._httpd.app = self
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                name="flowrun-loopback", daemon=True,
-            )  # fmt: skip
-            self._thread.start()
+            serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
+            threading.Thread(target=serve, name="flowrun-loopback", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -249,6 +253,8 @@ class LoopbackServer:
         Used by the first request whose raw body contains ``match`` (or for which
         ``match(req)`` is truthy) on ``endpoint`` (``None`` = any); ``times=None`` = forever.
         """
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
         with self._lock:
             self._entries.append(_Entry(reply, match, times, endpoint))
 
@@ -295,7 +301,9 @@ class LoopbackServer:
                     self.spec_violations.extend(f"POST {path}: {e}" for e in errors)
                 return 400, _error_body(400, "; ".join(errors)), {}
         if req.method == "GET" and path == "/models":
-            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "loopback"} for m in MODELS]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in MODELS
+            ]
             return 200, {"object": "list", "data": data}, {}
         if req.method != "POST" or path not in (CHAT, EMBEDDINGS):
             return 404, _error_body(404, f"Unknown endpoint: {req.method} /v1{path}"), {}
@@ -337,70 +345,70 @@ class LoopbackServer:
 
     def _chat(self, req: RecordedRequest, reply: Reply) -> tuple[dict[str, Any], list[dict]]:
         """Build the ChatCompletion object and its tool calls (with ids assigned)."""
-        body = req.body
-        content = reply.text
+        content, over = reply.text, reply.usage or {}
         calls = [
-            {"id": tc.id or self._next_id("call_"), "type": "function",
-             "function": {"name": tc.name, "arguments": tc.arguments_json}}
+            {"id": tc.id or self._next_id("call_"), "type": "function"}
+            | {"function": {"name": tc.name, "arguments": tc.arguments_json}}
             for tc in reply.tool_calls or []
-        ]  # fmt: skip
-        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": reply.refusal,
-                                   "annotations": []}  # fmt: skip
-        if calls:
-            message["tool_calls"] = calls
-        over = reply.usage or {}
-        prompt = over.get("prompt_tokens", sum(
-            _words(_content_text(m.get("content"))) + 3 for m in req.messages if isinstance(m, dict)
-        ))  # fmt: skip
+        ]
+        message = {"role": "assistant", "content": content, "refusal": reply.refusal}
+        message |= {"annotations": [], **({"tool_calls": calls} if calls else {})}
+        texts = [_content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
+        prompt = over.get("prompt_tokens", sum(_words(t) + 3 for t in texts))
         reasoning = over.get("reasoning_tokens", 0)
         out_words = _words(content) + _words(reply.refusal)
         out_words += sum(_words(c["function"]["arguments"]) + 1 for c in calls)
         completion = over.get("completion_tokens", max(1, out_words) + reasoning)
         usage = {
-            "prompt_tokens": prompt, "completion_tokens": completion,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
             "total_tokens": over.get("total_tokens", prompt + completion),
-            "prompt_tokens_details": {"cached_tokens": over.get("cached_tokens", 0), "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
-        }  # fmt: skip
-        completion_obj = {
-            "id": self._next_id("chatcmpl-loopback-"), "object": "chat.completion",
-            "created": int(time.time()), "model": reply.model or body.get("model") or "gpt-4o-mini",
-            "system_fingerprint": "fp_loopback", "service_tier": "default",
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop")}],
+            "prompt_tokens_details": {"cached_tokens": over.get("cached_tokens", 0)}
+            | {"audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0}
+            | {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        }
+        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": self._next_id("chatcmpl-loopback-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model or req.body.get("model") or "gpt-4o-mini",
+            "system_fingerprint": "fp_loopback",
+            "service_tier": "default",
+            "choices": [choice],
             "usage": usage,
-        }  # fmt: skip
-        return completion_obj, calls
+        }, calls
 
-    def _chunks(self, completion: dict[str, Any], calls: list[dict], include_usage: bool) -> Iterator[dict]:
+    def _chunks(self, completion: dict[str, Any], calls: list[dict], usage: bool) -> Iterator[dict]:
         """Yield ``chat.completion.chunk`` objects the way the OpenAI API streams them."""
-        head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier")}
+        keys = ("id", "created", "model", "system_fingerprint", "service_tier")
+        head = {k: completion[k] for k in keys} | {"object": "chat.completion.chunk"}
+        head |= {"usage": None} if usage else {}
         choice = completion["choices"][0]
         message = choice["message"]
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            out = {**head, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
-            if include_usage:
-                out["usage"] = None
-            return out
+            return head | {
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            }
 
-        yield chunk({"role": "assistant", "content": "" if message["content"] is not None else None,
-                     "refusal": None})  # fmt: skip
+        first = "" if message["content"] is not None else None
+        yield chunk({"role": "assistant", "content": first, "refusal": None})
         for piece in _split(message["content"] or ""):
             yield chunk({"content": piece})
         for piece in _split(message["refusal"] or ""):
             yield chunk({"refusal": piece})
         for index, call in enumerate(calls):
-            fn = call["function"]
-            yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                         "function": {"name": fn["name"], "arguments": ""}}]})  # fmt: skip
-            for piece in _split(fn["arguments"]):
+            fn = {"name": call["function"]["name"], "arguments": ""}
+            opening = {"index": index, "id": call["id"], "type": "function", "function": fn}
+            yield chunk({"tool_calls": [opening]})
+            for piece in _split(call["function"]["arguments"]):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, choice["finish_reason"])
-        if include_usage:
-            yield {**head, "object": "chat.completion.chunk", "choices": [], "usage": completion["usage"]}
+        if usage:
+            yield head | {"choices": [], "usage": completion["usage"]}
 
     def _embeddings(self, req: RecordedRequest, reply: Reply | None) -> dict[str, Any]:
         body = req.body
@@ -411,15 +419,17 @@ class LoopbackServer:
         dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
         data = []
         for i, text in enumerate(texts):
-            vec = reply.embedding if reply and reply.embedding is not None else embed_text(text, dims)
+            vec = (
+                reply.embedding if reply and reply.embedding is not None else embed_text(text, dims)
+            )
             value: Any = vec
-            if body.get("encoding_format") == "base64":
+            if body.get("encoding_format") == "base64":  # little-endian float32, like the API
                 value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
             data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(len(x) if isinstance(x, list) else max(1, _words(x)) for x in raw)
         model = (reply.model if reply else None) or body.get("model") or "text-embedding-3-small"
-        return {"object": "list", "data": data, "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": model, "usage": usage}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -443,9 +453,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle()
 
-    def do_DELETE(self) -> None:
-        self._handle()
-
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             parts = []
@@ -466,8 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        req = RecordedRequest(self.command, path, {k.lower(): v for k, v in self.headers.items()},
-                              body, raw, query)  # fmt: skip
+        req = RecordedRequest(
+            self.command, path, {k.lower(): v for k, v in self.headers.items()}, body, raw, query
+        )
         with app._lock:
             app.requests.append(req)
 

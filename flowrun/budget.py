@@ -1,0 +1,45 @@
+"""The budget cap: reserve each call's worst case before it is made, settle it after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BudgetExceeded
+from .pricing import PriceTable
+
+
+@dataclass
+class Reservation:
+    amount: float
+
+
+class BudgetGate:
+    """Refuses a call whose worst case could take the run past ``limit`` dollars.
+
+    ``reserve`` checks and books in one synchronous step, so concurrent steps on one event
+    loop reserve atomically.
+    """
+
+    def __init__(self, limit: float, prices: PriceTable, spent: float = 0.0) -> None:
+        self.limit = limit
+        self.prices = prices
+        self.spent = spent
+        self.reserved = 0.0
+
+    def reserve(self, label: str, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False) -> Reservation:
+        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
+        if worst is None:
+            raise BudgetExceeded(f"step '{label}': model {model} is unpriced, so the budget cannot be kept; add it to a price file (--prices)")
+        if self.spent + self.reserved + worst > self.limit + 1e-12:
+            raise BudgetExceeded(
+                f"budget: step '{label}' could cost up to ${worst:.6f} ({prompt_tokens} prompt + "
+                f"{max_completion_tokens} completion tokens of {model}), which could take the run past "
+                f"its budget of ${self.limit:.4f} (spent ${self.spent:.6f}, in flight ${self.reserved:.6f}); "
+                "no call was made. Raise budget.max_cost_usd or --max-cost, or lower max_completion_tokens."
+            )
+        self.reserved += worst
+        return Reservation(worst)
+
+    def settle(self, reservation: Reservation, actual: float | None) -> None:
+        self.reserved = max(0.0, self.reserved - reservation.amount)
+        self.spent += actual if actual is not None else reservation.amount

@@ -1,0 +1,177 @@
+"""The async scheduler: start each step the moment its own dependencies are done.
+
+A failed step stops new steps from starting; steps already in flight finish (their calls
+are paid for) and are recorded. Each step's result is handed to the recorder the moment it
+completes, so nothing paid for is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from .errors import BudgetExceeded, FlowrunError
+from .graph import ReadyQueue
+from .loader import LoadedWorkflow
+from .results import CostReport, RunResult, StepResult
+from .runtime import Services
+from .steps import RUNNERS, StepEnv, StepError
+from .steps.base import StepRecord
+from .templating import TemplateError, render
+from .validation import schema_errors
+
+FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
+
+
+class Recorder(Protocol):
+    """Where step results go as they complete (the run store implements this)."""
+
+    def step_finished(self, run_id: str, result: StepResult) -> None: ...
+
+
+def is_truthy(value: Any) -> bool:
+    """``when`` semantics: native falsy values, and texts like "false", "0", "no", "" are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSY_TEXT
+    return bool(value)
+
+
+class Executor:
+    """Runs one workflow with one set of inputs."""
+
+    def __init__(
+        self,
+        workflow: LoadedWorkflow,
+        inputs: dict[str, Any],
+        services: Services,
+        *,
+        run_id: str,
+        recorder: Recorder | None = None,
+        completed: dict[str, StepResult] | None = None,
+    ) -> None:
+        self.wf = workflow
+        self.inputs = inputs
+        self.services = services
+        self.run_id = run_id
+        self.recorder = recorder
+        self.results: dict[str, StepResult] = dict(completed or {})
+
+    def scope(self) -> dict[str, Any]:
+        """The template names in scope: ``inputs`` and the finished ``steps``."""
+        return {"inputs": self.inputs, "steps": {sid: r.template_view() for sid, r in self.results.items()}}
+
+    async def run(self) -> RunResult:
+        started = time.perf_counter()
+        queue = ReadyQueue(self.wf.graph)
+        for sid in self.results:
+            queue.mark_done(sid)
+        in_flight: dict[asyncio.Task[StepResult], str] = {}
+        failure: StepResult | None = None
+        try:
+            while True:
+                if failure is None:
+                    for sid in queue.ready():
+                        if sid not in self.results:
+                            in_flight[asyncio.create_task(self.run_step(sid), name=sid)] = sid
+                if not in_flight:
+                    break
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    sid = in_flight.pop(task)
+                    result = task.result()
+                    self.results[sid] = result
+                    if self.recorder is not None:
+                        self.recorder.step_finished(self.run_id, result)
+                    queue.mark_done(sid)
+                    if result.status == "failed" and failure is None:
+                        failure = result
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+        return self._finish(failure, time.perf_counter() - started)
+
+    def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
+        ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}
+        calls = [c for r in ordered.values() for c in r.calls]
+        result = RunResult(run_id=self.run_id, status="succeeded", steps=ordered,
+                           cost=CostReport.from_calls(calls), duration_s=duration)
+        result.warnings = [w for r in ordered.values() for w in r.warnings]
+        if failure is not None:
+            result.status = "failed"
+            result.failed_step = failure.id
+            result.error = f"step '{failure.id}' failed: {failure.error}"
+            return result
+        scope = self.scope()
+        for name, template in self.wf.spec.outputs.items():
+            try:
+                result.outputs[name] = render(template, scope)
+            except TemplateError as exc:
+                result.status = "failed"
+                result.error = f"output '{name}': {exc}"
+                break
+        return result
+
+    async def run_step(self, sid: str) -> StepResult:
+        """Run one step (its condition, fan-out and schema check); never raises for step errors."""
+        step = self.wf.spec.steps[sid]
+        record = StepRecord()
+        started = time.perf_counter()
+        result = StepResult(id=sid, status="succeeded")
+        try:
+            scope = self.scope()
+            if step.when is not None and not is_truthy(render(step.when, scope)):
+                result.status = "skipped"
+            elif step.foreach is not None:
+                result.output = await self._run_foreach(sid, step, scope, record)
+            else:
+                result.output = await self._run_one(sid, step, scope, record, None)
+        except (StepError, TemplateError, BudgetExceeded) as exc:
+            result.status, result.error = "failed", str(exc)
+        except FlowrunError as exc:
+            result.status, result.error = "failed", exc.message
+        except Exception as exc:  # a bug in a step runner, or a user function's surprise
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        result.model = record.model
+        result.calls = record.calls
+        result.tool_calls = record.tool_calls
+        result.warnings = record.warnings
+        result.finish_reason = record.finish_reason
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    async def _run_one(self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None) -> Any:
+        env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
+        output = await RUNNERS[step.type](env)
+        schema = self.wf.schemas.get((sid, "output_schema"))
+        if schema is not None:
+            errors = schema_errors(output, schema)
+            if errors:
+                raise StepError("output does not match output_schema: " + "; ".join(errors))
+        return output
+
+    async def _run_foreach(self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord) -> list[Any]:
+        items = render(step.foreach, scope)
+        if isinstance(items, dict):
+            items = list(items.items())
+        if not isinstance(items, (list, tuple)):
+            raise StepError(f"foreach must give a list, got {type(items).__name__}: {str(items)[:80]!r}")
+        limit = asyncio.Semaphore(step.max_concurrency)
+
+        async def one(index: int, item: Any) -> Any:
+            async with limit:
+                try:
+                    return await self._run_one(sid, step, {**scope, "item": item, "index": index}, record, index)
+                except (StepError, TemplateError) as exc:
+                    raise StepError(f"item {index}: {exc}") from None
+
+        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise

@@ -1,0 +1,254 @@
+"""What a run produces: step results, the cost report and the run result (with its JSON shape)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Usage:
+    """Token counts of one call or a sum of calls (reasoning and cached are subsets)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        data = data or {}
+        return cls(**{k: int(data.get(k) or 0) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class CallRecord:
+    """One model call: which model, what it used and cost (None: the model is unpriced)."""
+
+    model: str
+    usage: Usage
+    cost_usd: float | None
+    duration_s: float = 0.0
+    retries: int = 0
+    finish_reason: str | None = None
+    cached: bool = False
+    batch: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["usage"] = self.usage.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
+        data = dict(data)
+        data["usage"] = Usage.from_dict(data.get("usage"))
+        return cls(**data)
+
+
+@dataclass
+class StepResult:
+    """The outcome of one step (all its foreach items, tool rounds and repairs together)."""
+
+    id: str
+    status: str  # succeeded | failed | skipped
+    output: Any = None
+    model: str | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd or 0.0 for c in self.calls)
+
+    @property
+    def retries(self) -> int:
+        return sum(c.retries for c in self.calls)
+
+    def template_view(self) -> dict[str, Any]:
+        """What templates see as ``steps.<id>``."""
+        return {
+            "output": self.output,
+            "usage": self.usage.to_dict(),
+            "finish_reason": self.finish_reason,
+            "skipped": self.skipped,
+            "status": self.status,
+            "tool_calls": self.tool_calls,
+            "cost_usd": self.cost_usd,
+            "model": self.model,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The step's entry in ``--json`` output."""
+        data: dict[str, Any] = {
+            "status": self.status,
+            "output": self.output,
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "cost_usd": round(self.cost_usd, 8),
+            "duration_s": round(self.duration_s, 4),
+            "calls": len(self.calls),
+            "retries": self.retries,
+        }
+        if self.finish_reason:
+            data["finish_reason"] = self.finish_reason
+        if self.tool_calls:
+            data["tool_calls"] = self.tool_calls
+        if self.error:
+            data["error"] = self.error
+        if self.warnings:
+            data["warnings"] = self.warnings
+        return data
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything needed to rebuild this result (the run store keeps it)."""
+        return {
+            "id": self.id, "status": self.status, "output": self.output, "model": self.model,
+            "calls": [c.to_dict() for c in self.calls], "tool_calls": self.tool_calls,
+            "finish_reason": self.finish_reason, "error": self.error,
+            "warnings": self.warnings, "duration_s": self.duration_s,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> StepResult:
+        data = dict(data)
+        data["calls"] = [CallRecord.from_dict(c) for c in data.get("calls") or []]
+        return cls(**data)
+
+
+@dataclass
+class ModelCost:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    usd: float | None = 0.0
+
+
+@dataclass
+class CostReport:
+    """Tokens and dollars of a run, in total and by model; unpriced models are listed, not $0."""
+
+    total_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    calls: int = 0
+    by_model: dict[str, ModelCost] = field(default_factory=dict)
+    unpriced_models: list[str] = field(default_factory=list)
+    batch_discount: bool = False
+
+    @classmethod
+    def from_calls(cls, calls: list[CallRecord]) -> CostReport:
+        report = cls()
+        for call in calls:
+            report.add(call)
+        return report
+
+    def add(self, call: CallRecord) -> None:
+        u = call.usage
+        self.calls += 1
+        self.prompt_tokens += u.prompt_tokens
+        self.completion_tokens += u.completion_tokens
+        self.cached_tokens += u.cached_tokens
+        self.reasoning_tokens += u.reasoning_tokens
+        self.batch_discount = self.batch_discount or call.batch
+        entry = self.by_model.setdefault(call.model, ModelCost())
+        entry.calls += 1
+        entry.prompt_tokens += u.prompt_tokens
+        entry.completion_tokens += u.completion_tokens
+        entry.cached_tokens += u.cached_tokens
+        entry.reasoning_tokens += u.reasoning_tokens
+        if call.cost_usd is None:
+            entry.usd = None
+            if call.model not in self.unpriced_models:
+                self.unpriced_models.append(call.model)
+        else:
+            self.total_usd += call.cost_usd
+            if entry.usd is not None:
+                entry.usd += call.cost_usd
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total_usd": round(self.total_usd, 8),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "calls": self.calls,
+            "by_model": {
+                m: {
+                    "calls": c.calls, "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens, "cached_tokens": c.cached_tokens,
+                    "reasoning_tokens": c.reasoning_tokens,
+                    "usd": None if c.usd is None else round(c.usd, 8),
+                }
+                for m, c in self.by_model.items()
+            },
+            "unpriced_models": list(self.unpriced_models),
+            "batch_discount": self.batch_discount,
+        }
+
+
+@dataclass
+class RunResult:
+    """A finished (or failed) run: status, outputs, every step and the cost report."""
+
+    run_id: str
+    status: str  # succeeded | failed | interrupted
+    outputs: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    cost: CostReport = field(default_factory=CostReport)
+    error: str | None = None
+    failed_step: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document of the spec."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "outputs": self.outputs,
+            "steps": {sid: s.to_json() for sid, s in self.steps.items()},
+            "cost": self.cost.to_json(),
+            "duration_s": round(self.duration_s, 4),
+        }
+        if self.error:
+            data["error"] = self.error
+            data["failed_step"] = self.failed_step
+        if self.warnings:
+            data["warnings"] = self.warnings
+        return data

@@ -1,0 +1,144 @@
+"""The services a run shares: the model client, prices, budget, cache and tools.
+
+Every model call goes through ``Services.chat`` / ``Services.embed``: the context-window
+check, the budget reservation, the response cache, the call itself, pricing and recording.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .budget import BudgetGate
+from .catalog import model_info
+from .client import ChatReply, EmbedReply, ModelCallError, ModelClient
+from .pricing import PriceTable, load_price_table
+from .results import CallRecord
+from .steps.base import StepEnv, StepError
+
+if TYPE_CHECKING:
+    from .tools import Toolbox
+
+
+class ResponseCache:
+    """Interface of the opt-in response cache (the run store implements it)."""
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:  # pragma: no cover - interface
+        return None
+
+    def put(self, request: dict[str, Any], reply: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+
+@dataclass
+class Services:
+    client: ModelClient = field(default_factory=ModelClient)
+    prices: PriceTable = field(default_factory=load_price_table)
+    budget: BudgetGate | None = None
+    cache: ResponseCache | None = None
+    cache_all: bool = False
+    toolbox: Toolbox | None = None
+    on_text: Callable[[str, str], None] | None = None
+
+    # --- chat ---------------------------------------------------------------------
+    async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:
+        """Make one chat call for ``env``'s step and record it."""
+        from .tokens import count_messages
+
+        model = request["model"]
+        info = model_info(model)
+        max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
+        prompt_tokens: int | None = None
+        if info and _text_size(request) + max_out > info.context_window:
+            prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
+            if prompt_tokens + (request.get("max_completion_tokens") or 0) > info.context_window:
+                raise StepError(
+                    f"the prompt has {prompt_tokens:,} tokens"
+                    + (f" + max_completion_tokens {request['max_completion_tokens']:,}" if request.get("max_completion_tokens") else "")
+                    + f", more than {model}'s context window of {info.context_window:,} tokens; shorten the input or use a larger model"
+                )
+        use_cache = self.cache is not None and (self.cache_all or bool(env.setting("cache")))
+        if use_cache:
+            hit = self.cache.get(request)  # type: ignore[union-attr]
+            if hit is not None:
+                reply = ChatReply(**hit)
+                reply.usage = _usage(hit.get("usage"))
+                self._record(env, model, reply.usage, reply.finish_reason, 0.0, 0, cached=True)
+                return reply
+        reservation = None
+        if self.budget is not None:
+            if prompt_tokens is None:
+                prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
+            reservation = self.budget.reserve(env.label, model, prompt_tokens, max_out)
+        started = time.perf_counter()
+        on_text = (lambda text: self.on_text(env.label, text)) if self.on_text and request.get("stream") else None
+        try:
+            reply = await self.client.chat(
+                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries"), on_text=on_text
+            )
+        except ModelCallError as exc:
+            if reservation is not None:
+                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            raise StepError(str(exc)) from None
+        cost = self._record(env, model, reply.usage, reply.finish_reason, time.perf_counter() - started, reply.retries)
+        if reservation is not None:
+            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        if use_cache:
+            self.cache.put(request, _reply_dict(reply))  # type: ignore[union-attr]
+        return reply
+
+    # --- embeddings ---------------------------------------------------------------
+    async def embed(self, env: StepEnv, request: dict[str, Any]) -> EmbedReply:
+        """Make one embeddings call for ``env``'s step and record it."""
+        from .tokens import count_text
+
+        model = request["model"]
+        reservation = None
+        if self.budget is not None:
+            texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+            tokens = sum(count_text(t, model) for t in texts)
+            reservation = self.budget.reserve(env.label, model, tokens, 0)
+        started = time.perf_counter()
+        try:
+            reply = await self.client.embed(request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries"))
+        except ModelCallError as exc:
+            if reservation is not None:
+                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            raise StepError(str(exc)) from None
+        cost = self._record(env, model, reply.usage, None, time.perf_counter() - started, reply.retries)
+        if reservation is not None:
+            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        return reply
+
+    def _record(self, env: StepEnv, model: str, usage: Any, finish_reason: str | None,
+                duration: float, retries: int, *, cached: bool = False) -> float | None:
+        cost = 0.0 if cached else self.prices.cost(model, usage)
+        env.record.calls.append(CallRecord(model, usage, cost, round(duration, 4), retries, finish_reason, cached))
+        env.record.model = env.record.model or model
+        return cost
+
+
+def _text_size(request: dict[str, Any]) -> int:
+    size = 0
+    for message in request.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            size += len(content)
+        elif isinstance(content, list):
+            size += sum(len(p.get("text", "")) + (800 * 4 if p.get("type") == "image_url" else 0) for p in content)
+    return size
+
+
+def _usage(data: Any) -> Any:
+    from .results import Usage
+
+    return Usage.from_dict(data)
+
+
+def _reply_dict(reply: ChatReply) -> dict[str, Any]:
+    return {
+        "content": reply.content, "tool_calls": reply.tool_calls, "refusal": reply.refusal,
+        "finish_reason": reply.finish_reason, "usage": reply.usage.to_dict(), "model": reply.model,
+    }
