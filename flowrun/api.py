@@ -13,7 +13,7 @@ from typing import Any
 from .budget import BudgetGate
 from .client import ModelClient
 from .errors import UsageError
-from .executor import Executor, Recorder
+from .executor import Executor
 from .inputs import resolve_inputs
 from .loader import LoadedWorkflow, load_workflow
 from .pricing import PriceTable, load_price_table
@@ -71,31 +71,95 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable) -> None:
             )
 
 
+StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or False/None (no store)
+
+
+def _open_store(store: StoreOption) -> Any:
+    if store is True:
+        from .store import RunStore
+
+        return RunStore()
+    return store or None
+
+
 async def arun_workflow(
     workflow: LoadedWorkflow | str | Path,
     inputs: dict[str, Any] | None = None,
     *,
+    store: StoreOption = True,
     services: Services | None = None,
     run_id: str | None = None,
-    recorder: Recorder | None = None,
-    completed: dict[str, Any] | None = None,
     **service_options: Any,
 ) -> RunResult:
     """Run a workflow on the current event loop and return its ``RunResult``.
 
+    Every step result is written to the run store (``store=True``: the one under
+    ``FLOWRUN_HOME``; pass a ``RunStore`` or ``False``) the moment it completes.
     ``service_options`` (``client``, ``prices``, ``max_cost``, ``cache``, ``on_text``) build the
     run's services when ``services`` is not given. Invalid inputs raise ``UsageError``.
     """
     wf = _as_workflow(workflow)
     values = resolve_inputs(wf.spec, inputs)
+    db = _open_store(store)
+    run_id = run_id or new_run_id()
+    if db is not None:
+        db.start_run(run_id, wf, values, _recorded_options(service_options))
+    return await _execute(wf, values, db, run_id, services, service_options, completed=None)
+
+
+async def _execute(wf: LoadedWorkflow, values: dict[str, Any], db: Any, run_id: str, services: Services | None,
+                   service_options: dict[str, Any], completed: dict[str, Any] | None) -> RunResult:
     own = services is None
-    services = services or make_services(wf, **service_options)
-    executor = Executor(wf, values, services, run_id=run_id or new_run_id(), recorder=recorder, completed=completed)
+    if own:
+        if service_options.get("cache") is True:
+            service_options = {**service_options, "cache": db, "cache_all": True}
+        elif service_options.get("cache") in (None, False):
+            service_options = {**service_options, "cache": db}
+        services = make_services(wf, **service_options)
+    if completed and services.budget is not None:
+        services.budget.spent += sum(r.cost_usd for r in completed.values())
+    services.threads = db  # type: ignore[union-attr]
+    executor = Executor(wf, values, services, run_id=run_id, recorder=db, completed=completed)
     try:
-        return await executor.run()
+        result = await executor.run()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if db is not None:
+            db.mark_status(run_id, "interrupted", "interrupted by a signal")
+        raise
     finally:
         if own:
-            await services.client.aclose()
+            await services.client.aclose()  # type: ignore[union-attr]
+    if db is not None:
+        db.finish_run(result)
+    return result
+
+
+def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+    keep = ("max_cost", "prices")
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k in keep and v is not None}
+
+
+async def aresume_run(run_id: str, *, store: StoreOption = True, force: bool = False, **service_options: Any) -> RunResult:
+    """Finish a failed or interrupted run: completed steps are loaded, the rest are run.
+
+    The workflow file is re-read; if it changed in a way that affects completed steps,
+    resuming is refused (``force=True`` resumes anyway).
+    """
+    from .resume import plan_resume
+
+    db = _open_store(store)
+    if db is None:
+        raise UsageError("resume needs the run store")
+    plan = plan_resume(db, run_id, force=force)
+    for key, value in plan.options.items():
+        service_options.setdefault(key, value)
+    db.mark_resumed(plan.run_id)
+    return await _execute(plan.workflow, plan.inputs, db, plan.run_id, None, service_options, completed=plan.completed)
+
+
+def resume_run(run_id: str, **options: Any) -> RunResult:
+    """Synchronous ``aresume_run``."""
+    return run_sync(aresume_run(run_id, **options))
 
 
 def run_workflow(workflow: LoadedWorkflow | str | Path, inputs: dict[str, Any] | None = None, **options: Any) -> RunResult:

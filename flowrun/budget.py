@@ -34,7 +34,7 @@ class BudgetGate:
             raise BudgetExceeded(
                 f"budget: step '{label}' could cost up to ${worst:.6f} ({prompt_tokens} prompt + "
                 f"{max_completion_tokens} completion tokens of {model}), which could take the run past "
-                f"its budget of ${self.limit:.4f} (spent ${self.spent:.6f}, in flight ${self.reserved:.6f}); "
+                f"its budget of ${self.limit:g} (spent ${self.spent:.6f}, in flight ${self.reserved:.6f}); "
                 "no call was made. Raise budget.max_cost_usd or --max-cost, or lower max_completion_tokens."
             )
         self.reserved += worst

@@ -1,1 +1,232 @@
-"""Commands that run workflows: run, estimate, resume, runs."""
+"""Commands that run workflows or read past runs: run, estimate, resume, runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+from .cli import CONTEXT, cli
+from .errors import RunFailed, RunInterrupted
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _live_printer() -> Any:
+    """Prints streamed text to stderr as it arrives, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    current: list[str] = []
+
+    def on_text(step: str, text: str) -> None:
+        if not current or current[0] != step:
+            current[:] = [step]
+            click.echo(f"\n[{step}] ", err=True, nl=False)
+        click.echo(click.style(text, dim=True), err=True, nl=False)
+
+    return on_text
+
+
+def _terminate_on_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _report(result: Any, as_json: bool, quiet: bool) -> None:
+    """Print a run's outputs and cost report (or its JSON) and fail with exit 1 if it failed."""
+    from .render import format_cost_report, format_outputs
+
+    if as_json:
+        _emit_json(result.to_json())
+    elif not quiet:
+        if result.outputs:
+            click.echo(format_outputs(result.outputs))
+        click.echo(format_cost_report(result), err=True)
+    if not result.ok:
+        raise RunFailed(result.error or "the run failed",
+                        hint=f"completed steps are saved; fix the cause and continue with: flowrun resume {result.run_id}")
+
+
+def run_options(f: Any) -> Any:
+    """Options shared by ``run`` and ``resume``."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (for cron).")(f)
+    f = click.option("--max-cost", type=float, metavar="USD", help="Budget cap for this run (overrides budget.max_cost_usd).")(f)
+    f = click.option("--prices", type=click.Path(dir_okay=False), help="A JSON price file that overrides the shipped prices.")(f)
+    f = click.option("--cache", is_flag=True, help="Reuse stored replies to identical requests (for development).")(f)
+    return f
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="An input value; repeat for more. KEY=@path reads the value from a file.")
+@click.option("--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs.")
+@click.option("--batch", "records", type=click.Path(dir_okay=False), help="Run once per record of this JSONL or CSV file.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="With --batch: where to write one JSON line per record.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="With --batch: records in flight (default 32).")
+@click.option("--rpm", type=click.IntRange(min=1), help="With --batch: at most this many requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), help="With --batch: at most this many tokens per minute.")
+@click.option("--map", "mapping", multiple=True, metavar="INPUT=COLUMN",
+              help="With --batch: take an input from another column (also ${data.column}).")
+@click.option("--resume", "resume_batch", is_flag=True, help="With --batch: skip records already in --output.")
+@click.option("--via", type=click.Choice(["live", "batch-api"]), default="live", show_default=True,
+              help="With --batch: live calls, or the OpenAI Batch API (50% price, asynchronous).")
+@click.option("--no-overlap", is_flag=True, help="Exit 1 at once if another run of this workflow is still running (for cron).")
+@run_options
+def run(file: str, pairs: tuple[str, ...], inputs_file: str | None, records: str | None, output: str | None,
+        concurrency: int | None, rpm: int | None, tpm: int | None, mapping: tuple[str, ...], resume_batch: bool,
+        via: str, no_overlap: bool, as_json: bool, quiet: bool, max_cost: float | None, prices: str | None,
+        cache: bool) -> None:
+    """Run a workflow: print its outputs (stdout) and its cost report (stderr).
+
+    Exit codes: 0 succeeded, 1 the run failed (a step failed, the budget stopped it),
+    2 the workflow file, inputs or options are invalid.
+
+    \b
+    Examples:
+      flowrun run workflows/summarize.yaml -i text=@article.txt
+      flowrun run workflows/support-triage.yaml --inputs-file ticket.json --json
+      flowrun run workflows/summarize.yaml --batch docs.jsonl --output out.jsonl
+    """
+    from .api import run_workflow
+    from .errors import UsageError
+    from .inputs import parse_cli_inputs, read_inputs_file
+    from .loader import load_workflow
+    from .locking import workflow_lock
+
+    wf = load_workflow(file)
+    options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
+    if records is None:
+        for flag, value in (("--output", output), ("--concurrency", concurrency), ("--rpm", rpm), ("--tpm", tpm),
+                            ("--map", mapping), ("--resume", resume_batch), ("--via batch-api", via != "live")):
+            if value:
+                raise UsageError(f"{flag} goes with --batch")
+    _terminate_on_sigterm()
+    with workflow_lock(wf, enabled=no_overlap):
+        if records is not None:
+            from .cli_batch import run_batch_command
+
+            run_batch_command(wf, records, output, pairs=pairs, inputs_file=inputs_file, concurrency=concurrency,
+                              rpm=rpm, tpm=tpm, mapping=mapping, resume=resume_batch, via=via,
+                              as_json=as_json, quiet=quiet, **options)
+            return
+        inputs = read_inputs_file(inputs_file) if inputs_file else {}
+        inputs.update(parse_cli_inputs(wf.spec, pairs))
+        on_text = None if (as_json or quiet) else _live_printer()
+        try:
+            result = run_workflow(wf, inputs, on_text=on_text, **options)
+        except KeyboardInterrupt:
+            raise RunInterrupted("interrupted; completed steps are saved (see: flowrun runs list, flowrun resume RUN_ID)") from None
+        _report(result, as_json, quiet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--force", is_flag=True, help="Resume even if the workflow changed under completed steps.")
+@run_options
+def resume(run_id: str, force: bool, as_json: bool, quiet: bool, max_cost: float | None, prices: str | None, cache: bool) -> None:
+    """Finish a failed or interrupted run; completed steps are not called again.
+
+    \b
+    Example:
+      flowrun runs list --limit 5
+      flowrun resume 20261125-061502-a1b2c3
+    """
+    from .api import resume_run
+
+    _terminate_on_sigterm()
+    options = {k: v for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items() if v is not None}
+    try:
+        result = resume_run(run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options)
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted; resume again with: flowrun resume {run_id}") from None
+    _report(result, as_json, quiet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE", help="An input value; repeat for more.")
+@click.option("--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="A JSON price file that overrides the shipped prices.")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def estimate(file: str, pairs: tuple[str, ...], inputs_file: str | None, prices: str | None, as_json: bool) -> None:
+    """Render every prompt without calling a model; count tokens; print the worst-case cost.
+
+    \b
+    Example:
+      flowrun estimate workflows/summarize.yaml -i text=@article.txt
+    """
+    from .estimate import estimate_workflow
+    from .inputs import parse_cli_inputs, read_inputs_file
+    from .loader import load_workflow
+    from .pricing import load_price_table
+    from .render import format_estimate
+
+    wf = load_workflow(file)
+    inputs = read_inputs_file(inputs_file) if inputs_file else {}
+    inputs.update(parse_cli_inputs(wf.spec, pairs))
+    report = estimate_workflow(wf, inputs, prices=load_price_table(prices))
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        click.echo(format_estimate(report))
+
+
+@cli.group(context_settings=CONTEXT)
+def runs() -> None:
+    """Past runs in the run store (FLOWRUN_HOME).
+
+    \b
+    Examples:
+      flowrun runs list --limit 10
+      flowrun runs show 20261125-061502-a1b2c3 --json
+    """
+
+
+@runs.command("list", context_settings=CONTEXT)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs, newest first.")
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted"]), help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_list(limit: int, status: str | None, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    from .render import table
+    from .store import RunStore
+
+    rows = RunStore().list_runs(limit, status)
+    if as_json:
+        _emit_json([r.summary() for r in rows])
+        return
+    if not rows:
+        click.echo("no runs yet (flowrun run FILE records one)")
+        return
+    lines = [["run id", "workflow", "status", "started", "cost"]]
+    lines += [[r.id, r.workflow_name, r.status, r.started_at[:19].replace("T", " "), f"${r.cost_usd:.6f}"] for r in rows]
+    click.echo(table(lines, right={4}))
+
+
+@runs.command("show", context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_show(run_id: str, as_json: bool) -> None:
+    """Show one run: its steps, outputs, errors and cost."""
+    from .render import format_run_row
+    from .store import RunStore
+
+    store = RunStore()
+    row = store.get_run(run_id)
+    steps = store.load_steps(row.id)
+    if as_json:
+        data = row.summary()
+        data.update(inputs=row.inputs, outputs=row.outputs, failed_step=row.failed_step,
+                    steps={sid: s.to_json() for sid, s in steps.items()})
+        _emit_json(data)
+    else:
+        click.echo(format_run_row(row, steps))

@@ -37,13 +37,14 @@ class FlowrunError(Exception):
 
     exit_code: int = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
 
     def lines(self) -> list[str]:
-        """The error as the lines the CLI prints, one per problem."""
-        return [f"error: {self.message}"]
+        """The error as the lines the CLI prints: the message, then what to do next."""
+        return [f"error: {self.message}"] + ([f"hint: {self.hint}"] if self.hint else [])
 
 
 class UsageError(FlowrunError):

@@ -41,6 +41,7 @@ class Services:
     cache_all: bool = False
     toolbox: Toolbox | None = None
     on_text: Callable[[str, str], None] | None = None
+    threads: Any = None  # the run store, for chat steps with thread:
 
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:

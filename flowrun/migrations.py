@@ -1,0 +1,89 @@
+"""The run store's schema as an append-only list of numbered migrations.
+
+Never edit a migration that has shipped: add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_runs_and_steps(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            workflow_name TEXT NOT NULL,
+            workflow_path TEXT,
+            workflow_hash TEXT NOT NULL,
+            workflow_text TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            outputs TEXT,
+            error TEXT,
+            failed_step TEXT,
+            options TEXT,
+            pid INTEGER
+        );
+        CREATE INDEX runs_started ON runs(started_at);
+        CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            record TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, step_id)
+        );
+        """
+    )
+
+
+def m002_cache(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            model TEXT,
+            reply TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def m003_threads(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE thread_messages (
+            thread TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            run_id TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (thread, seq)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_runs_and_steps, m002_cache, m003_threads]
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply every migration not yet recorded in ``_migrations``, in order."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+    done = {row[0] for row in db.execute("SELECT id FROM _migrations")}
+    for number, migration in enumerate(MIGRATIONS, start=1):
+        if number in done:
+            continue
+        with db:
+            migration(db)
+            db.execute("INSERT INTO _migrations (id, name) VALUES (?, ?)", (number, migration.__name__))

@@ -1,0 +1,230 @@
+"""The SQLite run store (WAL mode) under ``FLOWRUN_HOME``: runs, step results, cache, threads.
+
+Each step result is committed the moment the step completes, so a ``kill -9`` loses at most
+the calls in flight. Nothing written here contains the API key (values pass ``redact``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import FlowrunError, UsageError
+from .migrations import migrate
+from .results import RunResult, StepResult
+from .secrets import redact
+
+HOME_ENV = "FLOWRUN_HOME"
+
+
+class StoreError(FlowrunError):
+    """The run store cannot be opened or written (corrupt, locked, unwritable)."""
+
+    exit_code = 1
+
+
+def flowrun_home() -> Path:
+    """``$FLOWRUN_HOME``, else the per-user state directory."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("flowrun", appauthor=False))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    return redact(json.dumps(value, ensure_ascii=False, default=str))
+
+
+@dataclass
+class RunRow:
+    id: str
+    workflow_name: str
+    workflow_path: str | None
+    workflow_hash: str
+    workflow_text: str
+    inputs: dict[str, Any]
+    status: str
+    started_at: str
+    ended_at: str | None
+    cost_usd: float
+    outputs: dict[str, Any] | None
+    error: str | None
+    failed_step: str | None
+    options: dict[str, Any]
+    pid: int | None = None
+
+    @property
+    def process_alive(self) -> bool:
+        """Whether the process that runs this run still exists (on this machine)."""
+        if not self.pid or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.id, "workflow": self.workflow_name, "path": self.workflow_path,
+            "status": self.status, "started_at": self.started_at, "ended_at": self.ended_at,
+            "cost_usd": round(self.cost_usd, 8), "error": self.error,
+        }
+
+
+class RunStore:
+    """Runs and their step results in one SQLite file (``runs.db`` under the home directory)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else flowrun_home() / "runs.db"
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(exc, self.path)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the run store at {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+
+    # --- runs -----------------------------------------------------------------------
+    def start_run(self, run_id: str, wf: Any, inputs: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+        self._write(
+            "INSERT INTO runs (id, workflow_name, workflow_path, workflow_hash, workflow_text, inputs, status, started_at, options, pid)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            (run_id, wf.name, str(wf.path.resolve()) if wf.path else None, wf.content_hash, wf.text,
+             _dumps(inputs), _now(), _dumps(options or {}), os.getpid()),
+        )
+
+    def step_finished(self, run_id: str, result: StepResult) -> None:
+        """Commit one step's result (called the moment the step completes)."""
+        self._write(
+            "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, result.id, result.status, result.cost_usd, _dumps(result.to_record()), _now()),
+        )
+
+    def mark_resumed(self, run_id: str) -> None:
+        self._write("UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
+                    (os.getpid(), run_id))
+
+    def finish_run(self, result: RunResult, status: str | None = None) -> None:
+        cost = sum(s.cost_usd for s in self.load_steps(result.run_id).values())
+        self._write(
+            "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
+            (status or result.status, _now(), cost, _dumps(result.outputs), redact(result.error or "") or None,
+             result.failed_step, result.run_id),
+        )
+
+    def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        self._write("UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?", (status, _now(), error, run_id))
+
+    def get_run(self, run_id: str) -> RunRow:
+        rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            matches = self._read("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (f"{run_id}%",))
+            if len(matches) == 1:
+                return self.get_run(matches[0][0])
+            raise UsageError(f"no run '{run_id}' in {self.path} (see: flowrun runs list)")
+        return _row(rows[0])
+
+    def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:
+        sql = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started_at DESC, id DESC LIMIT ?"
+        params: tuple[Any, ...] = (status, limit) if status else (limit,)
+        return [_row(r) for r in self._read(sql, params)]
+
+    def load_steps(self, run_id: str) -> dict[str, StepResult]:
+        rows = self._read("SELECT record FROM steps WHERE run_id=? ORDER BY finished_at", (run_id,))
+        return {r.id: r for r in (StepResult.from_record(json.loads(row[0])) for row in rows)}
+
+    # --- response cache ------------------------------------------------------------------
+    @staticmethod
+    def cache_key(request: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        rows = self._read("SELECT reply FROM cache WHERE key=?", (self.cache_key(request),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put(self, request: dict[str, Any], reply: dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO cache (key, model, reply, created_at) VALUES (?, ?, ?, ?)",
+            (self.cache_key(request), request.get("model"), _dumps(reply), _now()),
+        )
+
+    # --- conversation threads -------------------------------------------------------------
+    def thread_messages(self, thread: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT role, content FROM thread_messages WHERE thread=? ORDER BY seq", (thread,))
+        return [{"role": role, "content": json.loads(content)} for role, content in rows]
+
+    def append_thread(self, thread: str, messages: list[dict[str, Any]], run_id: str | None) -> None:
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    (top,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?", (thread,)).fetchone()
+                    for offset, m in enumerate(messages, start=1):
+                        self._db.execute(
+                            "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
+                        )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+
+    def list_threads(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT thread, COUNT(*), MAX(created_at) FROM thread_messages GROUP BY thread ORDER BY MAX(created_at) DESC")
+        return [{"thread": t, "messages": n, "updated_at": at} for t, n, at in rows]
+
+    def clear_thread(self, thread: str) -> int:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM thread_messages WHERE thread=?", (thread,))
+            return cur.rowcount
+
+
+def _row(row: tuple[Any, ...]) -> RunRow:
+    (rid, name, path, whash, text, inputs, status, started, ended, cost, outputs, error, failed, options, pid) = row
+    return RunRow(rid, name, path, whash, text, json.loads(inputs), status, started, ended, cost or 0.0,
+                  json.loads(outputs) if outputs else None, error, failed, json.loads(options or "{}"), pid)
+
+
+def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"the run store {path} is locked by another process; try again, or set FLOWRUN_HOME to another folder"
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return f"the run store {path} is corrupted ({text}); move it aside (a new one is created) or set FLOWRUN_HOME"
+    return f"run store {path}: {text}"
