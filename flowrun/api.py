@@ -43,7 +43,11 @@ def make_services(
 ) -> Services:
     """The services one run (or one batch) shares."""
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
-    limit = max_cost if max_cost is not None else (wf.spec.budget.max_cost_usd if wf.spec.budget else None)
+    limit = (
+        max_cost
+        if max_cost is not None
+        else (wf.spec.budget.max_cost_usd if wf.spec.budget else None)
+    )
     if limit is not None:
         _check_priced(wf, table)
     return Services(
@@ -63,7 +67,9 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable) -> None:
     for sid, step in wf.spec.steps.items():
         if step.type == "tool":
             continue
-        model = getattr(step, "model", None) or (DEFAULT_EMBED_MODEL if step.type == "embed" else wf.spec.defaults.model)
+        model = getattr(step, "model", None) or (
+            DEFAULT_EMBED_MODEL if step.type == "embed" else wf.spec.defaults.model
+        )
         if model and not prices.is_priced(model):
             raise UsageError(
                 f"step '{sid}' uses {model}, which has no price, so the budget cannot be kept: "
@@ -107,8 +113,15 @@ async def arun_workflow(
     return await _execute(wf, values, db, run_id, services, service_options, completed=None)
 
 
-async def _execute(wf: LoadedWorkflow, values: dict[str, Any], db: Any, run_id: str, services: Services | None,
-                   service_options: dict[str, Any], completed: dict[str, Any] | None) -> RunResult:
+async def _execute(
+    wf: LoadedWorkflow,
+    values: dict[str, Any],
+    db: Any,
+    run_id: str,
+    services: Services | None,
+    service_options: dict[str, Any],
+    completed: dict[str, Any] | None,
+) -> RunResult:
     own = services is None
     if own:
         if service_options.get("cache") is True:
@@ -136,10 +149,16 @@ async def _execute(wf: LoadedWorkflow, values: dict[str, Any], db: Any, run_id: 
 
 def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
     keep = ("max_cost", "prices")
-    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k in keep and v is not None}
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in options.items()
+        if k in keep and v is not None
+    }
 
 
-async def aresume_run(run_id: str, *, store: StoreOption = True, force: bool = False, **service_options: Any) -> RunResult:
+async def aresume_run(
+    run_id: str, *, store: StoreOption = True, force: bool = False, **service_options: Any
+) -> RunResult:
     """Finish a failed or interrupted run: completed steps are loaded, the rest are run.
 
     The workflow file is re-read; if it changed in a way that affects completed steps,
@@ -154,7 +173,9 @@ async def aresume_run(run_id: str, *, store: StoreOption = True, force: bool = F
     for key, value in plan.options.items():
         service_options.setdefault(key, value)
     db.mark_resumed(plan.run_id)
-    return await _execute(plan.workflow, plan.inputs, db, plan.run_id, None, service_options, completed=plan.completed)
+    return await _execute(
+        plan.workflow, plan.inputs, db, plan.run_id, None, service_options, completed=plan.completed
+    )
 
 
 def resume_run(run_id: str, **options: Any) -> RunResult:
@@ -162,7 +183,9 @@ def resume_run(run_id: str, **options: Any) -> RunResult:
     return run_sync(aresume_run(run_id, **options))
 
 
-def run_workflow(workflow: LoadedWorkflow | str | Path, inputs: dict[str, Any] | None = None, **options: Any) -> RunResult:
+def run_workflow(
+    workflow: LoadedWorkflow | str | Path, inputs: dict[str, Any] | None = None, **options: Any
+) -> RunResult:
     """Run a workflow and wait for it; works from plain scripts and from inside an event loop."""
     return run_sync(arun_workflow(workflow, inputs, **options))
 

@@ -26,10 +26,20 @@ class BudgetGate:
         self.spent = spent
         self.reserved = 0.0
 
-    def reserve(self, label: str, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False) -> Reservation:
+    def reserve(
+        self,
+        label: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        *,
+        batch: bool = False,
+    ) -> Reservation:
         worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
         if worst is None:
-            raise BudgetExceeded(f"step '{label}': model {model} is unpriced, so the budget cannot be kept; add it to a price file (--prices)")
+            raise BudgetExceeded(
+                f"step '{label}': model {model} is unpriced, so the budget cannot be kept; add it to a price file (--prices)"
+            )
         if self.spent + self.reserved + worst > self.limit + 1e-12:
             raise BudgetExceeded(
                 f"budget: step '{label}' could cost up to ${worst:.6f} ({prompt_tokens} prompt + "

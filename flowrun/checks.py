@@ -28,13 +28,29 @@ if TYPE_CHECKING:
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 # Step fields whose strings are never rendered (they configure the step itself).
-STATIC_FIELDS = frozenset({
-    "type", "needs", "function", "model", "schema", "output_schema", "response_format",
-    "tool_choice", "tools", "image_detail", "description", "reasoning_effort",
-})
+STATIC_FIELDS = frozenset(
+    {
+        "type",
+        "needs",
+        "function",
+        "model",
+        "schema",
+        "output_schema",
+        "response_format",
+        "tool_choice",
+        "tools",
+        "image_detail",
+        "description",
+        "reasoning_effort",
+    }
+)
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
 }
 
 
@@ -45,7 +61,9 @@ class _Checker:
         self.smap = wf.source
         self.problems: list[Problem] = []
 
-    def add(self, path: tuple[Any, ...], message: str, *, key: bool = False, line_offset: int = 0) -> None:
+    def add(
+        self, path: tuple[Any, ...], message: str, *, key: bool = False, line_offset: int = 0
+    ) -> None:
         line, col = self.smap.locate(path, key=key)
         self.problems.append(Problem(self.smap.file, line + line_offset, col, message))
 
@@ -60,20 +78,33 @@ class _Checker:
             try:
                 refs = check_template(text)
             except TemplateError as exc:
-                self.add(sub, f"template syntax error: {exc}", line_offset=self._line_offset(sub, exc.lineno))
+                self.add(
+                    sub,
+                    f"template syntax error: {exc}",
+                    line_offset=self._line_offset(sub, exc.lineno),
+                )
                 continue
             for name in sorted(refs.names - scope - JINJA_GLOBALS):
                 if name in ("item", "index"):
                     self.add(sub, f"'{name}' is only defined in a step with foreach")
                 else:
-                    self.add(sub, f"unknown name '{name}' in template (names in scope: {', '.join(sorted(scope))})")
+                    self.add(
+                        sub,
+                        f"unknown name '{name}' in template (names in scope: {', '.join(sorted(scope))})",
+                    )
             for step, attr in refs.step_attributes:
                 if step in self.spec.steps and attr not in STEP_ATTRIBUTES:
-                    self.add(sub, f"steps.{step} has no attribute '{attr}'{_suggest(attr, STEP_ATTRIBUTES)}")
+                    self.add(
+                        sub,
+                        f"steps.{step} has no attribute '{attr}'{_suggest(attr, STEP_ATTRIBUTES)}",
+                    )
             steps |= refs.steps
             inputs |= refs.inputs
         for name in sorted(inputs - set(self.spec.inputs)):
-            self.add(path, f"unknown input '{name}'{_suggest(name, self.spec.inputs)} (declare it under inputs:)")
+            self.add(
+                path,
+                f"unknown input '{name}'{_suggest(name, self.spec.inputs)} (declare it under inputs:)",
+            )
         return References(frozenset(steps), frozenset(inputs))
 
     def _line_offset(self, path: tuple[Any, ...], lineno: int | None) -> int:
@@ -92,14 +123,25 @@ class _Checker:
                     if key != "type" and any(is_template(s) for s in iter_strings(value)):
                         self.add(base + (key,), f"step '{sid}': {key} cannot be a template")
                     continue
-                scope = SCOPE_NAMES if step.foreach is not None and key != "foreach" else frozenset({"inputs", "steps"})
+                scope = (
+                    SCOPE_NAMES
+                    if step.foreach is not None and key != "foreach"
+                    else frozenset({"inputs", "steps"})
+                )
                 deps |= self.template_refs(base + (key,), value, scope).steps
             for i, need in enumerate(step.needs):
                 deps.add(need)
                 if need not in self.spec.steps:
-                    self.add(base + ("needs", i), f"step '{sid}' needs unknown step '{need}'{_suggest(need, self.spec.steps)}")
+                    self.add(
+                        base + ("needs", i),
+                        f"step '{sid}' needs unknown step '{need}'{_suggest(need, self.spec.steps)}",
+                    )
             for dep in sorted(deps - set(self.spec.steps) - set(step.needs)):
-                self.add(base, f"step '{sid}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}", key=True)
+                self.add(
+                    base,
+                    f"step '{sid}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}",
+                    key=True,
+                )
             dependencies[sid] = frozenset(d for d in deps if d in self.spec.steps)
         return dependencies
 
@@ -107,7 +149,10 @@ class _Checker:
         for name, value in self.spec.outputs.items():
             refs = self.template_refs(("outputs", name), value, frozenset({"inputs", "steps"}))
             for dep in sorted(refs.steps - set(self.spec.steps)):
-                self.add(("outputs", name), f"output '{name}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}")
+                self.add(
+                    ("outputs", name),
+                    f"output '{name}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}",
+                )
 
     def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
         graph = dag.build_graph(dependencies)
@@ -123,7 +168,10 @@ class _Checker:
             if spec.required or spec.default is None:
                 continue
             if not input_type_ok(spec.default, spec.type):
-                self.add(("inputs", name, "default"), f"input '{name}': default {spec.default!r} is not of type {spec.type}")
+                self.add(
+                    ("inputs", name, "default"),
+                    f"input '{name}': default {spec.default!r} is not of type {spec.type}",
+                )
 
     # --- tools and functions --------------------------------------------------------
     def resolve_function(self, spec: str, path: tuple[Any, ...]) -> None:
@@ -145,15 +193,23 @@ class _Checker:
                 names = step.tools or []
                 for i, name in enumerate(names):
                     if name not in self.spec.tools:
-                        self.add(base + ("tools", i), f"step '{sid}' uses unknown tool '{name}'{_suggest(name, self.spec.tools)} (declare it under tools:)")
+                        self.add(
+                            base + ("tools", i),
+                            f"step '{sid}' uses unknown tool '{name}'{_suggest(name, self.spec.tools)} (declare it under tools:)",
+                        )
                 choice = step.tool_choice
                 if choice and choice not in ("auto", "none", "required") and choice not in names:
-                    self.add(base + ("tool_choice",), f"step '{sid}': tool_choice '{choice}' must be auto, none, required or one of the step's tools")
+                    self.add(
+                        base + ("tool_choice",),
+                        f"step '{sid}': tool_choice '{choice}' must be auto, none, required or one of the step's tools",
+                    )
                 if choice and not names:
                     self.add(base + ("tool_choice",), f"step '{sid}': tool_choice needs tools")
 
     # --- JSON schemas ------------------------------------------------------------
-    def load_schema(self, ref: dict[str, Any] | str, path: tuple[Any, ...], allow_pydantic: bool) -> dict[str, Any] | None:
+    def load_schema(
+        self, ref: dict[str, Any] | str, path: tuple[Any, ...], allow_pydantic: bool
+    ) -> dict[str, Any] | None:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
@@ -200,7 +256,9 @@ class _Checker:
                 if schema is not None:
                     self.wf.schemas[(sid, "schema")] = schema
             if step.output_schema is not None:
-                schema = self.load_schema(step.output_schema, base + ("output_schema",), allow_pydantic=False)
+                schema = self.load_schema(
+                    step.output_schema, base + ("output_schema",), allow_pydantic=False
+                )
                 if schema is not None:
                     self.wf.schemas[(sid, "output_schema")] = schema
 
@@ -213,33 +271,57 @@ class _Checker:
             if isinstance(step, EmbedStep):
                 info = model_info(step.model or DEFAULT_EMBED_MODEL)
                 if step.dimensions and info and info.name == "text-embedding-ada-002":
-                    self.add(base + ("dimensions",), f"step '{sid}': {info.name} does not accept dimensions")
+                    self.add(
+                        base + ("dimensions",),
+                        f"step '{sid}': {info.name} does not accept dimensions",
+                    )
                 continue
             if not isinstance(step, (ChatStep, ExtractStep)):
                 continue
             model = step.model or defaults.model
             if not model:
-                self.add(base, f"step '{sid}' has no model: set model: on the step or under defaults:", key=True)
+                self.add(
+                    base,
+                    f"step '{sid}' has no model: set model: on the step or under defaults:",
+                    key=True,
+                )
                 continue
             info = model_info(model)
             if info is None:
                 continue
             where_model = base + ("model",) if step.model else ("defaults", "model")
             if info.embedding:
-                self.add(where_model, f"step '{sid}': {model} is an embedding model; use a step of type embed")
+                self.add(
+                    where_model,
+                    f"step '{sid}': {model} is an embedding model; use a step of type embed",
+                )
             rejected = ("temperature", "top_p") if info.reasoning else ("reasoning_effort",)
             for param in rejected:
-                why = "is a reasoning model and rejects" if info.reasoning else "is not a reasoning model and rejects"
+                why = (
+                    "is a reasoning model and rejects"
+                    if info.reasoning
+                    else "is not a reasoning model and rejects"
+                )
                 fix = "remove it (use reasoning_effort instead)" if info.reasoning else "remove it"
                 if getattr(step, param) is not None:
                     self.add(base + (param,), f"step '{sid}': {model} {why} {param}; {fix}")
                 elif getattr(defaults, param) is not None and ("defaults", param) not in reported:
                     reported.add(("defaults", param))
-                    self.add(("defaults", param), f"defaults: {param} applies to step '{sid}', but {model} {why} {param}; {fix}")
+                    self.add(
+                        ("defaults", param),
+                        f"defaults: {param} applies to step '{sid}', but {model} {why} {param}; {fix}",
+                    )
             max_out = step.max_completion_tokens or defaults.max_completion_tokens
             if max_out and info.max_output_tokens and max_out > info.max_output_tokens:
-                where = base + ("max_completion_tokens",) if step.max_completion_tokens else ("defaults", "max_completion_tokens")
-                self.add(where, f"step '{sid}': max_completion_tokens {max_out} is more than {model} can produce ({info.max_output_tokens})")
+                where = (
+                    base + ("max_completion_tokens",)
+                    if step.max_completion_tokens
+                    else ("defaults", "max_completion_tokens")
+                )
+                self.add(
+                    where,
+                    f"step '{sid}': max_completion_tokens {max_out} is more than {model} can produce ({info.max_output_tokens})",
+                )
             if step.images and not info.vision:
                 self.add(base + ("images",), f"step '{sid}': {model} does not accept images")
 

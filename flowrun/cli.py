@@ -61,8 +61,14 @@ def validate(files: tuple[str, ...]) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
-              show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Output format.",
+)
 def graph(file: str, fmt: str) -> None:
     """Print the step graph as Mermaid or Graphviz DOT.
 
@@ -125,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:  # a bug in flowrun: say so plainly
         if debug:
             traceback.print_exc()
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

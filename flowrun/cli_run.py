@@ -50,41 +50,132 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
             click.echo(format_outputs(result.outputs))
         click.echo(format_cost_report(result), err=True)
     if not result.ok:
-        raise RunFailed(result.error or "the run failed",
-                        hint=f"completed steps are saved; fix the cause and continue with: flowrun resume {result.run_id}")
+        raise RunFailed(
+            result.error or "the run failed",
+            hint=f"completed steps are saved; fix the cause and continue with: flowrun resume {result.run_id}",
+        )
+
+
+def _maybe_mock(enabled: bool) -> Any:
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    from .mock import mock_openai
+
+    return mock_openai()
 
 
 def run_options(f: Any) -> Any:
     """Options shared by ``run`` and ``resume``."""
-    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(
+        f
+    )
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (for cron).")(f)
-    f = click.option("--max-cost", type=float, metavar="USD", help="Budget cap for this run (overrides budget.max_cost_usd).")(f)
-    f = click.option("--prices", type=click.Path(dir_okay=False), help="A JSON price file that overrides the shipped prices.")(f)
-    f = click.option("--cache", is_flag=True, help="Reuse stored replies to identical requests (for development).")(f)
+    f = click.option(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="Budget cap for this run (overrides budget.max_cost_usd).",
+    )(f)
+    f = click.option(
+        "--prices",
+        type=click.Path(dir_okay=False),
+        help="A JSON price file that overrides the shipped prices.",
+    )(f)
+    f = click.option(
+        "--cache",
+        is_flag=True,
+        help="Reuse stored replies to identical requests (for development).",
+    )(f)
     return f
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="An input value; repeat for more. KEY=@path reads the value from a file.")
-@click.option("--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs.")
-@click.option("--batch", "records", type=click.Path(dir_okay=False), help="Run once per record of this JSONL or CSV file.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="With --batch: where to write one JSON line per record.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="With --batch: records in flight (default 32).")
-@click.option("--rpm", type=click.IntRange(min=1), help="With --batch: at most this many requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=1), help="With --batch: at most this many tokens per minute.")
-@click.option("--map", "mapping", multiple=True, metavar="INPUT=COLUMN",
-              help="With --batch: take an input from another column (also ${data.column}).")
-@click.option("--resume", "resume_batch", is_flag=True, help="With --batch: skip records already in --output.")
-@click.option("--via", type=click.Choice(["live", "batch-api"]), default="live", show_default=True,
-              help="With --batch: live calls, or the OpenAI Batch API (50% price, asynchronous).")
-@click.option("--no-overlap", is_flag=True, help="Exit 1 at once if another run of this workflow is still running (for cron).")
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input value; repeat for more. KEY=@path reads the value from a file.",
+)
+@click.option(
+    "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
+)
+@click.option(
+    "--batch",
+    "records",
+    type=click.Path(dir_okay=False),
+    help="Run once per record of this JSONL or CSV file.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="With --batch: where to write one JSON line per record.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --batch: records in flight (default 32).",
+)
+@click.option(
+    "--rpm", type=click.IntRange(min=1), help="With --batch: at most this many requests per minute."
+)
+@click.option(
+    "--tpm", type=click.IntRange(min=1), help="With --batch: at most this many tokens per minute."
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="INPUT=COLUMN",
+    help="With --batch: take an input from another column (also ${data.column}).",
+)
+@click.option(
+    "--resume", "resume_batch", is_flag=True, help="With --batch: skip records already in --output."
+)
+@click.option(
+    "--via",
+    type=click.Choice(["live", "batch-api"]),
+    default="live",
+    show_default=True,
+    help="With --batch: live calls, or the OpenAI Batch API (50% price, asynchronous).",
+)
+@click.option(
+    "--mock",
+    is_flag=True,
+    help="Use an offline fake model (echoes prompts; valid JSON for schemas); costs nothing.",
+)
+@click.option(
+    "--no-overlap",
+    is_flag=True,
+    help="Exit 1 at once if another run of this workflow is still running (for cron).",
+)
 @run_options
-def run(file: str, pairs: tuple[str, ...], inputs_file: str | None, records: str | None, output: str | None,
-        concurrency: int | None, rpm: int | None, tpm: int | None, mapping: tuple[str, ...], resume_batch: bool,
-        via: str, no_overlap: bool, as_json: bool, quiet: bool, max_cost: float | None, prices: str | None,
-        cache: bool) -> None:
+def run(
+    file: str,
+    pairs: tuple[str, ...],
+    inputs_file: str | None,
+    records: str | None,
+    output: str | None,
+    concurrency: int | None,
+    rpm: int | None,
+    tpm: int | None,
+    mapping: tuple[str, ...],
+    resume_batch: bool,
+    via: str,
+    mock: bool,
+    no_overlap: bool,
+    as_json: bool,
+    quiet: bool,
+    max_cost: float | None,
+    prices: str | None,
+    cache: bool,
+) -> None:
     """Run a workflow: print its outputs (stdout) and its cost report (stderr).
 
     Exit codes: 0 succeeded, 1 the run failed (a step failed, the budget stopped it),
@@ -105,18 +196,38 @@ def run(file: str, pairs: tuple[str, ...], inputs_file: str | None, records: str
     wf = load_workflow(file)
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
     if records is None:
-        for flag, value in (("--output", output), ("--concurrency", concurrency), ("--rpm", rpm), ("--tpm", tpm),
-                            ("--map", mapping), ("--resume", resume_batch), ("--via batch-api", via != "live")):
+        for flag, value in (
+            ("--output", output),
+            ("--concurrency", concurrency),
+            ("--rpm", rpm),
+            ("--tpm", tpm),
+            ("--map", mapping),
+            ("--resume", resume_batch),
+            ("--via batch-api", via != "live"),
+        ):
             if value:
                 raise UsageError(f"{flag} goes with --batch")
     _terminate_on_sigterm()
-    with workflow_lock(wf, enabled=no_overlap):
+    with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock):
         if records is not None:
             from .cli_batch import run_batch_command
 
-            run_batch_command(wf, records, output, pairs=pairs, inputs_file=inputs_file, concurrency=concurrency,
-                              rpm=rpm, tpm=tpm, mapping=mapping, resume=resume_batch, via=via,
-                              as_json=as_json, quiet=quiet, **options)
+            run_batch_command(
+                wf,
+                records,
+                output,
+                pairs=pairs,
+                inputs_file=inputs_file,
+                concurrency=concurrency,
+                rpm=rpm,
+                tpm=tpm,
+                mapping=mapping,
+                resume=resume_batch,
+                via=via,
+                as_json=as_json,
+                quiet=quiet,
+                **options,
+            )
             return
         inputs = read_inputs_file(inputs_file) if inputs_file else {}
         inputs.update(parse_cli_inputs(wf.spec, pairs))
@@ -124,15 +235,27 @@ def run(file: str, pairs: tuple[str, ...], inputs_file: str | None, records: str
         try:
             result = run_workflow(wf, inputs, on_text=on_text, **options)
         except KeyboardInterrupt:
-            raise RunInterrupted("interrupted; completed steps are saved (see: flowrun runs list, flowrun resume RUN_ID)") from None
+            raise RunInterrupted(
+                "interrupted; completed steps are saved (see: flowrun runs list, flowrun resume RUN_ID)"
+            ) from None
         _report(result, as_json, quiet)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run_id")
-@click.option("--force", is_flag=True, help="Resume even if the workflow changed under completed steps.")
+@click.option(
+    "--force", is_flag=True, help="Resume even if the workflow changed under completed steps."
+)
 @run_options
-def resume(run_id: str, force: bool, as_json: bool, quiet: bool, max_cost: float | None, prices: str | None, cache: bool) -> None:
+def resume(
+    run_id: str,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    max_cost: float | None,
+    prices: str | None,
+    cache: bool,
+) -> None:
     """Finish a failed or interrupted run; completed steps are not called again.
 
     \b
@@ -143,9 +266,15 @@ def resume(run_id: str, force: bool, as_json: bool, quiet: bool, max_cost: float
     from .api import resume_run
 
     _terminate_on_sigterm()
-    options = {k: v for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items()
+        if v is not None
+    }
     try:
-        result = resume_run(run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options)
+        result = resume_run(
+            run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options
+        )
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted; resume again with: flowrun resume {run_id}") from None
     _report(result, as_json, quiet)
@@ -153,11 +282,26 @@ def resume(run_id: str, force: bool, as_json: bool, quiet: bool, max_cost: float
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE", help="An input value; repeat for more.")
-@click.option("--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs.")
-@click.option("--prices", type=click.Path(dir_okay=False), help="A JSON price file that overrides the shipped prices.")
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input value; repeat for more.",
+)
+@click.option(
+    "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
+)
+@click.option(
+    "--prices",
+    type=click.Path(dir_okay=False),
+    help="A JSON price file that overrides the shipped prices.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
-def estimate(file: str, pairs: tuple[str, ...], inputs_file: str | None, prices: str | None, as_json: bool) -> None:
+def estimate(
+    file: str, pairs: tuple[str, ...], inputs_file: str | None, prices: str | None, as_json: bool
+) -> None:
     """Render every prompt without calling a model; count tokens; print the worst-case cost.
 
     \b
@@ -192,8 +336,18 @@ def runs() -> None:
 
 
 @runs.command("list", context_settings=CONTEXT)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs, newest first.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted"]), help="Only runs with this status.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["running", "succeeded", "failed", "interrupted"]),
+    help="Only runs with this status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs_list(limit: int, status: str | None, as_json: bool) -> None:
     """List recent runs, newest first."""
@@ -208,7 +362,10 @@ def runs_list(limit: int, status: str | None, as_json: bool) -> None:
         click.echo("no runs yet (flowrun run FILE records one)")
         return
     lines = [["run id", "workflow", "status", "started", "cost"]]
-    lines += [[r.id, r.workflow_name, r.status, r.started_at[:19].replace("T", " "), f"${r.cost_usd:.6f}"] for r in rows]
+    lines += [
+        [r.id, r.workflow_name, r.status, r.started_at[:19].replace("T", " "), f"${r.cost_usd:.6f}"]
+        for r in rows
+    ]
     click.echo(table(lines, right={4}))
 
 
@@ -225,8 +382,12 @@ def runs_show(run_id: str, as_json: bool) -> None:
     steps = store.load_steps(row.id)
     if as_json:
         data = row.summary()
-        data.update(inputs=row.inputs, outputs=row.outputs, failed_step=row.failed_step,
-                    steps={sid: s.to_json() for sid, s in steps.items()})
+        data.update(
+            inputs=row.inputs,
+            outputs=row.outputs,
+            failed_step=row.failed_step,
+            steps={sid: s.to_json() for sid, s in steps.items()},
+        )
         _emit_json(data)
     else:
         click.echo(format_run_row(row, steps))

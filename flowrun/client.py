@@ -163,7 +163,11 @@ def _reply_from_completion(completion: Any) -> ChatReply:
     choice = completion.choices[0]
     message = choice.message
     tool_calls = [
-        {"id": tc.id, "type": "function", "function": {"name": tc.function.name, "arguments": tc.function.arguments}}
+        {
+            "id": tc.id,
+            "type": "function",
+            "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+        }
         for tc in (message.tool_calls or [])
     ]
     return ChatReply(
@@ -194,7 +198,10 @@ async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) ->
             if getattr(delta, "refusal", None):
                 refusal.append(delta.refusal)
             for tc in delta.tool_calls or []:
-                entry = calls.setdefault(tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                entry = calls.setdefault(
+                    tc.index,
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
                 if tc.id:
                     entry["id"] = tc.id
                 if tc.function is not None:
@@ -212,14 +219,20 @@ def _translate(exc: Exception, timeout_s: float | None) -> ModelCallError:
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
-        return ModelCallError(f"the request timed out{f' after {timeout_s:g}s' if timeout_s else ''}", retryable=True)
+        return ModelCallError(
+            f"the request timed out{f' after {timeout_s:g}s' if timeout_s else ''}", retryable=True
+        )
     if isinstance(exc, openai.APIConnectionError):
         base = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         return ModelCallError(f"cannot reach the API at {base}: {redact(str(exc))}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         message = _api_message(exc)
         retryable = exc.status_code == 429 or exc.status_code >= 500
-        return ModelCallError(f"API error {exc.status_code}: {redact(message)}", status=exc.status_code, retryable=retryable)
+        return ModelCallError(
+            f"API error {exc.status_code}: {redact(message)}",
+            status=exc.status_code,
+            retryable=retryable,
+        )
     return ModelCallError(f"{type(exc).__name__}: {redact(str(exc))}")
 
 

@@ -55,10 +55,16 @@ class StepEstimate:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "type": self.type, "model": self.model, "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens, "max_completion_tokens": self.max_completion_tokens,
-            "worst_case_usd": None if self.worst_case_usd is None else round(self.worst_case_usd, 8),
-            "lower_bound": self.lower_bound, "note": self.note,
+            "type": self.type,
+            "model": self.model,
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "max_completion_tokens": self.max_completion_tokens,
+            "worst_case_usd": None
+            if self.worst_case_usd is None
+            else round(self.worst_case_usd, 8),
+            "lower_bound": self.lower_bound,
+            "note": self.note,
         }
 
 
@@ -73,7 +79,9 @@ class Estimate:
 
     @property
     def unpriced_models(self) -> list[str]:
-        return sorted({s.model for s in self.steps.values() if s.worst_case_usd is None and s.model})
+        return sorted(
+            {s.model for s in self.steps.values() if s.worst_case_usd is None and s.model}
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +92,9 @@ class Estimate:
         }
 
 
-def estimate_workflow(wf: LoadedWorkflow, inputs: dict[str, Any] | None = None, *, prices: PriceTable | None = None) -> Estimate:
+def estimate_workflow(
+    wf: LoadedWorkflow, inputs: dict[str, Any] | None = None, *, prices: PriceTable | None = None
+) -> Estimate:
     """Worst-case tokens and dollars per step, without calling any model."""
     from . import tokens
     from .steps.chat import chat_request
@@ -113,14 +123,18 @@ def estimate_workflow(wf: LoadedWorkflow, inputs: dict[str, Any] | None = None, 
                     est.note = "foreach over a step's output: counted for 1 item"
                 elif isinstance(rendered, (list, tuple, dict)):
                     items = list(rendered) or []
-            if step.when is not None and not isinstance(render(step.when, scope), Placeholder):
-                if not is_truthy(render(step.when, scope)):
-                    est.note = "skipped: when is false for these inputs"
-                    est.calls, est.worst_case_usd = 0, 0.0
-                    continue
+            condition = render(step.when, scope) if step.when is not None else True
+            if not isinstance(condition, Placeholder) and not is_truthy(condition):
+                est.note = "skipped: when is false for these inputs"
+                est.calls, est.worst_case_usd = 0, 0.0
+                continue
             est.calls = len(items)
             for index, item in enumerate(items):
-                item_scope = {**scope, "item": Placeholder("item") if item is None else item, "index": index}
+                item_scope = {
+                    **scope,
+                    "item": Placeholder("item") if item is None else item,
+                    "index": index,
+                }
                 env = StepEnv(sid, step, wf, item_scope, services, StepRecord(), index)
                 if step.type == "embed":
                     est.model = step.model or DEFAULT_EMBED_MODEL
@@ -134,21 +148,37 @@ def estimate_workflow(wf: LoadedWorkflow, inputs: dict[str, Any] | None = None, 
                     request = chat_request(env, messages)
                 else:
                     request = extract_request(env, messages, wf.schemas[(sid, "schema")])
-                est.prompt_tokens += tokens.count_messages(request["messages"], est.model, request.get("tools"))
+                est.prompt_tokens += tokens.count_messages(
+                    request["messages"], est.model, request.get("tools")
+                )
                 info = model_info(est.model)
-                est.max_completion_tokens += env.setting("max_completion_tokens") or (info.max_output_tokens if info else 0)
+                est.max_completion_tokens += env.setting("max_completion_tokens") or (
+                    info.max_output_tokens if info else 0
+                )
         except (TemplateError, StepError) as exc:
             raise StepFailed(sid, str(exc)) from None
         repeats = (step.max_repairs + 1) if step.type == "extract" else 1
-        cost = prices.worst_case(est.model, est.prompt_tokens, est.max_completion_tokens) if est.model else None
+        cost = (
+            prices.worst_case(est.model, est.prompt_tokens, est.max_completion_tokens)
+            if est.model
+            else None
+        )
         est.worst_case_usd = None if cost is None else cost * repeats
         if repeats > 1:
-            est.note = (est.note + "; " if est.note else "") + f"includes {repeats - 1} possible repair(s)"
+            est.note = (
+                est.note + "; " if est.note else ""
+            ) + f"includes {repeats - 1} possible repair(s)"
     return report
 
 
 def _placeholder_view(sid: str) -> dict[str, Any]:
     return {
-        "output": Placeholder(f"steps.{sid}.output"), "usage": {}, "finish_reason": "stop",
-        "skipped": False, "status": "succeeded", "tool_calls": [], "cost_usd": 0.0, "model": None,
+        "output": Placeholder(f"steps.{sid}.output"),
+        "usage": {},
+        "finish_reason": "stop",
+        "skipped": False,
+        "status": "succeeded",
+        "tool_calls": [],
+        "cost_usd": 0.0,
+        "model": None,
     }

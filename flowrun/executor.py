@@ -59,7 +59,10 @@ class Executor:
 
     def scope(self) -> dict[str, Any]:
         """The template names in scope: ``inputs`` and the finished ``steps``."""
-        return {"inputs": self.inputs, "steps": {sid: r.template_view() for sid, r in self.results.items()}}
+        return {
+            "inputs": self.inputs,
+            "steps": {sid: r.template_view() for sid, r in self.results.items()},
+        }
 
     async def run(self) -> RunResult:
         started = time.perf_counter()
@@ -96,8 +99,13 @@ class Executor:
     def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
         ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}
         calls = [c for r in ordered.values() for c in r.calls]
-        result = RunResult(run_id=self.run_id, status="succeeded", steps=ordered,
-                           cost=CostReport.from_calls(calls), duration_s=duration)
+        result = RunResult(
+            run_id=self.run_id,
+            status="succeeded",
+            steps=ordered,
+            cost=CostReport.from_calls(calls),
+            duration_s=duration,
+        )
         result.warnings = [w for r in ordered.values() for w in r.warnings]
         if failure is not None:
             result.status = "failed"
@@ -142,7 +150,9 @@ class Executor:
         result.duration_s = time.perf_counter() - started
         return result
 
-    async def _run_one(self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None) -> Any:
+    async def _run_one(
+        self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None
+    ) -> Any:
         env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
         output = await RUNNERS[step.type](env)
         schema = self.wf.schemas.get((sid, "output_schema"))
@@ -152,18 +162,24 @@ class Executor:
                 raise StepError("output does not match output_schema: " + "; ".join(errors))
         return output
 
-    async def _run_foreach(self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord) -> list[Any]:
+    async def _run_foreach(
+        self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord
+    ) -> list[Any]:
         items = render(step.foreach, scope)
         if isinstance(items, dict):
             items = list(items.items())
         if not isinstance(items, (list, tuple)):
-            raise StepError(f"foreach must give a list, got {type(items).__name__}: {str(items)[:80]!r}")
+            raise StepError(
+                f"foreach must give a list, got {type(items).__name__}: {str(items)[:80]!r}"
+            )
         limit = asyncio.Semaphore(step.max_concurrency)
 
         async def one(index: int, item: Any) -> Any:
             async with limit:
                 try:
-                    return await self._run_one(sid, step, {**scope, "item": item, "index": index}, record, index)
+                    return await self._run_one(
+                        sid, step, {**scope, "item": item, "index": index}, record, index
+                    )
                 except (StepError, TemplateError) as exc:
                     raise StepError(f"item {index}: {exc}") from None
 

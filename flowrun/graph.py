@@ -83,7 +83,9 @@ def to_mermaid(graph: nx.DiGraph, labels: Mapping[str, str] | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def to_dot(graph: nx.DiGraph, labels: Mapping[str, str] | None = None, name: str = "workflow") -> str:
+def to_dot(
+    graph: nx.DiGraph, labels: Mapping[str, str] | None = None, name: str = "workflow"
+) -> str:
     """The DAG in Graphviz DOT."""
     labels = labels or {}
     order = topological_index(graph)

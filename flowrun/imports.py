@@ -32,9 +32,7 @@ def import_object(spec: str, base_dir: Path | None = None) -> Any:
         except ModuleNotFoundError as exc:
             raise ImportProblem(f"cannot import '{spec}': {exc}") from None
         except Exception as exc:  # a syntax error or a raising module body
-            raise ImportProblem(
-                f"cannot import '{spec}': {type(exc).__name__}: {exc}"
-            ) from None
+            raise ImportProblem(f"cannot import '{spec}': {type(exc).__name__}: {exc}") from None
         finally:
             if added:
                 sys.path.remove(entry)

@@ -28,12 +28,16 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
         if name in given:
             value = given[name]
             if value is not None and not input_type_ok(value, decl.type):
-                raise UsageError(f"input '{name}' must be of type {decl.type}, got {type(value).__name__}: {str(value)[:60]!r}")
+                raise UsageError(
+                    f"input '{name}' must be of type {decl.type}, got {type(value).__name__}: {str(value)[:60]!r}"
+                )
             if decl.enum is not None and value not in decl.enum:
                 raise UsageError(f"input '{name}' must be one of {decl.enum}, got {value!r}")
             values[name] = value
         elif decl.required:
-            raise UsageError(f"missing required input '{name}': pass -i {name}=VALUE (or --inputs-file)")
+            raise UsageError(
+                f"missing required input '{name}': pass -i {name}=VALUE (or --inputs-file)"
+            )
         else:
             values[name] = decl.default
     return values
@@ -53,7 +57,11 @@ def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
             return int(text)
         if kind == "number":
             number = float(text)
-            return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+            return (
+                int(number)
+                if number.is_integer() and "." not in text and "e" not in text.lower()
+                else number
+            )
         if kind == "boolean":
             lowered = text.strip().lower()
             if lowered in _TRUE | _FALSE:
@@ -77,7 +85,9 @@ def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict
             try:
                 text = Path(text[1:]).read_text(encoding="utf-8")
             except OSError as exc:
-                raise UsageError(f"input '{name}': cannot read {text[1:]}: {exc.strerror}") from None
+                raise UsageError(
+                    f"input '{name}': cannot read {text[1:]}: {exc.strerror}"
+                ) from None
         values[name] = parse_cli_value(spec, name, text)
     return values
 
@@ -92,7 +102,9 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise UsageError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the inputs file must hold one mapping of input names to values")
     return data

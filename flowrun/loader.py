@@ -32,7 +32,10 @@ from .model import (
 from .yaml_source import SourceMap, parse_yaml
 
 _STEP_MODELS: dict[str, type[BaseModel]] = {
-    "chat": ChatStep, "extract": ExtractStep, "tool": ToolStep, "embed": EmbedStep,
+    "chat": ChatStep,
+    "extract": ExtractStep,
+    "tool": ToolStep,
+    "embed": EmbedStep,
 }
 
 
@@ -87,11 +90,17 @@ def load_workflow_text(
     except yaml.YAMLError as exc:
         raise WorkflowInvalid([_yaml_problem(exc, file)]) from None
     problems = [
-        Problem(file, d.line, d.col, f"duplicate key '{d.key}' (first defined on line {d.first_line})")
+        Problem(
+            file, d.line, d.col, f"duplicate key '{d.key}' (first defined on line {d.first_line})"
+        )
         for d in duplicates
     ]
     if not isinstance(data, dict):
-        problems.append(Problem(file, 1, 1, "a workflow file must be a YAML mapping with version, name and steps"))
+        problems.append(
+            Problem(
+                file, 1, 1, "a workflow file must be a YAML mapping with version, name and steps"
+            )
+        )
         raise WorkflowInvalid(problems)
     try:
         spec = Workflow.model_validate(data)
@@ -145,10 +154,13 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
     path: list[Any] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif i == len(loc) - 1 and isinstance(node, dict):
@@ -157,7 +169,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
     return tuple(path), True
 
 
-def _pydantic_problems(exc: ValidationError, data: dict[str, Any], smap: SourceMap) -> list[Problem]:
+def _pydantic_problems(
+    exc: ValidationError, data: dict[str, Any], smap: SourceMap
+) -> list[Problem]:
     grouped: dict[tuple[Any, ...], list[str]] = {}
     positions: dict[tuple[Any, ...], tuple[int, int]] = {}
     for err in exc.errors():
@@ -169,8 +183,11 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any], smap: SourceM
             model = _model_at(path[:-1], data)
             fields = sorted(_field_names(model)) if model else []
             close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else (
-                f" (allowed: {', '.join(fields)})" if fields else "")
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else (f" (allowed: {', '.join(fields)})" if fields else "")
+            )
             message = f"unknown key '{key}' in {_where_parent(path)}{hint}"
             position = smap.locate(path, key=True)
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -178,7 +195,9 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any], smap: SourceM
             expected = ", ".join(STEP_TYPES)
             if kind == "union_tag_invalid":
                 tag = err.get("ctx", {}).get("tag")
-                message = f"step '{step_id}': unknown step type '{tag}' (expected one of: {expected})"
+                message = (
+                    f"step '{step_id}': unknown step type '{tag}' (expected one of: {expected})"
+                )
                 position = smap.locate(path + ("type",))
             else:
                 message = f"step '{step_id}' has no 'type' (expected one of: {expected})"
@@ -193,7 +212,9 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any], smap: SourceM
         else:
             message = f"{where}: {_clean(err['msg'])}"
             position = smap.locate(path if exists else path[:-1])
-        grouped.setdefault((path, kind if kind in ("extra_forbidden", "missing") else ""), []).append(message)
+        grouped.setdefault(
+            (path, kind if kind in ("extra_forbidden", "missing") else ""), []
+        ).append(message)
         positions[(path, kind if kind in ("extra_forbidden", "missing") else "")] = position
     problems = []
     for key, messages in grouped.items():

@@ -39,7 +39,9 @@ def workflow_lock(wf: Any, *, enabled: bool = True) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise AlreadyRunning(f"another run of {key} is still in progress ({holder}); not starting a second one") from None
+            raise AlreadyRunning(
+                f"another run of {key} is still in progress ({holder}); not starting a second one"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

@@ -79,11 +79,15 @@ MIGRATIONS: list[Migration] = [m001_runs_and_steps, m002_cache, m003_threads]
 
 def migrate(db: sqlite3.Connection) -> None:
     """Apply every migration not yet recorded in ``_migrations``, in order."""
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    )
     done = {row[0] for row in db.execute("SELECT id FROM _migrations")}
     for number, migration in enumerate(MIGRATIONS, start=1):
         if number in done:
             continue
         with db:
             migration(db)
-            db.execute("INSERT INTO _migrations (id, name) VALUES (?, ?)", (number, migration.__name__))
+            db.execute(
+                "INSERT INTO _migrations (id, name) VALUES (?, ?)", (number, migration.__name__)
+            )

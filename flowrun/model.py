@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +49,9 @@ class Defaults(ModelParams):
 
 
 class Budget(_Strict):
-    max_cost_usd: float = Field(gt=0, description="The run stops before a call that could pass this.")
+    max_cost_usd: float = Field(
+        gt=0, description="The run stops before a call that could pass this."
+    )
 
 
 class ToolDef(_Strict):
@@ -57,7 +59,9 @@ class ToolDef(_Strict):
 
     function: str = Field(description="module:callable, importable or next to the workflow file")
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(None, description="JSON schema; default: from the signature")
+    parameters: dict[str, Any] | None = Field(
+        None, description="JSON schema; default: from the signature"
+    )
     timeout_s: float | None = Field(None, gt=0)
 
 
@@ -73,7 +77,9 @@ class StepBase(_Strict):
     description: str | None = None
     needs: list[str] = Field(default_factory=list)
     when: Any = Field(None, description="Rendered; a falsy result skips the step.")
-    foreach: Any = Field(None, description="A list (usually a template); the step runs once per item.")
+    foreach: Any = Field(
+        None, description="A list (usually a template); the step runs once per item."
+    )
     max_concurrency: int = Field(8, gt=0, description="Bound on concurrent foreach items.")
     output_schema: dict[str, Any] | str | None = Field(
         None, description="JSON schema (inline or a file path) the output must validate against."
@@ -124,7 +130,7 @@ class EmbedStep(StepBase):
     extra: dict[str, Any] | None = None
 
 
-Step = Annotated[Union[ChatStep, ExtractStep, ToolStep, EmbedStep], Field(discriminator="type")]
+Step = Annotated[ChatStep | ExtractStep | ToolStep | EmbedStep, Field(discriminator="type")]
 STEP_TYPES = ("chat", "extract", "tool", "embed")
 MODEL_STEP_TYPES = ("chat", "extract")
 

@@ -56,7 +56,9 @@ class PriceTable:
         fresh = usage.prompt_tokens - cached
         return (fresh * in_rate + cached * cached_rate + usage.completion_tokens * out_rate) / 1e6
 
-    def worst_case(self, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False) -> float | None:
+    def worst_case(
+        self, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False
+    ) -> float | None:
         """The most a call can cost: every prompt token uncached plus the full output budget."""
         return self.cost(model, Usage(prompt_tokens, max_completion_tokens), batch=batch)
 
@@ -83,6 +85,8 @@ def _load(path: str | None) -> PriceTable:
             if name.startswith("_"):
                 continue
             if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
-                raise UsageError(f"{path}: price of '{name}' needs input and output (USD per 1M tokens)")
+                raise UsageError(
+                    f"{path}: price of '{name}' needs input and output (USD per 1M tokens)"
+                )
             table[name] = entry
     return PriceTable(table)

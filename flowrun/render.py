@@ -36,7 +36,9 @@ def table(rows: list[list[str]], right: set[int] = frozenset()) -> str:  # type:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:
-        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
+        cells = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)
+        ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 
@@ -47,14 +49,23 @@ def format_cost_report(result: RunResult) -> str:
     for sid, step in result.steps.items():
         u = step.usage
         priced = all(c.cost_usd is not None for c in step.calls)
-        rows.append([
-            sid, step.status, step.model or "-", str(len(step.calls)), str(u.prompt_tokens),
-            str(u.completion_tokens), _usd(step.cost_usd if priced else None) if step.calls else "-",
-            f"{step.duration_s:.2f}s",
-        ])
+        rows.append(
+            [
+                sid,
+                step.status,
+                step.model or "-",
+                str(len(step.calls)),
+                str(u.prompt_tokens),
+                str(u.completion_tokens),
+                _usd(step.cost_usd if priced else None) if step.calls else "-",
+                f"{step.duration_s:.2f}s",
+            ]
+        )
     c = result.cost
-    total = (f"total: {c.calls} calls, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
-             f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), ${c.total_usd:.6f}")
+    total = (
+        f"total: {c.calls} calls, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
+        f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), ${c.total_usd:.6f}"
+    )
     if c.batch_discount:
         total += " (Batch API price: 50% off)"
     lines = [table(rows, right={3, 4, 5, 6, 7}), total]
@@ -70,10 +81,23 @@ def format_estimate(est: Estimate) -> str:
     rows = [["step", "type", "model", "calls", "prompt", "max output", "worst case", "note"]]
     for sid, s in est.steps.items():
         prompt = ("≥" if s.lower_bound else "") + str(s.prompt_tokens)
-        rows.append([sid, s.type, s.model or "-", str(s.calls), prompt, str(s.max_completion_tokens), _usd(s.worst_case_usd), s.note])
+        rows.append(
+            [
+                sid,
+                s.type,
+                s.model or "-",
+                str(s.calls),
+                prompt,
+                str(s.max_completion_tokens),
+                _usd(s.worst_case_usd),
+                s.note,
+            ]
+        )
     lines = [table(rows, right={3, 4, 5, 6}), f"total worst case: ${est.total_usd:.6f}"]
     if est.unpriced_models:
-        lines.append(f"unpriced models (not counted in the total): {', '.join(est.unpriced_models)}")
+        lines.append(
+            f"unpriced models (not counted in the total): {', '.join(est.unpriced_models)}"
+        )
     if any(s.lower_bound for s in est.steps.values()):
         lines.append("≥: the prompt includes earlier steps' outputs, unknown before a run")
     if not est.exact_tokens:
@@ -91,7 +115,17 @@ def format_run_row(row: Any, steps: dict[str, Any]) -> str:
     if steps:
         rows = [["step", "status", "model", "calls", "cost", "time", "error"]]
         for sid, s in steps.items():
-            rows.append([sid, s.status, s.model or "-", str(len(s.calls)), f"${s.cost_usd:.6f}", f"{s.duration_s:.2f}s", (s.error or "")[:80]])
+            rows.append(
+                [
+                    sid,
+                    s.status,
+                    s.model or "-",
+                    str(len(s.calls)),
+                    f"${s.cost_usd:.6f}",
+                    f"{s.duration_s:.2f}s",
+                    (s.error or "")[:80],
+                ]
+            )
         lines.append(table(rows, right={3, 4, 5}))
     if row.outputs:
         lines.append(format_outputs(row.outputs))

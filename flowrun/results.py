@@ -129,10 +129,16 @@ class StepResult:
     def to_record(self) -> dict[str, Any]:
         """Everything needed to rebuild this result (the run store keeps it)."""
         return {
-            "id": self.id, "status": self.status, "output": self.output, "model": self.model,
-            "calls": [c.to_dict() for c in self.calls], "tool_calls": self.tool_calls,
-            "finish_reason": self.finish_reason, "error": self.error,
-            "warnings": self.warnings, "duration_s": self.duration_s,
+            "id": self.id,
+            "status": self.status,
+            "output": self.output,
+            "model": self.model,
+            "calls": [c.to_dict() for c in self.calls],
+            "tool_calls": self.tool_calls,
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "warnings": self.warnings,
+            "duration_s": self.duration_s,
         }
 
     @classmethod
@@ -206,8 +212,10 @@ class CostReport:
             "calls": self.calls,
             "by_model": {
                 m: {
-                    "calls": c.calls, "prompt_tokens": c.prompt_tokens,
-                    "completion_tokens": c.completion_tokens, "cached_tokens": c.cached_tokens,
+                    "calls": c.calls,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "cached_tokens": c.cached_tokens,
                     "reasoning_tokens": c.reasoning_tokens,
                     "usd": None if c.usd is None else round(c.usd, 8),
                 }

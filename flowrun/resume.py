@@ -29,12 +29,20 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
     if row.status == "succeeded":
         raise UsageError(f"run {row.id} already succeeded; nothing to resume")
     if row.status == "running" and row.process_alive and not force:
-        raise UsageError(f"run {row.id} is still running (pid {row.pid}); wait for it, or stop it first")
+        raise UsageError(
+            f"run {row.id} is still running (pid {row.pid}); wait for it, or stop it first"
+        )
     if not row.workflow_path or not Path(row.workflow_path).exists():
-        raise UsageError(f"the workflow file of run {row.id} ({row.workflow_path}) no longer exists")
+        raise UsageError(
+            f"the workflow file of run {row.id} ({row.workflow_path}) no longer exists"
+        )
     current = load_workflow(row.workflow_path)
     stored = store.load_steps(row.id)
-    completed = {sid: r for sid, r in stored.items() if r.status in ("succeeded", "skipped") and sid in current.spec.steps}
+    completed = {
+        sid: r
+        for sid, r in stored.items()
+        if r.status in ("succeeded", "skipped") and sid in current.spec.steps
+    }
     if current.content_hash != row.workflow_hash and not force:
         changed = changed_completed_steps(row.workflow_text, current, completed)
         if changed:
@@ -45,18 +53,23 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
     return ResumePlan(row.id, current, row.inputs, completed, row.options)
 
 
-def changed_completed_steps(old_text: str, current: LoadedWorkflow, completed: dict[str, StepResult]) -> list[str]:
+def changed_completed_steps(
+    old_text: str, current: LoadedWorkflow, completed: dict[str, StepResult]
+) -> list[str]:
     """Completed steps whose definition, or an ancestor's, or the inputs/defaults, differ."""
     try:
         old = load_workflow_text(old_text, base_dir=current.base_dir)
     except WorkflowInvalid:
         return sorted(completed)
-    shared_changed = _dump(old.spec.inputs) != _dump(current.spec.inputs) or _dump(old.spec.defaults) != _dump(current.spec.defaults)
+    shared_changed = _dump(old.spec.inputs) != _dump(current.spec.inputs) or _dump(
+        old.spec.defaults
+    ) != _dump(current.spec.defaults)
     changed = []
     for sid in completed:
         lineage = {sid} | nx.ancestors(current.graph, sid)
         if shared_changed or any(
-            sid_ not in old.spec.steps or _dump(old.spec.steps[sid_]) != _dump(current.spec.steps[sid_])
+            sid_ not in old.spec.steps
+            or _dump(old.spec.steps[sid_]) != _dump(current.spec.steps[sid_])
             for sid_ in lineage
         ):
             changed.append(sid)

@@ -57,7 +57,11 @@ class Services:
             if prompt_tokens + (request.get("max_completion_tokens") or 0) > info.context_window:
                 raise StepError(
                     f"the prompt has {prompt_tokens:,} tokens"
-                    + (f" + max_completion_tokens {request['max_completion_tokens']:,}" if request.get("max_completion_tokens") else "")
+                    + (
+                        f" + max_completion_tokens {request['max_completion_tokens']:,}"
+                        if request.get("max_completion_tokens")
+                        else ""
+                    )
                     + f", more than {model}'s context window of {info.context_window:,} tokens; shorten the input or use a larger model"
                 )
         use_cache = self.cache is not None and (self.cache_all or bool(env.setting("cache")))
@@ -74,16 +78,30 @@ class Services:
                 prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
             reservation = self.budget.reserve(env.label, model, prompt_tokens, max_out)
         started = time.perf_counter()
-        on_text = (lambda text: self.on_text(env.label, text)) if self.on_text and request.get("stream") else None
+        on_text = (
+            (lambda text: self.on_text(env.label, text))
+            if self.on_text and request.get("stream")
+            else None
+        )
         try:
             reply = await self.client.chat(
-                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries"), on_text=on_text
+                request,
+                timeout_s=env.setting("timeout_s"),
+                max_retries=env.setting("max_retries"),
+                on_text=on_text,
             )
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
             raise StepError(str(exc)) from None
-        cost = self._record(env, model, reply.usage, reply.finish_reason, time.perf_counter() - started, reply.retries)
+        cost = self._record(
+            env,
+            model,
+            reply.usage,
+            reply.finish_reason,
+            time.perf_counter() - started,
+            reply.retries,
+        )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
         if use_cache:
@@ -103,20 +121,35 @@ class Services:
             reservation = self.budget.reserve(env.label, model, tokens, 0)
         started = time.perf_counter()
         try:
-            reply = await self.client.embed(request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries"))
+            reply = await self.client.embed(
+                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
+            )
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
             raise StepError(str(exc)) from None
-        cost = self._record(env, model, reply.usage, None, time.perf_counter() - started, reply.retries)
+        cost = self._record(
+            env, model, reply.usage, None, time.perf_counter() - started, reply.retries
+        )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
         return reply
 
-    def _record(self, env: StepEnv, model: str, usage: Any, finish_reason: str | None,
-                duration: float, retries: int, *, cached: bool = False) -> float | None:
+    def _record(
+        self,
+        env: StepEnv,
+        model: str,
+        usage: Any,
+        finish_reason: str | None,
+        duration: float,
+        retries: int,
+        *,
+        cached: bool = False,
+    ) -> float | None:
         cost = 0.0 if cached else self.prices.cost(model, usage)
-        env.record.calls.append(CallRecord(model, usage, cost, round(duration, 4), retries, finish_reason, cached))
+        env.record.calls.append(
+            CallRecord(model, usage, cost, round(duration, 4), retries, finish_reason, cached)
+        )
         env.record.model = env.record.model or model
         return cost
 
@@ -128,7 +161,10 @@ def _text_size(request: dict[str, Any]) -> int:
         if isinstance(content, str):
             size += len(content)
         elif isinstance(content, list):
-            size += sum(len(p.get("text", "")) + (800 * 4 if p.get("type") == "image_url" else 0) for p in content)
+            size += sum(
+                len(p.get("text", "")) + (800 * 4 if p.get("type") == "image_url" else 0)
+                for p in content
+            )
     return size
 
 
@@ -140,6 +176,10 @@ def _usage(data: Any) -> Any:
 
 def _reply_dict(reply: ChatReply) -> dict[str, Any]:
     return {
-        "content": reply.content, "tool_calls": reply.tool_calls, "refusal": reply.refusal,
-        "finish_reason": reply.finish_reason, "usage": reply.usage.to_dict(), "model": reply.model,
+        "content": reply.content,
+        "tool_calls": reply.tool_calls,
+        "refusal": reply.refusal,
+        "finish_reason": reply.finish_reason,
+        "usage": reply.usage.to_dict(),
+        "model": reply.model,
     }

@@ -81,9 +81,14 @@ class RunRow:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "run_id": self.id, "workflow": self.workflow_name, "path": self.workflow_path,
-            "status": self.status, "started_at": self.started_at, "ended_at": self.ended_at,
-            "cost_usd": round(self.cost_usd, 8), "error": self.error,
+            "run_id": self.id,
+            "workflow": self.workflow_name,
+            "path": self.workflow_path,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "cost_usd": round(self.cost_usd, 8),
+            "error": self.error,
         }
 
 
@@ -95,7 +100,9 @@ class RunStore:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                self.path, timeout=5.0, check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -103,7 +110,9 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(_explain(exc, self.path)) from None
         except OSError as exc:
-            raise StoreError(f"cannot create the run store at {self.path}: {exc.strerror}") from None
+            raise StoreError(
+                f"cannot create the run store at {self.path}: {exc.strerror}"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -123,12 +132,23 @@ class RunStore:
                 raise StoreError(_explain(exc, self.path)) from None
 
     # --- runs -----------------------------------------------------------------------
-    def start_run(self, run_id: str, wf: Any, inputs: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+    def start_run(
+        self, run_id: str, wf: Any, inputs: dict[str, Any], options: dict[str, Any] | None = None
+    ) -> None:
         self._write(
             "INSERT INTO runs (id, workflow_name, workflow_path, workflow_hash, workflow_text, inputs, status, started_at, options, pid)"
             " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-            (run_id, wf.name, str(wf.path.resolve()) if wf.path else None, wf.content_hash, wf.text,
-             _dumps(inputs), _now(), _dumps(options or {}), os.getpid()),
+            (
+                run_id,
+                wf.name,
+                str(wf.path.resolve()) if wf.path else None,
+                wf.content_hash,
+                wf.text,
+                _dumps(inputs),
+                _now(),
+                _dumps(options or {}),
+                os.getpid(),
+            ),
         )
 
     def step_finished(self, run_id: str, result: StepResult) -> None:
@@ -139,19 +159,31 @@ class RunStore:
         )
 
     def mark_resumed(self, run_id: str) -> None:
-        self._write("UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
-                    (os.getpid(), run_id))
+        self._write(
+            "UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
+            (os.getpid(), run_id),
+        )
 
     def finish_run(self, result: RunResult, status: str | None = None) -> None:
         cost = sum(s.cost_usd for s in self.load_steps(result.run_id).values())
         self._write(
             "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
-            (status or result.status, _now(), cost, _dumps(result.outputs), redact(result.error or "") or None,
-             result.failed_step, result.run_id),
+            (
+                status or result.status,
+                _now(),
+                cost,
+                _dumps(result.outputs),
+                redact(result.error or "") or None,
+                result.failed_step,
+                result.run_id,
+            ),
         )
 
     def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
-        self._write("UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?", (status, _now(), error, run_id))
+        self._write(
+            "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
+            (status, _now(), error, run_id),
+        )
 
     def get_run(self, run_id: str) -> RunRow:
         rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
@@ -163,7 +195,11 @@ class RunStore:
         return _row(rows[0])
 
     def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:
-        sql = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started_at DESC, id DESC LIMIT ?"
+        sql = (
+            "SELECT * FROM runs"
+            + (" WHERE status=?" if status else "")
+            + " ORDER BY started_at DESC, id DESC LIMIT ?"
+        )
         params: tuple[Any, ...] = (status, limit) if status else (limit,)
         return [_row(r) for r in self._read(sql, params)]
 
@@ -188,15 +224,22 @@ class RunStore:
 
     # --- conversation threads -------------------------------------------------------------
     def thread_messages(self, thread: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT role, content FROM thread_messages WHERE thread=? ORDER BY seq", (thread,))
+        rows = self._read(
+            "SELECT role, content FROM thread_messages WHERE thread=? ORDER BY seq", (thread,)
+        )
         return [{"role": role, "content": json.loads(content)} for role, content in rows]
 
-    def append_thread(self, thread: str, messages: list[dict[str, Any]], run_id: str | None) -> None:
+    def append_thread(
+        self, thread: str, messages: list[dict[str, Any]], run_id: str | None
+    ) -> None:
         with self._lock:
             try:
                 with self._db:
                     self._db.execute("BEGIN IMMEDIATE")
-                    (top,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?", (thread,)).fetchone()
+                    (top,) = self._db.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?",
+                        (thread,),
+                    ).fetchone()
                     for offset, m in enumerate(messages, start=1):
                         self._db.execute(
                             "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -206,7 +249,9 @@ class RunStore:
                 raise StoreError(_explain(exc, self.path)) from None
 
     def list_threads(self) -> list[dict[str, Any]]:
-        rows = self._read("SELECT thread, COUNT(*), MAX(created_at) FROM thread_messages GROUP BY thread ORDER BY MAX(created_at) DESC")
+        rows = self._read(
+            "SELECT thread, COUNT(*), MAX(created_at) FROM thread_messages GROUP BY thread ORDER BY MAX(created_at) DESC"
+        )
         return [{"thread": t, "messages": n, "updated_at": at} for t, n, at in rows]
 
     def clear_thread(self, thread: str) -> int:
@@ -216,9 +261,40 @@ class RunStore:
 
 
 def _row(row: tuple[Any, ...]) -> RunRow:
-    (rid, name, path, whash, text, inputs, status, started, ended, cost, outputs, error, failed, options, pid) = row
-    return RunRow(rid, name, path, whash, text, json.loads(inputs), status, started, ended, cost or 0.0,
-                  json.loads(outputs) if outputs else None, error, failed, json.loads(options or "{}"), pid)
+    (
+        rid,
+        name,
+        path,
+        whash,
+        text,
+        inputs,
+        status,
+        started,
+        ended,
+        cost,
+        outputs,
+        error,
+        failed,
+        options,
+        pid,
+    ) = row
+    return RunRow(
+        rid,
+        name,
+        path,
+        whash,
+        text,
+        json.loads(inputs),
+        status,
+        started,
+        ended,
+        cost or 0.0,
+        json.loads(outputs) if outputs else None,
+        error,
+        failed,
+        json.loads(options or "{}"),
+        pid,
+    )
 
 
 def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:

@@ -6,11 +6,27 @@ import copy
 from typing import Any
 
 # Keywords strict mode does not accept; a schema using them falls back to JSON mode.
-UNSUPPORTED = frozenset({
-    "allOf", "not", "if", "then", "else", "oneOf", "dependentRequired", "dependentSchemas",
-    "patternProperties", "unevaluatedProperties", "unevaluatedItems", "propertyNames",
-    "contains", "minContains", "maxContains", "uniqueItems", "prefixItems",
-})
+UNSUPPORTED = frozenset(
+    {
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "oneOf",
+        "dependentRequired",
+        "dependentSchemas",
+        "patternProperties",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "propertyNames",
+        "contains",
+        "minContains",
+        "maxContains",
+        "uniqueItems",
+        "prefixItems",
+    }
+)
 
 
 class NotStrictCompatible(Exception):
@@ -77,6 +93,10 @@ def drop_added_nulls(value: Any, schema: dict[str, Any]) -> Any:
                 continue
             out[key] = drop_added_nulls(item, schema["properties"].get(key, {}))
         return out
-    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+    if (
+        isinstance(value, list)
+        and isinstance(schema, dict)
+        and isinstance(schema.get("items"), dict)
+    ):
         return [drop_added_nulls(v, schema["items"]) for v in value]
     return value

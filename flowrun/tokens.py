@@ -33,7 +33,8 @@ def _encoding(name: str) -> Any | None:
             log.warning(
                 "tiktoken encoding %s could not be loaded (%s); token counts are estimates "
                 "(4 characters per token). Set TIKTOKEN_CACHE_DIR to a folder holding the encodings.",
-                name, type(exc).__name__,
+                name,
+                type(exc).__name__,
             )
         return None
 
@@ -51,7 +52,11 @@ def count_text(text: str, model: str | None = None) -> int:
     return len(enc.encode(text, disallowed_special=()))
 
 
-def count_messages(messages: list[dict[str, Any]], model: str | None = None, tools: list[dict[str, Any]] | None = None) -> int:
+def count_messages(
+    messages: list[dict[str, Any]],
+    model: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> int:
     """Prompt tokens of a chat request: message text, per-message overhead, images and tools."""
     total = TOKENS_PER_REPLY
     for message in messages:

@@ -33,15 +33,29 @@ class ToolFunction:
     explicit_parameters: bool = False
 
     @classmethod
-    def from_callable(cls, name: str, function: Any, *, description: str | None = None,
-                      parameters: dict[str, Any] | None = None, timeout_s: float | None = None) -> ToolFunction:
+    def from_callable(
+        cls,
+        name: str,
+        function: Any,
+        *,
+        description: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> ToolFunction:
         doc = inspect.getdoc(function) or ""
         desc = description or (doc.split("\n\n")[0].strip() if doc else name)
         schema = parameters if parameters is not None else signature_schema(function)
         return cls(name, function, desc, schema, timeout_s, parameters is not None)
 
     def openai_spec(self) -> dict[str, Any]:
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
 
     def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate (and coerce) ``args`` against the signature; raises ``ToolArgumentError``."""
@@ -50,7 +64,9 @@ class ToolFunction:
         if self.explicit_parameters:
             from jsonschema import Draft202012Validator
 
-            errors = sorted(Draft202012Validator(self.parameters).iter_errors(args), key=lambda e: list(e.path))
+            errors = sorted(
+                Draft202012Validator(self.parameters).iter_errors(args), key=lambda e: list(e.path)
+            )
             if errors:
                 raise ToolArgumentError("; ".join(_json_error(e) for e in errors))
             return args
@@ -71,7 +87,9 @@ class ToolFunction:
             try:
                 return await asyncio.wait_for(coro, self.timeout_s)
             except asyncio.TimeoutError:
-                raise TimeoutError(f"tool '{self.name}' timed out after {self.timeout_s:g}s") from None
+                raise TimeoutError(
+                    f"tool '{self.name}' timed out after {self.timeout_s:g}s"
+                ) from None
         return await coro
 
 
@@ -93,7 +111,11 @@ def _args_model(function: Any) -> type[BaseModel]:
         annotation = hints.get(pname, Any)
         default = ... if param.default is param.empty else param.default
         fields[pname] = (annotation, default)
-    return create_model(f"{getattr(function, '__name__', 'tool')}_args", __config__=ConfigDict(extra="forbid"), **fields)
+    return create_model(
+        f"{getattr(function, '__name__', 'tool')}_args",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
 
 
 def signature_schema(function: Any) -> dict[str, Any]:
@@ -129,8 +151,11 @@ class Toolbox:
     def from_workflow(cls, wf: Any) -> Toolbox:
         tools = {
             name: ToolFunction.from_callable(
-                name, wf.functions[t.function], description=t.description,
-                parameters=t.parameters, timeout_s=t.timeout_s,
+                name,
+                wf.functions[t.function],
+                description=t.description,
+                parameters=t.parameters,
+                timeout_s=t.timeout_s,
             )
             for name, t in wf.spec.tools.items()
             if t.function in wf.functions
@@ -140,7 +165,9 @@ class Toolbox:
     def specs(self, names: list[str]) -> list[dict[str, Any]]:
         return [self.tools[n].openai_spec() for n in names]
 
-    async def run_calls(self, calls: list[dict[str, Any]], allowed: list[str]) -> list[dict[str, Any]]:
+    async def run_calls(
+        self, calls: list[dict[str, Any]], allowed: list[str]
+    ) -> list[dict[str, Any]]:
         """Run the model's tool calls concurrently; one record per call, in the calls' order."""
         return list(await asyncio.gather(*(self._run_one(c, allowed) for c in calls)))
 
@@ -174,7 +201,11 @@ def tool_message(record: dict[str, Any]) -> dict[str, Any]:
         content = json.dumps({"error": record["error"]})
     else:
         result = record.get("result")
-        content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+        content = (
+            result
+            if isinstance(result, str)
+            else json.dumps(result, ensure_ascii=False, default=str)
+        )
     return {"role": "tool", "tool_call_id": record["id"], "content": content}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 _cache: dict[str, Any] = {}
 
 
@@ -21,7 +20,9 @@ def _validator(schema: dict[str, Any]) -> Any:
 
 def schema_errors(value: Any, schema: dict[str, Any], limit: int = 10) -> list[str]:
     """Every way ``value`` breaks ``schema``, as ``path: message`` lines (empty when valid)."""
-    errors = sorted(_validator(schema).iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(
+        _validator(schema).iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     lines = []
     for err in errors[:limit]:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"

@@ -12,6 +12,11 @@ from .extract import run_extract
 from .tool import run_tool
 
 Runner = Callable[[StepEnv], Awaitable[Any]]
-RUNNERS: dict[str, Runner] = {"chat": run_chat, "extract": run_extract, "tool": run_tool, "embed": run_embed}
+RUNNERS: dict[str, Runner] = {
+    "chat": run_chat,
+    "extract": run_extract,
+    "tool": run_tool,
+    "embed": run_embed,
+}
 
 __all__ = ["RUNNERS", "Runner", "StepEnv", "StepError"]

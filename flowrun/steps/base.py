@@ -60,7 +60,10 @@ class StepEnv:
             value = self.setting(name)
             if value is not None:
                 request[name] = value
-        extra = {**(self.workflow.spec.defaults.extra or {}), **(getattr(self.step, "extra", None) or {})}
+        extra = {
+            **(self.workflow.spec.defaults.extra or {}),
+            **(getattr(self.step, "extra", None) or {}),
+        }
         if extra:
             request["extra"] = extra
         return request

@@ -46,7 +46,9 @@ async def run_chat(env: StepEnv) -> Any:
                 f"the model was still calling tools after max_tool_rounds={step.max_tool_rounds} rounds; "
                 "raise max_tool_rounds or make the prompt say when to stop"
             )
-        messages.append({"role": "assistant", "content": reply.content, "tool_calls": reply.tool_calls})
+        messages.append(
+            {"role": "assistant", "content": reply.content, "tool_calls": reply.tool_calls}
+        )
         records = await env.services.toolbox.run_calls(reply.tool_calls, step.tools)
         for record in records:
             record["round"] = rounds
@@ -58,11 +60,15 @@ async def run_chat(env: StepEnv) -> Any:
     if reply.refusal and not reply.content:
         raise StepError(f"the model refused: {reply.refusal}")
     if reply.finish_reason == "length":
-        env.warn(f"step '{env.label}': the reply was cut off at max_completion_tokens (finish_reason: length)")
+        env.warn(
+            f"step '{env.label}': the reply was cut off at max_completion_tokens (finish_reason: length)"
+        )
     content = reply.content or ""
     if step.response_format == "json":
         try:
             return json.loads(content)
         except ValueError as exc:
-            raise StepError(f"the model's reply is not valid JSON ({exc}): {content[:200]!r}") from None
+            raise StepError(
+                f"the model's reply is not valid JSON ({exc}): {content[:200]!r}"
+            ) from None
     return content

@@ -29,7 +29,11 @@ async def run_embed(env: StepEnv) -> Any:
         base["dimensions"] = step.dimensions
     if step.extra:
         base["extra"] = step.extra
-    chunks = [texts[i : i + MAX_INPUTS_PER_REQUEST] for i in range(0, len(texts), MAX_INPUTS_PER_REQUEST)]
-    replies = await asyncio.gather(*(env.services.embed(env, {**base, "input": chunk}) for chunk in chunks))
+    chunks = [
+        texts[i : i + MAX_INPUTS_PER_REQUEST] for i in range(0, len(texts), MAX_INPUTS_PER_REQUEST)
+    ]
+    replies = await asyncio.gather(
+        *(env.services.embed(env, {**base, "input": chunk}) for chunk in chunks)
+    )
     vectors = [v for reply in replies for v in reply.vectors]
     return vectors[0] if single else vectors

@@ -12,18 +12,27 @@ from .base import StepEnv, StepError
 from .messages import build_messages
 
 
-def extract_request(env: StepEnv, messages: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
+def extract_request(
+    env: StepEnv, messages: list[dict[str, Any]], schema: dict[str, Any]
+) -> dict[str, Any]:
     """The request: strict ``json_schema`` when the schema allows it, else JSON mode + schema text."""
     request = env.base_request(env.setting("model"))
     strict = to_strict(schema)
     if strict is not None:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", env.step_id)[:64]
-        request["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": strict, "strict": True}}
+        request["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": strict, "strict": True},
+        }
     else:
-        messages.insert(0, {
-            "role": "system",
-            "content": "Reply with one JSON object that validates against this JSON schema:\n" + json.dumps(schema),
-        })
+        messages.insert(
+            0,
+            {
+                "role": "system",
+                "content": "Reply with one JSON object that validates against this JSON schema:\n"
+                + json.dumps(schema),
+            },
+        )
         request["response_format"] = {"type": "json_object"}
     request["messages"] = messages
     return request
@@ -54,12 +63,15 @@ async def run_extract(env: StepEnv) -> Any:
         if attempt == attempts - 1:
             break
         messages.append({"role": "assistant", "content": content})
-        messages.append({
-            "role": "user",
-            "content": "Your reply does not match the required JSON schema:\n"
-            + "\n".join(f"- {e}" for e in errors)
-            + "\nReply again with the corrected JSON only.",
-        })
+        messages.append(
+            {
+                "role": "user",
+                "content": "Your reply does not match the required JSON schema:\n"
+                + "\n".join(f"- {e}" for e in errors)
+                + "\nReply again with the corrected JSON only.",
+            }
+        )
     raise StepError(
-        f"the reply did not match the schema after {env.step.max_repairs} repair(s): " + "; ".join(errors)
+        f"the reply did not match the schema after {env.step.max_repairs} repair(s): "
+        + "; ".join(errors)
     )

@@ -9,7 +9,12 @@ from typing import Any
 from ..templating import render, render_text
 from .base import StepEnv, StepError
 
-_MAGIC = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"RIFF": "image/webp"}
+_MAGIC = {
+    b"\x89PNG": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF8": "image/gif",
+    b"RIFF": "image/webp",
+}
 
 
 def build_messages(env: StepEnv) -> list[dict[str, Any]]:
@@ -19,7 +24,10 @@ def build_messages(env: StepEnv) -> list[dict[str, Any]]:
     if step.system:
         messages.append({"role": "system", "content": render_text(step.system, scope)})
     for message in step.messages or []:
-        entry: dict[str, Any] = {"role": message.role, "content": _render_content(message.content, scope)}
+        entry: dict[str, Any] = {
+            "role": message.role,
+            "content": _render_content(message.content, scope),
+        }
         if message.name:
             entry["name"] = message.name
         messages.append(entry)
