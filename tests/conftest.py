@@ -56,3 +56,7 @@ def _flowrun_home(
     home = tmp_path_factory.mktemp("flowrun-home")
     monkeypatch.setenv("FLOWRUN_HOME", str(home))
     return home
+
+
+# The plugin users get on install; registered here too so the suite runs from a plain checkout.
+pytest_plugins = ["flowrun.pytest_plugin"]
