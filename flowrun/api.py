@@ -77,6 +77,18 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable) -> None:
             )
 
 
+def _checked_prices(wf: LoadedWorkflow, options: dict[str, Any]) -> PriceTable:
+    """The run's price table; raises ``UsageError`` if it is unreadable or a budget cannot be kept."""
+    prices = options.get("prices")
+    table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
+    limit = options.get("max_cost")
+    if limit is None and wf.spec.budget is not None:
+        limit = wf.spec.budget.max_cost_usd
+    if limit is not None:
+        _check_priced(wf, table)
+    return table
+
+
 StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or False/None (no store)
 
 
@@ -106,10 +118,13 @@ async def arun_workflow(
     """
     wf = _as_workflow(workflow)
     values = resolve_inputs(wf.spec, inputs)
+    recorded = _recorded_options(service_options)
+    if services is None:  # a bad price file fails here, before a run is recorded
+        service_options = {**service_options, "prices": _checked_prices(wf, service_options)}
     db = _open_store(store)
     run_id = run_id or new_run_id()
     if db is not None:
-        db.start_run(run_id, wf, values, _recorded_options(service_options))
+        db.start_run(run_id, wf, values, recorded)
     return await _execute(wf, values, db, run_id, services, service_options, completed=None)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,11 +82,24 @@ def _load(path: str | None) -> PriceTable:
         if not isinstance(extra, dict):
             raise UsageError(f"the price file {path} must map model names to prices")
         for name, entry in extra.items():
-            if name.startswith("_"):
-                continue
-            if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
-                raise UsageError(
-                    f"{path}: price of '{name}' needs input and output (USD per 1M tokens)"
-                )
-            table[name] = entry
+            if not name.startswith("_"):
+                table[name] = _checked_entry(path, name, entry)
     return PriceTable(table)
+
+
+def _checked_entry(path: str, name: str, entry: Any) -> dict[str, float]:
+    """One model's prices from a user file, or a ``UsageError`` saying what is wrong."""
+    allowed = [f.name for f in fields(Price)]
+    if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
+        raise UsageError(f"{path}: price of '{name}' needs input and output (USD per 1M tokens)")
+    for key, value in entry.items():
+        if key not in allowed:
+            raise UsageError(
+                f"{path}: price of '{name}' has unknown key '{key}' (known: {', '.join(allowed)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UsageError(
+                f"{path}: price of '{name}': {key} must be a number >= 0 (USD per 1M tokens), "
+                f"got {value!r}"
+            )
+    return {k: float(v) for k, v in entry.items()}

@@ -48,7 +48,6 @@ def format_cost_report(result: RunResult) -> str:
     rows = [["step", "status", "model", "calls", "prompt", "completion", "cost", "time"]]
     for sid, step in result.steps.items():
         u = step.usage
-        priced = all(c.cost_usd is not None for c in step.calls)
         rows.append(
             [
                 sid,
@@ -57,7 +56,7 @@ def format_cost_report(result: RunResult) -> str:
                 str(len(step.calls)),
                 str(u.prompt_tokens),
                 str(u.completion_tokens),
-                _usd(step.cost_usd if priced else None) if step.calls else "-",
+                _usd(step.known_cost_usd) if step.calls else "-",
                 f"{step.duration_s:.2f}s",
             ]
         )

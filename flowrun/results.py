@@ -85,7 +85,18 @@ class StepResult:
 
     @property
     def cost_usd(self) -> float:
+        """Dollars of the priced calls (see ``priced``: unpriced calls are not $0, just unknown)."""
         return sum(c.cost_usd or 0.0 for c in self.calls)
+
+    @property
+    def priced(self) -> bool:
+        """Whether every call of the step has a price."""
+        return all(c.cost_usd is not None for c in self.calls)
+
+    @property
+    def known_cost_usd(self) -> float | None:
+        """The step's cost, or None when a call used an unpriced model."""
+        return self.cost_usd if self.priced else None
 
     @property
     def retries(self) -> int:
@@ -100,7 +111,7 @@ class StepResult:
             "skipped": self.skipped,
             "status": self.status,
             "tool_calls": self.tool_calls,
-            "cost_usd": self.cost_usd,
+            "cost_usd": self.known_cost_usd,
             "model": self.model,
         }
 
@@ -111,7 +122,7 @@ class StepResult:
             "output": self.output,
             "model": self.model,
             "usage": self.usage.to_dict(),
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_usd": None if not self.priced else round(self.cost_usd, 8),
             "duration_s": round(self.duration_s, 4),
             "calls": len(self.calls),
             "retries": self.retries,

@@ -94,6 +94,8 @@ class RecordedRequest:
     body: Any  #: parsed JSON body, ``None`` when absent or unparsable
     raw: bytes
     query: str = ""
+    received_at: float = 0.0  #: ``time.monotonic()`` when the request body was read
+    replied_at: float | None = None  #: ``time.monotonic()`` when the reply was sent
 
     @property
     def text(self) -> str:
@@ -474,7 +476,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         req = RecordedRequest(
-            self.command, path, {k.lower(): v for k, v in self.headers.items()}, body, raw, query
+            self.command,
+            path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            raw,
+            query,
+            time.monotonic(),
         )
         with app._lock:
             app.requests.append(req)
@@ -484,6 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(payload, headers)
         else:
             self._send_json(status, payload, headers)
+        req.replied_at = time.monotonic()
 
     def _start(self, status: int, content_type: str, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..catalog import model_info
 from ..tools import tool_message
 from .base import StepEnv, StepError
-from .messages import build_messages
+from .messages import build_messages, message_text
 
 
 def chat_request(env: StepEnv, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -35,6 +36,8 @@ async def run_chat(env: StepEnv) -> Any:
     step = env.step
     messages = build_messages(env)
     request = chat_request(env, messages)
+    if step.response_format == "json":
+        _check_json_mentioned(request)
     rounds = 0
     while True:
         reply = await env.services.chat(env, request)
@@ -72,3 +75,17 @@ async def run_chat(env: StepEnv) -> Any:
                 f"the model's reply is not valid JSON ({exc}): {content[:200]!r}"
             ) from None
     return content
+
+
+def _check_json_mentioned(request: dict[str, Any]) -> None:
+    """OpenAI rejects JSON mode unless a message mentions JSON: say so before paying for a 400.
+
+    Models the table does not know (other OpenAI-compatible servers) are not held to this.
+    """
+    if model_info(request["model"]) is None:
+        return
+    if not any("json" in message_text(m).lower() for m in request["messages"]):
+        raise StepError(
+            "response_format: json needs the word JSON in the prompt or system message "
+            "(the OpenAI API rejects JSON mode otherwise); e.g. add 'Reply in JSON.'"
+        )

@@ -47,6 +47,16 @@ def build_messages(env: StepEnv) -> list[dict[str, Any]]:
     return messages
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a message: its string content or its text parts joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
 def _render_content(content: str | list[dict[str, Any]], scope: dict[str, Any]) -> Any:
     if isinstance(content, str):
         return render_text(content, scope)
