@@ -49,6 +49,7 @@ class Services:
         from .tokens import count_messages
 
         model = request["model"]
+        env.record.model = env.record.model or model  # known even if the call fails
         info = model_info(model)
         max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
         prompt_tokens: int | None = None
@@ -114,6 +115,7 @@ class Services:
         from .tokens import count_text
 
         model = request["model"]
+        env.record.model = env.record.model or model
         reservation = None
         if self.budget is not None:
             texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
