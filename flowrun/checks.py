@@ -185,10 +185,12 @@ class _Checker:
     def check_tools(self) -> None:
         for name, tool in self.spec.tools.items():
             self.resolve_function(tool.function, ("tools", name, "function"))
+            self.check_tool_schema(name, tool)
         for sid, step in self.spec.steps.items():
             base = ("steps", sid)
             if isinstance(step, ToolStep):
                 self.resolve_function(step.function, base + ("function",))
+                self.check_tool_step_args(sid, step)
             if isinstance(step, ChatStep):
                 names = step.tools or []
                 for i, name in enumerate(names):
@@ -205,6 +207,60 @@ class _Checker:
                     )
                 if choice and not names:
                     self.add(base + ("tool_choice",), f"step '{sid}': tool_choice needs tools")
+
+    def check_tool_schema(self, name: str, tool: Any) -> None:
+        """The tool's parameters: an explicit JSON schema, or one derived from the signature."""
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        from .tools import SignatureProblem, signature_schema
+
+        if tool.parameters is not None:
+            where = ("tools", name, "parameters")
+            try:
+                Draft202012Validator.check_schema(tool.parameters)
+            except SchemaError as exc:
+                self.add(where, f"tool '{name}': parameters is not a valid JSON schema: {exc.message}")
+                return
+            if tool.parameters.get("type") != "object":
+                self.add(where, f"tool '{name}': parameters must be a schema of type object")
+            return
+        function = self.wf.functions.get(tool.function)
+        if function is None:
+            return
+        try:
+            signature_schema(function)
+        except SignatureProblem as exc:
+            self.add(("tools", name, "function"), f"tool '{name}' ({tool.function}): {exc}")
+
+    def check_tool_step_args(self, sid: str, step: ToolStep) -> None:
+        """The argument names of a tool step against the function's signature."""
+        from .tools import SignatureProblem, args_model
+
+        function = self.wf.functions.get(step.function)
+        if function is None:
+            return
+        try:
+            model = args_model(function)
+        except SignatureProblem as exc:
+            self.add(("steps", sid, "function"), f"step '{sid}' ({step.function}): {exc}")
+            return
+        accepts_any = _takes_var_keywords(function)
+        for key in step.args:
+            if key not in model.model_fields and not accepts_any:
+                self.add(
+                    ("steps", sid, "args", key),
+                    f"step '{sid}': {step.function} has no parameter '{key}'"
+                    f"{_suggest(key, model.model_fields)}",
+                    key=True,
+                )
+        missing = [n for n, f in model.model_fields.items() if f.is_required() and n not in step.args]
+        if missing:
+            self.add(
+                ("steps", sid, "args") if "args" in step.model_fields_set else ("steps", sid),
+                f"step '{sid}': missing argument(s) for {step.function}: {', '.join(missing)}",
+                key=True,
+            )
 
     # --- JSON schemas ------------------------------------------------------------
     def load_schema(
@@ -350,6 +406,24 @@ def _strings_with_paths(value: Any, path: tuple[Any, ...]):
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _strings_with_paths(v, path + (i,))
+
+
+def _takes_var_keywords(function: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _field_text(path: tuple[Any, ...]) -> str:
+    """``("messages", 0, "content")`` -> ``messages[0].content``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def _suggest(name: str, choices: Any) -> str:

@@ -1,0 +1,495 @@
+"""Tools declared in a workflow: schemas from signatures, the ``tool`` step, validation errors."""
+
+from __future__ import annotations
+
+import json
+
+from flowrun import load_workflow, run_workflow
+from flowrun.testing import Reply
+from tests.flow_files import make_flow, module_of
+from tests.helpers import flowrun
+
+TOOLS_MODULE = '''
+from typing import Optional
+
+
+def lookup_order(order_id: str, include_items: bool = False, note: Optional[str] = None) -> dict:
+    """Find an order by its id.
+
+    Looks in the order database.
+
+    Args:
+        order_id: The order's id, like A-123.
+        include_items: Whether to list the order's items.
+    """
+    return {"id": order_id, "status": "shipped"}
+
+
+def raw_search(*args, **kwargs):
+    return kwargs
+'''
+
+DECLARED = """\
+version: 1
+name: declared
+defaults: {model: gpt-4o-mini}
+tools:
+  lookup_order:
+    function: TOOLS:lookup_order
+  quote:
+    function: tests.tool_fixtures:shipping_quote
+  search:
+    function: TOOLS:raw_search
+    description: Full-text search of the help center
+    parameters:
+      type: object
+      properties:
+        query: {type: string}
+      required: [query]
+steps:
+  answer:
+    type: chat
+    prompt: hello
+    tools: [lookup_order, quote, search]
+outputs:
+  answer: "{{ steps.answer.output }}"
+"""
+
+
+def test_the_server_receives_tools_built_from_signatures_docstrings_and_overrides(server, tmp_path):
+    server.add(Reply(content="hi"))
+    result = run_workflow(make_flow(tmp_path, DECLARED, TOOLS_MODULE), store=False)
+    assert result.status == "succeeded", result.error
+    (request,) = server.requests_to("/chat/completions")
+    assert request.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_order",
+                "description": "Find an order by its id.\n\nLooks in the order database.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "order_id": {
+                            "type": "string",
+                            "description": "The order's id, like A-123.",
+                        },
+                        "include_items": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "Whether to list the order's items.",
+                        },
+                        "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+                    },
+                    "required": ["order_id"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "quote",
+                "description": "Quote the shipping cost of a parcel.",
+                "parameters": {
+                    "$defs": {
+                        "Address": {
+                            "description": "A postal address.",
+                            "type": "object",
+                            "properties": {
+                                "street": {"type": "string"},
+                                "city": {"type": "string"},
+                                "country": {"type": "string", "default": "FR"},
+                            },
+                            "required": ["street", "city"],
+                        },
+                        "Priority": {"type": "string", "enum": ["low", "high"]},
+                    },
+                    "type": "object",
+                    "properties": {
+                        "address": {
+                            "$ref": "#/$defs/Address",
+                            "description": "Where the parcel goes.",
+                        },
+                        "weight_kg": {
+                            "type": "number",
+                            "description": "The parcel's weight in kilograms.",
+                        },
+                        "priority": {
+                            "$ref": "#/$defs/Priority",
+                            "default": "low",
+                            "description": "How fast it must arrive.",
+                        },
+                        "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+                    },
+                    "required": ["address", "weight_kg"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "description": "Full-text search of the help center",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}},
+                    "required": ["query"],
+                },
+            },
+        },
+    ]
+
+
+TOOL_STEP = """\
+version: 1
+name: tool-step
+inputs:
+  weight: {type: number}
+  city: {type: string, default: Lyon}
+defaults: {model: gpt-4o-mini}
+steps:
+  quote:
+    type: tool
+    function: tests.tool_fixtures:shipping_quote
+    args:
+      address: {street: 1 rue Haute, city: "{{ inputs.city }}"}
+      weight_kg: "{{ inputs.weight }}"
+      priority: high
+  tell:
+    type: chat
+    prompt: "Tell the customer: {{ steps.quote.output | tojson }}"
+outputs:
+  quote: "{{ steps.quote.output }}"
+  told: "{{ steps.tell.output }}"
+"""
+
+
+def test_tool_step_renders_args_and_returns_the_pydantic_model_as_json(server, tmp_path):
+    res = flowrun("run", make_flow(tmp_path, TOOL_STEP), "-i", "weight=2.5", "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    quote = {"amount": 20.0, "currency": "EUR", "express": True}
+    assert doc["outputs"]["quote"] == quote
+    step = doc["steps"]["quote"]
+    assert step["output"] == quote
+    (call,) = step["tool_calls"]
+    assert call["name"] == "tests.tool_fixtures:shipping_quote"
+    assert call["arguments"] == {
+        "address": {"street": "1 rue Haute", "city": "Lyon"},
+        "weight_kg": 2.5,
+        "priority": "high",
+    }
+    assert call["result"] == quote
+    assert call["duration_s"] >= 0
+    (request,) = server.requests_to("/chat/completions")
+    assert (
+        request.last_user_text
+        == 'Tell the customer: {"amount": 20.0, "currency": "EUR", "express": true}'
+    )
+
+
+def test_tool_step_argument_of_the_wrong_type_is_an_error_naming_step_and_argument(
+    server, tmp_path
+):
+    untyped = TOOL_STEP.replace("weight: {type: number}", "weight: {type: string}")
+    res = flowrun("run", make_flow(tmp_path, untyped), "-i", "weight=heavy", "--json")
+    assert res.code == 1
+    doc = json.loads(res.stdout)
+    assert doc["failed_step"] == "quote"
+    assert doc["steps"]["quote"]["error"] == (
+        "arguments do not fit tests.tool_fixtures:shipping_quote: argument 'weight_kg': "
+        "Input should be a valid number, unable to parse string as a number"
+    )
+    assert "tell" not in doc["steps"]
+    assert server.requests == []
+
+
+SYNC_AND_ASYNC = '''
+import asyncio
+import threading
+import time
+
+chat_seen = threading.Event()
+
+
+def wait_for_chat() -> str:
+    """Blocks its thread until the server has received the other step's chat request."""
+    return "saw the chat request" if chat_seen.wait(10) else "the event loop was blocked"
+
+
+async def add_later(a: int, b: int) -> int:
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+def sleepy(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"
+
+
+async def async_sleepy(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+def broken(x: int) -> int:
+    raise ValueError(f"cannot handle {x}")
+'''
+
+NOT_BLOCKING = """\
+version: 1
+name: not-blocking
+defaults: {model: gpt-4o-mini}
+steps:
+  wait:
+    type: tool
+    function: TOOLS:wait_for_chat
+  ask:
+    type: chat
+    prompt: independent question
+  sum:
+    type: tool
+    function: TOOLS:add_later
+    args: {a: 2, b: "{{ 40 }}"}
+outputs:
+  wait: "{{ steps.wait.output }}"
+  ask: "{{ steps.ask.output }}"
+  sum: "{{ steps.sum.output }}"
+"""
+
+
+def test_a_blocking_sync_tool_runs_in_a_thread_while_other_steps_proceed(server, tmp_path):
+    wf = load_workflow(make_flow(tmp_path, NOT_BLOCKING, SYNC_AND_ASYNC))
+    chat_seen = module_of(wf, "wait_for_chat")["chat_seen"]
+
+    def answer(req):
+        chat_seen.set()
+        return Reply(content="answered")
+
+    server.add(answer)
+    result = run_workflow(wf, store=False)
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"wait": "saw the chat request", "ask": "answered", "sum": 42}
+
+
+TIMEOUTS = """\
+version: 1
+name: timeouts
+steps:
+  slow:
+    type: tool
+    function: TOOLS:{function}
+    args: {{seconds: 3}}
+    timeout_s: 0.2
+"""
+
+
+def test_tool_step_timeout_fails_the_step_for_sync_and_async_functions(tmp_path):
+    for function in ("async_sleepy", "sleepy"):
+        folder = tmp_path / function
+        folder.mkdir()
+        flow = make_flow(folder, TIMEOUTS.format(function=function), SYNC_AND_ASYNC)
+        result = run_workflow(flow, store=False)
+        module = next(folder.glob("tools_*.py")).stem
+        assert result.status == "failed"
+        assert (
+            result.error == f"step 'slow' failed: tool '{module}:{function}' timed out after 0.2s"
+        )
+        assert result.steps["slow"].duration_s < 2
+
+
+def test_a_tool_step_that_raises_fails_the_run_with_the_exception(tmp_path):
+    flow = make_flow(
+        tmp_path,
+        """\
+        version: 1
+        name: raises
+        steps:
+          bad: {type: tool, function: "TOOLS:broken", args: {x: 7}}
+        """,
+        SYNC_AND_ASYNC,
+    )
+    res = flowrun("run", flow)
+    assert res.code == 1
+    module = next(tmp_path.glob("tools_*.py")).stem
+    assert f"step 'bad' failed: {module}:broken raised ValueError: cannot handle 7" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_tool_step_returning_something_that_is_not_json_fails_clearly(tmp_path):
+    flow = make_flow(
+        tmp_path,
+        """\
+        version: 1
+        name: not-json
+        steps:
+          obj: {type: tool, function: "TOOLS:make"}
+        """,
+        "class Thing:\n    pass\n\n\ndef make():\n    return Thing()\n",
+    )
+    result = run_workflow(flow, store=False)
+    module = next(tmp_path.glob("tools_*.py")).stem
+    assert result.error == (
+        f"step 'obj' failed: {module}:make returned a Thing, which is not JSON-serialisable"
+    )
+
+
+# --- validation errors (exit 2, FILE:LINE:COL) ---------------------------------------
+
+BAD_TOOLS = """
+class Connection:
+    pass
+
+
+def needs_connection(query: str, conn: Connection) -> str:
+    return query
+
+
+def fine(text: str, count: int = 1) -> str:
+    return text * count
+"""
+
+
+def validate(tmp_path, workflow: str, code: str | None = BAD_TOOLS) -> tuple[int, list[str], str]:
+    flow = make_flow(tmp_path, workflow, code)
+    res = flowrun("validate", flow)
+    module = next(iter(tmp_path.glob("tools_*.py")), None)
+    lines = [
+        line.replace(str(flow), "wf.yaml").replace(module.stem if module else "\0", "TOOLS")
+        for line in res.stderr.splitlines()
+    ]
+    return res.code, lines, res.stdout
+
+
+def test_unknown_tool_in_a_chat_step_is_reported_with_its_line(tmp_path):
+    code, lines, _ = validate(
+        tmp_path,
+        """\
+        version: 1
+        name: unknown-tool
+        defaults: {model: gpt-4o-mini}
+        tools:
+          fine: {function: "TOOLS:fine"}
+        steps:
+          ask:
+            type: chat
+            prompt: hi
+            tools: [fine, fien]
+        """,
+    )
+    assert code == 2
+    assert lines == [
+        "wf.yaml:10:19: step 'ask' uses unknown tool 'fien' (did you mean 'fine'?) (declare it under tools:)"
+    ]
+
+
+def test_tools_that_cannot_be_imported_are_reported_with_their_lines(tmp_path):
+    code, lines, _ = validate(
+        tmp_path,
+        """\
+        version: 1
+        name: bad-imports
+        tools:
+          missing_module: {function: "no_such_module_xyz:find"}
+          missing_attr: {function: "TOOLS:nope"}
+          not_a_reference: {function: "just_a_name"}
+        steps:
+          run:
+            type: tool
+            function: TOOLS:also_nope
+        """,
+    )
+    assert code == 2
+    assert lines == [
+        "wf.yaml:4:30: cannot import 'no_such_module_xyz:find': No module named 'no_such_module_xyz'",
+        "wf.yaml:5:28: cannot import 'TOOLS:nope': module 'TOOLS' has no attribute 'nope'",
+        "wf.yaml:6:31: 'just_a_name' is not of the form module:callable",
+        "wf.yaml:10:15: cannot import 'TOOLS:also_nope': module 'TOOLS' has no attribute 'also_nope'",
+    ]
+
+
+def test_a_signature_without_a_json_schema_is_a_validation_error(tmp_path):
+    code, lines, _ = validate(
+        tmp_path,
+        """\
+        version: 1
+        name: bad-signature
+        defaults: {model: gpt-4o-mini}
+        tools:
+          query_db:
+            function: TOOLS:needs_connection
+          with_schema:
+            function: TOOLS:needs_connection
+            parameters: {type: object, properties: {query: {type: string}}}
+        steps:
+          ask: {type: chat, prompt: hi, tools: [query_db, with_schema]}
+          direct:
+            type: tool
+            function: TOOLS:needs_connection
+            args: {query: x}
+        """,
+    )
+    assert code == 2
+    why = (
+        "parameter 'conn' has type Connection, which has no JSON schema; annotate it with a "
+        "JSON-compatible type (str, int, list[str], a pydantic model, ...) or declare the "
+        "tool's parameters: explicitly"
+    )
+    assert lines == [
+        f"wf.yaml:6:15: tool 'query_db' (TOOLS:needs_connection): {why}",
+        f"wf.yaml:14:15: step 'direct' (TOOLS:needs_connection): {why}",
+    ]
+
+
+def test_tool_step_argument_names_are_checked_against_the_signature(tmp_path):
+    code, lines, _ = validate(
+        tmp_path,
+        """\
+        version: 1
+        name: bad-args
+        steps:
+          extra:
+            type: tool
+            function: TOOLS:fine
+            args:
+              text: hi
+              cuont: 2
+          missing:
+            type: tool
+            function: TOOLS:fine
+            args: {count: 2}
+          none_at_all:
+            type: tool
+            function: TOOLS:fine
+        """,
+    )
+    assert code == 2
+    assert lines == [
+        "wf.yaml:9:7: step 'extra': TOOLS:fine has no parameter 'cuont' (did you mean 'count'?)",
+        "wf.yaml:13:5: step 'missing': missing argument(s) for TOOLS:fine: text",
+        "wf.yaml:14:3: step 'none_at_all': missing argument(s) for TOOLS:fine: text",
+    ]
+
+
+def test_an_explicit_parameters_schema_must_be_a_valid_object_schema(tmp_path):
+    code, lines, _ = validate(
+        tmp_path,
+        """\
+        version: 1
+        name: bad-parameters
+        tools:
+          a:
+            function: TOOLS:fine
+            parameters: {type: objekt}
+          b:
+            function: TOOLS:fine
+            parameters: {type: string}
+        steps:
+          s: {type: tool, function: "TOOLS:fine", args: {text: x}}
+        """,
+    )
+    assert code == 2
+    assert lines[0].startswith("wf.yaml:6:17: tool 'a': parameters is not a valid JSON schema: ")
+    assert lines[1:] == ["wf.yaml:9:17: tool 'b': parameters must be a schema of type object"]
