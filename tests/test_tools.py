@@ -402,12 +402,18 @@ def test_tools_that_cannot_be_imported_are_reported_with_their_lines(tmp_path):
         """,
     )
     assert code == 2
-    assert lines == [
-        "wf.yaml:4:30: cannot import 'no_such_module_xyz:find': No module named 'no_such_module_xyz'",
-        "wf.yaml:5:28: cannot import 'TOOLS:nope': module 'TOOLS' has no attribute 'nope'",
-        "wf.yaml:6:31: 'just_a_name' is not of the form module:callable",
-        "wf.yaml:10:15: cannot import 'TOOLS:also_nope': module 'TOOLS' has no attribute 'also_nope'",
-    ]
+    # (each message may go on with a hint)
+    for line, expected in zip(
+        lines,
+        [
+            "wf.yaml:4:30: cannot import 'no_such_module_xyz:find': No module named 'no_such_module_xyz'",
+            "wf.yaml:5:28: cannot import 'TOOLS:nope': module 'TOOLS' has no attribute 'nope'",
+            "wf.yaml:6:31: 'just_a_name' is not of the form module:callable",
+            "wf.yaml:10:15: cannot import 'TOOLS:also_nope': module 'TOOLS' has no attribute 'also_nope'",
+        ],
+        strict=True,
+    ):
+        assert line.startswith(expected), line
 
 
 def test_a_signature_without_a_json_schema_is_a_validation_error(tmp_path):
