@@ -92,12 +92,13 @@ def _checked_prices(wf: LoadedWorkflow, options: dict[str, Any]) -> PriceTable:
 StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or False/None (no store)
 
 
-def _open_store(store: StoreOption) -> Any:
+def _open_store(store: StoreOption) -> tuple[Any, bool]:
+    """The run store to write to (or None), and whether this call opened it (so must close it)."""
     if store is True:
         from .store import RunStore
 
-        return RunStore()
-    return store or None
+        return RunStore(), True
+    return store or None, False
 
 
 async def arun_workflow(
@@ -121,11 +122,15 @@ async def arun_workflow(
     recorded = _recorded_options(service_options)
     if services is None:  # a bad price file fails here, before a run is recorded
         service_options = {**service_options, "prices": _checked_prices(wf, service_options)}
-    db = _open_store(store)
-    run_id = run_id or new_run_id()
-    if db is not None:
-        db.start_run(run_id, wf, values, recorded)
-    return await _execute(wf, values, db, run_id, services, service_options, completed=None)
+    db, owned = _open_store(store)
+    try:
+        run_id = run_id or new_run_id()
+        if db is not None:
+            db.start_run(run_id, wf, values, recorded)
+        return await _execute(wf, values, db, run_id, services, service_options, completed=None)
+    finally:
+        if owned:
+            db.close()
 
 
 async def _execute(
@@ -150,9 +155,9 @@ async def _execute(
     executor = Executor(wf, values, services, run_id=run_id, recorder=db, completed=completed)
     try:
         result = await executor.run()
-    except (asyncio.CancelledError, KeyboardInterrupt):
+    except BaseException as exc:
         if db is not None:
-            db.mark_status(run_id, "interrupted", "interrupted by a signal")
+            _mark_stopped(db, run_id, exc)
         raise
     finally:
         if own:
@@ -160,6 +165,17 @@ async def _execute(
     if db is not None:
         db.finish_run(result)
     return result
+
+
+def _mark_stopped(db: Any, run_id: str, exc: BaseException) -> None:
+    """Record why a run stopped early: a signal (resumable), or an unexpected error."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # the store itself may be what failed
+        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            db.mark_status(run_id, "interrupted", "interrupted by a signal")
+        else:
+            db.mark_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
 
 
 def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -181,16 +197,26 @@ async def aresume_run(
     """
     from .resume import plan_resume
 
-    db = _open_store(store)
+    db, owned = _open_store(store)
     if db is None:
         raise UsageError("resume needs the run store")
-    plan = plan_resume(db, run_id, force=force)
-    for key, value in plan.options.items():
-        service_options.setdefault(key, value)
-    db.mark_resumed(plan.run_id)
-    return await _execute(
-        plan.workflow, plan.inputs, db, plan.run_id, None, service_options, completed=plan.completed
-    )
+    try:
+        plan = plan_resume(db, run_id, force=force)
+        for key, value in plan.options.items():
+            service_options.setdefault(key, value)
+        db.mark_resumed(plan.run_id)
+        return await _execute(
+            plan.workflow,
+            plan.inputs,
+            db,
+            plan.run_id,
+            None,
+            service_options,
+            completed=plan.completed,
+        )
+    finally:
+        if owned:
+            db.close()
 
 
 def resume_run(run_id: str, **options: Any) -> RunResult:

@@ -187,7 +187,7 @@ def run(
       flowrun run workflows/support-triage.yaml --inputs-file ticket.json --json
       flowrun run workflows/summarize.yaml --batch docs.jsonl --output out.jsonl
     """
-    from .api import run_workflow
+    from .api import new_run_id, run_workflow
     from .errors import UsageError
     from .inputs import parse_cli_inputs, read_inputs_file
     from .loader import load_workflow
@@ -232,11 +232,13 @@ def run(
         inputs = read_inputs_file(inputs_file) if inputs_file else {}
         inputs.update(parse_cli_inputs(wf.spec, pairs))
         on_text = None if (as_json or quiet) else _live_printer()
+        run_id = new_run_id()
         try:
-            result = run_workflow(wf, inputs, on_text=on_text, **options)
+            result = run_workflow(wf, inputs, on_text=on_text, run_id=run_id, **options)
         except KeyboardInterrupt:
             raise RunInterrupted(
-                "interrupted; completed steps are saved (see: flowrun runs list, flowrun resume RUN_ID)"
+                f"run {run_id} interrupted; completed steps are saved",
+                hint=f"continue it with: flowrun resume {run_id}",
             ) from None
         _report(result, as_json, quiet)
 
@@ -276,7 +278,10 @@ def resume(
             run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options
         )
     except KeyboardInterrupt:
-        raise RunInterrupted(f"interrupted; resume again with: flowrun resume {run_id}") from None
+        raise RunInterrupted(
+            f"run {run_id} interrupted; completed steps are saved",
+            hint=f"continue it with: flowrun resume {run_id}",
+        ) from None
     _report(result, as_json, quiet)
 
 
@@ -354,7 +359,8 @@ def runs_list(limit: int, status: str | None, as_json: bool) -> None:
     from .render import table
     from .store import RunStore
 
-    rows = RunStore().list_runs(limit, status)
+    with RunStore() as store:
+        rows = store.list_runs(limit, status)
     if as_json:
         _emit_json([r.summary() for r in rows])
         return
@@ -377,9 +383,9 @@ def runs_show(run_id: str, as_json: bool) -> None:
     from .render import format_run_row
     from .store import RunStore
 
-    store = RunStore()
-    row = store.get_run(run_id)
-    steps = store.load_steps(row.id)
+    with RunStore() as store:
+        row = store.get_run(run_id)
+        steps = store.load_steps(row.id)
     if as_json:
         data = row.summary()
         data.update(

@@ -22,6 +22,8 @@ from .results import RunResult, StepResult
 from .secrets import redact
 
 HOME_ENV = "FLOWRUN_HOME"
+TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
+_ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
 
 
 class StoreError(FlowrunError):
@@ -69,8 +71,10 @@ class RunRow:
     @property
     def process_alive(self) -> bool:
         """Whether the process that runs this run still exists (on this machine)."""
-        if not self.pid or self.pid == os.getpid():
+        if not self.pid:
             return False
+        if self.pid == os.getpid():
+            return self.id in _ACTIVE_RUNS
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -101,7 +105,7 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, timeout=5.0, check_same_thread=False, isolation_level=None
+                self.path, timeout=_timeout(), check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -115,7 +119,15 @@ class RunStore:
             ) from None
 
     def close(self) -> None:
-        self._db.close()
+        """Close the connection (do it: a connection left to the garbage collector keeps its locks)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
@@ -150,6 +162,7 @@ class RunStore:
                 os.getpid(),
             ),
         )
+        _ACTIVE_RUNS.add(run_id)
 
     def step_finished(self, run_id: str, result: StepResult) -> None:
         """Commit one step's result (called the moment the step completes)."""
@@ -163,8 +176,10 @@ class RunStore:
             "UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
             (os.getpid(), run_id),
         )
+        _ACTIVE_RUNS.add(run_id)
 
     def finish_run(self, result: RunResult, status: str | None = None) -> None:
+        _ACTIVE_RUNS.discard(result.run_id)
         cost = sum(s.cost_usd for s in self.load_steps(result.run_id).values())
         self._write(
             "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
@@ -180,9 +195,10 @@ class RunStore:
         )
 
     def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        _ACTIVE_RUNS.discard(run_id)
         self._write(
             "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
-            (status, _now(), error, run_id),
+            (status, _now(), redact(error) if error else None, run_id),
         )
 
     def get_run(self, run_id: str) -> RunRow:
@@ -195,13 +211,16 @@ class RunStore:
         return _row(rows[0])
 
     def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:
-        sql = (
-            "SELECT * FROM runs"
-            + (" WHERE status=?" if status else "")
-            + " ORDER BY started_at DESC, id DESC LIMIT ?"
+        """The newest runs first; ``status`` filters on what ``RunRow.status`` reports."""
+        order = " ORDER BY started_at DESC, id DESC"
+        if status is None:
+            return [_row(r) for r in self._read(f"SELECT * FROM runs{order} LIMIT ?", (limit,))]
+        # a "running" row whose process died reports "interrupted": filter after reading
+        stored = ("running", "interrupted") if status in ("running", "interrupted") else (status,)
+        rows = self._read(
+            f"SELECT * FROM runs WHERE status IN ({', '.join('?' * len(stored))}){order}", stored
         )
-        params: tuple[Any, ...] = (status, limit) if status else (limit,)
-        return [_row(r) for r in self._read(sql, params)]
+        return [run for run in map(_row, rows) if run.status == status][:limit]
 
     def load_steps(self, run_id: str) -> dict[str, StepResult]:
         rows = self._read("SELECT record FROM steps WHERE run_id=? ORDER BY finished_at", (run_id,))
@@ -255,9 +274,21 @@ class RunStore:
         return [{"thread": t, "messages": n, "updated_at": at} for t, n, at in rows]
 
     def clear_thread(self, thread: str) -> int:
+        """Forget a thread's messages; returns how many there were."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM thread_messages WHERE thread=?", (thread,))
-            return cur.rowcount
+            try:
+                return self._db.execute(
+                    "DELETE FROM thread_messages WHERE thread=?", (thread,)
+                ).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get(TIMEOUT_ENV) or 10.0)
+    except ValueError:
+        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds") from None
 
 
 def _row(row: tuple[Any, ...]) -> RunRow:
@@ -278,7 +309,7 @@ def _row(row: tuple[Any, ...]) -> RunRow:
         options,
         pid,
     ) = row
-    return RunRow(
+    run = RunRow(
         rid,
         name,
         path,
@@ -295,6 +326,9 @@ def _row(row: tuple[Any, ...]) -> RunRow:
         json.loads(options or "{}"),
         pid,
     )
+    if run.status == "running" and not run.process_alive:
+        run.status = "interrupted"  # its process died (kill -9, power cut) without saying so
+    return run
 
 
 def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:

@@ -1,0 +1,161 @@
+"""Resume: after kill -9 and signals, completed steps are never called again; changed workflows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from flowrun.api import resume_run
+from flowrun.testing import Reply
+from tests.helpers import flowrun
+from tests.run_helpers import TWO_STEPS, only_run_id, start_flowrun, step_rows, wait_for, write
+
+
+def _requests_for(server, text: str) -> int:
+    return sum(
+        1 for r in server.requests_to("/chat/completions") if r.last_user_text.startswith(text)
+    )
+
+
+def _start_and_wait_for_second(server, wf):
+    """Start a run in a subprocess; return it once the first step is stored and the second is in flight."""
+    server.add(Reply(content="never delivered", latency=30), match="second after")
+    proc = start_flowrun("run", wf)
+    wait_for(lambda: _requests_for(server, "second after") == 1, what="the second request")
+    wait_for(lambda: step_rows() == {"first": "succeeded"}, what="the first step's row")
+    return proc
+
+
+def test_kill_9_then_resume_calls_the_completed_step_once(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    proc = _start_and_wait_for_second(server, wf)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    run_id = only_run_id()
+
+    # the killed run never said goodbye: its row says running, but its process is gone
+    listed = json.loads(flowrun("runs", "list", "--json").stdout)
+    assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "interrupted")]
+    assert json.loads(flowrun("runs", "show", run_id, "--json").stdout)["status"] == "interrupted"
+    assert json.loads(flowrun("runs", "list", "--status", "interrupted", "--json").stdout)
+
+    server.add(Reply(content="second answer"), match="second after")
+    res = flowrun("resume", run_id, "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["run_id"] == run_id and doc["status"] == "succeeded"
+    assert doc["outputs"] == {"a": "echo: first step", "b": "second answer"}
+    assert _requests_for(server, "first step") == 1
+    assert _requests_for(server, "second after") == 2  # the killed call, then the resumed one
+    shown = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    assert shown["status"] == "succeeded" and shown["outputs"] == doc["outputs"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_mark_the_run_interrupted(server, tmp_path, sig):
+    wf = write(tmp_path, TWO_STEPS)
+    proc = _start_and_wait_for_second(server, wf)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=20)
+    run_id = only_run_id()
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    assert f"flowrun resume {run_id}" in err
+    shown = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    assert shown["status"] == "interrupted"
+    assert shown["steps"]["first"]["status"] == "succeeded"
+
+    server.add(Reply(content="second answer"), match="second after")
+    res = flowrun("resume", run_id)
+    assert res.code == 0, res.stderr
+    assert "b: second answer" in res.stdout
+    assert _requests_for(server, "first step") == 1
+
+
+def _failed_run(server, wf) -> str:
+    server.add(Reply(status=400, error="bad request"), match="second after")
+    res = flowrun("run", wf)
+    assert res.code == 1
+    run_id = only_run_id()
+    assert f"flowrun resume {run_id}" in res.stderr
+    return run_id
+
+
+def test_resume_a_failed_run_through_the_api(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    run_id = _failed_run(server, wf)
+    result = resume_run(run_id)
+    assert result.status == "succeeded"
+    assert result.outputs["b"] == "echo: second after echo: first step"
+    assert _requests_for(server, "first step") == 1
+    assert result.cost.calls == 2  # the stored first call is part of the run's cost
+
+
+def test_resume_refuses_when_a_completed_step_changed(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    run_id = _failed_run(server, wf)
+    wf.write_text(TWO_STEPS.replace('"first step"', '"first step, reworded"'))
+    res = flowrun("resume", run_id)
+    assert res.code == 2
+    assert "changed since run" in res.stderr and "first" in res.stderr and "--force" in res.stderr
+    assert _requests_for(server, "first step") == 1
+
+    forced = flowrun("resume", run_id, "--force", "--json")
+    assert forced.code == 0, forced.stderr
+    doc = json.loads(forced.stdout)
+    assert doc["outputs"]["a"] == "echo: first step"  # the stored result is kept
+    assert _requests_for(server, "first step") == 1
+
+
+def test_resume_refuses_when_an_ancestor_of_a_completed_step_changed(server, tmp_path):
+    three = TWO_STEPS.replace(
+        "outputs:",
+        '  third:\n    type: chat\n    prompt: "third after {{ steps.second.output }}"\noutputs:',
+    )
+    wf = write(tmp_path, three)
+    server.add(Reply(status=400, error="bad request"), match="third after")
+    assert flowrun("run", wf).code == 1
+    wf.write_text(three.replace('"first step"', '"first step, reworded"'))
+    res = flowrun("resume", only_run_id())
+    assert res.code == 2
+    assert "step(s) first, second" in res.stderr
+
+
+def test_resume_allows_changes_that_do_not_touch_completed_steps(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    run_id = _failed_run(server, wf)
+    wf.write_text(
+        TWO_STEPS.replace("second after", "second, fixed, after") + '  extra: "{{ 1 + 1 }}"\n'
+    )
+    res = flowrun("resume", run_id, "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"] == {
+        "a": "echo: first step",
+        "b": "echo: second, fixed, after echo: first step",
+        "extra": 2,
+    }
+    assert _requests_for(server, "first step") == 1
+
+
+def test_resuming_a_succeeded_run_is_exit_2(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    assert flowrun("run", wf).code == 0
+    res = flowrun("resume", only_run_id())
+    assert res.code == 2
+    assert "already succeeded; nothing to resume" in res.stderr
+    assert len(server.requests) == 2
+
+
+def test_resume_refuses_when_the_workflow_file_is_gone(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    run_id = _failed_run(server, wf)
+    wf.unlink()
+    res = flowrun("resume", run_id)
+    assert res.code == 2
+    assert "no longer exists" in res.stderr

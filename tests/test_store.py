@@ -1,0 +1,142 @@
+"""The run store: written as steps complete, WAL mode, `runs list/show`, corrupt and locked files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+
+from flowrun.testing import Reply
+from tests.helpers import flowrun
+from tests.run_helpers import (
+    TWO_STEPS,
+    only_run_id,
+    query,
+    start_flowrun,
+    step_rows,
+    store_path,
+    wait_for,
+    write,
+)
+
+
+def test_first_step_is_in_the_file_while_the_second_is_in_flight(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    server.add(Reply(content="slow answer", latency=1.5), match="second after")
+    proc = start_flowrun("run", wf, "--json")
+    try:
+        # the second request has arrived, so the first step has completed
+        wait_for(lambda: len(server.requests) == 2, what="the second request")
+        rows = wait_for(step_rows, what="the first step's row")
+        assert rows == {"first": "succeeded"}
+        assert query("SELECT status FROM runs") == [("running",)]
+        assert proc.poll() is None, "the run should still be in flight"
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["outputs"]["b"] == "slow answer"
+    assert step_rows() == {"first": "succeeded", "second": "succeeded"}
+
+
+def test_store_is_in_wal_mode_and_records_the_run(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    res = flowrun("run", wf, "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert query("PRAGMA journal_mode") == [("wal",)]
+    [(rid, path, whash, status, started, ended, cost)] = query(
+        "SELECT id, workflow_path, workflow_hash, status, started_at, ended_at, cost_usd FROM runs"
+    )
+    assert rid == doc["run_id"]
+    assert path == str(wf.resolve())
+    assert whash == hashlib.sha256(wf.read_bytes()).hexdigest()
+    assert status == "succeeded" and started <= ended
+    assert cost == pytest.approx(doc["cost"]["total_usd"]) and cost > 0
+
+
+def test_runs_list_and_show(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    ids = [json.loads(flowrun("run", wf, "--json").stdout)["run_id"] for _ in range(3)]
+
+    listed = flowrun("runs", "list", "--json")
+    assert listed.code == 0
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == ids[::-1]
+    limited = json.loads(flowrun("runs", "list", "--limit", "2", "--json").stdout)
+    assert [r["run_id"] for r in limited] == ids[:0:-1]
+    text = flowrun("runs", "list").stdout
+    assert all(i in text for i in ids) and "two-steps" in text and "succeeded" in text
+
+    shown = flowrun("runs", "show", ids[0], "--json")
+    assert shown.code == 0
+    doc = json.loads(shown.stdout)
+    assert doc["status"] == "succeeded"
+    assert doc["outputs"] == {"a": "echo: first step", "b": "echo: second after echo: first step"}
+    assert set(doc["steps"]) == {"first", "second"}
+    assert doc["steps"]["first"]["output"] == "echo: first step"
+    assert doc["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in doc["steps"].values()))
+    assert doc["cost_usd"] > 0
+    human = flowrun("runs", "show", ids[0]).stdout
+    assert "first" in human and "second" in human and "echo: first step" in human
+
+
+def test_runs_show_lists_a_failed_steps_error(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    server.add(Reply(status=400, error="bad things"), match="second after")
+    res = flowrun("run", wf, "--json")
+    assert res.code == 1
+    doc = json.loads(flowrun("runs", "show", only_run_id(), "--json").stdout)
+    assert doc["status"] == "failed"
+    assert doc["failed_step"] == "second"
+    assert "bad things" in doc["steps"]["second"]["error"]
+    assert "bad things" in flowrun("runs", "show", only_run_id()).stdout
+
+
+def test_unknown_run_id_is_exit_2(tmp_path):
+    for args in (("runs", "show", "nope"), ("resume", "nope")):
+        res = flowrun(*args)
+        assert res.code == 2
+        assert "no run 'nope'" in res.stderr
+
+
+def test_empty_store_lists_nothing():
+    res = flowrun("runs", "list")
+    assert res.code == 0 and "no runs yet" in res.stdout
+    assert json.loads(flowrun("runs", "list", "--json").stdout) == []
+
+
+def _one_error_line(res) -> str:
+    assert "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def test_corrupted_store_is_one_clear_line(server, tmp_path):
+    store_path().parent.mkdir(parents=True, exist_ok=True)
+    store_path().write_bytes(b"this is not a database at all " * 200)
+    for args in (("runs", "list"), ("run", write(tmp_path, TWO_STEPS))):
+        res = flowrun(*args)
+        assert res.code == 1
+        line = _one_error_line(res)
+        assert "corrupted" in line and str(store_path()) in line
+    assert server.requests == []
+
+
+def test_locked_store_is_one_clear_line(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWRUN_STORE_TIMEOUT", "0.2")
+    assert flowrun("runs", "list").code == 0  # creates the store
+    holder = sqlite3.connect(store_path(), isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for args in (("runs", "list"), ("run", write(tmp_path, TWO_STEPS))):
+            res = flowrun(*args)
+            assert res.code == 1
+            assert "is locked by another process" in _one_error_line(res)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert server.requests == []
