@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -16,7 +17,6 @@ from .model import ChatStep, EmbedStep, ExtractStep, ToolStep
 from .templating import (
     SCOPE_NAMES,
     STEP_ATTRIBUTES,
-    References,
     TemplateError,
     check_template,
     is_template,
@@ -54,111 +54,154 @@ _INPUT_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+@dataclass
+class Unchecked:
+    """Names of steps, inputs and tools left out of a model-invalid file (already reported).
+
+    References to them are not reported again as unknown.
+    """
+
+    steps: set[str] = field(default_factory=set)
+    inputs: set[str] = field(default_factory=set)
+    tools: set[str] = field(default_factory=set)
+
+
 class _Checker:
-    def __init__(self, wf: LoadedWorkflow) -> None:
+    def __init__(self, wf: LoadedWorkflow, unchecked: Unchecked | None = None) -> None:
         self.wf = wf
         self.spec = wf.spec
         self.smap = wf.source
         self.problems: list[Problem] = []
+        unchecked = unchecked or Unchecked()
+        self.known_steps = set(self.spec.steps) | unchecked.steps
+        self.known_inputs = set(self.spec.inputs) | unchecked.inputs
+        self.known_tools = set(self.spec.tools) | unchecked.tools
 
     def add(
-        self, path: tuple[Any, ...], message: str, *, key: bool = False, line_offset: int = 0
+        self,
+        path: tuple[Any, ...],
+        message: str,
+        *,
+        key: bool = False,
+        at: tuple[int, int] | None = None,
     ) -> None:
-        line, col = self.smap.locate(path, key=key)
-        self.problems.append(Problem(self.smap.file, line + line_offset, col, message))
+        line, col = at or self.smap.locate(path, key=key)
+        self.problems.append(Problem(self.smap.file, line, col, message))
 
     # --- templates and references -------------------------------------------------
-    def template_refs(self, path: tuple[Any, ...], value: Any, scope: frozenset[str]) -> References:
-        """Check every template inside ``value`` (at ``path``); return their union of references."""
-        steps: set[str] = set()
-        inputs: set[str] = set()
+    def template_refs(
+        self, path: tuple[Any, ...], value: Any, scope: frozenset[str], owner: str
+    ) -> dict[str, tuple[Any, ...]]:
+        """Check every template inside ``value`` (at ``path``, in ``owner``).
+
+        Reports syntax errors, unknown names and undeclared inputs; returns the steps the
+        templates read, each with the path of the first string that reads it.
+        """
+        steps: dict[str, tuple[Any, ...]] = {}
         for sub, text in _strings_with_paths(value, path):
             if not is_template(text):
                 continue
+            field_name = _field_text(sub[len(path) - 1 :])
             try:
                 refs = check_template(text)
             except TemplateError as exc:
                 self.add(
                     sub,
-                    f"template syntax error: {exc}",
-                    line_offset=self._line_offset(sub, exc.lineno),
+                    f"{owner}: template error in {field_name}: {exc}",
+                    at=self.smap.locate_in_string(sub, exc.lineno),
                 )
                 continue
             for name in sorted(refs.names - scope - JINJA_GLOBALS):
                 if name in ("item", "index"):
-                    self.add(sub, f"'{name}' is only defined in a step with foreach")
+                    self.add(
+                        sub,
+                        f"{owner}: '{name}' is only defined in a step with foreach "
+                        f"(in {field_name})",
+                    )
                 else:
                     self.add(
                         sub,
-                        f"unknown name '{name}' in template (names in scope: {', '.join(sorted(scope))})",
+                        f"{owner}: unknown name '{name}' in {field_name}"
+                        f"{_suggest(name, scope)} (names in scope: {', '.join(sorted(scope))})",
                     )
             for step, attr in refs.step_attributes:
                 if step in self.spec.steps and attr not in STEP_ATTRIBUTES:
                     self.add(
                         sub,
-                        f"steps.{step} has no attribute '{attr}'{_suggest(attr, STEP_ATTRIBUTES)}",
+                        f"{owner}: steps.{step} has no attribute '{attr}'"
+                        f"{_suggest(attr, STEP_ATTRIBUTES)} "
+                        f"(it has: {', '.join(sorted(STEP_ATTRIBUTES))})",
                     )
-            steps |= refs.steps
-            inputs |= refs.inputs
-        for name in sorted(inputs - set(self.spec.inputs)):
-            self.add(
-                path,
-                f"unknown input '{name}'{_suggest(name, self.spec.inputs)} (declare it under inputs:)",
-            )
-        return References(frozenset(steps), frozenset(inputs))
-
-    def _line_offset(self, path: tuple[Any, ...], lineno: int | None) -> int:
-        if not lineno:
-            return 0
-        return lineno if path in self.smap.block_scalars else lineno - 1
+            for step in sorted(refs.steps):
+                steps.setdefault(step, sub)
+            for name in sorted(refs.inputs - self.known_inputs):
+                hint = _suggest(name, self.known_inputs) or " (declare it under inputs:)"
+                self.add(sub, f"{owner}: unknown input '{name}' in {field_name}{hint}")
+        return steps
 
     def check_steps(self) -> dict[str, frozenset[str]]:
         dependencies: dict[str, frozenset[str]] = {}
         for sid, step in self.spec.steps.items():
             base = ("steps", sid)
+            owner = f"step '{sid}'"
             data = step.model_dump(by_alias=True, exclude_unset=True)
-            deps: set[str] = set()
+            refs: dict[str, tuple[Any, ...]] = {}
             for key, value in data.items():
                 if key in STATIC_FIELDS:
                     if key != "type" and any(is_template(s) for s in iter_strings(value)):
-                        self.add(base + (key,), f"step '{sid}': {key} cannot be a template")
+                        self.add(
+                            base + (key,),
+                            f"{owner}: {key} cannot be a template (it is read before the run)",
+                        )
                     continue
                 scope = (
                     SCOPE_NAMES
                     if step.foreach is not None and key != "foreach"
                     else frozenset({"inputs", "steps"})
                 )
-                deps |= self.template_refs(base + (key,), value, scope).steps
+                for dep, where in self.template_refs(base + (key,), value, scope, owner).items():
+                    refs.setdefault(dep, where)
             for i, need in enumerate(step.needs):
-                deps.add(need)
-                if need not in self.spec.steps:
+                if need not in self.known_steps:
                     self.add(
                         base + ("needs", i),
-                        f"step '{sid}' needs unknown step '{need}'{_suggest(need, self.spec.steps)}",
+                        f"{owner} needs unknown step '{need}'{_suggest(need, self.known_steps)}",
                     )
-            for dep in sorted(deps - set(self.spec.steps) - set(step.needs)):
-                self.add(
-                    base,
-                    f"step '{sid}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}",
-                    key=True,
-                )
+            for dep, where in sorted(refs.items()):
+                if dep not in self.known_steps:
+                    self.add(
+                        where,
+                        f"{owner} refers to unknown step '{dep}'"
+                        f"{_suggest(dep, self.known_steps)}",
+                    )
+            deps = set(refs) | set(step.needs)
             dependencies[sid] = frozenset(d for d in deps if d in self.spec.steps)
         return dependencies
 
     def check_outputs(self) -> None:
         for name, value in self.spec.outputs.items():
-            refs = self.template_refs(("outputs", name), value, frozenset({"inputs", "steps"}))
-            for dep in sorted(refs.steps - set(self.spec.steps)):
-                self.add(
-                    ("outputs", name),
-                    f"output '{name}' refers to unknown step '{dep}'{_suggest(dep, self.spec.steps)}",
-                )
+            owner = f"output '{name}'"
+            scope = frozenset({"inputs", "steps"})
+            for dep, where in self.template_refs(("outputs", name), value, scope, owner).items():
+                if dep not in self.known_steps:
+                    self.add(
+                        where,
+                        f"{owner} refers to unknown step '{dep}'"
+                        f"{_suggest(dep, self.known_steps)}",
+                    )
 
     def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
         graph = dag.build_graph(dependencies)
         cycle = dag.find_cycle(graph)
         if cycle:
-            self.add(("steps", cycle[0]), "dependency cycle: " + " -> ".join(cycle), key=True)
+            self.add(
+                ("steps", cycle[0]),
+                "dependency cycle: "
+                + " -> ".join(cycle)
+                + " (a step cannot use its own output, directly or through other steps;"
+                " remove one of these references or needs)",
+                key=True,
+            )
         self.wf.dependencies = dependencies
         self.wf.graph = graph
 
@@ -180,7 +223,13 @@ class _Checker:
         try:
             self.wf.functions[spec] = import_callable(spec, self.wf.base_dir)
         except ImportProblem as exc:
-            self.add(path, str(exc))
+            message = str(exc)
+            if "No module named" in message:
+                message += (
+                    f" (put {spec.partition(':')[0]}.py next to the workflow file,"
+                    " or install the package that provides it)"
+                )
+            self.add(path, message)
 
     def check_tools(self) -> None:
         for name, tool in self.spec.tools.items():
@@ -194,7 +243,7 @@ class _Checker:
             if isinstance(step, ChatStep):
                 names = step.tools or []
                 for i, name in enumerate(names):
-                    if name not in self.spec.tools:
+                    if name not in self.known_tools:
                         self.add(
                             base + ("tools", i),
                             f"step '{sid}' uses unknown tool '{name}'{_suggest(name, self.spec.tools)} (declare it under tools:)",
@@ -269,6 +318,7 @@ class _Checker:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
+        owner = f"step '{path[1]}'" if path[:1] == ("steps",) else ".".join(map(str, path))
         if isinstance(ref, dict):
             schema = ref
         elif allow_pydantic and ":" in ref and not ref.endswith((".json", ".yaml", ".yml")):
@@ -286,18 +336,21 @@ class _Checker:
             try:
                 text = file.read_text(encoding="utf-8")
             except OSError:
-                self.add(path, f"schema file not found: {ref} (looked in {file.parent})")
+                self.add(
+                    path,
+                    f"{owner}: {path[-1]} file not found: {ref} (looked for {file};"
+                    " a path is relative to the workflow file)",
+                )
                 return None
             try:
                 schema = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
             except (ValueError, yaml.YAMLError) as exc:
-                self.add(path, f"schema file {ref} is not valid JSON: {exc}")
+                self.add(path, f"{owner}: {path[-1]} file {ref} is not valid JSON: {exc}")
                 return None
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
-            where = "/".join(str(p) for p in exc.path) or "root"
-            self.add(path, f"not a valid JSON schema ({where}): {exc.message}")
+            self.add(path, f"{owner}: {path[-1]} {_schema_problem(ref, exc)}")
             return None
         if not isinstance(schema, dict):
             self.add(path, "a JSON schema must be an object")
@@ -392,9 +445,13 @@ class _Checker:
         return self.problems
 
 
-def check_workflow(wf: LoadedWorkflow) -> list[Problem]:
-    """All problems of a schema-valid workflow; fills in its graph, functions and schemas."""
-    return _Checker(wf).run()
+def check_workflow(wf: LoadedWorkflow, unchecked: Unchecked | None = None) -> list[Problem]:
+    """All problems of a schema-valid workflow; fills in its graph, functions and schemas.
+
+    ``unchecked`` names the parts of the file that were left out because they did not fit
+    the model (they were reported already).
+    """
+    return _Checker(wf, unchecked).run()
 
 
 def _strings_with_paths(value: Any, path: tuple[Any, ...]):
@@ -416,6 +473,20 @@ def _takes_var_keywords(function: Any) -> bool:
     except (TypeError, ValueError):
         return True
     return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+_JSON_TYPES = "array, boolean, integer, null, number, object, string"
+
+
+def _schema_problem(ref: Any, exc: Any) -> str:
+    """Why a JSON schema is not valid, in words (``exc`` is a jsonschema ``SchemaError``)."""
+    source = f"{ref} " if isinstance(ref, str) else ""
+    where = "/".join(str(p) for p in exc.path)
+    if exc.path and exc.path[-1] == "type" and isinstance(exc.instance, str):
+        why = f"'{exc.instance}' is not a JSON schema type (use one of: {_JSON_TYPES})"
+    else:
+        why = exc.message
+    return f"{source}is not a valid JSON schema: {why}" + (f" (at {where})" if where else "")
 
 
 def _field_text(path: tuple[Any, ...]) -> str:

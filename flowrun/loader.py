@@ -5,8 +5,10 @@ Every problem in the file is collected and raised together as ``WorkflowInvalid`
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from .model import (
     ToolStep,
     Workflow,
 )
-from .yaml_source import SourceMap, parse_yaml
+from .yaml_source import SourceMap, describe_yaml_error, parse_yaml
 
 _STEP_MODELS: dict[str, type[BaseModel]] = {
     "chat": ChatStep,
@@ -81,17 +83,26 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
 def load_workflow_text(
     text: str, file: str = "<string>", base_dir: str | Path | None = None
 ) -> LoadedWorkflow:
-    """Load a workflow from YAML text; relative paths resolve against ``base_dir``."""
-    from .checks import check_workflow
+    """Load a workflow from YAML text; relative paths resolve against ``base_dir``.
+
+    Every problem is collected: when some keys or steps do not fit the model, they are
+    reported and left out, and the rest of the file is still checked (templates,
+    references, tools, schemas, models).
+    """
+    from .checks import Unchecked, check_workflow
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     try:
         data, smap, duplicates = parse_yaml(text, file)
     except yaml.YAMLError as exc:
-        raise WorkflowInvalid([_yaml_problem(exc, file)]) from None
+        line, col, message = describe_yaml_error(exc, text)
+        raise WorkflowInvalid([Problem(file, line, col, message)]) from None
     problems = [
         Problem(
-            file, d.line, d.col, f"duplicate key '{d.key}' (first defined on line {d.first_line})"
+            file,
+            d.line,
+            d.col,
+            f"duplicate key '{d.key}' (first defined on line {d.first_line}); keep only one",
         )
         for d in duplicates
     ]
@@ -102,27 +113,331 @@ def load_workflow_text(
             )
         )
         raise WorkflowInvalid(problems)
+    unchecked = Unchecked()
     try:
         spec = Workflow.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, data, smap))
-        raise WorkflowInvalid(problems) from None
+        partial = _without_invalid_parts(data, exc, unchecked)
+        if partial is None:
+            raise WorkflowInvalid(problems) from None
+        spec = partial
     loaded = LoadedWorkflow(spec=spec, text=text, source=smap, base_dir=base)
     if file != "<string>":
         loaded.path = Path(file)
-    problems.extend(check_workflow(loaded))
+    problems.extend(check_workflow(loaded, unchecked))
     if problems:
         raise WorkflowInvalid(problems)
     return loaded
 
 
-def _yaml_problem(exc: yaml.YAMLError, file: str) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-    return Problem(file, line, col, text)
+# --- model errors -> problems ------------------------------------------------------------
+
+_SECTIONS = {"steps": "step", "inputs": "input", "tools": "tool"}
+# What a pydantic union member label (a loc part) expects.
+_LABELS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "none": "null",
+    "list[str]": "a list of strings",
+    "dict[str,any]": "a mapping",
+    "list[dict[str,any]]": "a list of content parts",
+}
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
+_BOUNDS = {
+    "greater_than": ("gt", "greater than {}"),
+    "greater_than_equal": ("ge", "at least {}"),
+    "less_than": ("lt", "less than {}"),
+    "less_than_equal": ("le", "at most {}"),
+}
+
+
+@dataclass
+class _ModelError:
+    path: tuple[Any, ...]  # where in the document (a missing key's path ends with the key)
+    kind: str  # pydantic's error type
+    exists: bool  # whether the last element of ``path`` is in the document
+    expected: str  # what the value should be, in words
+    value: Any
+    ctx: dict[str, Any]
+
+
+def _model_errors(exc: ValidationError, data: dict[str, Any]) -> list[_ModelError]:
+    out = []
+    for err in exc.errors():
+        loc, kind = tuple(err["loc"]), err["type"]
+        path: list[Any] = []
+        node: Any = data
+        label = None
+        exists = True
+        for i, part in enumerate(loc):
+            if _has(node, part):
+                path.append(part)
+                node = node[part]
+            elif kind == "missing" and i == len(loc) - 1 and isinstance(node, dict):
+                path.append(part)
+                exists = False
+            elif len(path) == 2 and path[0] == "steps" and part in STEP_TYPES:
+                continue  # the discriminator's tag, not a place in the document
+            else:
+                label = str(part)  # a union member: the error is about the value here
+                break
+        expected = _LABELS.get(label or "", "") if label else _expectation(kind, err)
+        value = node if label else err.get("input")
+        out.append(_ModelError(tuple(path), kind, exists, expected, value, err.get("ctx") or {}))
+    return out
+
+
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _expectation(kind: str, err: Any) -> str:
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    if kind in _BOUNDS:
+        key, text = _BOUNDS[kind]
+        return text.format(_number(err.get("ctx", {}).get(key)))
+    if kind == "literal_error":
+        return "one of " + str(err.get("ctx", {}).get("expected", "")).replace(" or ", ", ")
+    return _clean(err["msg"])
+
+
+def _pydantic_problems(
+    exc: ValidationError, data: dict[str, Any], smap: SourceMap
+) -> list[Problem]:
+    problems: list[Problem] = []
+    values: dict[tuple[Any, ...], list[_ModelError]] = {}
+    for e in _model_errors(exc, data):
+        if e.kind == "extra_forbidden":
+            problems.append(_unknown_key_problem(e.path, data, smap))
+        elif e.kind in ("union_tag_invalid", "union_tag_not_found"):
+            problems.append(_step_type_problem(e, smap))
+        elif e.kind == "missing":
+            owner, _ = _split(e.path[:-1])
+            what = _owner_name(owner) or "the workflow"
+            line, col = smap.locate(e.path[:-1], key=True)
+            step_type = e.value.get("type") if isinstance(e.value, dict) else None
+            why = ""
+            if owner[:1] == ("steps",) and step_type:
+                why = f" (an {step_type} step needs it)" if step_type[0] in "aeiou" else ""
+                why = why or f" (a {step_type} step needs it)"
+            elif e.path == ("version",):
+                why = "; add version: 1 at the top"
+            message = f"{what} is missing the required key '{e.path[-1]}'{why}"
+            problems.append(Problem(smap.file, line, col, message))
+        elif e.kind == "literal_error" and e.path == ("version",):
+            line, col = smap.locate(e.path)
+            message = (
+                f"unsupported version {_show(data.get('version'))}: "
+                "this flowrun reads version 1 files; set version: 1"
+            )
+            problems.append(Problem(smap.file, line, col, message))
+        else:
+            values.setdefault(e.path, []).append(e)
+    for path, errors in values.items():
+        line, col = smap.locate(path, key=errors[0].value is None)
+        problems.append(Problem(smap.file, line, col, _value_message(path, errors)))
+    return problems
+
+
+def _unknown_key_problem(path: tuple[Any, ...], data: Any, smap: SourceMap) -> Problem:
+    key = path[-1]
+    model = _model_at(path[:-1], data)
+    fields = sorted(_field_names(model)) if model else []
+    close = difflib.get_close_matches(str(key), fields, n=1)
+    if path[0] == "inputs" and len(path) == 3 and key in ("required", "optional"):
+        hint = " (an input is required unless it has a default; remove this key)"
+    elif close:
+        hint = f" (did you mean '{close[0]}'?)"
+    else:
+        hint = f" (allowed: {', '.join(fields)})" if fields else ""
+    owner, rest = _split(path[:-1])
+    where = _owner_name(owner) or "the workflow"
+    if rest:
+        where += " " + _field_text(rest)
+    line, col = smap.locate(path, key=True)
+    return Problem(smap.file, line, col, f"unknown key '{key}' in {where}{hint}")
+
+
+def _step_type_problem(e: _ModelError, smap: SourceMap) -> Problem:
+    step_id = e.path[1] if len(e.path) > 1 else "?"
+    expected = ", ".join(STEP_TYPES)
+    if e.kind == "union_tag_invalid":
+        tag = e.ctx.get("tag")
+        close = difflib.get_close_matches(str(tag), STEP_TYPES, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {expected}"
+        message = f"step '{step_id}': unknown step type '{tag}' ({hint})"
+        line, col = smap.locate(e.path + ("type",))
+    else:
+        message = f"step '{step_id}' has no type: add type: with one of {expected}"
+        line, col = smap.locate(e.path, key=True)
+    return Problem(smap.file, line, col, message)
+
+
+def _value_message(path: tuple[Any, ...], errors: list[_ModelError]) -> str:
+    owner, rest = _split(path)
+    expected = " or ".join(dict.fromkeys(e.expected for e in errors if e.expected))
+    value = errors[0].value
+    subject = _field_text(rest)
+    name = _owner_name(owner)
+    if path == ("steps",) and errors[0].kind == "too_short":
+        return "steps: a workflow needs at least one step"
+    if len(path) == 2 and path[0] == "steps" and isinstance(value, (str, type(None), list)):
+        return (
+            f"step '{path[1]}' must be a mapping with a type "
+            f"({', '.join(STEP_TYPES)}), not {_show(value)}"
+        )
+    if subject and name:
+        text = f"{name}: {subject} must be {expected}"
+    else:
+        text = f"{name or subject} must be {expected}"
+    text += f", not {_show(value)}"
+    if expected.startswith("a list") and isinstance(value, str):
+        text += f"; write [{value}]"
+    elif len(path) == 2 and path[0] == "inputs" and isinstance(value, str):
+        text += f"; write {path[1]}: {{type: {value}}}"
+    elif errors[0].kind == "literal_error" and isinstance(value, str):
+        close = difflib.get_close_matches(value, re.findall(r"'([^']*)'", expected), n=1)
+        text += f"; did you mean '{close[0]}'?" if close else ""
+    return text
+
+
+def _split(path: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Split a document path into its owner (a step, input, tool or section) and the rest."""
+    if path and path[0] in _SECTIONS and len(path) >= 2:
+        return path[:2], path[2:]
+    if path and path[0] in ("defaults", "budget", "outputs"):
+        return path[:1], path[1:]
+    return (), path
+
+
+def _owner_name(owner: tuple[Any, ...]) -> str:
+    if len(owner) == 2 and owner[0] in _SECTIONS:
+        return f"{_SECTIONS[owner[0]]} '{owner[1]}'"
+    return str(owner[0]) if owner else ""
+
+
+def _field_text(rest: tuple[Any, ...]) -> str:
+    text = ""
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+# --- partial models: check the rest of a file whose parts do not fit ---------------------
+
+_PLACEHOLDER_MODEL = "<invalid model>"
+
+
+def _without_invalid_parts(
+    data: dict[str, Any], exc: ValidationError, unchecked: Any
+) -> Workflow | None:
+    """The workflow without the parts that broke the model, or None if too little is left.
+
+    Steps, inputs and tools that had to be left out are recorded in ``unchecked`` so that
+    references to them are not reported as unknown.
+    """
+    data = copy.deepcopy(data)
+    for _ in range(4):
+        for e in _model_errors(exc, data):
+            if not _drop(data, e, unchecked):
+                return None
+        try:
+            return Workflow.model_validate(data)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _drop(data: dict[str, Any], e: _ModelError, unchecked: Any) -> bool:
+    """Remove (or neutralise) the part of ``data`` that ``e`` is about; False if impossible."""
+    path = e.path
+    if not path:
+        return False
+    head = path[0]
+    if head == "version":
+        data["version"] = 1
+        return True
+    if head == "name":
+        data["name"] = "workflow"
+        return True
+    if head in _SECTIONS:
+        if len(path) == 1:
+            return head != "steps" and _pop(data, (head,))
+        section = data.get(head)
+        item = section.get(path[1]) if isinstance(section, dict) else None
+        model = (
+            _STEP_MODELS.get(item.get("type"))
+            if head == "steps" and isinstance(item, dict)
+            else None
+        )
+        model = model or {"inputs": InputSpec, "tools": ToolDef}.get(head)
+        if len(path) >= 3 and isinstance(item, dict) and model is not None:
+            name = path[2]
+            fieldinfo = next(
+                (f for n, f in model.model_fields.items() if (f.alias or n) == name), None
+            )
+            if name == "model":
+                item[name] = _PLACEHOLDER_MODEL
+                return True
+            if e.kind == "extra_forbidden" or (
+                fieldinfo is not None and not fieldinfo.is_required() and e.kind != "missing"
+            ):
+                return _pop(data, path[:3])
+        getattr(unchecked, head).add(path[1])
+        return _pop(data, path[:2])
+    if head == "defaults" and len(path) >= 2 and path[1] == "model":
+        data["defaults"]["model"] = _PLACEHOLDER_MODEL
+        return True
+    if head in ("defaults", "budget", "outputs", "description") or e.kind == "extra_forbidden":
+        return _pop(data, path[:2] if head == "defaults" else path[:1])
+    return False
+
+
+def _pop(data: dict[str, Any], path: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in path[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return True  # already gone
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+    return True
 
 
 def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
@@ -144,102 +459,6 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
         if len(rest) == 3 and rest[1] == "messages":
             return Message
     return None
-
-
-def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
-    """Map a pydantic ``loc`` onto a path in the document, skipping union/tag labels.
-
-    Returns the path and whether its last element exists in the data.
-    """
-    path: list[Any] = []
-    node = data
-    for i, part in enumerate(loc):
-        if (
-            isinstance(node, dict)
-            and part in node
-            or isinstance(node, list)
-            and isinstance(part, int)
-            and 0 <= part < len(node)
-        ):
-            path.append(part)
-            node = node[part]
-        elif i == len(loc) - 1 and isinstance(node, dict):
-            path.append(part)
-            return tuple(path), False
-    return tuple(path), True
-
-
-def _pydantic_problems(
-    exc: ValidationError, data: dict[str, Any], smap: SourceMap
-) -> list[Problem]:
-    grouped: dict[tuple[Any, ...], list[str]] = {}
-    positions: dict[tuple[Any, ...], tuple[int, int]] = {}
-    for err in exc.errors():
-        path, exists = _data_path(tuple(err["loc"]), data)
-        kind = err["type"]
-        where = ".".join(str(p) for p in path) or "the file"
-        if kind == "extra_forbidden":
-            key = path[-1]
-            model = _model_at(path[:-1], data)
-            fields = sorted(_field_names(model)) if model else []
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = (
-                f" (did you mean '{close[0]}'?)"
-                if close
-                else (f" (allowed: {', '.join(fields)})" if fields else "")
-            )
-            message = f"unknown key '{key}' in {_where_parent(path)}{hint}"
-            position = smap.locate(path, key=True)
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            step_id = path[1] if len(path) > 1 else "?"
-            expected = ", ".join(STEP_TYPES)
-            if kind == "union_tag_invalid":
-                tag = err.get("ctx", {}).get("tag")
-                message = (
-                    f"step '{step_id}': unknown step type '{tag}' (expected one of: {expected})"
-                )
-                position = smap.locate(path + ("type",))
-            else:
-                message = f"step '{step_id}' has no 'type' (expected one of: {expected})"
-                position = smap.locate(path, key=True)
-        elif kind == "missing":
-            parent = _where_parent(path)
-            message = f"missing required key '{path[-1]}' in {parent}"
-            position = smap.locate(path[:-1], key=True)
-        elif kind == "literal_error" and path == ("version",):
-            message = f"unsupported version {data.get('version')!r}: this flowrun reads version 1"
-            position = smap.locate(path)
-        else:
-            message = f"{where}: {_clean(err['msg'])}"
-            position = smap.locate(path if exists else path[:-1])
-        grouped.setdefault(
-            (path, kind if kind in ("extra_forbidden", "missing") else ""), []
-        ).append(message)
-        positions[(path, kind if kind in ("extra_forbidden", "missing") else "")] = position
-    problems = []
-    for key, messages in grouped.items():
-        unique = list(dict.fromkeys(messages))
-        text = unique[0] if len(unique) == 1 else _merge_union_messages(unique)
-        line, col = positions[key]
-        problems.append(Problem(smap.file, line, col, text))
-    return problems
-
-
-def _merge_union_messages(messages: list[str]) -> str:
-    prefix, _, first = messages[0].partition(": ")
-    rest = [m.partition(": ")[2] for m in messages[1:]]
-    return f"{prefix}: {first}, or {', or '.join(r[0].lower() + r[1:] for r in rest if r)}"
-
-
-def _where_parent(path: tuple[Any, ...]) -> str:
-    parent = path[:-1]
-    if not parent:
-        return "the workflow"
-    if parent[0] == "steps" and len(parent) == 2:
-        return f"step '{parent[1]}'"
-    if parent[0] in ("inputs", "tools") and len(parent) == 2:
-        return f"{parent[0][:-1]} '{parent[1]}'"
-    return ".".join(str(p) for p in parent)
 
 
 def _field_names(model: type[BaseModel]) -> set[str]:

@@ -6,6 +6,7 @@ templates, so an input containing ``{{ 7*7 }}`` stays that literal text.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -95,20 +96,55 @@ def _collect_references(ast: nodes.Template) -> References:
 
 
 @lru_cache(maxsize=4096)
-def _compile(source: str) -> _Compiled:
+def _analyse(source: str) -> References:
+    """Parse ``source`` and read its references; raises ``TemplateError`` on bad syntax.
+
+    Only parses (no code generation), so validating many templates stays cheap; the
+    checks the code generator would make (unknown filters and tests, duplicate blocks) are
+    made here on the syntax tree, with a suggestion for a misspelt name.
+    """
     try:
         ast = _env.parse(source)
-        refs = _collect_references(ast)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or str(exc), exc.lineno) from None
+    for node in ast.find_all(nodes.Filter):
+        if node.name not in _env.filters:
+            raise TemplateError(
+                f"no filter named '{node.name}'{_suggest(node.name, _env.filters)}", node.lineno
+            )
+    for node in ast.find_all(nodes.Test):
+        if node.name not in _env.tests:
+            raise TemplateError(
+                f"no test named '{node.name}'{_suggest(node.name, _env.tests)}", node.lineno
+            )
+    seen: set[str] = set()
+    for node in ast.find_all(nodes.Block):
+        if node.name in seen:
+            raise TemplateError(f"block '{node.name}' defined twice", node.lineno)
+        seen.add(node.name)
+    return _collect_references(ast)
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> _Compiled:
+    """The render function of ``source`` (and of its lone expression, if it is one)."""
+    refs = _analyse(source)
+    try:
         expr = _native_source(source)
         native = _env.compile_expression(expr, undefined_to_none=False) if expr else None
-        return _Compiled(_env.from_string(ast).render, native, refs)
+        return _Compiled(_env.from_string(source).render, native, refs)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
 
 
 def check_template(source: str) -> References:
     """Parse ``source`` and return what it references; raises ``TemplateError`` on bad syntax."""
-    return _compile(source).refs
+    return _analyse(source)
+
+
+def _suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def references_in(value: Any) -> References:
