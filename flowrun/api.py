@@ -12,7 +12,7 @@ from typing import Any
 
 from .budget import BudgetGate
 from .client import ModelClient
-from .errors import UsageError
+from .errors import UsageError, WorkflowInvalid
 from .executor import Executor
 from .inputs import resolve_inputs
 from .loader import LoadedWorkflow, load_workflow
@@ -43,13 +43,7 @@ def make_services(
 ) -> Services:
     """The services one run (or one batch) shares."""
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
-    limit = (
-        max_cost
-        if max_cost is not None
-        else (wf.spec.budget.max_cost_usd if wf.spec.budget else None)
-    )
-    if limit is not None:
-        _check_priced(wf, table)
+    limit = _check_priced(wf, table, max_cost)
     return Services(
         client=client or ModelClient(),
         prices=table,
@@ -61,31 +55,30 @@ def make_services(
     )
 
 
-def _check_priced(wf: LoadedWorkflow, prices: PriceTable) -> None:
-    from .catalog import DEFAULT_EMBED_MODEL
+def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None) -> float | None:
+    """The run's budget (``max_cost``, else ``budget.max_cost_usd``), or None.
 
-    for sid, step in wf.spec.steps.items():
-        if step.type == "tool":
-            continue
-        model = getattr(step, "model", None) or (
-            DEFAULT_EMBED_MODEL if step.type == "embed" else wf.spec.defaults.model
-        )
-        if model and not prices.is_priced(model):
-            raise UsageError(
-                f"step '{sid}' uses {model}, which has no price, so the budget cannot be kept: "
-                "add it to a price file (--prices / FLOWRUN_PRICES)"
-            )
+    A budget needs every model priced: otherwise ``WorkflowInvalid`` at FILE:LINE of the model.
+    """
+    from .budget import budget_problems
+
+    if max_cost is not None:
+        limit, source = max_cost, f"--max-cost {max_cost:g}"
+    elif wf.spec.budget is not None:
+        limit, source = wf.spec.budget.max_cost_usd, "budget.max_cost_usd"
+    else:
+        return None
+    problems = budget_problems(wf, prices, source)
+    if problems:
+        raise WorkflowInvalid(problems)
+    return limit
 
 
 def _checked_prices(wf: LoadedWorkflow, options: dict[str, Any]) -> PriceTable:
     """The run's price table; raises ``UsageError`` if it is unreadable or a budget cannot be kept."""
     prices = options.get("prices")
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
-    limit = options.get("max_cost")
-    if limit is None and wf.spec.budget is not None:
-        limit = wf.spec.budget.max_cost_usd
-    if limit is not None:
-        _check_priced(wf, table)
+    _check_priced(wf, table, options.get("max_cost"))
     return table
 
 

@@ -74,7 +74,7 @@ def run_options(f: Any) -> Any:
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (for cron).")(f)
     f = click.option(
         "--max-cost",
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         metavar="USD",
         help="Budget cap for this run (overrides budget.max_cost_usd).",
     )(f)
