@@ -54,6 +54,8 @@ async def run_extract(env: StepEnv) -> Any:
             data = json.loads(content)
         except ValueError as exc:
             errors = [f"the reply is not valid JSON: {exc}"]
+            if reply.finish_reason == "length":
+                errors.append("the reply was cut off at max_completion_tokens")
         else:
             if strict:
                 data = drop_added_nulls(data, schema)
