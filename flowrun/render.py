@@ -56,7 +56,7 @@ def format_cost_report(result: RunResult) -> str:
                 str(len(step.calls)),
                 str(u.prompt_tokens),
                 str(u.completion_tokens),
-                _usd(step.known_cost_usd) if step.calls else "-",
+                _step_cost(step),
                 f"{step.duration_s:.2f}s",
             ]
         )
@@ -74,6 +74,12 @@ def format_cost_report(result: RunResult) -> str:
         lines.append(f"warning: {warning}")
     lines.append(f"run {result.run_id} {result.status} in {result.duration_s:.2f}s")
     return "\n".join(lines)
+
+
+def _step_cost(step: Any) -> str:
+    if not step.calls:
+        return "-"
+    return "$0 (cached)" if step.cached else _usd(step.known_cost_usd)
 
 
 def format_estimate(est: Estimate) -> str:

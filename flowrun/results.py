@@ -102,6 +102,11 @@ class StepResult:
     def retries(self) -> int:
         return sum(c.retries for c in self.calls)
 
+    @property
+    def cached(self) -> bool:
+        """Whether every call of the step was answered from the response cache ($0)."""
+        return bool(self.calls) and all(c.cached for c in self.calls)
+
     def template_view(self) -> dict[str, Any]:
         """What templates see as ``steps.<id>``."""
         return {
@@ -127,6 +132,8 @@ class StepResult:
             "calls": len(self.calls),
             "retries": self.retries,
         }
+        if self.cached:
+            data["cached"] = True
         if self.finish_reason:
             data["finish_reason"] = self.finish_reason
         if self.tool_calls:
