@@ -23,6 +23,7 @@ class ModelInfo:
     vision: bool = False
     embedding: bool = False
     dimensions: int | None = None
+    image_tokens: dict[str, float] | None = None
 
 
 def load_data_file(name: str) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def _models() -> dict[str, dict[str, Any]]:
     return load_data_file("models.json")
 
 
+@lru_cache(maxsize=256)
 def model_info(model: str | None) -> ModelInfo | None:
     """What the table knows about ``model`` (snapshots resolve to their base), or None."""
     if not model:

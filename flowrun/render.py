@@ -85,7 +85,8 @@ def _step_cost(step: Any) -> str:
 def format_estimate(est: Estimate) -> str:
     rows = [["step", "type", "model", "calls", "prompt", "max output", "worst case", "note"]]
     for sid, s in est.steps.items():
-        prompt = ("≥" if s.lower_bound else "") + str(s.prompt_tokens)
+        prompt = ("≥" if s.lower_bound else "") + ("~" if not est.exact_tokens else "")
+        prompt += str(s.prompt_tokens)
         rows.append(
             [
                 sid,
@@ -106,7 +107,7 @@ def format_estimate(est: Estimate) -> str:
     if any(s.lower_bound for s in est.steps.values()):
         lines.append("≥: the prompt includes earlier steps' outputs, unknown before a run")
     if not est.exact_tokens:
-        lines.append("warning: tiktoken encodings unavailable; token counts are estimates")
+        lines.append("~: approximate counts (the tiktoken encodings could not be loaded)")
     return "\n".join(lines)
 
 

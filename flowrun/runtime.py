@@ -6,6 +6,7 @@ check, the budget reservation, the response cache, the call itself, pricing and 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Services:
         info = model_info(model)
         max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
         prompt_tokens: int | None = None
-        if info and _text_size(request) + max_out > info.context_window:
+        if info and _size_bound(request, model) + max_out > info.context_window:
             prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
             if prompt_tokens + (request.get("max_completion_tokens") or 0) > info.context_window:
                 raise StepError(
@@ -156,17 +157,25 @@ class Services:
         return cost
 
 
-def _text_size(request: dict[str, Any]) -> int:
+def _size_bound(request: dict[str, Any], model: str) -> int:
+    """A cheap upper bound of the prompt's tokens: a token covers at least one UTF-8 byte."""
+    from .tokens import count_image
+
     size = 0
     for message in request.get("messages", []):
         content = message.get("content")
         if isinstance(content, str):
-            size += len(content)
+            size += len(content.encode("utf-8")) + 8
         elif isinstance(content, list):
-            size += sum(
-                len(p.get("text", "")) + (800 * 4 if p.get("type") == "image_url" else 0)
-                for p in content
-            )
+            for part in content:
+                if part.get("type") == "image_url":
+                    size += count_image(part.get("image_url") or {}, model)
+                else:
+                    size += len(str(part.get("text", "")).encode("utf-8")) + 8
+        for call in message.get("tool_calls") or []:
+            size += len(json.dumps(call).encode("utf-8"))
+    if request.get("tools"):
+        size += len(json.dumps(request["tools"]).encode("utf-8"))
     return size
 
 

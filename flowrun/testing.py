@@ -26,9 +26,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrun._openapi_validation import REQUEST_SCHEMAS, OpenAPIValidator
+
+if TYPE_CHECKING:
+    from flowrun.testing_batch import BatchAPI
 
 __all__ = ["LoopbackServer", "OpenAPIValidator", "RecordedRequest", "Reply", "ToolCall"]
 
@@ -266,6 +269,16 @@ class LoopbackServer:
         with self._lock:
             return len(self._entries)
 
+    @property
+    def batch_api(self) -> BatchAPI:
+        """The Files and Batches endpoints' state and scripting (see ``flowrun.testing_batch``)."""
+        with self._lock:
+            if getattr(self, "_batch_api", None) is None:
+                from flowrun.testing_batch import BatchAPI
+
+                self._batch_api = BatchAPI(self)
+            return self._batch_api
+
     def requests_to(self, suffix: str) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith(suffix)]
@@ -307,6 +320,8 @@ class LoopbackServer:
                 {"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in MODELS
             ]
             return 200, {"object": "list", "data": data}, {}
+        if path.startswith(("/files", "/batches")):
+            return self.batch_api.dispatch(req)
         if req.method != "POST" or path not in (CHAT, EMBEDDINGS):
             return 404, _error_body(404, f"Unknown endpoint: {req.method} /v1{path}"), {}
         if not isinstance(body, dict):
@@ -439,6 +454,18 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # many concurrent connects must not overflow the listen backlog
     app: LoopbackServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a timeout, a cancelled run) is normal; anything else is kept.
+
+        Nothing is printed: stderr belongs to the code under test.
+        """
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        with self.app._lock:
+            self.app.errors.append(traceback.format_exc())
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -502,8 +529,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self._start(status, "application/json", headers or {})
+        kind = "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        self._start(status, kind, headers or {})
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

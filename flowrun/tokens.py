@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from functools import lru_cache
 from typing import Any
 
 from .catalog import model_info
+from .images import data_url_bytes, image_size
 
 log = logging.getLogger("flowrun")
 # Per-message overhead of the chat format, as in OpenAI's cookbook ("How to count tokens").
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
-# Image tokens by detail: low is a flat 85; high/auto are counted as one 1024x1024 image
-# (4 tiles of 170 + 85), since the real size of a URL's image is unknown before the call.
-IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765}
+# What an image costs when the model table does not say (gpt-4o's rates).
+DEFAULT_IMAGE_RATES = {"base": 85, "tile": 170}
+MAX_PATCHES = 1536
+# An image of unknown size (an http URL) is counted at its largest: 2048x768 after the API's
+# scaling is 4x2 tiles, and a patch-counted image is capped at MAX_PATCHES.
+UNKNOWN_SIZE = (2048, 768)
 
 _warned = threading.Event()
 
@@ -31,8 +36,9 @@ def _encoding(name: str) -> Any | None:
         if not _warned.is_set():
             _warned.set()
             log.warning(
-                "tiktoken encoding %s could not be loaded (%s); token counts are estimates "
-                "(4 characters per token). Set TIKTOKEN_CACHE_DIR to a folder holding the encodings.",
+                "warning: tiktoken encoding %s could not be loaded (%s); token counts are "
+                "approximate (4 characters per token). Set TIKTOKEN_CACHE_DIR to a folder "
+                "holding the encodings, or run once with network access.",
                 name,
                 type(exc).__name__,
             )
@@ -69,8 +75,7 @@ def count_messages(
                 if part.get("type") == "text":
                     total += count_text(part.get("text", ""), model)
                 elif part.get("type") == "image_url":
-                    detail = (part.get("image_url") or {}).get("detail") or "auto"
-                    total += IMAGE_TOKENS.get(detail, IMAGE_TOKENS["auto"])
+                    total += count_image(part.get("image_url") or {}, model)
         for call in message.get("tool_calls") or []:
             total += count_text(json.dumps(call.get("function", {})), model)
         if message.get("name"):
@@ -78,6 +83,47 @@ def count_messages(
     if tools:
         total += count_text(json.dumps(tools), model)
     return total
+
+
+def count_image(image: dict[str, Any], model: str | None = None) -> int:
+    """Prompt tokens of one ``image_url`` part, by the model's rates, its detail and its size.
+
+    A data URL's size is read from the image; a URL's is unknown, so it is counted at the most
+    an image can cost (estimates and budgets are worst cases).
+    """
+    info = model_info(model)
+    rates = (info.image_tokens if info else None) or DEFAULT_IMAGE_RATES
+    data = data_url_bytes(str(image.get("url", "")))
+    size = (image_size(data) if data else None) or UNKNOWN_SIZE
+    if "patch" in rates:
+        return math.ceil(_patches(*size) * rates["patch"])
+    if image.get("detail") == "low":
+        return int(rates["base"])
+    return int(rates["base"] + rates["tile"] * _tiles(*size))
+
+
+def _tiles(width: int, height: int) -> int:
+    """512px tiles after the API's scaling: fit in 2048x2048, then shortest side at most 768."""
+    if max(width, height) > 2048:
+        scale = 2048 / max(width, height)
+        width, height = width * scale, height * scale
+    if min(width, height) > 768:
+        scale = 768 / min(width, height)
+        width, height = width * scale, height * scale
+    return math.ceil(width / 512) * math.ceil(height / 512)
+
+
+def _patches(width: int, height: int) -> int:
+    """32px patches covering the image, scaled down to at most MAX_PATCHES."""
+    patches = math.ceil(width / 32) * math.ceil(height / 32)
+    if patches <= MAX_PATCHES:
+        return patches
+    shrink = math.sqrt(32 * 32 * MAX_PATCHES / (width * height))
+    shrink *= min(
+        math.floor(width * shrink / 32) / (width * shrink / 32),
+        math.floor(height * shrink / 32) / (height * shrink / 32),
+    )
+    return min(MAX_PATCHES, math.ceil(width * shrink / 32) * math.ceil(height * shrink / 32))
 
 
 def encodings_available() -> bool:

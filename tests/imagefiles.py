@@ -23,7 +23,13 @@ def png_bytes(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200,
     )
 
 
-def jpeg_bytes() -> bytes:
-    """The start of a JPEG file (SOI + JFIF APP0 + EOI): enough for MIME sniffing."""
+def jpeg_bytes(width: int = 2, height: int = 2) -> bytes:
+    """A JPEG's markers (SOI, JFIF APP0, a baseline SOF0 with the size, EOI), no pixel data."""
     app0 = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    return b"\xff\xd8\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0 + b"\xff\xd9"
+    sof0 = struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"
+    return (
+        b"\xff\xd8"
+        + b"\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0
+        + b"\xff\xc0" + struct.pack(">H", len(sof0) + 2) + sof0
+        + b"\xff\xd9"
+    )  # fmt: skip

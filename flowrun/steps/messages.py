@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import base64
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
+from ..images import sniff_mime
 from ..templating import render, render_text
 from .base import StepEnv, StepError
 
-_MAGIC = {
-    b"\x89PNG": "image/png",
-    b"\xff\xd8\xff": "image/jpeg",
-    b"GIF8": "image/gif",
-    b"RIFF": "image/webp",
-}
-
 
 def build_messages(env: StepEnv) -> list[dict[str, Any]]:
-    """The rendered messages: ``system`` first, then ``messages``, then ``prompt`` (+ images)."""
+    """The rendered messages: system, messages_template, messages, then prompt (+ images)."""
     step, scope = env.step, env.scope
     messages: list[dict[str, Any]] = []
     if step.system:
         messages.append({"role": "system", "content": render_text(step.system, scope)})
+    if step.messages_template is not None:
+        messages.extend(template_messages(step.messages_template, scope))
     for message in step.messages or []:
         entry: dict[str, Any] = {
             "role": message.role,
@@ -63,6 +61,45 @@ def _render_content(content: str | list[dict[str, Any]], scope: dict[str, Any]) 
     return [render(part, scope) for part in content]
 
 
+# A role line of promptflow's chat prompt format: '# system:', 'user:', '#Assistant :' ...
+_ROLES = "system|user|assistant|function|tool"
+_ROLE_SPLIT = re.compile(rf"^\s*#?\s*({_ROLES})\s*:\s*\n", re.IGNORECASE | re.MULTILINE)
+_ROLE_ESCAPE = re.compile(rf"^(\s*#?\s*(?:{_ROLES})\s*)(:\s*\n)", re.IGNORECASE | re.MULTILINE)
+
+
+def template_messages(template: str, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """``messages_template``: render the text, then split it into messages at role lines.
+
+    Each message's content is stripped; text before the first role line is a user message.
+    Role lines inside input values are escaped while rendering, so an input cannot start a
+    message of its own (promptflow escapes flow inputs the same way).
+    """
+    nonce = f"\u2063{secrets.token_hex(4)}\u2063"
+    text = render_text(template, {**scope, "inputs": _escape_roles(scope.get("inputs"), nonce)})
+    parts = _ROLE_SPLIT.split(text)
+    messages = [{"role": "user", "content": parts[0]}] if parts[0].strip() else []
+    for role, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": role.lower(), "content": content})
+    for message in messages:
+        if message["role"] in ("function", "tool"):
+            raise StepError(
+                f"messages_template: '{message['role']}:' messages are not supported "
+                "(use system, user or assistant)"
+            )
+        message["content"] = message["content"].replace(nonce, "").strip()
+    return messages
+
+
+def _escape_roles(value: Any, nonce: str) -> Any:
+    if isinstance(value, str):
+        return _ROLE_ESCAPE.sub(lambda m: m.group(1) + nonce + m.group(2), value)
+    if isinstance(value, dict):
+        return {k: _escape_roles(v, nonce) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_roles(v, nonce) for v in value]
+    return value
+
+
 def _image_sources(images: list[str | None] | None, scope: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for source in images or []:
@@ -77,14 +114,16 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
     if source.startswith(("http://", "https://", "data:")):
         url = source
     else:
-        path = Path(source)
-        if not path.is_absolute():
-            path = env.workflow.base_dir / path if not path.exists() else path
+        path = Path(source).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = env.workflow.base_dir / path  # relative to the workflow file
         try:
             data = path.read_bytes()
-        except OSError:
+        except FileNotFoundError:
             raise StepError(f"image not found: {source}") from None
-        mime = _sniff(data)
+        except OSError as exc:
+            raise StepError(f"cannot read image {source}: {exc.strerror}") from None
+        mime = sniff_mime(data)
         if mime is None:
             raise StepError(f"{source} is not an image (PNG, JPEG, GIF or WEBP)")
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
@@ -92,12 +131,3 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
     if detail:
         image["detail"] = detail
     return {"type": "image_url", "image_url": image}
-
-
-def _sniff(data: bytes) -> str | None:
-    for magic, mime in _MAGIC.items():
-        if data.startswith(magic):
-            if mime == "image/webp" and data[8:12] != b"WEBP":
-                return None
-            return mime
-    return None

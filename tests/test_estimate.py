@@ -1,0 +1,204 @@
+"""``flowrun estimate``: rendered prompts counted with tiktoken, worst-case cost, no model calls."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+import tiktoken
+
+from flowrun.catalog import load_data_file
+from tests.helpers import WORKFLOWS, flowrun, flowrun_process
+from tests.imagefiles import jpeg_bytes, png_bytes
+
+PRICES = load_data_file("prices.json")
+ENC = tiktoken.get_encoding("o200k_base")  # gpt-4o / gpt-4o-mini
+
+
+def tokens(text: str) -> int:
+    return len(ENC.encode(text))
+
+
+def chat_tokens(*texts: str) -> int:
+    """OpenAI's cookbook count: 3 per message + its text, plus 3 priming the reply."""
+    return 3 + sum(3 + tokens(t) for t in texts)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "wf.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def estimate_json(*args) -> dict:
+    res = flowrun("estimate", *args, "--json")
+    assert res.code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_estimate_counts_rendered_prompts_with_tiktoken_and_calls_nothing(server):
+    text = "Owls are birds of prey. They hunt at night, mostly small mammals."
+    doc = estimate_json(WORKFLOWS / "summarize.yaml", "-i", f"text={text}")
+    assert server.requests == []
+    summary = doc["steps"]["summary"]
+    assert summary["prompt_tokens"] == chat_tokens("Summarize in one sentence.", text)
+    assert summary["max_completion_tokens"] == 200
+    mini = PRICES["gpt-4o-mini"]
+    worst = (summary["prompt_tokens"] * mini["input"] + 200 * mini["output"]) / 1e6
+    assert summary["worst_case_usd"] == pytest.approx(worst)
+    title = doc["steps"]["title"]
+    # the summary is unknown before a run: the title's count is a lower bound
+    assert title["lower_bound"] is True and summary["lower_bound"] is False
+    assert title["prompt_tokens"] == chat_tokens("Title for: <steps.summary.output>")
+    assert doc["total_worst_case_usd"] == pytest.approx(
+        summary["worst_case_usd"] + title["worst_case_usd"]
+    )
+    assert doc["exact_tokens"] is True
+    assert doc["unpriced_models"] == []
+
+
+ESTIMATE_TABLE = """\
+step     type  model        calls  prompt  max output  worst case  note
+summary  chat  gpt-4o-mini      1      {s:>2}         200   ${su:.6f}
+title    chat  gpt-4o-mini      1     ≥{t}         200   ${tu:.6f}
+total worst case: ${total:.6f}
+≥: the prompt includes earlier steps' outputs, unknown before a run
+"""
+
+
+def test_estimate_table_snapshot(server):
+    res = flowrun("estimate", WORKFLOWS / "summarize.yaml", "-i", "text=Hello there.")
+    assert res.code == 0
+    mini = PRICES["gpt-4o-mini"]
+    s = chat_tokens("Summarize in one sentence.", "Hello there.")
+    t = chat_tokens("Title for: <steps.summary.output>")
+    su, tu = ((n * mini["input"] + 200 * mini["output"]) / 1e6 for n in (s, t))
+    assert res.stdout == ESTIMATE_TABLE.format(s=s, t=t, su=su, tu=tu, total=su + tu)
+    assert res.stderr == ""
+    assert server.requests == []
+
+
+def test_images_are_counted_by_detail_size_and_model(server, tmp_path):
+    (tmp_path / "small.png").write_bytes(png_bytes(100, 60))
+    (tmp_path / "wide.png").write_bytes(png_bytes(3000, 1000))
+    (tmp_path / "tall.png").write_bytes(png_bytes(1800, 2400))
+    (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(1024, 1024))
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: pictures
+        steps:
+          url_low: {type: chat, model: gpt-4o, prompt: look, images: [https://x.test/a.png], image_detail: low}
+          url_high: {type: chat, model: gpt-4o, prompt: look, images: [https://x.test/a.png], image_detail: high}
+          jpeg_high: {type: chat, model: gpt-4o, prompt: look, images: [photo.jpg], image_detail: high}
+          small_high: {type: chat, model: gpt-4o, prompt: look, images: [small.png], image_detail: high}
+          wide_auto: {type: chat, model: gpt-4o, prompt: look, images: [wide.png]}
+          mini_low: {type: chat, model: gpt-4o-mini, prompt: look, images: [small.png], image_detail: low}
+          mini_high: {type: chat, model: gpt-4o-mini, prompt: look, images: [wide.png], image_detail: high}
+          patches: {type: chat, model: gpt-4.1-mini, prompt: look, images: [tall.png]}
+        """,
+    )
+    doc = estimate_json(path)
+    assert server.requests == []
+    text = chat_tokens("look")
+    image = {sid: s["prompt_tokens"] - text for sid, s in doc["steps"].items()}
+    # gpt-4o: 85 + 170 per 512px tile after scaling to fit 2048x2048 and shortest side <= 768;
+    # an URL's size is unknown before the call, so it counts as the largest (4x2 tiles)
+    wide_tiles = math.ceil(2048 / 512) * math.ceil((1000 * 2048 / 3000) / 512)  # 2048x683
+    assert image == {
+        "url_low": 85,
+        "url_high": 85 + 170 * 8,
+        "jpeg_high": 765,  # 1024x1024 -> 768x768 -> 4 tiles, the vision guide's example
+        "small_high": 85 + 170 * 1,
+        "wide_auto": 85 + 170 * wide_tiles,
+        "mini_low": 2833,  # gpt-4o-mini bills images at many more (cheaper) tokens
+        "mini_high": 2833 + 5667 * wide_tiles,
+        # 32px patches, scaled to at most 1536 (1800x2400 -> 1452, the vision guide's example),
+        # times 1.62 for gpt-4.1-mini
+        "patches": math.ceil(1452 * 1.62),
+    }
+
+
+def test_worst_case_uses_the_models_max_output_when_max_completion_tokens_is_unset(
+    server, tmp_path
+):
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: w
+        steps:
+          a: {type: chat, model: gpt-4o, prompt: hi}
+          b: {type: chat, model: llama3, prompt: hi, max_completion_tokens: 50}
+          t: {type: embed, input: some words to embed}
+        """,
+    )
+    doc = estimate_json(path)
+    a, b, t = doc["steps"]["a"], doc["steps"]["b"], doc["steps"]["t"]
+    assert a["max_completion_tokens"] == 16384  # gpt-4o's max output, from the model table
+    gpt4o = PRICES["gpt-4o"]
+    assert a["worst_case_usd"] == pytest.approx(
+        (chat_tokens("hi") * gpt4o["input"] + 16384 * gpt4o["output"]) / 1e6
+    )
+    assert b["worst_case_usd"] is None
+    assert doc["unpriced_models"] == ["llama3"]
+    cl100k = tiktoken.get_encoding("cl100k_base")
+    assert t["prompt_tokens"] == len(cl100k.encode("some words to embed"))
+    assert t["model"] == "text-embedding-3-small"
+    assert doc["total_worst_case_usd"] == pytest.approx(a["worst_case_usd"] + t["worst_case_usd"])
+    human = flowrun("estimate", path).stdout
+    assert "unpriced models (not counted in the total): llama3" in human
+
+
+def test_estimate_checks_inputs_like_run(server):
+    res = flowrun("estimate", WORKFLOWS / "summarize.yaml")
+    assert res.code == 2
+    assert (
+        res.stderr
+        == "error: missing required input 'text': pass -i text=VALUE (or --inputs-file)\n"
+    )
+
+
+def test_estimate_of_the_vision_example_reads_the_image_size(server):
+    doc = estimate_json(WORKFLOWS / "vision-receipt.yaml")
+    receipt = doc["steps"]["receipt"]
+    # one 512px tile at high detail on gpt-4o-mini, plus the text and the repairs note
+    assert receipt["prompt_tokens"] > 2833 + 5667
+    assert "repair" in receipt["note"]
+    assert server.requests == []
+
+
+def test_without_tiktoken_encodings_or_network_it_warns_once_and_approximates(tmp_path):
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    closed = "http://127.0.0.1:9"  # nothing listens there: every download fails at once
+    env = {
+        "TIKTOKEN_CACHE_DIR": str(empty),
+        "HTTPS_PROXY": closed,
+        "HTTP_PROXY": closed,
+        "https_proxy": closed,
+        "http_proxy": closed,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+    res = flowrun_process(
+        "estimate", WORKFLOWS / "summarize.yaml", "-i", "text=" + "word " * 40, env=env
+    )
+    assert res.code == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "tiktoken" in warnings[0] and "approximate" in warnings[0]
+    assert "~: approximate counts" in res.stdout
+    assert list(empty.iterdir()) == []
+
+    res = flowrun_process(
+        "estimate", WORKFLOWS / "summarize.yaml", "-i", "text=" + "word " * 40, "--json", env=env
+    )
+    doc = json.loads(res.stdout)
+    assert doc["exact_tokens"] is False
+    assert doc["steps"]["summary"]["prompt_tokens"] > 40  # ~4 characters per token
