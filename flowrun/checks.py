@@ -191,8 +191,7 @@ class _Checker:
                     )
 
     def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
-        graph = dag.build_graph(dependencies)
-        cycle = dag.find_cycle(graph)
+        cycle = dag.find_cycle(dependencies)
         if cycle:
             self.add(
                 ("steps", cycle[0]),
@@ -203,7 +202,6 @@ class _Checker:
                 key=True,
             )
         self.wf.dependencies = dependencies
-        self.wf.graph = graph
 
     # --- inputs ------------------------------------------------------------------
     def check_inputs(self) -> None:

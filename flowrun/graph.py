@@ -1,14 +1,22 @@
-"""The step DAG: building it, finding cycles, ready-set order and text drawings."""
+"""The step DAG: building it, finding cycles, ready-set order and text drawings.
+
+networkx is imported on first use: ``find_cycle`` works on the plain dependency mapping, so
+validating a file does not load it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def build_graph(dependencies: Mapping[str, Iterable[str]]) -> nx.DiGraph:
     """A DiGraph with an edge ``dep -> step`` for every dependency (unknown deps ignored)."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_nodes_from(dependencies)
     for step, deps in dependencies.items():
@@ -18,22 +26,46 @@ def build_graph(dependencies: Mapping[str, Iterable[str]]) -> nx.DiGraph:
     return graph
 
 
-def find_cycle(graph: nx.DiGraph) -> list[str] | None:
-    """A cycle as a closed path (``["a", "b", "a"]``), or None when the graph is acyclic."""
-    try:
-        edges = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return None
-    path = [edges[0][0]] + [v for _, v in edges]
-    # Start the printed cycle at its alphabetically first step, for stable messages.
-    ring = path[:-1]
-    start = ring.index(min(ring))
-    ring = ring[start:] + ring[:start]
-    return ring + [ring[0]]
+def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """A dependency cycle as a closed path (``["a", "b", "a"]``), or None if there is none.
+
+    ``dependencies`` maps each step to the steps it reads. The path follows the data, like
+    the graph's edges (``a -> b``: b reads a's output), and starts at the alphabetically
+    first step of the cycle, so the message is the same on every run.
+    """
+    deps = {n: sorted(d for d in ds if d in dependencies) for n, ds in dependencies.items()}
+    done: set[str] = set()
+    for root in sorted(deps):
+        if root in done:
+            continue
+        path = [root]
+        on_path = {root}
+        pending = [iter(deps[root])]
+        while pending:
+            for dep in pending[-1]:
+                if dep in on_path:
+                    # path[i] reads path[i+1] ... and the last one reads dep.
+                    ring = path[path.index(dep) :][::-1]
+                    start = ring.index(min(ring))
+                    ring = ring[start:] + ring[:start]
+                    return ring + [ring[0]]
+                if dep not in done:
+                    path.append(dep)
+                    on_path.add(dep)
+                    pending.append(iter(deps[dep]))
+                    break
+            else:
+                pending.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+    return None
 
 
 def topological_index(graph: nx.DiGraph) -> dict[str, int]:
     """A deterministic topological position for every step (ties broken by name)."""
+    import networkx as nx
+
     return {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
 
 

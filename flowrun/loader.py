@@ -11,9 +11,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +32,9 @@ from .model import (
 )
 from .yaml_source import SourceMap, describe_yaml_error, parse_yaml
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 _STEP_MODELS: dict[str, type[BaseModel]] = {
     "chat": ChatStep,
     "extract": ExtractStep,
@@ -51,9 +53,22 @@ class LoadedWorkflow:
     path: Path | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     functions: dict[str, Any] = field(default_factory=dict)
+    _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The step DAG (edge ``dep -> step``), built on first use.
+
+        Built lazily so that ``flowrun validate`` does not pay for importing networkx;
+        the cycle check works on ``dependencies`` directly.
+        """
+        if self._graph is None:
+            from .graph import build_graph
+
+            self._graph = build_graph(self.dependencies)
+        return self._graph
 
     @property
     def name(self) -> str:
