@@ -25,7 +25,7 @@ _EXPORTS = {
     "arun_workflow": "api",
     "run_batch": "api",
     "arun_batch": "api",
-    "estimate_workflow": "api",
+    "estimate_workflow": "estimate",
     "RunResult": "results",
     "StepResult": "results",
     "CostReport": "results",
