@@ -229,7 +229,9 @@ class RunStore:
     # --- response cache ------------------------------------------------------------------
     @staticmethod
     def cache_key(request: dict[str, Any]) -> str:
-        return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        """The request's hash, including the server it goes to (``OPENAI_BASE_URL``)."""
+        keyed = {"base_url": os.environ.get("OPENAI_BASE_URL") or "", "request": request}
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
 
     def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
         rows = self._read("SELECT reply FROM cache WHERE key=?", (self.cache_key(request),))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from flowrun import load_workflow, run_workflow
-from flowrun.testing import Reply
+from flowrun.testing import LoopbackServer, Reply
 from tests.helpers import flowrun
 from tests.run_helpers import TWO_STEPS, write
 
@@ -65,7 +65,9 @@ def test_a_changed_parameter_misses_the_cache(server, tmp_path):
 
 
 def test_cache_true_on_one_step(server, tmp_path):
-    text = TWO_STEPS.replace('    prompt: "first step"\n', '    prompt: "first step"\n    cache: true\n')
+    text = TWO_STEPS.replace(
+        '    prompt: "first step"\n', '    prompt: "first step"\n    cache: true\n'
+    )
     wf = write(tmp_path, text)
     first = run_workflow(load_workflow(wf))
     second = run_workflow(load_workflow(wf))
@@ -83,3 +85,12 @@ def test_errors_are_not_cached(server, tmp_path):
     doc = _run_json(wf, "--cache")
     assert doc["outputs"]["a"] == "echo: first step"
     assert len(server.requests) == 3
+
+
+def test_the_cache_is_per_server(server, tmp_path, monkeypatch):
+    wf = write(tmp_path, TWO_STEPS)
+    _run_json(wf, "--cache")
+    with LoopbackServer() as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", other.url)
+        _run_json(wf, "--cache")
+        assert len(other.requests) == 2
