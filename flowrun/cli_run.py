@@ -56,14 +56,14 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         )
 
 
-def _maybe_mock(enabled: bool) -> Any:
+def _maybe_mock(enabled: bool, workflow: Any = None) -> Any:
     import contextlib
 
     if not enabled:
         return contextlib.nullcontext()
     from .mock import mock_openai
 
-    return mock_openai()
+    return mock_openai(workflow)
 
 
 def run_options(f: Any) -> Any:
@@ -208,7 +208,7 @@ def run(
             if value:
                 raise UsageError(f"{flag} goes with --batch")
     _terminate_on_sigterm()
-    with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock):
+    with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock, wf):
         if records is not None:
             from .cli_batch import run_batch_command
 
