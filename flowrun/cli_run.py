@@ -273,6 +273,11 @@ def resume(
         for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items()
         if v is not None
     }
+    if run_id.startswith("batch-"):  # a batch (run --batch): its remaining records
+        from .cli_batch import resume_batch_command
+
+        resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options)
+        return
     try:
         result = resume_run(
             run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options

@@ -74,7 +74,39 @@ def m003_threads(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_runs_and_steps, m002_cache, m003_threads]
+def m004_batches(db: sqlite3.Connection) -> None:
+    """Batch runs, and the completed steps of records whose output line is not written yet."""
+    db.executescript(
+        """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            workflow_name TEXT NOT NULL,
+            workflow_path TEXT,
+            workflow_hash TEXT NOT NULL,
+            workflow_text TEXT NOT NULL,
+            records_path TEXT,
+            output_path TEXT,
+            options TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            summary TEXT,
+            pid INTEGER
+        );
+        CREATE INDEX batches_output ON batches(output_path, started_at);
+        CREATE TABLE batch_steps (
+            batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+            record_index INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            record TEXT NOT NULL,
+            PRIMARY KEY (batch_id, record_index, step_id)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_runs_and_steps, m002_cache, m003_threads, m004_batches]
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -1,0 +1,247 @@
+"""Batch throughput and memory: flowrun against a hand-written asyncio + AsyncOpenAI script.
+
+Run it from the repository root:
+
+    python benchmarks/batch.py [--records 200] [--latency 0.05] [--concurrency 32]
+                               [--repeat 3] [--big 100000] [--skip-big]
+
+Part 1: ``--records`` records through a three-call diamond workflow (``b`` and ``c`` side by
+side, then ``d`` joins them) against the loopback server (in its own process, ``--latency``
+seconds per request). It times ``flowrun run --batch`` (in-process: the batch itself, not
+interpreter start-up) and a hand-written script that makes the same requests with
+``AsyncOpenAI`` at the same concurrency, best of ``--repeat``, and prints both and the ratio.
+Goals: flowrun <= 1.5 s at the default concurrency and <= 1.15 x the script.
+
+Part 2: ``--big`` records through a tool-only workflow with ``flowrun run --batch`` in a
+fresh process; prints its wall time and peak RSS (goal < 150 MB). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+GOAL_WALL_S = 1.5
+GOAL_RATIO = 1.15
+GOAL_RSS_MB = 150
+
+DIAMOND = """\
+version: 1
+name: diamond
+inputs:
+  q: {type: string}
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 64
+steps:
+  b:
+    type: chat
+    prompt: "Say B about: {{ inputs.q }}"
+  c:
+    type: chat
+    prompt: "Say C about: {{ inputs.q }}"
+  d:
+    type: chat
+    prompt: "Join: {{ steps.b.output }} / {{ steps.c.output }}"
+outputs:
+  answer: "{{ steps.d.output }}"
+"""
+
+TOOL_ONLY = """\
+version: 1
+name: tool-only
+inputs:
+  text: {type: string}
+steps:
+  shout:
+    type: tool
+    function: bench_tools:shout
+    args: {text: "{{ inputs.text }}"}
+outputs:
+  loud: "{{ steps.shout.output }}"
+"""
+
+TOOLS_MODULE = '''\
+def shout(text: str) -> str:
+    """Upper-case a text."""
+    return text.upper()
+'''
+
+SERVER = """\
+import sys, time
+from flowrun.testing import LoopbackServer
+server = LoopbackServer(latency=float(sys.argv[1])).start()
+print(server.url, flush=True)
+sys.stdin.read()
+"""
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    """The loopback server in its own process, so it does not share the client's GIL."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+async def handwritten(records: list[dict[str, str]], concurrency: int) -> float:
+    """The same requests with the bare SDK: b and c concurrently, then d; ``concurrency`` records."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI()
+    limit = asyncio.Semaphore(concurrency)
+
+    async def ask(prompt: str) -> str:
+        reply = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            max_completion_tokens=64,
+            messages=[{"role": "user", "content": prompt}],
+        )
+        return reply.choices[0].message.content or ""
+
+    async def one(record: dict[str, str]) -> str:
+        async with limit:
+            b, c = await asyncio.gather(
+                ask(f"Say B about: {record['q']}"), ask(f"Say C about: {record['q']}")
+            )
+            return await ask(f"Join: {b} / {c}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in records))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+def flowrun_batch(workflow: Path, data: Path, out: Path, concurrency: int) -> float:
+    """``flowrun run WORKFLOW --batch DATA --output OUT`` in this process; its wall time."""
+    from flowrun.cli import main
+
+    out.unlink(missing_ok=True)
+    started = time.perf_counter()
+    try:
+        main(
+            [
+                "run",
+                str(workflow),
+                "--batch",
+                str(data),
+                "--output",
+                str(out),
+                "--concurrency",
+                str(concurrency),
+                "--quiet",
+            ]
+        )
+    except SystemExit as exc:
+        if exc.code:
+            raise RuntimeError(f"flowrun exited {exc.code}") from None
+    return time.perf_counter() - started
+
+
+def part_one(args: argparse.Namespace, tmp: Path) -> None:
+    workflow = tmp / "diamond.yaml"
+    workflow.write_text(DIAMOND)
+    records = [{"q": f"question number {i}"} for i in range(args.records)]
+    data = tmp / "records.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    proc, url = start_server(args.latency)
+    os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-bench", FLOWRUN_HOME=str(tmp))
+    try:
+        asyncio.run(handwritten(records[:10], args.concurrency))  # warm up imports
+        flowrun_batch(workflow, data, tmp / "warm.jsonl", args.concurrency)
+        ours, theirs = [], []
+        for _ in range(args.repeat):
+            theirs.append(asyncio.run(handwritten(records, args.concurrency)))
+            ours.append(flowrun_batch(workflow, data, tmp / "out.jsonl", args.concurrency))
+    finally:
+        proc.kill()
+    lines = (tmp / "out.jsonl").read_text().splitlines()
+    assert len(lines) == args.records and all('"succeeded"' in x for x in lines)
+    best_ours, best_theirs = min(ours), min(theirs)
+    print(
+        f"diamond workflow: {args.records} records x 3 calls, {args.latency * 1000:.0f} ms latency, "
+        f"concurrency {args.concurrency}, best of {args.repeat}"
+    )
+    print(
+        f"  flowrun run --batch     {best_ours:6.3f} s   (runs: {', '.join(f'{x:.3f}' for x in ours)})"
+    )
+    print(
+        f"  asyncio + AsyncOpenAI   {best_theirs:6.3f} s   (runs: {', '.join(f'{x:.3f}' for x in theirs)})"
+    )
+    ratio = best_ours / best_theirs
+    print(
+        f"  ratio {ratio:.3f}x  (goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}); "
+        f"wall goal <= {GOAL_WALL_S} s: {'met' if best_ours <= GOAL_WALL_S else 'MISSED'}"
+    )
+
+
+def part_two(args: argparse.Namespace, tmp: Path) -> None:
+    (tmp / "bench_tools.py").write_text(TOOLS_MODULE)
+    workflow = tmp / "tool-only.yaml"
+    workflow.write_text(TOOL_ONLY)
+    data = tmp / "big.jsonl"
+    with data.open("w") as f:
+        for i in range(args.big):
+            f.write(json.dumps({"text": f"record {i} " + "lorem ipsum " * 8}) + "\n")
+    out = tmp / "big-out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp)}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowrun", "run", str(workflow), "--batch", str(data)]
+        + ["--output", str(out), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"flowrun exited {proc.returncode}: {proc.stderr[-2000:]}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = json.loads(proc.stdout)
+    print(f"tool-only workflow: {args.big:,} records")
+    print(
+        f"  wall {wall:.2f} s (whole process) · {summary['duration_s']:.2f} s batch · "
+        f"{args.big / summary['duration_s']:,.0f} records/s"
+    )
+    print(
+        f"  peak RSS {peak_mb:.0f} MB (goal < {GOAL_RSS_MB} MB: "
+        f"{'met' if peak_mb < GOAL_RSS_MB else 'MISSED'}); {summary['succeeded']:,} succeeded"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        part_one(args, Path(tmp))
+        if not args.skip_big:
+            print()
+            part_two(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""``flowrun run FILE --batch RECORDS`` and ``flowrun resume BATCH_ID``: parse, run, report.
+
+Exit codes: 0 every record succeeded; 1 a record failed, the budget stopped the batch, or it
+was interrupted; 2 the files or options are invalid (nothing was run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from .batch import BatchSummary, _check_via
+from .batch_job import BatchJob, run_job
+from .errors import RunFailed, RunInterrupted, UsageError
+from .loader import LoadedWorkflow
+
+
+def run_batch_command(
+    wf: LoadedWorkflow,
+    records: str,
+    output: str | None,
+    *,
+    pairs: tuple[str, ...] = (),
+    inputs_file: str | None = None,
+    concurrency: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    mapping: tuple[str, ...] = (),
+    resume: bool = False,
+    via: str = "live",
+    as_json: bool = False,
+    quiet: bool = False,
+    max_cost: float | None = None,
+    prices: str | None = None,
+    cache: bool | None = None,
+) -> None:
+    """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
+    from .batch import DEFAULT_CONCURRENCY
+    from .inputs import parse_cli_inputs, read_inputs_file
+
+    _check_via(via)
+    if output is None and as_json:
+        raise UsageError("--json with --batch needs --output (the result lines would share stdout)")
+    constants = read_inputs_file(inputs_file) if inputs_file else {}
+    constants.update(parse_cli_inputs(wf.spec, pairs))
+    job = BatchJob(
+        wf=wf,
+        records=records,
+        output=output,
+        mapping=list(mapping),
+        constants=constants,
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        rpm=rpm,
+        tpm=tpm,
+        max_cost=max_cost,
+        prices=prices,
+        cache=bool(cache),
+        resume=resume,
+    )
+    _run(job, as_json=as_json, quiet=quiet)
+
+
+def resume_batch_command(
+    batch_id: str,
+    *,
+    as_json: bool = False,
+    quiet: bool = False,
+    max_cost: float | None = None,
+    prices: str | None = None,
+    cache: bool | None = None,
+) -> None:
+    """``flowrun resume BATCH_ID``: the stored command again, with ``--resume``."""
+    from pathlib import Path
+
+    from .batch_store import BatchStore
+    from .loader import load_workflow
+
+    with BatchStore() as store:
+        row = store.get(batch_id)
+    if not row.workflow_path or not Path(row.workflow_path).exists():
+        raise UsageError(f"the workflow file of {row.id} ({row.workflow_path}) no longer exists")
+    if not row.records_path:
+        raise UsageError(f"{row.id} read its records from stdin; run the command again instead")
+    if not row.output_path:
+        raise UsageError(f"{row.id} wrote its results to stdout, so there is nothing to continue")
+    opts = row.options
+    job = BatchJob(
+        wf=load_workflow(row.workflow_path),
+        records=row.records_path,
+        output=row.output_path,
+        mapping=list(opts.get("mapping") or []),
+        constants=dict(opts.get("constants") or {}),
+        concurrency=int(opts.get("concurrency") or 32),
+        rpm=opts.get("rpm"),
+        tpm=opts.get("tpm"),
+        max_cost=max_cost if max_cost is not None else opts.get("max_cost"),
+        prices=prices or opts.get("prices"),
+        cache=bool(cache) or bool(opts.get("cache")),
+        resume=True,
+        batch_id=row.id,
+    )
+    _run(job, as_json=as_json, quiet=quiet)
+
+
+def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
+    from .progress import make_progress
+
+    summary = BatchSummary()
+    progress = make_progress(quiet)
+    try:
+        asyncio.run(run_job(job, progress, summary))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    elif not quiet:
+        click.echo(format_summary(summary), err=True)
+    resume = f"flowrun resume {summary.batch_id}"
+    if summary.interrupted:
+        raise RunInterrupted(
+            "interrupted; finished records are in the output", hint=f"continue with: {resume}"
+        )
+    if summary.stopped:
+        raise RunFailed(
+            f"batch stopped: {summary.stopped}",
+            hint=f"raise --max-cost and continue with: {resume} --max-cost USD",
+        )
+    if summary.failed:
+        raise RunFailed(
+            f"{summary.failed:,} of {summary.done:,} records failed (see {summary.output or 'the output'})",
+            hint=f"fix the cause and retry only them with: {resume}",
+        )
+
+
+def format_summary(summary: BatchSummary) -> str:
+    """The batch's closing lines on stderr."""
+    cost = summary.cost
+    rate = summary.done / summary.duration_s if summary.duration_s > 0 else 0.0
+    head = f"batch {summary.batch_id}: {summary.succeeded:,} succeeded, {summary.failed:,} failed"
+    if summary.skipped:
+        head += f", {summary.skipped:,} already done"
+    head += f" in {summary.duration_s:.2f}s ({rate:,.1f} records/s)"
+    dollars = f"${cost.total_usd:.6f}"
+    if cost.unpriced_models:
+        dollars += f" + unpriced calls to {', '.join(cost.unpriced_models)}"
+    tokens = (
+        f"tokens: {cost.prompt_tokens:,} prompt + {cost.completion_tokens:,} completion "
+        f"in {cost.calls:,} calls · cost {dollars}"
+    )
+    if summary.earlier_cost_usd:
+        tokens += f" (earlier runs: ${summary.earlier_cost_usd:.6f})"
+    lines = [head, tokens]
+    if summary.output:
+        lines.append(f"output: {summary.output}")
+    return "\n".join(lines)
