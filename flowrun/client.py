@@ -150,6 +150,10 @@ class ModelClient:
             retries=getattr(raw, "retries_taken", 0),
         )
 
+    def sdk(self) -> Any:
+        """The ``openai.AsyncOpenAI`` client, for the APIs beyond chat and embeddings (Batch API)."""
+        return self._sdk(None)
+
     async def aclose(self) -> None:
         if self._root is not None:
             await self._root.close()
@@ -213,6 +217,11 @@ async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) ->
     reply.refusal = "".join(refusal) or None
     reply.tool_calls = [calls[i] for i in sorted(calls)]
     return reply
+
+
+def api_error(exc: Exception) -> ModelCallError:
+    """An SDK exception as a ``ModelCallError`` whose message is safe to show."""
+    return exc if isinstance(exc, ModelCallError) else _translate(exc, None)
 
 
 def _translate(exc: Exception, timeout_s: float | None) -> ModelCallError:
