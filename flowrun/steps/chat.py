@@ -38,6 +38,7 @@ async def run_chat(env: StepEnv) -> Any:
     request = chat_request(env, messages)
     if step.response_format == "json":
         _check_json_mentioned(request)
+    thread = _open_thread(env, request) if step.thread else None
     rounds = 0
     while True:
         reply = await env.services.chat(env, request)
@@ -67,14 +68,24 @@ async def run_chat(env: StepEnv) -> Any:
             f"step '{env.label}': the reply was cut off at max_completion_tokens (finish_reason: length)"
         )
     content = reply.content or ""
+    output: Any = content
     if step.response_format == "json":
         try:
-            return json.loads(content)
+            output = json.loads(content)
         except ValueError as exc:
             raise StepError(
                 f"the model's reply is not valid JSON ({exc}): {content[:200]!r}"
             ) from None
-    return content
+    if thread is not None:
+        thread.remember(content)
+    return output
+
+
+def _open_thread(env: StepEnv, request: dict[str, Any]) -> Any:
+    """``thread:``: put the conversation's earlier turns into the request (see ``flowrun.threads``)."""
+    from ..threads import open_thread
+
+    return open_thread(env, request)
 
 
 def _check_json_mentioned(request: dict[str, Any]) -> None:
