@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import FlowrunError, WorkflowInvalid
+from .secrets import redact
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         for line in exc.lines():
-            click.echo(line, err=True)
+            click.echo(redact(line), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            redact(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"),
             err=True,
         )
         sys.exit(1)

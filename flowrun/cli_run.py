@@ -11,10 +11,11 @@ import click
 
 from .cli import CONTEXT, cli
 from .errors import RunFailed, RunInterrupted
+from .secrets import redact
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def _live_printer() -> Any:
@@ -47,8 +48,8 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         _emit_json(result.to_json())
     elif not quiet:
         if result.outputs:
-            click.echo(format_outputs(result.outputs))
-        click.echo(format_cost_report(result), err=True)
+            click.echo(redact(format_outputs(result.outputs)))
+        click.echo(redact(format_cost_report(result)), err=True)
     if not result.ok:
         raise RunFailed(
             result.error or "the run failed",
@@ -401,4 +402,4 @@ def runs_show(run_id: str, as_json: bool) -> None:
         )
         _emit_json(data)
     else:
-        click.echo(format_run_row(row, steps))
+        click.echo(redact(format_run_row(row, steps)))

@@ -1,0 +1,76 @@
+"""The API key never reaches the run store, stdout, stderr, logs or --json, even when echoed back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowrun.testing import Reply
+from tests.helpers import flowrun, flowrun_process
+from tests.run_helpers import TWO_STEPS, write
+
+KEY = "zq-Distinctive-Key-7f3a9c1e5b"  # not sk-shaped: it must be caught by value, not by shape
+
+
+@pytest.fixture
+def leaky_server(server, monkeypatch):
+    """A server whose 401 error text and replies echo the key, as real proxies sometimes do."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.add(
+        Reply(status=401, error=f"Incorrect API key provided: {KEY}. Authorization: Bearer {KEY}"),
+        match="second after",
+    )
+    server.add(Reply(content=f"your key is {KEY}"), match="first step")
+    return server
+
+
+def _home_bytes() -> bytes:
+    """Every file under FLOWRUN_HOME (runs.db and its -wal/-shm, locks) as bytes."""
+    home = Path(__import__("os").environ["FLOWRUN_HOME"])
+    return b"".join(p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file())
+
+
+def test_the_key_is_never_stored_or_printed(leaky_server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    outputs = []
+    as_json = flowrun("run", wf, "--json", "-q")
+    assert as_json.code == 1
+    doc = json.loads(as_json.stdout)
+    assert "API error 401: Incorrect API key provided: [redacted]" in doc["error"]
+    assert leaky_server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # it was used
+    outputs.append(as_json.output)
+
+    leaky_server.add(Reply(status=401, error=f"Incorrect API key provided: {KEY}"))
+    text = flowrun_process("run", wf, "--debug", env={"OPENAI_LOG": "debug"})
+    assert text.code == 1
+    assert "Incorrect API key provided" in text.stderr
+    outputs.append(text.output)
+
+    run_id = doc["run_id"]
+    for args in (
+        ("runs", "list"),
+        ("runs", "list", "--json"),
+        ("runs", "show", run_id),
+        ("runs", "show", run_id, "--json"),
+    ):
+        res = flowrun(*args)
+        assert res.code == 0
+        outputs.append(res.output)
+    assert "[redacted]" in outputs[-1]
+
+    for out in outputs:
+        assert KEY not in out
+    stored = _home_bytes()
+    assert b"Incorrect API key provided" in stored  # the errors are there...
+    assert KEY.encode() not in stored  # ...without the key
+
+
+def test_sk_shaped_keys_and_bearer_tokens_are_redacted(server, tmp_path, monkeypatch):
+    other = "sk-proj-AbCdEf0123456789xyz"
+    server.add(Reply(status=400, error=f"bad key {other}; Authorization: Bearer tok_123456789"))
+    res = flowrun("run", write(tmp_path, TWO_STEPS), "--json")
+    assert res.code == 1
+    assert other not in res.output and "tok_123456789" not in res.output
+    assert other.encode() not in _home_bytes()
