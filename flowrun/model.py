@@ -91,6 +91,11 @@ class _PromptFields(BaseModel):
     prompt: str | None = None
     system: str | None = None
     messages: list[Message] | None = None
+    messages_template: str | None = Field(
+        None,
+        description="A template whose rendered text is split into messages at role lines "
+        "('# system:', '# user:', '# assistant:'), as promptflow chat prompts are.",
+    )
     images: list[str | None] | None = None
     image_detail: Literal["low", "high", "auto"] | None = None
 
