@@ -28,7 +28,7 @@ def import_object(spec: str, base_dir: Path | None = None) -> Any:
                 sys.path.insert(0, entry)
                 added = True
         try:
-            module = importlib.import_module(module_name)
+            module = _import_module(module_name)
         except ModuleNotFoundError as exc:
             raise ImportProblem(f"cannot import '{spec}': {exc}") from None
         except Exception as exc:  # a syntax error or a raising module body
@@ -45,6 +45,19 @@ def import_object(spec: str, base_dir: Path | None = None) -> Any:
                 f"cannot import '{spec}': module '{module_name}' has no attribute '{part}'"
             ) from None
     return obj
+
+
+def _import_module(name: str) -> Any:
+    """Import a module; files written for promptflow get a stand-in ``@tool`` when it is absent."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "promptflow":
+            raise
+        from .convert.pf_shim import install_promptflow_stub
+
+        install_promptflow_stub()
+        return importlib.import_module(name)
 
 
 def import_callable(spec: str, base_dir: Path | None = None) -> Any:
