@@ -7,7 +7,7 @@ validating a file does not load it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -63,10 +63,24 @@ def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:
 
 
 def topological_index(graph: nx.DiGraph) -> dict[str, int]:
-    """A deterministic topological position for every step (ties broken by name)."""
+    """A deterministic topological position for every step (ties broken by name).
+
+    Cached per graph object (a batch builds a ``ReadyQueue`` per record over one graph).
+    """
     import networkx as nx
 
-    return {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
+    key = (id(graph), graph.number_of_nodes(), graph.number_of_edges())
+    cached = _INDEX_CACHE.get(key)
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    index = {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
+    if len(_INDEX_CACHE) > 64:
+        _INDEX_CACHE.clear()
+    _INDEX_CACHE[key] = (graph, index)
+    return index
+
+
+_INDEX_CACHE: dict[tuple[int, int, int], tuple[Any, dict[str, int]]] = {}
 
 
 class ReadyQueue:

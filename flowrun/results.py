@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -24,7 +24,13 @@ class Usage:
         )
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies, and this runs for every step of every record
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
@@ -46,7 +52,7 @@ class CallRecord:
     batch: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["usage"] = self.usage.to_dict()
         return d
 

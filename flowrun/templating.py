@@ -132,7 +132,11 @@ def _compile(source: str) -> _Compiled:
     try:
         expr = _native_source(source)
         native = _env.compile_expression(expr, undefined_to_none=False) if expr else None
-        return _Compiled(_env.from_string(source).render, native, refs)
+        template = _env.from_string(source)
+        # a plain dict, not jinja's ChainMap over the (fixed) environment globals: each
+        # render copies the globals, and a ChainMap makes that the dearest part of a render
+        template.globals = dict(template.globals)
+        return _Compiled(template.render, native, refs)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
 
