@@ -1,0 +1,26 @@
+"""Converting flows written for other tools into flowrun workflows.
+
+from flowrun.convert import convert_promptflow, write_conversion
+conversion = convert_promptflow("flows/chat-basic")       # reads, converts, writes nothing
+report = write_conversion(conversion)                      # writes flows/chat-basic/flowrun.yaml
+print("\\n".join(report.lines()), report.runnable)
+"""
+
+from __future__ import annotations
+
+from .promptflow import Conversion, convert_promptflow, write_conversion, written_by_converter
+from .report import ConversionFailed, FlowProblem, Issue, NodeEntry, NotAFlow, NotRunnable, Report
+
+__all__ = [
+    "Conversion",
+    "ConversionFailed",
+    "FlowProblem",
+    "Issue",
+    "NodeEntry",
+    "NotAFlow",
+    "NotRunnable",
+    "Report",
+    "convert_promptflow",
+    "write_conversion",
+    "written_by_converter",
+]

@@ -1,0 +1,660 @@
+"""``flowrun convert promptflow``: a promptflow DAG flow folder -> a flowrun workflow file.
+
+What each part becomes:
+
+* flow ``inputs`` -> ``inputs`` (int -> integer, double -> number, bool -> boolean,
+  list -> array, object -> object, string and image -> string); ``outputs`` -> ``outputs``;
+* ``llm`` node, ``api: chat`` -> ``chat`` step whose ``messages_template`` is the prompt file
+  (split into messages at its role lines when the step runs); model parameters -> step fields
+  (``max_tokens`` -> ``max_completion_tokens``, ``deployment_name`` -> ``model`` when there is
+  no ``model``; numbers given as strings become numbers);
+* ``prompt`` node -> ``tool`` step calling ``flowrun.convert.pf_runtime:prompt_text`` with the
+  rendered prompt;
+* ``python`` node -> ``tool`` step calling the file's ``@tool`` function;
+* ``activate: {when, is}`` -> ``when``; promptflow's bypass rules are kept: a node whose
+  ``activate.when`` node was bypassed is bypassed, a node whose referenced nodes were all
+  bypassed is bypassed, and a Python function gets its own default for an argument whose node
+  was bypassed;
+* a node that cannot be converted becomes a ``tool`` step that fails with the reason, so the
+  file still validates and shows where the work is; it is reported.
+
+The user's files are never modified; the workflow is written next to them so its tool steps
+import the flow's Python files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import WorkflowInvalid
+from .pf_flow import PfFlow, PfNode, access, parse_ref, read_flow
+from .pf_prompt import PromptError, jinja_literal, translate
+from .pf_python import PythonToolError, ToolFunction, find_tool
+from .report import ConversionFailed, FlowProblem, NodeEntry, Report
+
+HEADER = "# Converted from promptflow by `flowrun convert promptflow`"
+RUNTIME = "flowrun.convert.pf_runtime"
+_INPUT_TYPES = {
+    "string": "string",
+    "int": "integer",
+    "double": "number",
+    "bool": "boolean",
+    "list": "array",
+    "object": "object",
+    "image": "string",
+}
+# Inputs of promptflow's LLM tool that are not prompt variables.
+_LLM_PARAMS = frozenset(
+    {
+        "connection", "prompt", "api", "deployment_name", "model", "temperature", "top_p",
+        "stream", "stop", "max_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
+        "user", "n", "response_format", "seed", "tools", "tool_choice", "functions",
+        "function_call", "suffix", "logprobs", "echo", "best_of",
+    }
+)  # fmt: skip
+_IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+
+
+@dataclass
+class Conversion:
+    """The converted workflow (as data and as YAML text) and the report."""
+
+    flow: PfFlow
+    out_path: Path
+    workflow: dict[str, Any]
+    report: Report
+    text: str = ""
+
+
+def convert_promptflow(
+    flow_dir: str | Path, out: str | Path | None = None, *, variants: dict[str, str] | None = None
+) -> Conversion:
+    """Convert a flow folder (nothing is written). Raises ``NotAFlow`` / ``ConversionFailed``."""
+    flow = read_flow(flow_dir, variants)
+    out_path = Path(out) if out is not None else flow.dir / "flowrun.yaml"
+    converter = _Converter(flow, out_path)
+    workflow = converter.run()
+    if converter.problems:
+        raise ConversionFailed(converter.problems)
+    conversion = Conversion(flow, out_path, workflow, converter.report)
+    conversion.text = dump_workflow(workflow, flow)
+    return conversion
+
+
+def write_conversion(conversion: Conversion) -> Report:
+    """Write the workflow file, then validate it as ``flowrun validate`` does; the report says."""
+    from ..loader import load_workflow
+
+    conversion.out_path.parent.mkdir(parents=True, exist_ok=True)
+    conversion.out_path.write_text(conversion.text, encoding="utf-8")
+    try:
+        load_workflow(conversion.out_path)
+    except WorkflowInvalid as exc:
+        conversion.report.problems = [str(p) for p in exc.problems]
+    return conversion.report
+
+
+def written_by_converter(path: Path) -> bool:
+    """Whether ``path`` is a file this command wrote (so it may be overwritten)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.readline().startswith(HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+class _Converter:
+    def __init__(self, flow: PfFlow, out_path: Path) -> None:
+        self.flow = flow
+        self.file = str(flow.dag)
+        self.out_dir = out_path.resolve().parent
+        self.report = Report(flow.dag, out_path)
+        self.problems: list[FlowProblem] = list(flow.problems)
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.bypassable: set[str] = set()
+        self.outside: list[str] = []  # Python files the workflow's folder cannot import
+
+    def run(self) -> dict[str, Any]:
+        workflow: dict[str, Any] = {
+            "version": 1,
+            "name": _name(self.flow.dir),
+            "description": f"Converted from the promptflow flow in {self.flow.dir.name}/",
+        }
+        inputs = self.inputs()
+        if inputs:
+            workflow["inputs"] = inputs
+        if self.problems:  # broken references: nothing below would make sense
+            return workflow
+        self.find_bypassable()
+        for node in self.flow.nodes:
+            self.node(node)
+        workflow["steps"] = self.steps
+        outputs = self.outputs()
+        if outputs:
+            workflow["outputs"] = outputs
+        self.notes()
+        self.report.steps = len(self.steps)
+        return workflow
+
+    # --- flow inputs and outputs ------------------------------------------------------
+    def inputs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, spec in self.flow.inputs.items():
+            kind = _INPUT_TYPES.get(spec.type)
+            if kind is None:
+                self.report.add(None, f"input '{name}'", f"type '{spec.type}' is read as a string")
+                kind = "string"
+            entry: dict[str, Any] = {"type": kind}
+            if spec.description:
+                entry["description"] = spec.description
+            if spec.has_default:
+                entry["default"] = _typed(spec.default, kind)
+            if spec.enum:
+                entry["enum"] = spec.enum
+            if spec.type == "image":
+                self.report.add(
+                    None,
+                    f"input '{name}'",
+                    "an image input is a path or URL string in flowrun (use a chat step's images:)",
+                    blocking=False,
+                )
+            out[name] = entry
+        return out
+
+    def outputs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, spec in self.flow.outputs.items():
+            ref = parse_ref(spec.reference)
+            if ref is None:
+                out[name] = spec.reference
+            elif ref.kind == "node" and ref.name not in self.steps:
+                self.report.add(
+                    None,
+                    f"output '{name}'",
+                    f"{ref.text} reads a node that was not converted; the output is left out",
+                )
+            else:
+                out[name] = "{{ " + ref.expr() + " }}"
+        return out
+
+    def notes(self) -> None:
+        data = self.flow.data
+        if self.outside:
+            self.report.add(
+                None,
+                f"python files {', '.join(dict.fromkeys(self.outside))}",
+                "the workflow is written outside the flow folder, so its tool steps cannot "
+                "import them: write it into the flow folder (the default)",
+            )
+        if data.get("environment"):
+            self.report.add(
+                None,
+                "environment",
+                "install the flow's requirements yourself (e.g. pip install -r requirements.txt)",
+                blocking=False,
+            )
+        if data.get("additional_includes"):
+            self.report.add(
+                None,
+                "additional_includes",
+                "the listed files are not copied next to the flow; tool steps import from the "
+                "flow folder",
+            )
+        for node in self.flow.nodes:
+            if node.other_variants:
+                others = ", ".join(node.other_variants)
+                self.report.add(
+                    node.name,
+                    f"variants {others}",
+                    f"variant '{node.variant}' was converted; for another one convert again "
+                    f"with --variant {node.name}.{node.other_variants[0]}",
+                    blocking=False,
+                )
+
+    # --- bypass rules -------------------------------------------------------------------
+    def find_bypassable(self) -> None:
+        """Nodes that promptflow may bypass: activated ones and those all of whose nodes may be."""
+        changed = True
+        while changed:
+            changed = False
+            for node in self.flow.nodes:
+                if node.name in self.bypassable:
+                    continue
+                deps = self.node_refs(node)
+                if node.activate is not None or (deps and all(d in self.bypassable for d in deps)):
+                    self.bypassable.add(node.name)
+                    changed = True
+
+    @staticmethod
+    def node_refs(node: PfNode) -> list[str]:
+        refs = (parse_ref(v) for v in node.inputs.values())
+        return [r.name for r in refs if r is not None and r.kind == "node"]
+
+    def when(self, node: PfNode) -> tuple[str | None, str]:
+        """The step's ``when`` and the report's words for it."""
+        if node.activate is not None:
+            when, value = node.activate.get("when"), node.activate.get("is")
+            ref = parse_ref(when)
+            left = ref.expr() if ref is not None else jinja_literal(when)
+            test = f"{left} == {jinja_literal(value)}"
+            if ref is not None and ref.kind == "node" and ref.name in self.bypassable:
+                test = f"not {_skipped(ref.name)} and {test}"
+            return "{{ " + test + " }}", f"when {test}"
+        deps = list(dict.fromkeys(self.node_refs(node)))
+        if deps and all(d in self.bypassable for d in deps):
+            test = "not (" + " and ".join(_skipped(d) for d in deps) + ")"
+            if len(deps) == 1:
+                test = f"not {_skipped(deps[0])}"
+            return "{{ " + test + " }}", "runs unless all the nodes it reads were bypassed"
+        return None, ""
+
+    # --- nodes --------------------------------------------------------------------------
+    def node(self, node: PfNode) -> None:
+        kind = node.type or "?"
+        if node.aggregation:
+            self.report.nodes.append(_entry(node, f"{kind}, aggregation", "left out"))
+            self.report.add(
+                node.name,
+                "aggregation node",
+                "it runs once over all the lines of a batch; flowrun runs each record on its "
+                "own (compute it from the --output file)",
+            )
+            return
+        if kind == "llm":
+            step, became = self.llm(node)
+        elif kind == "prompt":
+            step, became = self.prompt(node)
+        elif kind == "python":
+            step, became = self.python(node)
+        else:
+            step, became = self.placeholder(node, f"node type '{kind}' is not supported")
+        if step is None:
+            return
+        when, words = self.when(node)
+        if when is not None:
+            step = {
+                "type": step.pop("type"),
+                "description": step.pop("description"),
+                "when": when,
+                **step,
+            }
+            became += f", {words}"
+        label = f"llm (api {node.data.get('api') or 'chat'})" if kind == "llm" else kind
+        if node.activate is not None:
+            label += ", activate"
+        self.report.nodes.append(_entry(node, label, became))
+        self.steps[node.name] = step
+
+    def placeholder(self, node: PfNode, reason: str) -> tuple[dict[str, Any], str]:
+        self.report.add(node.name, f"{node.type or '?'} node", reason)
+        step = {
+            "type": "tool",
+            "description": f"promptflow node '{node.name}' (not converted)",
+            "function": f"{RUNTIME}:not_converted",
+            "args": {"node": node.name, "reason": reason},
+        }
+        return step, "tool step that fails when run (not converted)"
+
+    def source_file(self, node: PfNode, what: str) -> Path | None:
+        path = node.source.get("path")
+        if not path:
+            self.problems.append(FlowProblem(self.file, node.name, f"no source path ({what})"))
+            return None
+        file = self.flow.dir / str(path)
+        if not file.is_file():
+            self.problems.append(FlowProblem(str(file), node.name, f"{what} not found"))
+            return None
+        return file
+
+    def template(self, node: PfNode, file: Path, bindings: dict[str, str]) -> str | None:
+        try:
+            translated = translate(file.read_text(encoding="utf-8"), bindings)
+        except PromptError as exc:
+            self.problems.append(FlowProblem(str(file), node.name, str(exc)))
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.append(FlowProblem(str(file), node.name, f"cannot read: {exc}"))
+            return None
+        if translated.unbound:
+            names = ", ".join(translated.unbound)
+            self.report.add(
+                node.name,
+                f"prompt variable(s) {names}",
+                "not given by the node: they render empty, as in promptflow",
+                blocking=False,
+            )
+        for construct in translated.unsupported:
+            self.report.add(node.name, construct, "flowrun templates cannot load other files")
+        return translated.text
+
+    def bindings(self, node: PfNode, names: Any) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in names:
+            value = node.inputs[name]
+            ref = parse_ref(value)
+            out[name] = ref.expr() if ref is not None else jinja_literal(value)
+        return out
+
+    def llm(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
+        file = self.source_file(node, "prompt file")
+        if file is None:
+            return None, ""
+        inputs = node.inputs
+        variables = [k for k in inputs if k not in _LLM_PARAMS]
+        text = self.template(node, file, self.bindings(node, variables))
+        if text is None:
+            return None, ""
+        api = str(node.data.get("api") or "chat")
+        step: dict[str, Any] = {
+            "type": "chat",
+            "description": f"promptflow llm node '{node.name}' ({file.name})",
+        }
+        step.update(self.model_params(node))
+        if api == "chat":
+            step["messages_template"] = text
+            became = f"chat step, messages from {file.name}"
+        else:
+            step["prompt"] = text
+            became = f"chat step, one user message from {file.name}"
+            self.report.add(
+                node.name,
+                f"api: {api}",
+                "flowrun calls the chat completions API: the prompt is sent as one user "
+                "message, so a chat model's answer may differ from the completion model's",
+            )
+        connection = node.data.get("connection") or inputs.get("connection")
+        if connection:
+            self.report.add(
+                node.name,
+                f"connection '{connection}'",
+                "flowrun calls the server in OPENAI_BASE_URL with OPENAI_API_KEY",
+                blocking=False,
+            )
+        if node.data.get("provider") == "AzureOpenAI":
+            self.report.add(
+                node.name,
+                "provider AzureOpenAI",
+                "the deployment name is the model; point OPENAI_BASE_URL at "
+                "https://<resource>.openai.azure.com/openai/v1/",
+                blocking=False,
+            )
+        return step, became
+
+    def model_params(self, node: PfNode) -> dict[str, Any]:
+        inputs = node.inputs
+        out: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+
+        def value(name: str) -> Any:
+            raw = inputs.get(name)
+            if parse_ref(raw) is not None:
+                self.report.add(
+                    node.name,
+                    f"{name}: {raw}",
+                    "a model parameter is a fixed value in flowrun; it was left out",
+                )
+                return None
+            return None if raw is None or (isinstance(raw, str) and not raw.strip()) else raw
+
+        model = value("model") or value("deployment_name")
+        if model:
+            out["model"] = str(model)
+        else:
+            self.report.add(node.name, "model", "neither model nor deployment_name is set")
+        for name, key, kind in (
+            ("temperature", "temperature", float),
+            ("top_p", "top_p", float),
+            ("max_tokens", "max_completion_tokens", int),
+            ("seed", "seed", int),
+        ):
+            raw = value(name)
+            if raw is None or str(raw).strip().lower() == "inf":
+                continue
+            number = _number(raw, kind)
+            if number is None:
+                self.report.add(node.name, f"{name}: {raw!r}", "not a number; left out")
+            else:
+                out[key] = number
+        stop = _json_value(value("stop"))
+        if stop:
+            out["stop"] = stop
+        response_format = _json_value(value("response_format"))
+        if isinstance(response_format, str):
+            response_format = {"type": response_format}
+        if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+            extra["response_format"] = response_format
+            self.report.add(
+                node.name,
+                f"response_format {response_format.get('type')}",
+                "passed to the API as is (extra:), so the output stays text as in promptflow; "
+                "flowrun's own response_format: json would give parsed JSON instead",
+                blocking=False,
+            )
+        for name, default in (("presence_penalty", 0), ("frequency_penalty", 0)):
+            number = _number(value(name), float)
+            if number is not None and number != default:
+                extra[name] = number
+        logit_bias = _json_value(value("logit_bias"))
+        if logit_bias:
+            extra["logit_bias"] = logit_bias
+        user = value("user")
+        if user:
+            extra["user"] = str(user)
+        if extra:
+            out["extra"] = extra
+        n = _number(value("n"), int)
+        if n not in (None, 1):
+            self.report.add(node.name, f"n: {n}", "flowrun asks for one completion per call")
+        for name in ("tools", "functions", "tool_choice", "function_call"):
+            if value(name) not in (None, [], {}):
+                self.report.add(
+                    node.name,
+                    name,
+                    "promptflow returns the raw message for function calling; declare flowrun "
+                    "tools: and a chat step's tools: instead",
+                )
+        return out
+
+    def prompt(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
+        file = self.source_file(node, "prompt file")
+        if file is None:
+            return None, ""
+        text = self.template(node, file, self.bindings(node, node.inputs))
+        if text is None:
+            return None, ""
+        step = {
+            "type": "tool",
+            "description": f"promptflow prompt node '{node.name}' ({file.name})",
+            "function": f"{RUNTIME}:prompt_text",
+            "args": {"text": text},
+        }
+        return step, f"tool step, text rendered from {file.name}"
+
+    def python(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
+        if node.source.get("type", "code") != "code":
+            tool = node.source.get("tool") or node.source.get("type")
+            return self.placeholder(node, f"package tool '{tool}' (only code in the flow converts)")
+        file = self.source_file(node, "Python file")
+        if file is None:
+            return None, ""
+        try:
+            function = find_tool(file)
+        except PythonToolError as exc:
+            if "class-based" in str(exc):
+                return self.placeholder(node, str(exc))
+            self.problems.append(FlowProblem(str(file), node.name, str(exc)))
+            return None, ""
+        module = self.module_name(node, file)
+        for line in function.unsupported_imports:
+            self.report.add(
+                node.name,
+                line,
+                "flowrun stands in only for promptflow's @tool; install promptflow or drop it",
+            )
+        args: dict[str, Any] = {}
+        for name, raw in node.inputs.items():
+            args[name] = self.tool_arg(node, function, name, raw)
+        spec = f"{module}:{function.name}"
+        step = {
+            "type": "tool",
+            "description": f"promptflow python node '{node.name}' ({file.name})",
+            "function": spec,
+            "args": args,
+        }
+        return step, f"tool step, {spec}"
+
+    def module_name(self, node: PfNode, file: Path) -> str:
+        try:
+            rel = file.resolve().relative_to(self.out_dir)
+        except ValueError:
+            self.outside.append(file.name)
+            return file.stem
+        parts = [*rel.parent.parts, rel.stem]
+        if not all(_IDENTIFIER.match(p) for p in parts):
+            self.report.add(
+                node.name,
+                f"python file {rel}",
+                "its name is not an importable module name; rename it (e.g. my_tool.py)",
+            )
+        return ".".join(parts)
+
+    def tool_arg(self, node: PfNode, function: ToolFunction, name: str, raw: Any) -> Any:
+        param = function.params.get(name)
+        ref = parse_ref(raw)
+        if ref is None:
+            value = _coerce(raw, param.annotation if param else None)
+            if any("{{" in s or "{%" in s or "{#" in s for s in _strings(value)):
+                return "{{ " + jinja_literal(value) + " }}"
+            return value
+        if ref.kind == "node" and ref.name in self.bypassable and param and param.has_default:
+            if param.literal_default:
+                default = jinja_literal(param.default)
+                return f"{{{{ {ref.expr()} if not {_skipped(ref.name)} else {default} }}}}"
+            self.report.add(
+                node.name,
+                f"input '{name}'",
+                f"when node '{ref.name}' is bypassed promptflow passes {function.name}'s own "
+                "default, which is not a literal; flowrun passes null",
+            )
+        return "{{ " + ref.expr() + " }}"
+
+
+def _entry(node: PfNode, kind: str, became: str) -> NodeEntry:
+    if node.variant is not None:
+        kind += f", variant {node.variant}"
+    return NodeEntry(node.name, kind, became)
+
+
+def _skipped(step: str) -> str:
+    return f"steps{access(step)}.skipped"
+
+
+def _name(folder: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-")
+    return name or "converted-flow"
+
+
+def _number(raw: Any, kind: type) -> Any:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() else None
+    return int(number) if number.is_integer() and isinstance(raw, int) else number
+
+
+def _json_value(raw: Any) -> Any:
+    """A list or object given as JSON text (``stop: '["\\n"]'``) -> the value."""
+    if isinstance(raw, str) and raw.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _typed(value: Any, kind: str) -> Any:
+    """A flow input's default in its declared type (promptflow accepts ``default: '3'``)."""
+    if not isinstance(value, str) or kind == "string":
+        return value
+    if kind == "integer":
+        return _number(value, int) if _number(value, int) is not None else value
+    if kind == "number":
+        return _number(value, float) if _number(value, float) is not None else value
+    if kind == "boolean" and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if kind in ("array", "object"):
+        return _json_value(value)
+    return value
+
+
+def _coerce(value: Any, annotation: str | None) -> Any:
+    """A literal node input in the type of the function's parameter (as promptflow converts)."""
+    if not isinstance(value, str) or annotation is None:
+        return value
+    base = annotation.split("[")[0].split(".")[-1].lower()
+    kind = {"int": "integer", "float": "number", "bool": "boolean", "list": "array"}.get(base)
+    kind = kind or {"dict": "object"}.get(base)
+    return _typed(value, kind) if kind else value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+# --- YAML --------------------------------------------------------------------------------
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data.strip() and not data[:1].isspace() else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1_000_000, indent=2
+    )
+
+
+def dump_workflow(workflow: dict[str, Any], flow: PfFlow) -> str:
+    """The workflow as YAML: a header, then one block per section and per step."""
+    lines = [
+        f"{HEADER} from {flow.dir.name}/{flow.dag.name}",
+        "# yaml-language-server: $schema=https://flowrun.dev/schemas/workflow.schema.json",
+        "# The flow's own files are not modified: its prompts are copied below, its Python",
+        "# files are imported from next to this file.",
+    ]
+    head = {k: workflow[k] for k in ("version", "name", "description") if k in workflow}
+    blocks = ["\n".join(lines) + "\n" + _yaml(head)]
+    if "inputs" in workflow:
+        blocks.append(_yaml({"inputs": workflow["inputs"]}))
+    steps = workflow.get("steps") or {}
+    step_blocks = [_indent(_yaml({sid: step})) for sid, step in steps.items()]
+    blocks.append("steps:\n" + "\n".join(step_blocks))
+    if "outputs" in workflow:
+        blocks.append(_yaml({"outputs": workflow["outputs"]}))
+    return "\n".join(blocks)
+
+
+def _indent(text: str) -> str:
+    return "".join("  " + line if line.strip() else line for line in text.splitlines(True))
