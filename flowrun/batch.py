@@ -513,7 +513,7 @@ async def arun_batch(
     *,
     inputs: Mapping[str, Any] | None = None,
     mapping: Mapping[str, str] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
     max_cost: float | None = None,
@@ -529,6 +529,8 @@ async def arun_batch(
     record; ``mapping`` takes an input from another column (``{"question": "q"}`` or
     ``{"question": "${data.q}"}``); other columns are carried as ``result.extra``.
     ``max_cost`` caps the whole batch. Pass a ``BatchSummary`` to read totals afterwards.
+    ``via="batch-api"`` runs it through the OpenAI Batch API in waves (``docs/batch-api.md``);
+    ``concurrency`` is then the window of records in flight (default 20,000).
     """
     _check_via(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
@@ -536,7 +538,21 @@ async def arun_batch(
     services = make_batch_services(
         wf, client=client, prices=prices, max_cost=max_cost, cache=cache, rpm=rpm, tpm=tpm
     )
-    runner = BatchRunner(wf, source, columns, services, concurrency=concurrency, summary=summary)
+    if via == "batch-api":
+        from .batch_api.runner import wave_runner
+
+        runner: BatchRunner = wave_runner(
+            wf, source, columns, services, concurrency=concurrency, summary=summary
+        )
+    else:
+        runner = BatchRunner(
+            wf,
+            source,
+            columns,
+            services,
+            concurrency=concurrency or DEFAULT_CONCURRENCY,
+            summary=summary,
+        )
     try:
         async for result in runner.results():
             yield result
@@ -593,9 +609,5 @@ def _drive(agen: Any, pool: Any) -> Iterator[Any]:
 
 
 def _check_via(via: str) -> None:
-    if via == "batch-api":
-        raise UsageError(
-            "--via batch-api is not yet supported; run the batch with live calls (--via live)"
-        )
-    if via != "live":
+    if via not in ("live", "batch-api"):
         raise UsageError(f"unknown --via {via!r} (expected live or batch-api)")

@@ -208,6 +208,7 @@ class BatchJob:
     cache: bool = False
     resume: bool = False
     batch_id: str | None = None
+    via: str = "live"
 
     def options(self) -> dict[str, Any]:
         """What the batch row keeps, so ``flowrun resume BATCH_ID`` can run it again."""
@@ -220,6 +221,7 @@ class BatchJob:
             "max_cost": self.max_cost,
             "prices": str(Path(self.prices).resolve()) if self.prices else None,
             "cache": self.cache,
+            "via": self.via,
         }
 
 
@@ -264,7 +266,14 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
         )
         if services.budget is not None:
             services.budget.spent += summary.earlier_cost_usd
-        runner = BatchRunner(
+        runner_class = BatchRunner
+        extra: dict[str, Any] = {}
+        if job.via == "batch-api":
+            from .batch_api.runner import WaveBatchRunner
+            from .batch_api.state import BatchState
+
+            runner_class, extra = WaveBatchRunner, {"state": BatchState(store.path)}
+        runner = runner_class(
             job.wf,
             source.read(skip=previous.is_done if previous else None),
             mapping,
@@ -275,6 +284,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             reuse=reuse,
             summary=summary,
             progress=progress,
+            **extra,
         )
         writer = OutputWriter(out, previous)
         ran = False

@@ -103,7 +103,7 @@ def schema() -> None:
 
 def _commands_modules() -> None:
     """Attach commands defined in other modules (kept out of this file to keep it thin)."""
-    from . import cli_convert, cli_init, cli_run, cli_threads  # noqa: F401
+    from . import cli_batches, cli_convert, cli_init, cli_run, cli_threads  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

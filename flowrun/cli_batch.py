@@ -37,10 +37,13 @@ def run_batch_command(
     cache: bool | None = None,
 ) -> None:
     """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
-    from .batch import DEFAULT_CONCURRENCY
     from .inputs import parse_cli_inputs, read_inputs_file
 
     _check_via(via)
+    if via == "batch-api" and (rpm or tpm):
+        raise UsageError(
+            "--rpm/--tpm do not apply to --via batch-api: the Batch API has its own, separate limits"
+        )
     if output is None and as_json:
         raise UsageError("--json with --batch needs --output (the result lines would share stdout)")
     constants = read_inputs_file(inputs_file) if inputs_file else {}
@@ -51,13 +54,14 @@ def run_batch_command(
         output=output,
         mapping=list(mapping),
         constants=constants,
-        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        concurrency=concurrency or _default_concurrency(via),
         rpm=rpm,
         tpm=tpm,
         max_cost=max_cost,
         prices=prices,
         cache=bool(cache),
         resume=resume,
+        via=via,
     )
     _run(job, as_json=as_json, quiet=quiet)
 
@@ -92,7 +96,7 @@ def resume_batch_command(
         output=row.output_path,
         mapping=list(opts.get("mapping") or []),
         constants=dict(opts.get("constants") or {}),
-        concurrency=int(opts.get("concurrency") or 32),
+        concurrency=int(opts.get("concurrency") or _default_concurrency(opts.get("via"))),
         rpm=opts.get("rpm"),
         tpm=opts.get("tpm"),
         max_cost=max_cost if max_cost is not None else opts.get("max_cost"),
@@ -100,14 +104,26 @@ def resume_batch_command(
         cache=bool(cache) or bool(opts.get("cache")),
         resume=True,
         batch_id=row.id,
+        via=opts.get("via") or "live",
     )
     _run(job, as_json=as_json, quiet=quiet)
+
+
+def _default_concurrency(via: str | None) -> int:
+    from .batch import DEFAULT_CONCURRENCY
+    from .batch_api.runner import DEFAULT_WINDOW
+
+    return DEFAULT_WINDOW if via == "batch-api" else DEFAULT_CONCURRENCY
 
 
 def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     from .progress import make_progress
 
     summary = BatchSummary()
+    if job.via == "batch-api":
+        from .batch_api.progress import make_wave_progress
+
+        make_progress = make_wave_progress
     progress = make_progress(quiet)
     try:
         asyncio.run(run_job(job, progress, summary))
@@ -151,6 +167,8 @@ def format_summary(summary: BatchSummary) -> str:
     )
     if summary.earlier_cost_usd:
         tokens += f" (earlier runs: ${summary.earlier_cost_usd:.6f})"
+    if cost.batch_discount:
+        tokens += " · Batch API price: 50% off"
     lines = [head, tokens]
     if summary.output:
         lines.append(f"output: {summary.output}")

@@ -106,7 +106,51 @@ def m004_batches(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_runs_and_steps, m002_cache, m003_threads, m004_batches]
+def m005_batch_api(db: sqlite3.Connection) -> None:
+    """Batch API input files and their batches, the requests in them, and their results."""
+    db.executescript(
+        """
+        CREATE TABLE batch_api_files (
+            file_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            wave INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            batch_id TEXT,
+            status TEXT NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            submitted_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            collected INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX batch_api_files_run ON batch_api_files(run_id, submitted_at);
+        CREATE TABLE batch_api_requests (
+            run_id TEXT NOT NULL,
+            custom_id TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            result TEXT,
+            PRIMARY KEY (run_id, custom_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE batch_api_runs (
+            run_id TEXT PRIMARY KEY,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_runs_and_steps,
+    m002_cache,
+    m003_threads,
+    m004_batches,
+    m005_batch_api,
+]
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -1,0 +1,14 @@
+"""Batch runs through the OpenAI Batch API (``flowrun run FILE --batch R --via batch-api``).
+
+The DAG advances in waves: each wave submits the model requests of every record that can
+move, as JSONL files through the Files and Batches APIs, waits for the batches (polling with
+backoff), and hands each record its results; tool steps and the rest run locally between
+waves. Modules: ``lines`` (file formats, ids, limits), ``transport`` (the API calls),
+``state`` (what the run store keeps, for resume), ``coordinator`` (the waves), ``runner``
+(the batch runner over them), ``progress`` (the display). See ``docs/batch-api.md``.
+"""
+
+from .coordinator import WaveSettings
+from .lines import Limits
+
+__all__ = ["Limits", "WaveSettings"]

@@ -1,0 +1,567 @@
+"""Waves: park every record's model requests, submit them together, hand the results back.
+
+Records run as ordinary executors whose model client (``RecordClient``) does not call the
+API: it parks the request under a deterministic ``custom_id`` and awaits a future. When no
+record can move (every live record waits on a parked request, or has finished; no tool is
+running), the coordinator submits one wave: the parked requests grouped by endpoint and
+model, split into files within the API's limits, uploaded, batched (``completion_window:
+24h``), polled with backoff, downloaded and matched by ``custom_id``. Each future is
+resolved the moment its batch is collected; the records then advance to the next wave.
+
+A failed request (error file, expired or cancelled batch) is asked for again with the next
+attempt's ``custom_id`` in the next wave, up to ``max_retries``; then its step fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..budget import BudgetGate, Reservation
+from ..client import ChatReply, EmbedReply, ModelCallError
+from .lines import (
+    CHAT,
+    EMBEDDINGS,
+    Limits,
+    Outcome,
+    Pending,
+    batch_body,
+    body_digest,
+    chat_reply,
+    custom_id,
+    embed_reply,
+    encode_body,
+    encode_line,
+    file_bytes,
+    pack,
+    parse_result_line,
+)
+from .state import TERMINAL, BatchState
+from .transport import BatchSnapshot, BatchTransport
+
+#: The step (or foreach item) label of the request being made; set by ``BatchServices``.
+CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call")
+DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
+POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
+LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES]" per input file (for tests)
+
+
+@dataclass(frozen=True)
+class WaveSettings:
+    """Polling and file limits. Polls start at ``poll_initial`` s and grow 1.5x to ``poll_max``."""
+
+    poll_initial: float = 5.0
+    poll_max: float = 60.0
+    limits: Limits = field(default_factory=Limits)
+    max_poll_errors: int = 20  # consecutive failed polls of one batch before its requests fail
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> WaveSettings:
+        values: dict[str, Any] = {}
+        if raw := os.environ.get(POLL_ENV):
+            first, _, last = raw.partition(",")
+            values["poll_initial"] = float(first)
+            values["poll_max"] = float(last or max(float(first), cls.poll_max))
+        if raw := os.environ.get(LIMITS_ENV):
+            first, _, last = raw.partition(",")
+            values["limits"] = Limits(int(first), int(last or Limits.max_bytes))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class WaveBudget(BudgetGate):
+    """Books each parked request's worst case at Batch API prices; the wave is checked whole.
+
+    ``reserve`` never refuses (a request is only parked); the coordinator refuses a wave whose
+    booked worst case could take the run past the limit, before anything is uploaded.
+    """
+
+    def reserve(
+        self,
+        label: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        *,
+        batch: bool = True,
+    ) -> Reservation:
+        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=True)
+        if worst is None:
+            return super().reserve(label, model, prompt_tokens, max_completion_tokens, batch=True)
+        self.reserved += worst
+        return Reservation(worst)
+
+    def over(self) -> bool:
+        return self.spent + self.reserved > self.limit + 1e-12
+
+    def refusal(self, wave: int, requests: int) -> str:
+        return (
+            f"budget: wave {wave} ({requests} requests) could cost up to ${self.reserved:.6f} at "
+            f"Batch API prices, which could take the run past its budget of ${self.limit:g} "
+            f"(spent ${self.spent:.6f}); nothing was submitted. Raise budget.max_cost_usd or "
+            "--max-cost, or lower max_completion_tokens."
+        )
+
+
+@dataclass
+class Tracked:
+    """A submitted file and its batch, followed until its results are stored."""
+
+    file_id: str
+    batch_id: str
+    endpoint: str
+    model: str
+    custom_ids: list[str]
+    snapshot: BatchSnapshot | None = None
+    poll_errors: int = 0
+
+
+@dataclass
+class WaveStatus:
+    """What the progress display shows."""
+
+    wave: int
+    phase: str  # waiting | submitting | polling | collecting
+    batches: list[Tracked]
+    requests: int
+    records_done: int = 0
+    records_failed: int = 0
+
+
+class WaveCoordinator:
+    """Parks requests, runs the waves, resolves each request's future with its ``Outcome``."""
+
+    def __init__(
+        self,
+        transport: BatchTransport,
+        state: BatchState,
+        run_id: str,
+        *,
+        settings: WaveSettings | None = None,
+        budget: WaveBudget | None = None,
+        on_status: Callable[[WaveStatus], None] | None = None,
+        on_refusal: Callable[[str], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.state = state
+        self.run_id = run_id
+        self.settings = settings or WaveSettings.from_env()
+        self.budget = budget
+        self.on_status = on_status
+        self.on_refusal = on_refusal
+        # requests an earlier process of this run submitted: answered from the store or their batch
+        self.known: dict[str, tuple[str, bool]] = state.known_requests(run_id)
+        self.wave = max((f.wave for f in state.files(run_id, limit=1)), default=0)
+        self.parked: dict[tuple[str, str], list[Pending]] = defaultdict(list)
+        self.attached: dict[str, list[str]] = defaultdict(list)  # file_id -> custom_ids
+        self.waiting: dict[str, asyncio.Future[Outcome]] = {}
+        self.busy = 0
+        self.submitted = 0  # requests submitted by this process
+        self.local_seconds = 0.0  # time spent in this module's own work (not the API's)
+        self.broken: BaseException | None = None
+        self.quiet_seconds = 0.0  # records working locally until the next wave
+        self._not_busy = asyncio.Event()
+        self._not_busy.set()
+        self._wake = asyncio.Event()
+        self._activity = 0
+        self._current: WaveStatus | None = None
+        state.clear_cancel(run_id)  # running (or resuming) the run again lifts a cancel
+
+    # --- parking (called by RecordClient) ------------------------------------------------
+    def request(
+        self, cid: str, endpoint: str, model: str, line: bytes, inputs: int
+    ) -> asyncio.Future[Outcome]:
+        """The future of one request: from the store, an earlier batch, or the next wave."""
+        if cid in self.waiting:  # the same request of the same record and step: ask once
+            return self.waiting[cid]
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self.broken is not None:
+            future.set_result(Outcome(False, error=f"the wave loop failed: {self.broken!r}"))
+            return future
+        known = self.known.get(cid)
+        if known is not None and known[1]:
+            outcome = parse_result_line(self.state.result(self.run_id, cid) or "{}")[1]
+            # an earlier process's failure: ask again, under the next attempt's id
+            outcome.stale = not outcome.ok
+            future.set_result(outcome)
+            return future
+        if known is not None:
+            self.attached[known[0]].append(cid)
+        else:
+            self.parked[(endpoint, model)].append(Pending(cid, line, inputs))
+        self.waiting[cid] = future
+        self._activity += 1
+        self._wake.set()
+        return future
+
+    @contextlib.contextmanager
+    def busy_span(self) -> Iterator[None]:
+        """Marks work the event loop cannot see (tools in threads, async tools' I/O)."""
+        self.busy += 1
+        self._not_busy.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self._activity += 1
+            if not self.busy:
+                self._not_busy.set()
+
+    def touch(self) -> None:
+        """Note that a record started or finished (the quiet check restarts)."""
+        self._activity += 1
+
+    # --- the wave loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run waves until cancelled (the runner cancels it when every record is done).
+
+        An unexpected error fails every waiting request (so no record waits forever), then
+        propagates.
+        """
+        try:
+            while True:
+                started = time.perf_counter()
+                await self._until_quiet()
+                self.quiet_seconds += time.perf_counter() - started
+                await self._run_wave()
+        except Exception as exc:
+            self.broken = exc
+            self.fail_all(f"the wave loop failed: {exc!r}")
+            raise
+
+    async def _until_quiet(self) -> None:
+        """Return when requests wait and nothing else can move."""
+        loop = asyncio.get_running_loop()
+        quiet_rounds = 0
+        while True:
+            if not (self.parked or self.attached):
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.busy:
+                await self._not_busy.wait()
+                continue
+            mark = self._activity
+            await asyncio.sleep(0)
+            if self.busy or mark != self._activity:
+                quiet_rounds = 0
+                continue
+            ready = getattr(loop, "_ready", None)  # CPython's queue of runnable callbacks
+            if ready is None:  # another loop implementation: wait a few idle rounds instead
+                quiet_rounds += 1
+                if quiet_rounds < 50:
+                    continue
+            elif ready:
+                continue
+            return
+
+    async def _run_wave(self) -> None:
+        started = time.perf_counter()
+        api_before = self.transport.seconds
+        self.wave += 1
+        groups, self.parked = self.parked, defaultdict(list)
+        attached, self.attached = self.attached, defaultdict(list)
+        count = sum(len(items) for items in groups.values())
+        status = WaveStatus(self.wave, "submitting", [], count + sum(map(len, attached.values())))
+        self._current = status
+        if groups and self.state.cancel_requested(self.run_id):
+            self._refuse(
+                groups, "the run was cancelled (flowrun batches cancel); resume it to go on"
+            )
+            groups = {}
+        if groups and self.budget is not None and self.budget.over():
+            message = self.budget.refusal(self.wave, count)
+            self._refuse(groups, message)
+            groups = {}
+            if self.on_refusal is not None:
+                self.on_refusal(message)
+        self._report()
+        jobs = [
+            self._submit(endpoint, model, chunk, n)
+            for n, ((endpoint, model), chunk) in enumerate(
+                (
+                    (key, chunk)
+                    for key, items in groups.items()
+                    for chunk in pack(items, self.settings.limits)
+                ),
+                start=1,
+            )
+        ]
+        jobs += [self._reattach(file_id) for file_id in attached]
+        status.batches = [t for t in await asyncio.gather(*jobs) if t is not None]
+        status.phase = "polling"
+        self._report()
+        self.local_seconds += time.perf_counter() - started - (self.transport.seconds - api_before)
+        await self._poll(status.batches)
+        status.phase = "waiting"
+        self._report()
+
+    def _refuse(self, groups: dict[tuple[str, str], list[Pending]], message: str) -> None:
+        outcome = Outcome(False, error=message, retryable=False)
+        for items in groups.values():
+            for item in items:
+                self._resolve(item.custom_id, outcome)
+
+    # --- submitting ------------------------------------------------------------------------
+    async def _submit(
+        self, endpoint: str, model: str, items: list[Pending], n: int
+    ) -> Tracked | None:
+        data = file_bytes(items)
+        cids = [p.custom_id for p in items]
+        name = f"flowrun-{self.run_id}-w{self.wave}-{n}.jsonl"
+        try:
+            file_id = await self.transport.upload(name, data)
+        except ModelCallError as exc:
+            for cid in cids:  # nothing was submitted: the next attempt goes in the next wave
+                self._resolve(
+                    cid, Outcome(False, error=f"upload failed: {exc}", retryable=exc.retryable)
+                )
+            return None
+        self.state.file_uploaded(self.run_id, self.wave, file_id, endpoint, model, cids, len(data))
+        self.submitted += len(cids)
+        return await self._create(file_id, endpoint, model, cids)
+
+    async def _create(
+        self, file_id: str, endpoint: str, model: str, cids: list[str]
+    ) -> Tracked | None:
+        metadata = {"flowrun_run_id": self.run_id, "flowrun_wave": str(self.wave)}
+        try:
+            snapshot = await self.transport.create(file_id, endpoint, metadata)
+        except ModelCallError as exc:
+            self.state.batch_status(file_id, "failed", error=str(exc))
+            self._store_and_resolve(
+                file_id, cids, {}, f"creating the batch failed: {exc}", exc.status
+            )
+            return None
+        self.state.batch_status(file_id, snapshot.status, batch_id=snapshot.id)
+        return Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+
+    async def _reattach(self, file_id: str) -> Tracked | None:
+        """Follow a file submitted before a crash: find its batch, or create it if none exists."""
+        row = self.state.file(file_id)
+        if row is None:  # pragma: no cover - the tables say otherwise
+            raise RuntimeError(f"file {file_id} is not in the run store")
+        cids = self.state.file_requests(self.run_id, file_id)
+        if row.batch_id is not None:
+            return Tracked(file_id, row.batch_id, row.endpoint, row.model, cids)
+        since = datetime.fromisoformat(row.submitted_at).timestamp() - 600
+        try:
+            found = [b for b in await self.transport.recent(since) if b.input_file_id == file_id]
+        except ModelCallError as exc:
+            self._store_and_resolve(file_id, cids, {}, f"listing batches failed: {exc}", exc.status)
+            return None
+        if not found:
+            return await self._create(file_id, row.endpoint, row.model, cids)
+        self.state.batch_status(file_id, found[0].status, batch_id=found[0].id)
+        return Tracked(file_id, found[0].id, row.endpoint, row.model, cids, found[0])
+
+    # --- polling and collecting -----------------------------------------------------------------
+    async def _poll(self, live: list[Tracked]) -> None:
+        delay = self.settings.poll_initial
+        while live:
+            snapshots = await asyncio.gather(
+                *(self.transport.retrieve(t.batch_id) for t in live), return_exceptions=True
+            )
+            waiting: list[Tracked] = []
+            for tracked, snapshot in zip(live, snapshots, strict=True):
+                if isinstance(snapshot, ModelCallError):
+                    tracked.poll_errors += 1
+                    if snapshot.retryable and tracked.poll_errors < self.settings.max_poll_errors:
+                        waiting.append(tracked)
+                    else:
+                        message = f"polling batch {tracked.batch_id} failed: {snapshot}"
+                        self._store_and_resolve(
+                            tracked.file_id, tracked.custom_ids, {}, message, None
+                        )
+                    continue
+                if isinstance(snapshot, BaseException):
+                    raise snapshot
+                tracked.poll_errors = 0
+                self._update(tracked, snapshot)
+                if snapshot.status in TERMINAL:
+                    await self._collect(tracked, snapshot)
+                else:
+                    waiting.append(tracked)
+            self._report()
+            live = waiting
+            if live:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, self.settings.poll_max)
+
+    def _update(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
+        old = tracked.snapshot
+        tracked.snapshot = snapshot
+        if old is None or (old.status, old.completed, old.failed) != (
+            snapshot.status,
+            snapshot.completed,
+            snapshot.failed,
+        ):
+            self.state.batch_status(
+                tracked.file_id,
+                snapshot.status,
+                completed=snapshot.completed,
+                failed=snapshot.failed,
+                error="; ".join(snapshot.errors) or None,
+            )
+
+    async def _collect(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
+        """Download the output and error files, store every result, resolve the futures."""
+        lines: dict[str, tuple[str, Outcome]] = {}
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if not file_id:
+                continue
+            try:
+                data = await self.transport.content(file_id)
+            except ModelCallError as exc:
+                message = f"downloading {file_id} of batch {snapshot.id} failed: {exc}"
+                self._store_and_resolve(tracked.file_id, tracked.custom_ids, lines, message, None)
+                return
+            started = time.perf_counter()
+            for raw in data.decode("utf-8").splitlines():
+                if raw.strip():
+                    with contextlib.suppress(ValueError, AttributeError):
+                        cid, outcome = parse_result_line(raw)
+                        lines[cid] = (raw, outcome)
+            self.local_seconds += time.perf_counter() - started
+        reason = f"batch {snapshot.id} ended {snapshot.status}"
+        if snapshot.errors:
+            reason += ": " + "; ".join(snapshot.errors[:3])
+        self._store_and_resolve(tracked.file_id, tracked.custom_ids, lines, reason, None)
+
+    def _store_and_resolve(
+        self,
+        file_id: str,
+        cids: list[str],
+        lines: dict[str, tuple[str, Outcome]],
+        missing: str,
+        status: int | None,
+    ) -> None:
+        """Store a result for every request of a file (``missing`` for those without one), then
+        hand them to the records. Once the user cancelled the run, failures are not retried."""
+        started = time.perf_counter()
+        results = {}
+        for cid in cids:
+            found = lines.get(cid)
+            if found is None:
+                raw = synthetic_line(cid, missing, status)
+                found = (raw, parse_result_line(raw)[1])
+            results[cid] = found
+        self.state.results_stored(self.run_id, file_id, {c: r[0] for c, r in results.items()})
+        cancelled = self.state.cancel_requested(self.run_id)
+        for cid, (_, outcome) in results.items():
+            if cid in self.known:
+                self.known[cid] = (file_id, True)
+            if cid in self.waiting:
+                if cancelled and not outcome.ok:
+                    outcome.retryable = False
+                    outcome.error = f"{outcome.error} (the run was cancelled)"
+                self._resolve(cid, outcome)
+        self.local_seconds += time.perf_counter() - started
+
+    def _resolve(self, cid: str, outcome: Outcome) -> None:
+        future = self.waiting.pop(cid, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    # --- progress ---------------------------------------------------------------------------
+    def _report(self) -> None:
+        if self.on_status is not None and self._current is not None:
+            self.on_status(self._current)
+
+    def fail_all(self, message: str) -> None:
+        """Resolve every waiting request with a failure (the run is stopping)."""
+        for cid in list(self.waiting):
+            self._resolve(cid, Outcome(False, error=message, retryable=False))
+
+
+def synthetic_line(cid: str, message: str, status: int | None) -> str:
+    """A result line for a request the batch gave no line for (kept in the same format)."""
+    if status is not None and status != 200:
+        body = {"error": {"message": message}}
+        response = {"status_code": status, "request_id": None, "body": body}
+        return json.dumps({"custom_id": cid, "response": response, "error": None})
+    return json.dumps(
+        {"custom_id": cid, "response": None, "error": {"code": "batch_failed", "message": message}}
+    )
+
+
+class WaveClient:
+    """The model client of a Batch API run (same interface as ``flowrun.client.ModelClient``):
+    it parks each request with the coordinator, under the record's and step's custom_id."""
+
+    def __init__(
+        self, coordinator: WaveCoordinator, record_index: Callable[[], int | None]
+    ) -> None:
+        self.coordinator = coordinator
+        self.record_index = record_index
+
+    async def chat(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        outcome, attempt = await self._call(CHAT, batch_body(request), 1, max_retries)
+        try:
+            reply = chat_reply(outcome.body or {})
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ModelCallError(
+                f"the batch returned an unexpected chat completion: {exc!r}"
+            ) from None
+        reply.retries = attempt
+        return reply
+
+    async def embed(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbedReply:
+        body = batch_body(request)
+        inputs = len(body["input"]) if isinstance(body.get("input"), list) else 1
+        outcome, attempt = await self._call(EMBEDDINGS, body, inputs, max_retries)
+        try:
+            reply = embed_reply(outcome.body or {}, body["model"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ModelCallError(f"the batch returned unexpected embeddings: {exc!r}") from None
+        reply.retries = attempt
+        return reply
+
+    async def _call(
+        self, url: str, body: dict[str, Any], inputs: int, max_retries: int | None
+    ) -> tuple[Outcome, int]:
+        index = self.record_index()
+        label = CURRENT_LABEL.get()
+        body_json = encode_body(body)
+        digest = body_digest(body_json)
+        tries = 1 + (DEFAULT_RETRIES if max_retries is None else max_retries)
+        attempt = made = 0
+        while True:
+            cid = custom_id(index or 0, label, digest, attempt)
+            line = encode_line(cid, url, body_json)
+            outcome = await self.coordinator.request(cid, url, body["model"], line, inputs)
+            attempt += 1
+            if outcome.stale:
+                continue
+            made += 1
+            if outcome.ok:
+                return outcome, made - 1
+            if not outcome.retryable or made >= tries:
+                break
+        attempts = f" (after {made} attempts)" if made > 1 else ""
+        raise ModelCallError(f"{outcome.error}{attempts}", retryable=outcome.retryable)
+
+    async def aclose(self) -> None:
+        return None

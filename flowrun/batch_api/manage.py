@@ -1,0 +1,80 @@
+"""``flowrun batches list`` and ``flowrun batches cancel RUN_ID``, as Python functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..client import ModelCallError, ModelClient
+from ..errors import UsageError
+from .state import TERMINAL, BatchState, FileRow
+from .transport import BatchTransport
+
+
+@dataclass
+class Listing:
+    rows: list[FileRow]
+    warning: str | None = None  # why the statuses could not be refreshed
+
+
+async def list_batches(
+    run_id: str | None = None, *, limit: int = 50, refresh: bool = True
+) -> Listing:
+    """Submitted batches, newest first; unfinished ones are refreshed from the API."""
+    with BatchState() as state:
+        rows = state.files(run_id, limit=limit)
+        if run_id and not rows:
+            raise UsageError(f"no Batch API batches for run '{run_id}' (see: flowrun batches list)")
+        stale = [r for r in rows if r.batch_id and r.status not in TERMINAL]
+        if not (refresh and stale):
+            return Listing(rows)
+        client = ModelClient()
+        transport = BatchTransport(client)
+        try:
+            for row in stale:
+                snap = await transport.retrieve(row.batch_id)  # type: ignore[arg-type]
+                state.batch_status(
+                    row.file_id, snap.status, completed=snap.completed, failed=snap.failed
+                )
+        except ModelCallError as exc:
+            return Listing(rows, f"statuses as last seen; could not refresh them: {exc}")
+        finally:
+            await client.aclose()
+        return Listing(state.files(run_id, limit=limit))
+
+
+async def cancel_run(run_id: str) -> tuple[str, list[tuple[str, str]]]:
+    """Cancel the run's unfinished batches; ``(run_id, [(batch_id, status), ...])``.
+
+    The run is marked cancelled first, so its process (if still running) submits no new
+    wave and does not retry the cancelled requests; ``flowrun resume`` lifts the mark.
+    """
+    with BatchState() as state:
+        rows = state.files(run_id, limit=1_000_000)
+        runs = {r.run_id for r in rows}
+        if not runs:
+            raise UsageError(f"no Batch API batches for run '{run_id}' (see: flowrun batches list)")
+        if len(runs) > 1:
+            raise UsageError(f"'{run_id}' matches several runs: {', '.join(sorted(runs))}")
+        full = runs.pop()
+        state.request_cancel(full)
+        live = [r for r in rows if r.batch_id and r.status not in TERMINAL]
+        if not live:
+            return full, []
+        client = ModelClient()
+        transport = BatchTransport(client)
+        cancelled: list[tuple[str, str]] = []
+        try:
+            for row in live:
+                try:
+                    snap = await transport.cancel(row.batch_id)  # type: ignore[arg-type]
+                except ModelCallError as exc:
+                    if exc.status != 409:  # 409: it finished meanwhile
+                        raise UsageError(f"cancelling {row.batch_id} failed: {exc}") from None
+                    snap = await transport.retrieve(row.batch_id)  # type: ignore[arg-type]
+                state.batch_status(
+                    row.file_id, snap.status, completed=snap.completed, failed=snap.failed
+                )
+                cancelled.append((snap.id, snap.status))
+        finally:
+            await client.aclose()
+        return full, cancelled

@@ -1,0 +1,115 @@
+"""The Files and Batches API calls, through the openai SDK client of ``flowrun.client``.
+
+Errors come back as ``ModelCallError`` (with a message safe to show and ``retryable``);
+the SDK's own retries (429, 5xx, connection errors) have been taken by then.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..client import ModelClient, api_error
+
+
+@dataclass
+class BatchSnapshot:
+    """What ``GET /batches/{id}`` said."""
+
+    id: str
+    status: str
+    input_file_id: str
+    endpoint: str = ""
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    created_at: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_sdk(cls, batch: Any) -> BatchSnapshot:
+        counts = batch.request_counts
+        errors = getattr(batch.errors, "data", None) or []
+        return cls(
+            id=batch.id,
+            status=batch.status,
+            input_file_id=batch.input_file_id,
+            endpoint=batch.endpoint,
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
+            total=counts.total if counts else 0,
+            completed=counts.completed if counts else 0,
+            failed=counts.failed if counts else 0,
+            errors=[
+                f"{e.code or 'error'}: {e.message}" + (f" (line {e.line})" if e.line else "")
+                for e in errors
+            ],
+            created_at=batch.created_at,
+            metadata=dict(batch.metadata or {}),
+        )
+
+
+class BatchTransport:
+    """Upload, create, retrieve, cancel, list and download; ``seconds`` sums the time spent."""
+
+    def __init__(self, client: ModelClient) -> None:
+        self.client = client
+        self.seconds = 0.0  # time spent waiting on the API (for the local-overhead figure)
+
+    async def _call(self, call: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await call
+        except Exception as exc:
+            raise api_error(exc) from None
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    async def upload(self, filename: str, data: bytes) -> str:
+        files = self.client.sdk().files
+        created = await self._call(
+            files.create(file=(filename, data, "application/jsonl"), purpose="batch")
+        )
+        return str(created.id)
+
+    async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> BatchSnapshot:
+        batches = self.client.sdk().batches
+        batch = await self._call(
+            batches.create(
+                input_file_id=file_id,
+                endpoint=endpoint,
+                completion_window="24h",
+                metadata=metadata,
+            )
+        )
+        return BatchSnapshot.from_sdk(batch)
+
+    async def retrieve(self, batch_id: str) -> BatchSnapshot:
+        return BatchSnapshot.from_sdk(
+            await self._call(self.client.sdk().batches.retrieve(batch_id))
+        )
+
+    async def cancel(self, batch_id: str) -> BatchSnapshot:
+        return BatchSnapshot.from_sdk(await self._call(self.client.sdk().batches.cancel(batch_id)))
+
+    async def recent(self, since: float, limit: int = 100) -> list[BatchSnapshot]:
+        """Batches created at or after ``since`` (unix seconds), newest first."""
+        found: list[BatchSnapshot] = []
+        after: str | None = None
+        batches = self.client.sdk().batches
+        while True:
+            options = {"limit": limit, **({"after": after} if after else {})}
+            page = await self._call(batches.list(**options))
+            items = [BatchSnapshot.from_sdk(b) for b in page.data]
+            found += [b for b in items if b.created_at >= since]
+            if not items or not page.has_more or items[-1].created_at < since:
+                return found
+            after = items[-1].id
+
+    async def content(self, file_id: str) -> bytes:
+        response = await self._call(self.client.sdk().files.content(file_id))
+        return bytes(response.content)
