@@ -112,7 +112,13 @@ class _Checker:
                 )
                 continue
             for name in sorted(refs.names - scope - JINJA_GLOBALS):
-                if name in ("item", "index"):
+                if name in ("item", "index") and field_name in ("when", "foreach"):
+                    self.add(
+                        sub,
+                        f"{owner}: '{name}' is not defined in {field_name} ({field_name} is "
+                        "rendered once, before the fan-out; filter the list in foreach instead)",
+                    )
+                elif name in ("item", "index"):
                     self.add(
                         sub,
                         f"{owner}: '{name}' is only defined in a step with foreach "
@@ -156,7 +162,7 @@ class _Checker:
                     continue
                 scope = (
                     SCOPE_NAMES
-                    if step.foreach is not None and key != "foreach"
+                    if step.foreach is not None and key not in ("foreach", "when")
                     else frozenset({"inputs", "steps"})
                 )
                 for dep, where in self.template_refs(base + (key,), value, scope, owner).items():
@@ -211,7 +217,8 @@ class _Checker:
             if not input_type_ok(spec.default, spec.type):
                 self.add(
                     ("inputs", name, "default"),
-                    f"input '{name}': default {spec.default!r} is not of type {spec.type}",
+                    f"input '{name}': default {json.dumps(spec.default, default=str)} is not "
+                    f"of type {spec.type}; change the default or the type",
                 )
 
     # --- tools and functions --------------------------------------------------------
@@ -326,7 +333,11 @@ class _Checker:
                 self.add(path, str(exc))
                 return None
             if not hasattr(model, "model_json_schema"):
-                self.add(path, f"'{ref}' is not a pydantic model")
+                self.add(
+                    path,
+                    f"{owner}: {path[-1]} '{ref}' is not a pydantic model (give a JSON schema "
+                    "file, an inline schema or module:PydanticModel)",
+                )
                 return None
             schema = model.model_json_schema()
         else:

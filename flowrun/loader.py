@@ -128,6 +128,7 @@ def load_workflow_text(
             )
         )
         raise WorkflowInvalid(problems)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     unchecked = Unchecked()
     try:
         spec = Workflow.model_validate(data)

@@ -141,7 +141,13 @@ MODEL_STEP_TYPES = ("chat", "extract")
 
 
 class Workflow(_Strict):
-    """A flowrun workflow file, version 1."""
+    """A flowrun workflow file, version 1.
+
+    Top-level keys starting with ``x-`` are the user's own (e.g. to hold YAML anchors); the
+    loader leaves them out before validation.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
 
     version: Literal[1]
     name: str

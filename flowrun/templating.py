@@ -22,9 +22,29 @@ STEP_ATTRIBUTES = frozenset(
 )
 SCOPE_NAMES = frozenset({"inputs", "steps", "item", "index"})
 
-_env = ImmutableSandboxedEnvironment(
+
+class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, except that ``mapping.key`` reads the key before any method of that name.
+
+    Plain Jinja resolves ``inputs.items`` to the ``dict.items`` method; in a workflow it
+    must be the input called ``items`` (likewise ``keys``, ``values``, ``get``...).
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    """``tojson`` for prompts: plain JSON, keys in their order, text not escaped for HTML."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+_env = _DataFirstEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
+_env.filters["tojson"] = _tojson
 
 
 class TemplateError(Exception):
@@ -197,6 +217,8 @@ def render(source: Any, context: dict[str, Any]) -> Any:
             value = compiled.native_expr(**context)
             if isinstance(value, StrictUndefined):
                 str(value)  # raises UndefinedError with jinja's message
+            if isinstance(value, str) and type(value) is not str:
+                value = str(value)  # markupsafe.Markup from filters such as ``safe``
             return value
         return compiled.render(**context)
     except TemplateError:

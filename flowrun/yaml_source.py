@@ -15,6 +15,7 @@ import yaml
 Path = tuple[Any, ...]
 
 _FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PLAIN = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -93,6 +94,13 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[DuplicateKey]
 
     def convert(node: yaml.Node, path: Path) -> Any:
         smap.values[path] = _mark(node)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"could not determine a constructor for the tag {node.tag!r}",
+                node.start_mark,
+            )
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)
             result: dict[Any, Any] = {}

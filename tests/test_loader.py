@@ -1,0 +1,565 @@
+"""The loader and checks: every problem in a file, each at its exact line and column.
+
+Files are given inline (dedented) and checked with ``load_workflow_text``; the expected
+lines are what ``flowrun validate`` would print for a file called ``wf.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowrun.errors import WorkflowInvalid
+from flowrun.loader import load_workflow, load_workflow_text
+
+
+def load(text: str, base_dir: Path | None = None):
+    return load_workflow_text(textwrap.dedent(text), file="wf.yaml", base_dir=base_dir)
+
+
+def problems(text: str, base_dir: Path | None = None) -> list[str]:
+    with pytest.raises(WorkflowInvalid) as info:
+        load(text, base_dir)
+    return [str(p) for p in info.value.problems]
+
+
+HEAD = """\
+version: 1
+name: t
+defaults: {model: gpt-4o-mini}
+"""
+
+
+# --- a valid file ---------------------------------------------------------------------------
+
+
+def test_a_valid_file_loads_with_its_model_positions_and_dependencies(tmp_path):
+    (tmp_path / "tools_mod.py").write_text("def count(text: str) -> int:\n    return 1\n")
+    (tmp_path / "out.json").write_text('{"type": "object"}')
+    wf = load(
+        """\
+        version: 1
+        name: full
+        inputs:
+          text: {type: string, description: The text}
+          n: {type: integer, default: 3}
+        defaults: {model: gpt-4o-mini, temperature: 0.2}
+        budget: {max_cost_usd: 0.5}
+        steps:
+          classify:
+            type: extract
+            prompt: "Classify {{ inputs.text }}"
+            schema: {type: object, properties: {label: {type: string}}}
+          count:
+            type: tool
+            function: tools_mod:count
+            args: {text: "{{ inputs.text }}"}
+            output_schema: out.json
+          vec:
+            type: embed
+            input: "{{ steps.classify.output.label }}"
+        outputs:
+          label: "{{ steps.classify.output.label }}"
+        """,
+        base_dir=tmp_path,
+    )
+    assert wf.name == "full"
+    assert wf.spec.inputs["text"].required and not wf.spec.inputs["n"].required
+    assert wf.spec.budget.max_cost_usd == 0.5
+    assert wf.dependencies == {
+        "classify": frozenset(),
+        "count": frozenset(),
+        "vec": frozenset({"classify"}),
+    }
+    assert wf.schemas[("classify", "schema")]["properties"] == {"label": {"type": "string"}}
+    assert wf.schemas[("count", "output_schema")] == {"type": "object"}
+    assert wf.functions["tools_mod:count"]("x") == 1
+    assert wf.source.locate(("steps", "count", "function")) == (15, 15)
+    assert wf.source.locate(("steps", "vec"), key=True) == (18, 3)
+
+
+def test_load_workflow_reads_a_file_and_remembers_where(tmp_path):
+    path = tmp_path / "wf.yaml"
+    path.write_text(HEAD + "steps:\n  a: {type: chat, prompt: hi}\n", encoding="utf-8")
+    wf = load_workflow(path)
+    assert (wf.path, wf.base_dir, wf.file) == (path, tmp_path, str(path))
+    assert len(wf.content_hash) == 64
+
+
+def test_yaml_anchors_merge_keys_and_x_keys_are_allowed():
+    wf = load(
+        """\
+        version: 1
+        name: anchors
+        x-chat: &chat {type: chat, model: gpt-4o-mini, temperature: 0.1}
+        steps:
+          a: {<<: *chat, prompt: hi}
+          b:
+            <<: *chat
+            prompt: "{{ steps.a.output }}"
+        """
+    )
+    assert wf.spec.steps["b"].temperature == 0.1
+    assert wf.dependencies["b"] == {"a"}
+
+
+# --- YAML -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nname: t\nsteps:\n  a: {type: chat\n",
+            "wf.yaml:4:6: invalid YAML: expected ',' or '}', but got '<stream end>' while "
+            "parsing a flow mapping that starts here; is a closing '}' missing?",
+        ),
+        (
+            "version: 1\nname: t: u\n",
+            "wf.yaml:2:8: invalid YAML: mapping values are not allowed here; quote a value "
+            "that contains ': '",
+        ),
+        (
+            "version: 1\nsteps:\n  a:\n    type: chat\n   prompt: x\n",
+            "wf.yaml:5:4: invalid YAML: expected <block end>, but found '<block mapping start>' "
+            "while parsing a block mapping; check the indentation of this line",
+        ),
+        (
+            "version: 1\nname: *nope\n",
+            "wf.yaml:2:7: invalid YAML: found undefined alias 'nope'; define the &anchor "
+            "before using *alias",
+        ),
+        (
+            "version: 1\nname: !!python/name:os.system x\n",
+            "wf.yaml:2:7: invalid YAML: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/name:os.system'; flowrun reads plain YAML: remove the !tag",
+        ),
+        (
+            "version: 1\nsteps: !!python/object:os.system {}\n",
+            "wf.yaml:2:8: invalid YAML: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object:os.system'; flowrun reads plain YAML: remove the !tag",
+        ),
+        ("", "wf.yaml:1:1: a workflow file must be a YAML mapping with version, name and steps"),
+        (
+            "just text\n",
+            "wf.yaml:1:1: a workflow file must be a YAML mapping with version, name and steps",
+        ),
+    ],
+)
+def test_yaml_errors(text, expected):
+    assert problems(text) == [expected]
+
+
+def test_duplicate_keys_at_every_level():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        name: u
+        defaults: {model: gpt-4o-mini, model: gpt-4o}
+        steps:
+          a: {type: chat, prompt: x}
+          a: {type: chat, prompt: y}
+        """
+    ) == [
+        "wf.yaml:3:1: duplicate key 'name' (first defined on line 2); keep only one",
+        "wf.yaml:4:32: duplicate key 'model' (first defined on line 4); keep only one",
+        "wf.yaml:7:3: duplicate key 'a' (first defined on line 6); keep only one",
+    ]
+
+
+# --- the model: keys and types -------------------------------------------------------------
+
+
+def test_unknown_keys_everywhere_say_what_is_allowed():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        extra: 1
+        inputs:
+          a: {type: string, requried: true}
+          b: {type: string, required: false}
+        defaults: {model: gpt-4o-mini, temprature: 0.1}
+        tools:
+          t: {function: json:dumps, descripton: x}
+        steps:
+          s:
+            type: chat
+            prompt: hi
+            messages: [{role: user, content: hi, nme: x}]
+        """
+    ) == [
+        "wf.yaml:3:1: unknown key 'extra' in the workflow (allowed: budget, defaults, "
+        "description, inputs, name, outputs, steps, tools, version)",
+        "wf.yaml:5:21: unknown key 'requried' in input 'a' (allowed: default, description, "
+        "enum, type)",
+        "wf.yaml:6:21: unknown key 'required' in input 'b' (an input is required unless it "
+        "has a default; remove this key)",
+        "wf.yaml:7:32: unknown key 'temprature' in defaults (did you mean 'temperature'?)",
+        "wf.yaml:9:29: unknown key 'descripton' in tool 't' (did you mean 'description'?)",
+        "wf.yaml:14:42: unknown key 'nme' in step 's' messages[0] (did you mean 'name'?)",
+    ]
+
+
+def test_wrong_types_are_described_in_words():
+    assert problems(
+        HEAD
+        + """\
+inputs:
+  text: string
+  kind: {type: str}
+budget: {max_cost_usd: free}
+steps:
+  a:
+    type: chat
+    prompt: x
+    stop: 5
+    needs: b
+    stream: maybe
+    image_detail: huge
+    temperature: 5
+    max_completion_tokens: -1
+    messages: [{role: bot, content: hi}, {role: user, content: {a: 1}}]
+  b:
+  c: [1]
+"""
+    ) == [
+        "wf.yaml:5:9: input 'text' must be a mapping, not 'string'; write text: {type: string}",
+        "wf.yaml:6:16: input 'kind': type must be one of 'string', 'integer', 'number', "
+        "'boolean', 'array', 'object', not 'str'; did you mean 'string'?",
+        "wf.yaml:7:24: budget: max_cost_usd must be a number, not 'free'",
+        "wf.yaml:12:11: step 'a': stop must be a string or a list of strings, not 5",
+        "wf.yaml:13:12: step 'a': needs must be a list, not 'b'; write [b]",
+        "wf.yaml:14:13: step 'a': stream must be true or false, not 'maybe'",
+        "wf.yaml:15:19: step 'a': image_detail must be one of 'low', 'high', 'auto', not 'huge'",
+        "wf.yaml:16:18: step 'a': temperature must be at most 2, not 5",
+        "wf.yaml:17:28: step 'a': max_completion_tokens must be greater than 0, not -1",
+        "wf.yaml:18:23: step 'a': messages[0].role must be one of 'system', 'developer', "
+        "'user', 'assistant', not 'bot'",
+        "wf.yaml:18:64: step 'a': messages[1].content must be a string or a list of content "
+        "parts, not a mapping",
+        "wf.yaml:19:3: step 'b' must be a mapping with a type (chat, extract, tool, embed), "
+        "not null",
+        "wf.yaml:20:6: step 'c' must be a mapping with a type (chat, extract, tool, embed), "
+        "not a list",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "name: t\nsteps: {a: {type: tool, function: json:dumps, args: {obj: 1}}}\n",
+            "wf.yaml:1:1: the workflow is missing the required key 'version'; add version: 1 "
+            "at the top",
+        ),
+        (
+            "version: 1\nsteps: {a: {type: tool, function: json:dumps, args: {obj: 1}}}\n",
+            "wf.yaml:1:1: the workflow is missing the required key 'name'",
+        ),
+        ("version: 1\nname: t\n", "wf.yaml:1:1: the workflow is missing the required key 'steps'"),
+        (
+            "version: 1\nname: t\nsteps: {}\n",
+            "wf.yaml:3:8: steps: a workflow needs at least one step",
+        ),
+        (
+            "version: 1\nname: t\nsteps: [a, b]\n",
+            "wf.yaml:3:8: steps must be a mapping, not a list",
+        ),
+        (
+            "version: '1'\nname: t\nsteps: {a: {type: tool, function: json:dumps, args: {obj: 1}}}\n",
+            "wf.yaml:1:10: unsupported version '1': this flowrun reads version 1 files; set version: 1",
+        ),
+        (
+            "version: 1\nname: t\nsteps:\n  a: {type: embed}\n",
+            "wf.yaml:4:3: step 'a' is missing the required key 'input' (an embed step needs it)",
+        ),
+        (
+            "version: 1\nname: t\nsteps:\n  a: {type: extract, model: gpt-4o, prompt: x}\n",
+            "wf.yaml:4:3: step 'a' is missing the required key 'schema' (an extract step needs it)",
+        ),
+        (
+            "version: 1\nname: t\nsteps:\n  a: {prompt: x}\n",
+            "wf.yaml:4:3: step 'a' has no type: add type: with one of chat, extract, tool, embed",
+        ),
+        (
+            "version: 1\nname: t\nsteps:\n  a: {type: chta, prompt: x}\n",
+            "wf.yaml:4:13: step 'a': unknown step type 'chta' (did you mean 'chat'?)",
+        ),
+    ],
+)
+def test_missing_and_misspelt_structure(text, expected):
+    assert problems(text) == [expected]
+
+
+def test_a_file_with_model_errors_is_still_checked_everywhere_else():
+    # `a` has an unknown key and `b` a wrong type: both are reported, and the templates,
+    # references and imports of the rest are still checked. `c` has no type, so it is left
+    # out, and references to it are not reported again as unknown.
+    assert problems(
+        HEAD
+        + """\
+steps:
+  a:
+    type: chat
+    promt: x
+    prompt: "{{ steps.nope.output }} {{ inputs.nothing }}"
+  b:
+    type: chat
+    stream: maybe
+    prompt: "{{ steps.c.output }} {{ steps.a.outptu }}"
+  c: {prompt: x}
+  d: {type: tool, function: no_such_mod_xyz:f}
+"""
+    ) == [
+        "wf.yaml:7:5: unknown key 'promt' in step 'a' (did you mean 'prompt'?)",
+        "wf.yaml:8:13: step 'a' refers to unknown step 'nope'",
+        "wf.yaml:8:13: step 'a': unknown input 'nothing' in prompt (declare it under inputs:)",
+        "wf.yaml:11:13: step 'b': stream must be true or false, not 'maybe'",
+        "wf.yaml:12:13: step 'b': steps.a has no attribute 'outptu' (did you mean 'output'?) "
+        "(it has: cost_usd, finish_reason, model, output, skipped, status, tool_calls, usage)",
+        "wf.yaml:13:3: step 'c' has no type: add type: with one of chat, extract, tool, embed",
+        "wf.yaml:14:29: cannot import 'no_such_mod_xyz:f': No module named 'no_such_mod_xyz' "
+        "(put no_such_mod_xyz.py next to the workflow file, or install the package that "
+        "provides it)",
+    ]
+
+
+# --- templates and references ---------------------------------------------------------------
+
+
+def test_template_errors_point_at_the_line_inside_a_block():
+    assert problems(
+        HEAD
+        + """\
+inputs:
+  text: {type: string}
+steps:
+  a:
+    type: chat
+    prompt: |
+      First line.
+        An indented line with {{ inputs.text }}.
+        And a broken one: {% if inputs.text %}
+    system: "Plain {{ inputs.text }"
+"""
+    ) == [
+        "wf.yaml:12:9: step 'a': template error in prompt: Unexpected end of template. Jinja "
+        "was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost block "
+        "that needs to be closed is 'if'.",
+        "wf.yaml:13:13: step 'a': template error in system: unexpected '}'",
+    ]
+
+
+def test_unknown_names_inputs_and_scope():
+    assert problems(
+        HEAD
+        + """\
+inputs:
+  text: {type: string}
+steps:
+  a:
+    type: chat
+    prompt: "{{ input.text }} {{ index }}"
+    description: fine
+  b:
+    type: tool
+    function: json:dumps
+    foreach: "{{ inputs.list }}"
+    when: "{{ index > 0 }}"
+    args: {obj: ["{{ item }}", "{{ inputs.txt }}"]}
+"""
+    ) == [
+        "wf.yaml:9:13: step 'a': 'index' is only defined in a step with foreach (in prompt)",
+        "wf.yaml:9:13: step 'a': unknown name 'input' in prompt (did you mean 'inputs'?) "
+        "(names in scope: inputs, steps)",
+        "wf.yaml:14:14: step 'b': unknown input 'list' in foreach (declare it under inputs:)",
+        "wf.yaml:15:11: step 'b': 'index' is not defined in when (when is rendered once, "
+        "before the fan-out; filter the list in foreach instead)",
+        "wf.yaml:16:32: step 'b': unknown input 'txt' in args.obj[1] (did you mean 'text'?)",
+    ]
+
+
+def test_static_fields_cannot_be_templates_and_needs_must_name_steps():
+    assert problems(
+        HEAD
+        + """\
+inputs:
+  m: {type: string}
+steps:
+  a:
+    type: chat
+    model: "{{ inputs.m }}"
+    prompt: x
+    needs: [b, zzz]
+  b: {type: chat, prompt: x}
+outputs:
+  out: "{{ steps.c.output }}"
+"""
+    ) == [
+        "wf.yaml:9:12: step 'a': model cannot be a template (it is read before the run)",
+        "wf.yaml:11:16: step 'a' needs unknown step 'zzz'",
+        "wf.yaml:14:8: output 'out' refers to unknown step 'c'",
+    ]
+
+
+def test_cycles_print_their_path_following_the_data():
+    assert problems(
+        HEAD
+        + """\
+steps:
+  c: {type: chat, prompt: "{{ steps.b.output }}"}
+  a: {type: chat, prompt: "{{ steps.c.output }}"}
+  b: {type: chat, prompt: x, needs: [a]}
+  solo: {type: chat, prompt: "{{ steps.solo.output }}"}
+"""
+    ) == [
+        "wf.yaml:6:3: dependency cycle: a -> b -> c -> a (a step cannot use its own output, "
+        "directly or through other steps; remove one of these references or needs)",
+    ]
+
+
+def test_self_reference_is_a_cycle():
+    lines = problems(HEAD + 'steps:\n  solo: {type: chat, prompt: "{{ steps.solo.output }}"}\n')
+    assert lines == [
+        "wf.yaml:5:3: dependency cycle: solo -> solo (a step cannot use its own output, "
+        "directly or through other steps; remove one of these references or needs)"
+    ]
+
+
+# --- inputs, tools, schemas, models --------------------------------------------------------
+
+
+def test_input_defaults_must_match_their_type():
+    assert problems(
+        HEAD
+        + """\
+inputs:
+  n: {type: integer, default: ten}
+  f: {type: number, default: true}
+  o: {type: string, default: null}
+  l: {type: array, default: [1]}
+steps:
+  a: {type: chat, prompt: x}
+"""
+    ) == [
+        "wf.yaml:5:31: input 'n': default \"ten\" is not of type integer; change the default "
+        "or the type",
+        "wf.yaml:6:30: input 'f': default true is not of type number; change the default or "
+        "the type",
+    ]
+
+
+def test_tools_must_be_declared_and_tool_choice_must_name_one():
+    assert problems(
+        HEAD
+        + """\
+tools:
+  lookup: {function: json:dumps}
+steps:
+  a: {type: chat, prompt: x, tools: [lookup, lookp], tool_choice: other}
+  b: {type: chat, prompt: x, tool_choice: required}
+"""
+    ) == [
+        "wf.yaml:7:46: step 'a' uses unknown tool 'lookp' (did you mean 'lookup'?) "
+        "(declare it under tools:)",
+        "wf.yaml:7:67: step 'a': tool_choice 'other' must be auto, none, required or one of "
+        "the step's tools",
+        "wf.yaml:8:43: step 'b': tool_choice needs tools",
+    ]
+
+
+def test_schema_sources(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "models_mod.py").write_text(
+        "from pydantic import BaseModel\nclass Label(BaseModel):\n    name: str\nNOT_A_MODEL = 1\n"
+    )
+    wf_text = (
+        HEAD
+        + """\
+steps:
+  a: {type: extract, prompt: x, schema: bad.json}
+  b: {type: extract, prompt: x, schema: {type: object, properties: {n: {type: integr}}}}
+  c: {type: extract, prompt: x, schema: "models_mod:NOT_A_MODEL"}
+  d: {type: extract, prompt: x, schema: "models_mod:Label"}
+  e: {type: tool, function: json:dumps, args: {obj: 1}, output_schema: {minimum: "0"}}
+"""
+    )
+    assert problems(wf_text, tmp_path) == [
+        "wf.yaml:5:41: step 'a': schema file bad.json is not valid JSON: Expecting property "
+        "name enclosed in double quotes: line 1 column 2 (char 1)",
+        "wf.yaml:6:41: step 'b': schema is not a valid JSON schema: 'integr' is not a JSON "
+        "schema type (use one of: array, boolean, integer, null, number, object, string) "
+        "(at properties/n/type)",
+        "wf.yaml:7:41: step 'c': schema 'models_mod:NOT_A_MODEL' is not a pydantic model (give "
+        "a JSON schema file, an inline schema or module:PydanticModel)",
+        "wf.yaml:9:72: step 'e': output_schema is not a valid JSON schema: '0' is not of type "
+        "'number' (at minimum)",
+    ]
+
+
+def test_model_parameters_the_model_rejects():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        defaults: {model: o3-mini, temperature: 0.3, top_p: 0.9}
+        steps:
+          a: {type: chat, prompt: x}
+          b: {type: chat, prompt: x, model: o1, top_p: 0.5}
+          c: {type: chat, prompt: x, model: gpt-4o-mini, reasoning_effort: low}
+          d: {type: chat, prompt: x, model: text-embedding-3-small}
+          e: {type: embed, input: x, model: text-embedding-ada-002, dimensions: 8}
+          f: {type: chat, prompt: x, model: gpt-4o-mini, max_completion_tokens: 1000000}
+          g: {type: chat, prompt: x, model: gpt-3.5-turbo, images: [a.png]}
+          h: {type: chat, prompt: x, model: o4-mini-2025-04-16, temperature: 1}
+        """
+    ) == [
+        "wf.yaml:3:41: defaults: temperature applies to step 'a', but o3-mini is a reasoning "
+        "model and rejects temperature; remove it (use reasoning_effort instead)",
+        "wf.yaml:3:53: defaults: top_p applies to step 'a', but o3-mini is a reasoning model "
+        "and rejects top_p; remove it (use reasoning_effort instead)",
+        "wf.yaml:6:48: step 'b': o1 is a reasoning model and rejects top_p; remove it (use "
+        "reasoning_effort instead)",
+        "wf.yaml:7:68: step 'c': gpt-4o-mini is not a reasoning model and rejects "
+        "reasoning_effort; remove it",
+        "wf.yaml:8:37: step 'd': text-embedding-3-small is an embedding model; use a step of "
+        "type embed",
+        "wf.yaml:9:73: step 'e': text-embedding-ada-002 does not accept dimensions",
+        "wf.yaml:10:73: step 'f': max_completion_tokens 1000000 is more than gpt-4o-mini can "
+        "produce (16384)",
+        "wf.yaml:11:60: step 'g': gpt-3.5-turbo does not accept images",
+        "wf.yaml:12:70: step 'h': o4-mini-2025-04-16 is a reasoning model and rejects "
+        "temperature; remove it (use reasoning_effort instead)",
+    ]
+
+
+def test_a_step_without_any_model_says_where_to_set_one():
+    assert problems("version: 1\nname: t\nsteps:\n  a: {type: chat, prompt: x}\n") == [
+        "wf.yaml:4:3: step 'a' has no model: set model: on the step or under defaults:"
+    ]
+
+
+def test_unknown_models_are_not_errors():
+    wf = load("version: 1\nname: t\nsteps:\n  a: {type: chat, prompt: x, model: my-local-llm}\n")
+    assert wf.spec.steps["a"].model == "my-local-llm"
+
+
+def test_problems_are_sorted_and_unique():
+    lines = problems(
+        HEAD
+        + 'steps:\n  a: {type: chat, prompt: "{{ steps.x.output }} {{ steps.x.usage }}"}\n'
+        + '  b: {type: chat, prompt: "{{ inputs.q }}", stream: 3}\n'
+    )
+    assert lines == sorted(lines, key=lambda s: [int(n) for n in s.split(":")[1:3]])
+    assert len(lines) == len(set(lines)) == 3
+
+
+def test_the_schema_file_list_json_is_what_jsonschema_reads(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"type": "array", "items": {"type": "string"}}))
+    wf = load(HEAD + "steps:\n  a: {type: extract, prompt: x, schema: s.json}\n", tmp_path)
+    assert wf.schemas[("a", "schema")] == {"type": "array", "items": {"type": "string"}}
