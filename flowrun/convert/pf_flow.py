@@ -98,6 +98,7 @@ class PfNode:
     data: dict[str, Any]  #: the node's mapping (the chosen variant's, for a node with variants)
     variant: str | None = None
     other_variants: list[str] = field(default_factory=list)
+    broken: bool = False  #: its definition has a problem (reported); kept so references resolve
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -226,7 +227,7 @@ def _node(
         flow.problems.append(
             FlowProblem(file, name, "use_variants is set but node_variants has no entry for it")
         )
-        return None
+        return PfNode(name, "", raw, broken=True)
     chosen = variants.get(name) or spec.get("default_variant_id")
     variant = spec["variants"].get(chosen)
     if not isinstance(variant, dict) or not isinstance(variant.get("node"), dict):
@@ -234,7 +235,7 @@ def _node(
         flow.problems.append(
             FlowProblem(file, name, f"variant '{chosen}' is not defined (variants: {known})")
         )
-        return None
+        return PfNode(name, "", raw, broken=True)
     merged = {**variant["node"], "name": name}
     others = [str(v) for v in spec["variants"] if v != chosen]
     return PfNode(name, str(merged.get("type", "")), merged, str(chosen), others)

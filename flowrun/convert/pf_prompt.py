@@ -20,7 +20,6 @@ The role lines stay in the text: a chat step's ``messages_template`` splits it a
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,6 @@ _PF_ENV = Environment(trim_blocks=True, keep_trailing_newline=True)
 _FLOWRUN_ENV = ImmutableSandboxedEnvironment(keep_trailing_newline=True)
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 _TRIMMED_ENDS = {"block_end": "%}", "comment_end": "#}"}
-_SIMPLE_EXPR = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[(?:\"[^\"\\]*\"|\d+)\])*$")
 _UNSUPPORTED = {
     nodes.Include: "{% include %}",
     nodes.Extends: "{% extends %}",
@@ -134,7 +132,7 @@ def _rewrite(source: str, substitute: dict[str, str]) -> str:
             value = value[:-1]
         elif kind == "name" and value in substitute and _is_variable(in_tag, tokens, i):
             expr = substitute[value]
-            value = expr if _SIMPLE_EXPR.match(expr) or expr in ('""', "none") else f"({expr})"
+            value = f"({expr})" if expr.startswith("-") else expr  # -1|abs is -(1|abs)
         if kind not in ("whitespace", "data") and not kind.endswith("_begin"):
             in_tag.append((kind, tokens[i][2]))
         out.append(value)

@@ -14,6 +14,7 @@ never installed while a real promptflow can be imported.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -55,6 +56,7 @@ def install_promptflow_stub() -> bool:
 
 def _module(name: str, doc: str) -> types.ModuleType:
     module = types.ModuleType(name, doc)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=name == "promptflow")
     module.tool = tool  # type: ignore[attr-defined]
     module.__flowrun_stub__ = True  # type: ignore[attr-defined]
     module.__all__ = ["tool"]  # type: ignore[attr-defined]

@@ -1,0 +1,10 @@
+from typing import List
+
+from promptflow.core import log_metric, tool
+
+
+@tool
+def accuracy(grades: List[str]) -> float:
+    value = round(grades.count("Correct") / len(grades), 2)
+    log_metric("accuracy", value)
+    return value
