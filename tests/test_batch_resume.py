@@ -1,0 +1,163 @@
+"""Batch durability: --resume and `flowrun resume BATCH_ID` skip finished records and reuse
+completed steps; kill -9 loses nothing already paid for; the budget caps the whole batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections import Counter
+
+from flowrun.testing import Reply
+from tests.helpers import flowrun
+from tests.run_helpers import start_flowrun, wait_for, write
+from tests.test_batch import ASK, DIAMOND, jsonl, lines
+
+
+def prompts(server) -> Counter[str]:
+    return Counter(r.last_user_text for r in server.requests_to("/chat/completions"))
+
+
+def test_resume_runs_only_the_records_that_did_not_succeed(server, tmp_path):
+    wf = write(tmp_path, DIAMOND)
+    data = jsonl(tmp_path / "in.jsonl", [{"q": f"q{i}", "gold": i} for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(status=500, error="down"), match="D echo: B q1 ", times=1)
+    server.add(Reply(status=500, error="down"), match="B q4", times=1)
+    first = flowrun("run", wf, "--batch", data, "--output", out)
+    assert first.code == 1
+    assert [x["status"] for x in lines(out)] == ["succeeded", "failed"] + ["succeeded"] * 2 + [
+        "failed",
+        "succeeded",
+    ]
+    before = prompts(server)
+
+    again = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert again.code == 0, again.stderr
+    assert "4 already done" in again.stderr and "2 succeeded, 0 failed" in again.stderr
+    new = prompts(server) - before
+    # record 1: b and c completed before its join failed; they are reused, not called again
+    assert new == Counter(
+        {"D echo: B q1 + echo: C q1": 1, "B q4": 1, "D echo: B q4 + echo: C q4": 1}
+    )
+    got = lines(out)
+    assert [x["index"] for x in got] == list(range(6))
+    assert all(x["status"] == "succeeded" for x in got)
+    assert [x["extra"] for x in got] == [{"gold": i} for i in range(6)]
+    assert got[1]["outputs"] == {"answer": "echo: D echo: B q1 + echo: C q1"}
+    # the line of a resumed record counts its reused steps too: the same as record 0's three calls
+    assert got[1]["usage"] == got[0]["usage"] and got[1]["cost_usd"] == got[0]["cost_usd"]
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+    done = flowrun("run", wf, "--batch", data, "--output", out, "--resume", "--json")
+    assert done.code == 0
+    assert json.loads(done.stdout)["skipped"] == 6 and prompts(server) - before == new
+
+
+def test_flowrun_resume_batch_id_continues_the_stored_command(server, tmp_path):
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"q": f"q{i}", "gold": i} for i in range(4)])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(status=500, error="down"), match="q2", times=1)
+    first = flowrun(
+        "run", wf, "--batch", data, "--output", out, "--map", "question=${data.q}",
+        "-i", "style=terse", "--json",
+    )  # fmt: skip
+    assert first.code == 1
+    batch_id = json.loads(first.stdout)["batch_id"]
+    assert re.search(
+        rf"hint: fix the cause and retry only them with: flowrun resume {batch_id}", first.stderr
+    )
+
+    res = flowrun("resume", batch_id, "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["batch_id"] == batch_id
+    assert (doc["succeeded"], doc["skipped"], doc["failed"]) == (1, 3, 0)
+    # the mapping and the -i constant came back from the batch store
+    assert prompts(server)["Answer (terse): q2"] == 2
+    assert sum(prompts(server).values()) == 5
+    assert [x["status"] for x in lines(out)] == ["succeeded"] * 4
+
+    res = flowrun("resume", "batch-does-not-exist")
+    assert res.code == 2 and "no batch 'batch-does-not-exist'" in res.stderr
+
+
+def test_kill_9_loses_no_completed_step(server, tmp_path):
+    """Records done but waiting behind a slow one, and the slow one's finished steps, survive."""
+    wf = write(tmp_path, DIAMOND)
+    n = 6
+    data = jsonl(tmp_path / "in.jsonl", [{"q": f"q{i}"} for i in range(n)])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(content="slow", latency=60), match="D echo: B q0 ", times=1)
+    proc = start_flowrun("run", wf, "--batch", data, "--output", out)
+
+    def joins_done():
+        return sum(c for p, c in prompts(server).items() if p.startswith("D ")) == n
+
+    wait_for(joins_done, what="every join request")
+    # the finished records wait behind record 0; give the store's write-behind time to flush
+    wait_for(lambda: _stored_steps() >= 2 + 3 * (n - 1), what="stored steps")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert not out.exists() or out.read_text() == ""  # nothing could be written in order yet
+    before = prompts(server)
+
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert res.code == 0, res.stderr
+    # only record 0's join (killed in flight) is requested again
+    assert prompts(server) - before == Counter({"D echo: B q0 + echo: C q0": 1})
+    assert [x["status"] for x in lines(out)] == ["succeeded"] * n
+    assert _stored_steps() == 0  # finished records' steps are cleared from the store
+
+
+def _stored_steps() -> int:
+    from tests.run_helpers import query
+
+    rows = query("SELECT COUNT(*) FROM batch_steps")
+    return rows[0][0] if rows else 0
+
+
+def test_the_budget_caps_the_whole_batch_and_stops_it(server, tmp_path):
+    wf = write(
+        tmp_path,
+        ASK.replace("max_completion_tokens: 50", "max_completion_tokens: 500"),
+    )
+    # each call really costs its worst case: 500 completion tokens of gpt-4o-mini ($0.0003)
+    server.default = Reply(content="ok", usage={"prompt_tokens": 1, "completion_tokens": 500})
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(10)])
+    out = tmp_path / "out.jsonl"
+    res = flowrun(
+        "run", wf, "--batch", data, "--output", out, "--max-cost", "0.001", "--concurrency", "2"
+    )
+    assert res.code == 1
+    assert len(server.requests_to("/chat/completions")) == 3
+    got = lines(out)
+    assert [x["status"] for x in got] == ["succeeded"] * 3 + ["failed"]
+    assert "budget" in got[3]["error"] and "no call was made" in got[3]["error"]
+    assert "error: batch stopped: the budget of $0.001 is spent" in res.stderr
+    assert "hint: raise --max-cost and continue with: flowrun resume batch-" in res.stderr
+
+    # the cap is for the whole batch: resuming with the same cap runs nothing more
+    again = flowrun("run", wf, "--batch", data, "--output", out, "--resume", "--max-cost", "0.001")
+    assert again.code == 1 and len(server.requests_to("/chat/completions")) == 3
+    more = flowrun("run", wf, "--batch", data, "--output", out, "--resume", "--max-cost", "0.01")
+    assert more.code == 0, more.stderr
+    assert len(server.requests_to("/chat/completions")) == 10
+    assert [x["status"] for x in lines(out)] == ["succeeded"] * 10
+
+
+def test_concurrent_worst_case_reservations_wait_instead_of_failing(server, tmp_path):
+    """32 records in flight each reserve $0.0003 worst case; $0.002 fits only 6 at once, but
+    the real cost is tiny, so every record must succeed (refused calls wait and retry)."""
+    wf = write(tmp_path, ASK.replace("max_completion_tokens: 50", "max_completion_tokens: 500"))
+    server.default = Reply(content="ok", latency=0.01)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(30)])
+    out = tmp_path / "out.jsonl"
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--max-cost", "0.002")
+    assert res.code == 0, res.stderr
+    assert [x["status"] for x in lines(out)] == ["succeeded"] * 30
+    assert len(server.requests_to("/chat/completions")) == 30
