@@ -117,33 +117,50 @@ class ReadyQueue:
 
 
 def to_mermaid(graph: nx.DiGraph, labels: Mapping[str, str] | None = None) -> str:
-    """The DAG as a Mermaid flowchart."""
+    """The DAG as a Mermaid flowchart (nodes and edges in topological order)."""
     labels = labels or {}
-    lines = ["flowchart TD"]
     order = topological_index(graph)
-    for node in sorted(graph, key=order.__getitem__):
-        label = labels.get(node, node).replace('"', "'")
-        lines.append(f'    {_ident(node)}["{label}"]')
+    nodes = sorted(graph, key=order.__getitem__)
+    idents = _mermaid_idents(nodes)
+    lines = ["flowchart TD"]
+    for node in nodes:
+        label = labels.get(node, node).replace('"', "#quot;")
+        lines.append(f'    {idents[node]}["{label}"]')
     for u, v in sorted(graph.edges, key=lambda e: (order[e[0]], order[e[1]])):
-        lines.append(f"    {_ident(u)} --> {_ident(v)}")
+        lines.append(f"    {idents[u]} --> {idents[v]}")
     return "\n".join(lines) + "\n"
 
 
 def to_dot(
     graph: nx.DiGraph, labels: Mapping[str, str] | None = None, name: str = "workflow"
 ) -> str:
-    """The DAG in Graphviz DOT."""
+    """The DAG in Graphviz DOT (nodes and edges in topological order)."""
     labels = labels or {}
     order = topological_index(graph)
-    lines = [f'digraph "{name}" {{', "    rankdir=TB;"]
+    lines = [f"digraph {_dot_quote(name)} {{", "    rankdir=TB;"]
     for node in sorted(graph, key=order.__getitem__):
-        label = labels.get(node, node).replace('"', '\\"')
-        lines.append(f'    "{node}" [label="{label}"];')
+        label = _dot_quote(labels.get(node, node))
+        lines.append(f"    {_dot_quote(node)} [label={label}];")
     for u, v in sorted(graph.edges, key=lambda e: (order[e[0]], order[e[1]])):
-        lines.append(f'    "{u}" -> "{v}";')
+        lines.append(f"    {_dot_quote(u)} -> {_dot_quote(v)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _ident(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+def _mermaid_idents(nodes: Iterable[str]) -> dict[str, str]:
+    """A distinct Mermaid-safe identifier per step (``my-step`` -> ``my_step``)."""
+    idents: dict[str, str] = {}
+    used: set[str] = set()
+    for node in nodes:
+        base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in node)
+        ident, n = base or "_", 1
+        while ident in used or ident in ("end", "graph", "subgraph", "flowchart"):
+            n += 1
+            ident = f"{base}_{n}"
+        used.add(ident)
+        idents[node] = ident
+    return idents
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

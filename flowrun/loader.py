@@ -213,7 +213,7 @@ def _model_errors(exc: ValidationError, data: dict[str, Any]) -> list[_ModelErro
             else:
                 label = str(part)  # a union member: the error is about the value here
                 break
-        expected = _LABELS.get(label or "", "") if label else _expectation(kind, err)
+        expected = _LABELS.get(label or "") or _expectation(kind, err)
         value = node if label else err.get("input")
         out.append(_ModelError(tuple(path), kind, exists, expected, value, err.get("ctx") or {}))
     return out

@@ -106,9 +106,11 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[DuplicateKey]
             result: dict[Any, Any] = {}
             first_seen: dict[Any, int] = {}
             for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)) and key is not None:
-                    key = str(key)
+                # Keys are text: a step called `no`, `on` or `1` keeps that name.
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = key_node.value
+                else:
+                    key = str(loader.construct_object(key_node, deep=True))
                 line, col = _mark(key_node)
                 if key in result:
                     duplicates.append(DuplicateKey(key, line, col, first_seen[key]))
