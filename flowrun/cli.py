@@ -55,7 +55,8 @@ def validate(files: tuple[str, ...]) -> None:
         except WorkflowInvalid as exc:
             problems.extend(exc.problems)
             continue
-        click.echo(f"{file}: ok ({len(wf.spec.steps)} steps)")
+        count = len(wf.spec.steps)
+        click.echo(f"{file}: ok ({count} step{'' if count == 1 else 's'})")
     if problems:
         raise WorkflowInvalid(problems)
 
