@@ -154,16 +154,54 @@ MIGRATIONS: list[Migration] = [
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Apply every migration not yet recorded in ``_migrations``, in order."""
+    """Apply every migration not yet recorded in ``_migrations``, in order, in one transaction.
+
+    ``BEGIN IMMEDIATE`` makes processes that open a new store at the same moment (two cron
+    jobs, a batch) take turns: the second sees the first's migrations done and applies none.
+    A migration that fails leaves the schema as it was.
+    """
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
     )
-    done = {row[0] for row in db.execute("SELECT id FROM _migrations")}
-    for number, migration in enumerate(MIGRATIONS, start=1):
-        if number in done:
-            continue
-        with db:
-            migration(db)
+    if _applied(db) >= set(range(1, len(MIGRATIONS) + 1)):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        done = _applied(db)
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            migration(_InTransaction(db))  # type: ignore[arg-type]
             db.execute(
                 "INSERT INTO _migrations (id, name) VALUES (?, ?)", (number, migration.__name__)
             )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _applied(db: sqlite3.Connection) -> set[int]:
+    return {row[0] for row in db.execute("SELECT id FROM _migrations")}
+
+
+class _InTransaction:
+    """The connection, with ``executescript`` running statement by statement.
+
+    (``sqlite3.Connection.executescript`` would COMMIT the open transaction first.)
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def executescript(self, script: str) -> None:
+        statement = ""
+        for piece in script.split(";"):
+            statement += piece + ";"
+            if sqlite3.complete_statement(statement):
+                if statement.strip(" \n;"):
+                    self._db.execute(statement)
+                statement = ""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,21 +103,27 @@ class RunStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else flowrun_home() / "runs.db"
         self._lock = threading.Lock()
+        timeout = _timeout()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=_timeout(), check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(_explain(exc, self.path)) from None
         except OSError as exc:
             raise StoreError(
                 f"cannot create the run store at {self.path}: {exc.strerror}"
             ) from None
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(exc, self.path)) from None
+        try:
+            _enable_wal(self._db, timeout)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(_explain(exc, self.path)) from None
 
     def close(self) -> None:
         """Close the connection (do it: a connection left to the garbage collector keeps its locks)."""
@@ -284,6 +291,21 @@ class RunStore:
                 ).rowcount
             except sqlite3.DatabaseError as exc:
                 raise StoreError(_explain(exc, self.path)) from None
+
+
+def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL mode (it stays so); retried, since SQLite does not wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+            if mode.lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _timeout() -> float:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 
 import pytest
 
+from flowrun.migrations import MIGRATIONS
+from flowrun.store import RunStore, StoreError
 from flowrun.testing import Reply
 from tests.helpers import flowrun
 from tests.run_helpers import (
@@ -140,3 +143,38 @@ def test_locked_store_is_one_clear_line(server, tmp_path, monkeypatch):
         holder.execute("ROLLBACK")
         holder.close()
     assert server.requests == []
+
+
+def test_opening_a_new_store_at_once_from_many_connections(tmp_path):
+    """Two cron jobs starting together on a new FLOWRUN_HOME must not trip over the schema."""
+    failures = []
+    for trial in range(5):
+        path = tmp_path / f"home{trial}" / "runs.db"
+        barrier = threading.Barrier(8)
+
+        def open_store(path=path, barrier=barrier):
+            barrier.wait()
+            try:
+                RunStore(path).close()
+            except StoreError as exc:
+                failures.append(str(exc))
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with RunStore(path) as store:
+            assert store.list_runs() == []
+    assert failures == []
+
+
+def test_a_failing_migration_leaves_the_schema_as_it_was(monkeypatch):
+    def broken(db):
+        db.executescript("CREATE TABLE half_done (x); CREATE TABLE nonsense (;")
+
+    monkeypatch.setattr("flowrun.migrations.MIGRATIONS", [*MIGRATIONS, broken])
+    res = flowrun("runs", "list")
+    assert res.code == 1
+    assert "Traceback" not in res.stderr
+    assert query("SELECT name FROM sqlite_master WHERE name IN ('half_done', 'runs')") == []
