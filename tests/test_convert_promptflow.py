@@ -512,3 +512,42 @@ def test_messages_template_rejects_function_messages(tmp_path, server):
         in run.stderr
     )
     assert server.requests == []
+
+
+# --- a promptflow batch keeps working: --batch over the flow's data.jsonl ------------------------
+
+
+def test_batch_over_the_flows_data_with_promptflow_column_mapping(flow_copy, server, tmp_path):
+    flow = flow_copy("web_classify")
+    assert convert(flow).code == 0
+    categories = {"youtube": "Channel", "arxiv": "Academic", "play.google": "App"}
+
+    def classify(req):
+        text = req.last_user_text.split("For a given URL")[1]
+        category = next(c for key, c in categories.items() if key in text)
+        return Reply(content=json.dumps({"category": category, "evidence": "Both"}))
+
+    server.add(Reply(content="A page."), match="Please summarize", times=None)
+    server.add(classify, match="classify", times=None)
+    out = tmp_path / "results.jsonl"
+    res = flowrun(
+        "run", flow / "flowrun.yaml", "--batch", flow / "data.jsonl", "--output", out,
+        "--map", "url=${data.url}",
+    )  # fmt: skip
+    assert res.code == 0, res.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    data = [json.loads(line) for line in (flow / "data.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["succeeded"] * 3
+    # the expected answers are not inputs: they are carried into each output line, as in pf
+    assert [line["extra"] for line in lines] == [
+        {"answer": d["answer"], "evidence": d["evidence"]} for d in data
+    ]
+    assert [line["outputs"] for line in lines] == [
+        {"category": d["answer"], "evidence": "Both"} for d in data
+    ]
+    asked = [
+        r.last_user_text for r in server.requests_to(CHAT) if "For a given URL" in r.last_user_text
+    ]
+    assert sorted(t.split("\nURL: ")[-1].split("\n")[0] for t in asked) == sorted(
+        d["url"] for d in data
+    )

@@ -8,7 +8,8 @@ print("\\n".join(report.lines()), report.runnable)
 
 from __future__ import annotations
 
-from .promptflow import Conversion, convert_promptflow, write_conversion, written_by_converter
+from .pf_yaml import written_by_converter
+from .promptflow import Conversion, convert_promptflow, write_conversion
 from .report import ConversionFailed, FlowProblem, Issue, NodeEntry, NotAFlow, NotRunnable, Report
 
 __all__ = [

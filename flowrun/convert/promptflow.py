@@ -24,21 +24,20 @@ import the flow's Python files.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import WorkflowInvalid
 from .pf_flow import PfFlow, PfNode, access, parse_ref, read_flow
+from .pf_llm import LLM_PARAMS, model_params
 from .pf_prompt import PromptError, jinja_literal, translate
 from .pf_python import PythonToolError, ToolFunction, find_tool
+from .pf_values import coerce, strings, typed
+from .pf_yaml import dump_workflow
 from .report import ConversionFailed, FlowProblem, NodeEntry, Report
 
-HEADER = "# Converted from promptflow by `flowrun convert promptflow`"
 RUNTIME = "flowrun.convert.pf_runtime"
 _INPUT_TYPES = {
     "string": "string",
@@ -49,15 +48,6 @@ _INPUT_TYPES = {
     "object": "object",
     "image": "string",
 }
-# Inputs of promptflow's LLM tool that are not prompt variables.
-_LLM_PARAMS = frozenset(
-    {
-        "connection", "prompt", "api", "deployment_name", "model", "temperature", "top_p",
-        "stream", "stop", "max_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
-        "user", "n", "response_format", "seed", "tools", "tool_choice", "functions",
-        "function_call", "suffix", "logprobs", "echo", "best_of",
-    }
-)  # fmt: skip
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
 
 
@@ -98,15 +88,6 @@ def write_conversion(conversion: Conversion) -> Report:
     except WorkflowInvalid as exc:
         conversion.report.problems = [str(p) for p in exc.problems]
     return conversion.report
-
-
-def written_by_converter(path: Path) -> bool:
-    """Whether ``path`` is a file this command wrote (so it may be overwritten)."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return f.readline().startswith(HEADER)
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 class _Converter:
@@ -154,7 +135,7 @@ class _Converter:
             if spec.description:
                 entry["description"] = spec.description
             if spec.has_default:
-                entry["default"] = _typed(spec.default, kind)
+                entry["default"] = typed(spec.default, kind)
             if spec.enum:
                 entry["enum"] = spec.enum
             if spec.type == "image":
@@ -346,7 +327,7 @@ class _Converter:
         if file is None:
             return None, ""
         inputs = node.inputs
-        variables = [k for k in inputs if k not in _LLM_PARAMS]
+        variables = [k for k in inputs if k not in LLM_PARAMS]
         text = self.template(node, file, self.bindings(node, variables))
         if text is None:
             return None, ""
@@ -355,7 +336,7 @@ class _Converter:
             "type": "chat",
             "description": f"promptflow llm node '{node.name}' ({file.name})",
         }
-        step.update(self.model_params(node))
+        step.update(model_params(node, self.report))
         if api == "chat":
             step["messages_template"] = text
             became = f"chat step, messages from {file.name}"
@@ -385,81 +366,6 @@ class _Converter:
                 blocking=False,
             )
         return step, became
-
-    def model_params(self, node: PfNode) -> dict[str, Any]:
-        inputs = node.inputs
-        out: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-
-        def value(name: str) -> Any:
-            raw = inputs.get(name)
-            if parse_ref(raw) is not None:
-                self.report.add(
-                    node.name,
-                    f"{name}: {raw}",
-                    "a model parameter is a fixed value in flowrun; it was left out",
-                )
-                return None
-            return None if raw is None or (isinstance(raw, str) and not raw.strip()) else raw
-
-        model = value("model") or value("deployment_name")
-        if model:
-            out["model"] = str(model)
-        else:
-            self.report.add(node.name, "model", "neither model nor deployment_name is set")
-        for name, key, kind in (
-            ("temperature", "temperature", float),
-            ("top_p", "top_p", float),
-            ("max_tokens", "max_completion_tokens", int),
-            ("seed", "seed", int),
-        ):
-            raw = value(name)
-            if raw is None or str(raw).strip().lower() == "inf":
-                continue
-            number = _number(raw, kind)
-            if number is None:
-                self.report.add(node.name, f"{name}: {raw!r}", "not a number; left out")
-            else:
-                out[key] = number
-        stop = _json_value(value("stop"))
-        if stop:
-            out["stop"] = stop
-        response_format = _json_value(value("response_format"))
-        if isinstance(response_format, str):
-            response_format = {"type": response_format}
-        if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-            extra["response_format"] = response_format
-            self.report.add(
-                node.name,
-                f"response_format {response_format.get('type')}",
-                "passed to the API as is (extra:), so the output stays text as in promptflow; "
-                "flowrun's own response_format: json would give parsed JSON instead",
-                blocking=False,
-            )
-        for name, default in (("presence_penalty", 0), ("frequency_penalty", 0)):
-            number = _number(value(name), float)
-            if number is not None and number != default:
-                extra[name] = number
-        logit_bias = _json_value(value("logit_bias"))
-        if logit_bias:
-            extra["logit_bias"] = logit_bias
-        user = value("user")
-        if user:
-            extra["user"] = str(user)
-        if extra:
-            out["extra"] = extra
-        n = _number(value("n"), int)
-        if n not in (None, 1):
-            self.report.add(node.name, f"n: {n}", "flowrun asks for one completion per call")
-        for name in ("tools", "functions", "tool_choice", "function_call"):
-            if value(name) not in (None, [], {}):
-                self.report.add(
-                    node.name,
-                    name,
-                    "promptflow returns the raw message for function calling; declare flowrun "
-                    "tools: and a chat step's tools: instead",
-                )
-        return out
 
     def prompt(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
         file = self.source_file(node, "prompt file")
@@ -528,8 +434,8 @@ class _Converter:
         param = function.params.get(name)
         ref = parse_ref(raw)
         if ref is None:
-            value = _coerce(raw, param.annotation if param else None)
-            if any("{{" in s or "{%" in s or "{#" in s for s in _strings(value)):
+            value = coerce(raw, param.annotation if param else None)
+            if any("{{" in s or "{%" in s or "{#" in s for s in strings(value)):
                 return "{{ " + jinja_literal(value) + " }}"
             return value
         if ref.kind == "node" and ref.name in self.bypassable and param and param.has_default:
@@ -558,103 +464,3 @@ def _skipped(step: str) -> str:
 def _name(folder: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-")
     return name or "converted-flow"
-
-
-def _number(raw: Any, kind: type) -> Any:
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        return None
-    if kind is int:
-        return int(number) if number.is_integer() else None
-    return int(number) if number.is_integer() and isinstance(raw, int) else number
-
-
-def _json_value(raw: Any) -> Any:
-    """A list or object given as JSON text (``stop: '["\\n"]'``) -> the value."""
-    if isinstance(raw, str) and raw.strip()[:1] in ("[", "{"):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
-
-
-def _typed(value: Any, kind: str) -> Any:
-    """A flow input's default in its declared type (promptflow accepts ``default: '3'``)."""
-    if not isinstance(value, str) or kind == "string":
-        return value
-    if kind == "integer":
-        return _number(value, int) if _number(value, int) is not None else value
-    if kind == "number":
-        return _number(value, float) if _number(value, float) is not None else value
-    if kind == "boolean" and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if kind in ("array", "object"):
-        return _json_value(value)
-    return value
-
-
-def _coerce(value: Any, annotation: str | None) -> Any:
-    """A literal node input in the type of the function's parameter (as promptflow converts)."""
-    if not isinstance(value, str) or annotation is None:
-        return value
-    base = annotation.split("[")[0].split(".")[-1].lower()
-    kind = {"int": "integer", "float": "number", "bool": "boolean", "list": "array"}.get(base)
-    kind = kind or {"dict": "object"}.get(base)
-    return _typed(value, kind) if kind else value
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-# --- YAML --------------------------------------------------------------------------------
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data.strip() and not data[:1].isspace() else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def _yaml(data: Any) -> str:
-    return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1_000_000, indent=2
-    )
-
-
-def dump_workflow(workflow: dict[str, Any], flow: PfFlow) -> str:
-    """The workflow as YAML: a header, then one block per section and per step."""
-    lines = [
-        f"{HEADER} from {flow.dir.name}/{flow.dag.name}",
-        "# yaml-language-server: $schema=https://flowrun.dev/schemas/workflow.schema.json",
-        "# The flow's own files are not modified: its prompts are copied below, its Python",
-        "# files are imported from next to this file.",
-    ]
-    head = {k: workflow[k] for k in ("version", "name", "description") if k in workflow}
-    blocks = ["\n".join(lines) + "\n" + _yaml(head)]
-    if "inputs" in workflow:
-        blocks.append(_yaml({"inputs": workflow["inputs"]}))
-    steps = workflow.get("steps") or {}
-    step_blocks = [_indent(_yaml({sid: step})) for sid, step in steps.items()]
-    blocks.append("steps:\n" + "\n".join(step_blocks))
-    if "outputs" in workflow:
-        blocks.append(_yaml({"outputs": workflow["outputs"]}))
-    return "\n".join(blocks)
-
-
-def _indent(text: str) -> str:
-    return "".join("  " + line if line.strip() else line for line in text.splitlines(True))

@@ -1,0 +1,99 @@
+"""The model parameters of a promptflow ``llm`` node -> a flowrun chat step's fields.
+
+promptflow's LLM tool takes its parameters as node inputs, often as strings
+(``max_tokens: '120'``, ``stop: ''``); everything else among the inputs is a prompt variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .pf_flow import PfNode, parse_ref
+from .pf_values import json_value, number
+from .report import Report
+
+# Inputs of promptflow's LLM tool that are not prompt variables.
+LLM_PARAMS = frozenset(
+    {
+        "connection", "prompt", "api", "deployment_name", "model", "temperature", "top_p",
+        "stream", "stop", "max_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
+        "user", "n", "response_format", "seed", "tools", "tool_choice", "functions",
+        "function_call", "suffix", "logprobs", "echo", "best_of",
+    }
+)  # fmt: skip
+
+
+def model_params(node: PfNode, report: Report) -> dict[str, Any]:
+    inputs = node.inputs
+    out: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+
+    def value(name: str) -> Any:
+        raw = inputs.get(name)
+        if parse_ref(raw) is not None:
+            report.add(
+                node.name,
+                f"{name}: {raw}",
+                "a model parameter is a fixed value in flowrun; it was left out",
+            )
+            return None
+        return None if raw is None or (isinstance(raw, str) and not raw.strip()) else raw
+
+    model = value("model") or value("deployment_name")
+    if model:
+        out["model"] = str(model)
+    else:
+        report.add(node.name, "model", "neither model nor deployment_name is set")
+    for name, key, kind in (
+        ("temperature", "temperature", float),
+        ("top_p", "top_p", float),
+        ("max_tokens", "max_completion_tokens", int),
+        ("seed", "seed", int),
+    ):
+        raw = value(name)
+        if raw is None or str(raw).strip().lower() == "inf":
+            continue
+        parsed = number(raw, kind)
+        if parsed is None:
+            report.add(node.name, f"{name}: {raw!r}", "not a number; left out")
+        else:
+            out[key] = parsed
+    stop = json_value(value("stop"))
+    if stop:
+        out["stop"] = stop
+    response_format = json_value(value("response_format"))
+    if isinstance(response_format, str):
+        response_format = {"type": response_format}
+    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+        extra["response_format"] = response_format
+        report.add(
+            node.name,
+            f"response_format {response_format.get('type')}",
+            "passed to the API as is (extra:), so the output stays text as in promptflow; "
+            "flowrun's own response_format: json would give parsed JSON instead",
+            blocking=False,
+        )
+    for name, default in (("presence_penalty", 0), ("frequency_penalty", 0)):
+        penalty = number(value(name), float)
+        if penalty is not None and penalty != default:
+            extra[name] = penalty
+    logit_bias = json_value(value("logit_bias"))
+    if logit_bias:
+        extra["logit_bias"] = logit_bias
+    user = value("user")
+    if user:
+        extra["user"] = str(user)
+    if extra:
+        out["extra"] = extra
+    n = number(value("n"), int)
+    if n not in (None, 1):
+        report.add(node.name, f"n: {n}", "flowrun asks for one completion per call")
+    for name in ("tools", "functions", "tool_choice", "function_call"):
+        if value(name) not in (None, [], {}):
+            report.add(
+                node.name,
+                name,
+                "promptflow returns the raw message for function calling; declare flowrun "
+                "tools: and a chat step's tools: instead",
+            )
+    return out
