@@ -56,13 +56,12 @@ class Executor:
         self.run_id = run_id
         self.recorder = recorder
         self.results: dict[str, StepResult] = dict(completed or {})
+        # what templates see as steps.<id>, built once per finished step
+        self._views = {sid: r.template_view() for sid, r in self.results.items()}
 
     def scope(self) -> dict[str, Any]:
         """The template names in scope: ``inputs`` and the finished ``steps``."""
-        return {
-            "inputs": self.inputs,
-            "steps": {sid: r.template_view() for sid, r in self.results.items()},
-        }
+        return {"inputs": self.inputs, "steps": dict(self._views)}
 
     async def run(self) -> RunResult:
         started = time.perf_counter()
@@ -70,31 +69,37 @@ class Executor:
         for sid in self.results:
             queue.mark_done(sid)
         in_flight: dict[asyncio.Task[StepResult], str] = {}
+        finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
         failure: StepResult | None = None
         try:
             while True:
                 if failure is None:
                     for sid in queue.ready():
                         if sid not in self.results:
-                            in_flight[asyncio.create_task(self.run_step(sid), name=sid)] = sid
+                            task = asyncio.create_task(self.run_step(sid), name=sid)
+                            task.add_done_callback(finished.put_nowait)
+                            in_flight[task] = sid
                 if not in_flight:
                     break
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    sid = in_flight.pop(task)
-                    result = task.result()
-                    self.results[sid] = result
-                    if self.recorder is not None:
-                        self.recorder.step_finished(self.run_id, result)
-                    queue.mark_done(sid)
-                    if result.status == "failed" and failure is None:
-                        failure = result
+                task = await finished.get()  # one wake-up per finished step, however many run
+                sid = in_flight.pop(task)
+                result = task.result()
+                self._store(result)
+                queue.mark_done(sid)
+                if result.status == "failed" and failure is None:
+                    failure = result
         except asyncio.CancelledError:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
         return self._finish(failure, time.perf_counter() - started)
+
+    def _store(self, result: StepResult) -> None:
+        self.results[result.id] = result
+        self._views[result.id] = result.template_view()
+        if self.recorder is not None:
+            self.recorder.step_finished(self.run_id, result)
 
     def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
         ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}
