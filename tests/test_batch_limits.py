@@ -1,0 +1,105 @@
+"""--rpm / --tpm: the token buckets (on a fake clock) and a batch kept under a request rate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from flowrun.ratelimit import RateLimiter, TokenBucket
+from flowrun.testing import Reply
+from tests.helpers import flowrun
+from tests.run_helpers import write
+from tests.test_batch import ASK, jsonl
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_bucket_holds_one_second_and_refills_at_the_minute_rate():
+    clock = FakeClock()
+    bucket = TokenBucket(600, clock)  # 10 per second
+    assert bucket.capacity == 10
+    for _ in range(10):
+        assert bucket.delay(1) == 0
+        bucket.take(1)
+    assert bucket.delay(1) == pytest.approx(0.1)
+    clock.now += 0.35
+    assert bucket.delay(3) == 0 and bucket.delay(4) == pytest.approx(0.05)
+    clock.now += 100
+    assert bucket.level <= 10 and bucket.delay(10) == 0  # never more than one second's worth
+
+
+def test_low_rates_still_allow_one_request():
+    bucket = TokenBucket(6, FakeClock())  # one every 10 s
+    assert bucket.capacity == 1 and bucket.delay(1) == 0
+
+
+def test_limiter_spaces_requests_and_lets_a_large_request_overdraw():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=120, tpm=6000, clock=clock, sleep=clock.sleep)  # 2 req/s, 100 tok/s
+
+    async def run() -> None:
+        for _ in range(4):
+            await limiter.acquire(10)
+        await limiter.acquire(250)  # more than the bucket holds: waits for a full bucket
+        await limiter.acquire(10)
+
+    asyncio.run(run())
+    # requests: 2 at once, then one every 0.5 s (the token bucket refills meanwhile); the
+    # big one takes the full bucket and overdraws it to -150, so the next waits 1.6 s
+    assert clock.sleeps == [0.5, 0.5, 0.5, 1.6]
+    assert limiter.waited_s == pytest.approx(3.1)
+
+
+def test_limiter_charges_tokens_used_beyond_the_estimate():
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=6000, clock=clock, sleep=clock.sleep)  # 100 tokens/s
+    limiter.charge(150)
+    asyncio.run(limiter.acquire(10))
+    assert clock.sleeps == [pytest.approx(0.6)]
+
+
+def test_rpm_keeps_a_batch_under_the_request_rate(server, tmp_path):
+    arrivals: list[float] = []
+    lock = threading.Lock()
+
+    def record(req):
+        with lock:
+            arrivals.append(time.monotonic())
+        return Reply(content="ok")
+
+    server.default = record
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(25)])
+    started = time.monotonic()
+    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--rpm", "600")
+    elapsed = time.monotonic() - started
+    assert res.code == 0, res.stderr
+    assert len(arrivals) == 25
+    # 10 at once, then 10 per second: about 1.5 s, where unlimited it takes a few ms
+    assert elapsed >= 1.2
+    assert arrivals[-1] - arrivals[0] >= 1.0
+
+
+def test_tpm_counts_prompt_and_max_completion_tokens(server, tmp_path):
+    arrivals: list[float] = []
+    server.default = lambda req: arrivals.append(time.monotonic()) or Reply(content="ok")
+    wf = write(tmp_path, ASK)  # max_completion_tokens: 50, so each request counts > 50 tokens
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(4)])
+    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--tpm", "6000")
+    assert res.code == 0, res.stderr
+    # 100 tokens per second: at most one ~60-token request at once, then one per ~0.6 s
+    assert arrivals[-1] - arrivals[0] >= 1.2
