@@ -172,11 +172,11 @@ def _mark_stopped(db: Any, run_id: str, exc: BaseException) -> None:
 
 
 def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
-    keep = ("max_cost", "prices")
+    keep = ("max_cost", "prices")  # what resume reuses; a PriceTable object cannot be stored
     return {
         k: str(v) if isinstance(v, Path) else v
         for k, v in options.items()
-        if k in keep and v is not None
+        if k in keep and isinstance(v, (str, Path, int, float))
     }
 
 

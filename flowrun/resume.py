@@ -68,15 +68,23 @@ def changed_completed_steps(
     for sid in completed:
         lineage = {sid} | nx.ancestors(current.graph, sid)
         if shared_changed or any(
-            sid_ not in old.spec.steps
-            or _dump(old.spec.steps[sid_]) != _dump(current.spec.steps[sid_])
+            sid_ not in old.spec.steps or _definition(old, sid_) != _definition(current, sid_)
             for sid_ in lineage
         ):
             changed.append(sid)
     return sorted(changed)
 
 
+def _definition(wf: LoadedWorkflow, sid: str) -> str:
+    """A step as it was written, with the definitions of the tools it may call."""
+    step = wf.spec.steps[sid]
+    tools = {name: wf.spec.tools.get(name) for name in getattr(step, "tools", None) or []}
+    return _dump(step) + _dump(tools)
+
+
 def _dump(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps({k: _dump(v) for k, v in value.items()}, sort_keys=True)
+    if value is None:
+        return "null"
     return json.dumps(value.model_dump(mode="json", by_alias=True), sort_keys=True)

@@ -162,7 +162,7 @@ class RunStore:
                 wf.name,
                 str(wf.path.resolve()) if wf.path else None,
                 wf.content_hash,
-                wf.text,
+                redact(wf.text),
                 _dumps(inputs),
                 _now(),
                 _dumps(options or {}),

@@ -159,3 +159,43 @@ def test_resume_refuses_when_the_workflow_file_is_gone(server, tmp_path):
     res = flowrun("resume", run_id)
     assert res.code == 2
     assert "no longer exists" in res.stderr
+
+
+WITH_TOOLS = """\
+version: 1
+name: with-tools
+defaults:
+  model: gpt-4o-mini
+tools:
+  lookup:
+    function: mytools:lookup
+    description: Find a thing.
+  other:
+    function: mytools:lookup
+steps:
+  first:
+    type: chat
+    prompt: "first step"
+    tools: [lookup]
+  second:
+    type: chat
+    prompt: "second after {{ steps.first.output }}"
+    tools: [other]
+"""
+
+
+def test_resume_notices_a_changed_tool_of_a_completed_step(server, tmp_path):
+    (tmp_path / "mytools.py").write_text(
+        'def lookup(name: str) -> str:\n    """Look up."""\n    return name\n'
+    )
+    wf = write(tmp_path, WITH_TOOLS)
+    run_id = _failed_run(server, wf)
+    # a changed tool that only the failed step uses is fine; one the completed step uses is not
+    edited = WITH_TOOLS.replace("  other:\n", "  other:\n    description: Changed.\n")
+    wf.write_text(edited.replace("Find a thing.", "Find anything."))
+    res = flowrun("resume", run_id)
+    assert res.code == 2 and "step(s) first" in res.stderr
+    wf.write_text(edited)
+    res = flowrun("resume", run_id)
+    assert res.code == 0, res.stderr
+    assert _requests_for(server, "first step") == 1
