@@ -551,3 +551,108 @@ def test_batch_over_the_flows_data_with_promptflow_column_mapping(flow_copy, ser
     assert sorted(t.split("\nURL: ")[-1].split("\n")[0] for t in asked) == sorted(
         d["url"] for d in data
     )
+
+
+# --- literal inputs, ${flow.x}, and what a converter cannot know ---------------------------------
+
+
+def test_literal_inputs_take_the_parameters_types_and_stay_literal(tmp_path, server):
+    flow = tmp_path / "literals"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        """
+inputs:
+  topic: {type: string, default: tides}
+  ready: {type: bool, default: "true"}
+outputs:
+  line: {type: string, reference: "${describe.output.line}"}
+  kinds: {type: list, reference: "${describe.output.kinds}"}
+nodes:
+- name: gate
+  type: python
+  source: {type: code, path: gate_tool.py}
+  inputs: {ready: "${flow.ready}"}
+  activate: {when: "${flow.ready}", is: false}
+- name: shout
+  type: python
+  source: {type: code, path: shout_tool.py}
+  inputs: {text: "${flow.topic}"}
+- name: describe
+  type: python
+  source: {type: code, path: describe_tool.py}
+  inputs:
+    topic: ${shout.output}
+    count: "3"
+    ratio: '0.5'
+    kinds: '["spring", "neap"]'
+    label: "{{ not a template }}"
+    gated: ${gate.output}
+"""
+    )
+    (flow / "gate_tool.py").write_text(
+        "from promptflow.core import tool\n\n\n@tool\ndef gate(ready: bool) -> str:\n    return 'closed'\n"
+    )
+    (flow / "shout_tool.py").write_text(
+        "from promptflow.core import tool\n\n\n@tool\ndef shout(text: str) -> str:\n    return text.upper()\n"
+    )
+    (flow / "describe_tool.py").write_text(
+        """from promptflow import tool
+
+DEFAULT = object()
+
+
+@tool(name="describe")
+def describe_it(topic: str, count: int, ratio: float, kinds: list, label: str, gated=DEFAULT):
+    assert (type(count), type(ratio), type(kinds)) == (int, float, list)
+    return {"line": f"{label} {count} {topic} at {ratio}, gated={gated}", "kinds": kinds}
+"""
+    )
+    res = convert(flow)
+    assert res.code == 1, res.output  # the default below is not something a file can say
+    assert (
+        "  - describe: input 'gated': when node 'gate' is bypassed promptflow passes describe_it's "
+        "own default, which is not a literal; flowrun passes null"
+    ) in res.stdout.splitlines()
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["steps"]["gate"]["status"] == "skipped"  # ready is true, the gate wants false
+    assert doc["outputs"] == {
+        "line": "{{ not a template }} 3 TIDES at 0.5, gated=None",
+        "kinds": ["spring", "neap"],
+    }
+    assert server.requests == []
+
+
+def test_image_markers_and_includes_in_prompts_are_reported(tmp_path):
+    flow = tmp_path / "vision"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        """
+inputs:
+  photo: {type: image}
+outputs:
+  answer: {type: string, reference: "${look.output}"}
+nodes:
+- name: look
+  type: llm
+  source: {type: code, path: look.jinja2}
+  inputs: {model: gpt-4o, photo: "${inputs.photo}"}
+  api: chat
+"""
+    )
+    (flow / "look.jinja2").write_text(
+        "# system:\n{% include 'rules.jinja2' %}\n# user:\nWhat is this?\n![image]({{photo}})\n"
+    )
+    res = convert(flow)
+    assert res.code == 1
+    lines = res.stdout.splitlines()
+    assert "  - look: {% include %}: flowrun templates cannot load other files" in lines
+    assert (
+        "  - look: ![image](...) in the prompt: flowrun sends images with a chat step's images: "
+        "field, not inside the text"
+    ) in lines
+    assert (
+        "  - input 'photo': an image input is a path or URL string in flowrun (use a chat step's "
+        "images:)"
+    ) in lines

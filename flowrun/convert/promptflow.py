@@ -49,6 +49,7 @@ _INPUT_TYPES = {
     "image": "string",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+_IMAGE_MARKER = re.compile(r"!\[\s*image\s*\]\(")
 
 
 @dataclass
@@ -312,6 +313,12 @@ class _Converter:
             )
         for construct in translated.unsupported:
             self.report.add(node.name, construct, "flowrun templates cannot load other files")
+        if _IMAGE_MARKER.search(translated.text):
+            self.report.add(
+                node.name,
+                "![image](...) in the prompt",
+                "flowrun sends images with a chat step's images: field, not inside the text",
+            )
         return translated.text
 
     def bindings(self, node: PfNode, names: Any) -> dict[str, str]:
