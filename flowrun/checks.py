@@ -171,14 +171,14 @@ class _Checker:
                 if need not in self.known_steps:
                     self.add(
                         base + ("needs", i),
-                        f"{owner} needs unknown step '{need}'{_suggest(need, self.known_steps)}",
+                        f"{owner} needs unknown step '{need}'{_step_hint(need, self.known_steps)}",
                     )
             for dep, where in sorted(refs.items()):
                 if dep not in self.known_steps:
                     self.add(
                         where,
                         f"{owner} refers to unknown step '{dep}'"
-                        f"{_suggest(dep, self.known_steps)}",
+                        f"{_step_hint(dep, self.known_steps)}",
                     )
             deps = set(refs) | set(step.needs)
             dependencies[sid] = frozenset(d for d in deps if d in self.spec.steps)
@@ -193,7 +193,7 @@ class _Checker:
                     self.add(
                         where,
                         f"{owner} refers to unknown step '{dep}'"
-                        f"{_suggest(dep, self.known_steps)}",
+                        f"{_step_hint(dep, self.known_steps)}",
                     )
 
     def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
@@ -219,6 +219,12 @@ class _Checker:
                     ("inputs", name, "default"),
                     f"input '{name}': default {json.dumps(spec.default, default=str)} is not "
                     f"of type {spec.type}; change the default or the type",
+                )
+            elif spec.enum is not None and spec.default not in spec.enum:
+                self.add(
+                    ("inputs", name, "default"),
+                    f"input '{name}': default {json.dumps(spec.default, default=str)} is not "
+                    f"one of its enum {json.dumps(spec.enum, default=str)}",
                 )
 
     # --- tools and functions --------------------------------------------------------
@@ -260,7 +266,10 @@ class _Checker:
                         f"step '{sid}': tool_choice '{choice}' must be auto, none, required or one of the step's tools",
                     )
                 if choice and not names:
-                    self.add(base + ("tool_choice",), f"step '{sid}': tool_choice needs tools")
+                    self.add(
+                        base + ("tool_choice",),
+                        f"step '{sid}': tool_choice needs tools: (list the tools the model may call)",
+                    )
 
     def check_tool_schema(self, name: str, tool: Any) -> None:
         """The tool's parameters: an explicit JSON schema, or one derived from the signature."""
@@ -391,7 +400,8 @@ class _Checker:
                 if step.dimensions and info and info.name == "text-embedding-ada-002":
                     self.add(
                         base + ("dimensions",),
-                        f"step '{sid}': {info.name} does not accept dimensions",
+                        f"step '{sid}': {info.name} does not accept dimensions; remove it or "
+                        "use text-embedding-3-small or text-embedding-3-large",
                     )
                 continue
             if not isinstance(step, (ChatStep, ExtractStep)):
@@ -438,10 +448,14 @@ class _Checker:
                 )
                 self.add(
                     where,
-                    f"step '{sid}': max_completion_tokens {max_out} is more than {model} can produce ({info.max_output_tokens})",
+                    f"step '{sid}': max_completion_tokens {max_out} is more than {model} can "
+                    f"produce ({info.max_output_tokens}); lower it to at most {info.max_output_tokens}",
                 )
             if step.images and not info.vision:
-                self.add(base + ("images",), f"step '{sid}': {model} does not accept images")
+                self.add(
+                    base + ("images",),
+                    f"step '{sid}': {model} does not accept images; use a vision model (e.g. gpt-4o-mini)",
+                )
 
     def run(self) -> list[Problem]:
         self.check_inputs()
@@ -504,6 +518,14 @@ def _field_text(path: tuple[Any, ...]) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _step_hint(name: str, steps: Any) -> str:
+    """A did-you-mean for a misspelt step id, else the ids there are (when few)."""
+    hint = _suggest(name, steps)
+    if not hint and 0 < len(steps) <= 12:
+        hint = f" (the steps are: {', '.join(sorted(steps))})"
+    return hint
 
 
 def _suggest(name: str, choices: Any) -> str:

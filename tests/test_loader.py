@@ -317,7 +317,7 @@ steps:
 """
     ) == [
         "wf.yaml:7:5: unknown key 'promt' in step 'a' (did you mean 'prompt'?)",
-        "wf.yaml:8:13: step 'a' refers to unknown step 'nope'",
+        "wf.yaml:8:13: step 'a' refers to unknown step 'nope' (the steps are: a, b, c, d)",
         "wf.yaml:8:13: step 'a': unknown input 'nothing' in prompt (declare it under inputs:)",
         "wf.yaml:11:13: step 'b': stream must be true or false, not 'maybe'",
         "wf.yaml:12:13: step 'b': steps.a has no attribute 'outptu' (did you mean 'output'?) "
@@ -402,8 +402,8 @@ outputs:
 """
     ) == [
         "wf.yaml:9:12: step 'a': model cannot be a template (it is read before the run)",
-        "wf.yaml:11:16: step 'a' needs unknown step 'zzz'",
-        "wf.yaml:14:8: output 'out' refers to unknown step 'c'",
+        "wf.yaml:11:16: step 'a' needs unknown step 'zzz' (the steps are: a, b)",
+        "wf.yaml:14:8: output 'out' refers to unknown step 'c' (the steps are: a, b)",
     ]
 
 
@@ -443,6 +443,7 @@ inputs:
   f: {type: number, default: true}
   o: {type: string, default: null}
   l: {type: array, default: [1]}
+  e: {type: string, enum: [a, b], default: c}
 steps:
   a: {type: chat, prompt: x}
 """
@@ -451,6 +452,7 @@ steps:
         "or the type",
         "wf.yaml:6:30: input 'f': default true is not of type number; change the default or "
         "the type",
+        'wf.yaml:9:44: input \'e\': default "c" is not one of its enum ["a", "b"]',
     ]
 
 
@@ -469,7 +471,7 @@ steps:
         "(declare it under tools:)",
         "wf.yaml:7:67: step 'a': tool_choice 'other' must be auto, none, required or one of "
         "the step's tools",
-        "wf.yaml:8:43: step 'b': tool_choice needs tools",
+        "wf.yaml:8:43: step 'b': tool_choice needs tools: (list the tools the model may call)",
     ]
 
 
@@ -529,10 +531,12 @@ def test_model_parameters_the_model_rejects():
         "reasoning_effort; remove it",
         "wf.yaml:8:37: step 'd': text-embedding-3-small is an embedding model; use a step of "
         "type embed",
-        "wf.yaml:9:73: step 'e': text-embedding-ada-002 does not accept dimensions",
+        "wf.yaml:9:73: step 'e': text-embedding-ada-002 does not accept dimensions; remove it "
+        "or use text-embedding-3-small or text-embedding-3-large",
         "wf.yaml:10:73: step 'f': max_completion_tokens 1000000 is more than gpt-4o-mini can "
-        "produce (16384)",
-        "wf.yaml:11:60: step 'g': gpt-3.5-turbo does not accept images",
+        "produce (16384); lower it to at most 16384",
+        "wf.yaml:11:60: step 'g': gpt-3.5-turbo does not accept images; use a vision model "
+        "(e.g. gpt-4o-mini)",
         "wf.yaml:12:70: step 'h': o4-mini-2025-04-16 is a reasoning model and rejects "
         "temperature; remove it (use reasoning_effort instead)",
     ]
