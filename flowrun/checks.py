@@ -42,6 +42,8 @@ STATIC_FIELDS = frozenset(
         "image_detail",
         "description",
         "reasoning_effort",
+        "stop",
+        "extra",
     }
 )
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
@@ -210,6 +212,15 @@ class _Checker:
         self.wf.dependencies = dependencies
 
     # --- inputs ------------------------------------------------------------------
+    def check_defaults(self) -> None:
+        """``defaults`` are settings, read as they are: none of them is a template."""
+        for key, value in self.spec.defaults.model_dump(exclude_unset=True).items():
+            if any(is_template(s) for s in iter_strings(value)):
+                self.add(
+                    ("defaults", key),
+                    f"defaults: {key} cannot be a template (defaults are read before the run)",
+                )
+
     def check_inputs(self) -> None:
         for name, spec in self.spec.inputs.items():
             if spec.required or spec.default is None:
@@ -458,6 +469,7 @@ class _Checker:
                 )
 
     def run(self) -> list[Problem]:
+        self.check_defaults()
         self.check_inputs()
         dependencies = self.check_steps()
         self.check_outputs()

@@ -567,3 +567,20 @@ def test_the_schema_file_list_json_is_what_jsonschema_reads(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps({"type": "array", "items": {"type": "string"}}))
     wf = load(HEAD + "steps:\n  a: {type: extract, prompt: x, schema: s.json}\n", tmp_path)
     assert wf.schemas[("a", "schema")] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_defaults_stop_and_extra_are_settings_not_templates():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        inputs: {m: {type: string}}
+        defaults: {model: "{{ inputs.m }}", extra: {user: "{{ inputs.m }}"}}
+        steps:
+          a: {type: chat, prompt: hi, stop: "{{ inputs.m }}", model: gpt-4o-mini}
+        """
+    ) == [
+        "wf.yaml:4:19: defaults: model cannot be a template (defaults are read before the run)",
+        "wf.yaml:4:44: defaults: extra cannot be a template (defaults are read before the run)",
+        "wf.yaml:6:37: step 'a': stop cannot be a template (it is read before the run)",
+    ]
