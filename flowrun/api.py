@@ -82,6 +82,20 @@ def _checked_prices(wf: LoadedWorkflow, options: dict[str, Any]) -> PriceTable:
     return table
 
 
+def _check_api_key(wf: LoadedWorkflow, client: ModelClient | None) -> None:
+    """A workflow with model steps needs OPENAI_API_KEY (unless the caller brings a client)."""
+    import os
+
+    if client is not None or os.environ.get("OPENAI_API_KEY"):
+        return
+    if any(step.type != "tool" for step in wf.spec.steps.values()):
+        raise UsageError(
+            "OPENAI_API_KEY is not set",
+            hint="export it (for an OpenAI-compatible server, set OPENAI_BASE_URL and any key), "
+            "or try the workflow offline with --mock",
+        )
+
+
 StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or False/None (no store)
 
 
@@ -113,8 +127,9 @@ async def arun_workflow(
     wf = _as_workflow(workflow)
     values = resolve_inputs(wf.spec, inputs)
     recorded = _recorded_options(service_options)
-    if services is None:  # a bad price file fails here, before a run is recorded
+    if services is None:  # bad prices or no API key: fail before a run is recorded
         service_options = {**service_options, "prices": _checked_prices(wf, service_options)}
+        _check_api_key(wf, service_options.get("client"))
     db, owned = _open_store(store)
     try:
         run_id = run_id or new_run_id()

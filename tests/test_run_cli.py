@@ -142,21 +142,47 @@ def test_an_input_read_from_a_file_with_at(server, inputs_wf, tmp_path):
     assert sent_prompt(server).startswith("Line one.\nLine two {{ not a template }}.\n|n=3")
 
 
+NO_KEY = [
+    "error: OPENAI_API_KEY is not set",
+    "hint: export it (for an OpenAI-compatible server, set OPENAI_BASE_URL and any key), "
+    "or try the workflow offline with --mock",
+]
+
+
 def test_run_without_an_api_key_is_a_clear_error(server, inputs_wf, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     res = flowrun("run", inputs_wf, "-i", "text=hi")
-    assert res.code == 1
-    assert "Traceback" not in res.output
-    assert "error: step 's' failed: OPENAI_API_KEY is not set" in res.stderr
+    assert res.code == 2
+    assert res.stderr.splitlines() == NO_KEY
     assert server.requests == []
+    assert flowrun("runs", "list").stdout.startswith("no runs yet")
 
 
 def test_run_without_an_api_key_in_a_subprocess_has_no_traceback(server, inputs_wf):
     env = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": server.url}
     res = flowrun_process("run", inputs_wf, "-i", "text=hi", env=env)
-    assert res.code == 1
-    assert "Traceback" not in res.stderr
-    assert "OPENAI_API_KEY is not set" in res.stderr
+    assert res.code == 2
+    assert res.stderr.splitlines() == NO_KEY
+
+
+def test_a_workflow_of_tool_steps_needs_no_api_key(inputs_wf, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    (tmp_path / "helpers.py").write_text("def shout(text: str) -> str:\n    return text.upper()\n")
+    path = tmp_path / "tools.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            name: tools-only
+            steps:
+              s: {type: tool, function: "helpers:shout", args: {text: hi}}
+            outputs: {out: "{{ steps.s.output }}"}
+            """
+        )
+    )
+    res = flowrun("run", path)
+    assert res.code == 0, res.stderr
+    assert res.stdout == "out: HI\n"
 
 
 SECRET = "sk-proj-SECRETsecret1234567890abcdef"
