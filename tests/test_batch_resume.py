@@ -161,3 +161,28 @@ def test_concurrent_worst_case_reservations_wait_instead_of_failing(server, tmp_
     assert res.code == 0, res.stderr
     assert [x["status"] for x in lines(out)] == ["succeeded"] * 30
     assert len(server.requests_to("/chat/completions")) == 30
+
+
+def test_sigterm_keeps_finished_lines_and_resume_completes(server, tmp_path):
+    wf = write(tmp_path, ASK)
+    n = 6
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(n)])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(content="slow", latency=60), match="q3", times=1)
+    proc = start_flowrun("run", wf, "--batch", data, "--output", out, "--concurrency", "2")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 3, what="3 lines")
+    # records 4 and 5 finish behind the slow record 3; their steps reach the batch store
+    wait_for(lambda: _stored_steps() == 2, what="records 4 and 5 stored")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "error: interrupted; finished records are in the output" in err
+    batch_id = re.search(r"continue with: flowrun resume (batch-\S+)", err).group(1)
+    assert [x["index"] for x in lines(out)] == [0, 1, 2]
+    before = prompts(server)
+
+    res = flowrun("resume", batch_id)
+    assert res.code == 0, res.stderr
+    # only the interrupted record is asked again; 4 and 5 come from the batch store
+    assert prompts(server) - before == Counter({"Answer (plain): q3": 1})
+    assert [x["status"] for x in lines(out)] == ["succeeded"] * n
