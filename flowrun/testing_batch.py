@@ -7,6 +7,7 @@ responders as live requests (scripted ``Reply``, ``match=``, callables, the defa
     server.batch_api.fail(match="ticket 7", status=500)            # one line fails
     server.batch_api.fail(match="ticket 8", code="batch_expired")   # one line expires
     server.batch_api.fail_batch("failed")        # the next batch fails validation
+    server.batch_api.create_latency = 5          # POST /batches answers late (to test crashes)
     server.batch_api.batches[0].custom_ids       # what each created batch contained
 
 Lifecycle: ``validating`` on create, ``in_progress`` from the first retrieve, ``completed``
@@ -128,6 +129,8 @@ class BatchAPI:
     def __init__(self, server: LoopbackServer) -> None:
         self.server = server
         self.completion_delay = 0.0
+        #: seconds ``POST /batches`` waits after creating the batch, before it answers
+        self.create_latency = 0.0
         self.max_requests = MAX_REQUESTS
         self.max_bytes = MAX_BYTES
         self.files: dict[str, StoredFile] = {}
@@ -170,6 +173,12 @@ class BatchAPI:
     # -- routing ---------------------------------------------------------------------
     def dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
         """Answer a request under ``/files`` or ``/batches``."""
+        answer = self._dispatch(req)
+        if req.method == "POST" and req.path.rstrip("/") == "/batches" and self.create_latency:
+            time.sleep(self.create_latency)  # the batch exists; the client does not know yet
+        return answer
+
+    def _dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
         path, method = req.path.rstrip("/"), req.method
         with self.server._lock:
             if method == "POST" and path == "/files":
@@ -347,7 +356,10 @@ class BatchAPI:
             }
             ok = response is not None and response["status_code"] == 200
             (outputs if ok else errors).append(json.dumps(out).encode("utf-8"))
+        ordered = list(outputs)
         random.Random(batch.id).shuffle(outputs)  # the API does not keep the input order
+        if outputs == ordered:
+            outputs = outputs[1:] + outputs[:1]
         batch.completed, batch.failed = len(outputs), len(errors)
         name = f"{batch.id}_{{}}.jsonl"
         if outputs:

@@ -267,11 +267,16 @@ class WaveCoordinator:
     async def _run_wave(self) -> None:
         started = time.perf_counter()
         api_before = self.transport.seconds
-        self.wave += 1
         groups, self.parked = self.parked, defaultdict(list)
         attached, self.attached = self.attached, defaultdict(list)
+        if groups:
+            self.wave += 1
+            number = self.wave
+        else:  # only batches an earlier process submitted: show their wave again
+            rows = (self.state.file(file_id) for file_id in attached)
+            number = max((row.wave for row in rows if row is not None), default=self.wave)
         count = sum(len(items) for items in groups.values())
-        status = WaveStatus(self.wave, "submitting", [], count + sum(map(len, attached.values())))
+        status = WaveStatus(number, "submitting", [], count + sum(map(len, attached.values())))
         self._current = status
         if groups and self.state.cancel_requested(self.run_id):
             self._refuse(
