@@ -30,7 +30,8 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
         raise UsageError(f"run {row.id} already succeeded; nothing to resume")
     if row.status == "running" and row.process_alive and not force:
         raise UsageError(
-            f"run {row.id} is still running (pid {row.pid}); wait for it, or stop it first"
+            f"run {row.id} is still running (pid {row.pid}); wait for it or stop it "
+            "(--force resumes anyway, if that process is not this run)"
         )
     if not row.workflow_path or not Path(row.workflow_path).exists():
         raise UsageError(
