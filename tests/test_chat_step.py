@@ -177,6 +177,20 @@ def test_response_format_json_with_an_invalid_reply_fails_clearly(server, tmp_pa
     assert "Sure! {name: Ada" in res.stderr
 
 
+def test_response_format_json_cut_off_by_the_token_limit_says_so(server, tmp_path):
+    server.add(Reply(content='{"items": ["a", "b', finish_reason="length"))
+    path = one_step(
+        tmp_path,
+        "{type: chat, model: gpt-4o-mini, prompt: List in JSON, response_format: json, "
+        "max_completion_tokens: 8}",
+    )
+    result = run(path)
+    assert result.error == (
+        "step 's' failed: the reply was cut off at max_completion_tokens (finish_reason: length), "
+        "so its JSON is incomplete; raise max_completion_tokens"
+    )
+
+
 def test_response_format_json_without_the_word_json_is_refused_before_the_call(server, tmp_path):
     # the API rejects JSON mode unless a message mentions JSON; say so before paying for a 400
     path = one_step(

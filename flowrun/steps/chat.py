@@ -73,6 +73,11 @@ async def run_chat(env: StepEnv) -> Any:
         try:
             output = json.loads(content)
         except ValueError as exc:
+            if reply.finish_reason == "length":
+                raise StepError(
+                    "the reply was cut off at max_completion_tokens (finish_reason: length), "
+                    "so its JSON is incomplete; raise max_completion_tokens"
+                ) from None
             raise StepError(
                 f"the model's reply is not valid JSON ({exc}): {content[:200]!r}"
             ) from None
