@@ -5,7 +5,8 @@ finished record reaches the file at once. ``--resume`` (or ``flowrun resume BATC
 the existing output, skips records whose line says they succeeded, runs the others (reusing
 the completed steps the batch store kept for them), and writes the merged result: the old
 lines of finished records and the new lines, in input order, via ``OUT.partial`` replaced
-atomically at the end (an interrupted resume leaves the old output untouched).
+atomically at the end (Ctrl-C finishes the merge; a resume killed hard leaves the old
+output as it was).
 """
 
 from __future__ import annotations
