@@ -117,9 +117,20 @@ class Services:
 
         model = request["model"]
         env.record.model = env.record.model or model
+        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+        info = model_info(model)
+        if info and info.embedding:  # each input must fit the model's window
+            for i, text in enumerate(texts):
+                if len(text.encode("utf-8")) > info.context_window:  # else it surely fits
+                    n = count_text(text, model)
+                    if n > info.context_window:
+                        where = f"input {i}" if isinstance(request["input"], list) else "the input"
+                        raise StepError(
+                            f"{where} has {n:,} tokens, more than {model}'s limit of "
+                            f"{info.context_window:,} tokens per input; split it into chunks"
+                        )
         reservation = None
         if self.budget is not None:
-            texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
             tokens = sum(count_text(t, model) for t in texts)
             reservation = self.budget.reserve(env.label, model, tokens, 0)
         started = time.perf_counter()

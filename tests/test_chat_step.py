@@ -370,3 +370,26 @@ def test_a_large_prompt_that_fits_is_sent(server, tmp_path):
     )
     assert run(path, {"text": big}).status == "succeeded"
     assert len(server.requests) == 1
+
+
+def test_an_embedding_input_over_the_models_limit_is_refused_before_any_request(server, tmp_path):
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            name: e
+            inputs: {texts: {type: array}}
+            steps:
+              v: {type: embed, input: "{{ inputs.texts }}"}
+            """
+        )
+    )
+    result = run(path, {"texts": ["short", "lorem ipsum dolor " * 3000]})
+    assert result.status == "failed"
+    assert result.error.startswith("step 'v' failed: input 1 has ")
+    assert result.error.endswith(
+        "tokens, more than text-embedding-3-small's limit of 8,191 tokens per input; "
+        "split it into chunks"
+    )
+    assert server.requests == []
