@@ -284,12 +284,12 @@ class _Checker:
 
     def check_tool_schema(self, name: str, tool: Any) -> None:
         """The tool's parameters: an explicit JSON schema, or one derived from the signature."""
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
         from .tools import SignatureProblem, signature_schema
 
         if tool.parameters is not None:
+            from jsonschema import Draft202012Validator  # only when there is a schema: it is slow
+            from jsonschema.exceptions import SchemaError
+
             where = ("tools", name, "parameters")
             try:
                 Draft202012Validator.check_schema(tool.parameters)
