@@ -141,7 +141,15 @@ def test_converted_flow_runs_in_a_fresh_process_without_promptflow(flow_copy, se
 
 def test_chat_history_loop_becomes_one_message_per_turn(flow_copy, server):
     flow = flow_copy("chat_history")
-    assert convert(flow).code == 0
+    res = convert(flow)
+    assert res.code == 0
+    assert res.stdout.splitlines()[-3:] == [
+        "  - chat: connection 'open_ai_connection': flowrun calls the server in OPENAI_BASE_URL "
+        "with OPENAI_API_KEY",
+        "  - is_chat_input / is_chat_output (inputs 'question', outputs 'answer'): they only drive "
+        "pf's interactive chat; a flowrun run is one turn: pass the chat history as an input",
+        "result: runnable (flowrun validate passes)",
+    ]
     wf = load_workflow(flow / "flowrun.yaml")
     server.add(Reply(content="It is 11."))
     history = [

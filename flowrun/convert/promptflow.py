@@ -174,6 +174,29 @@ class _Converter:
                 "the workflow is written outside the flow folder, so its tool steps cannot "
                 "import them: write it into the flow folder (the default)",
             )
+        chat_flags = [
+            f"{section} '{name}'"
+            for section in ("inputs", "outputs")
+            for name, spec in (data.get(section) or {}).items()
+            if isinstance(spec, dict)
+            and any(spec.get(k) for k in ("is_chat_input", "is_chat_output", "is_chat_history"))
+        ]
+        if chat_flags:
+            self.report.add(
+                None,
+                "is_chat_input / is_chat_output (" + ", ".join(chat_flags) + ")",
+                "they only drive pf's interactive chat; a flowrun run is one turn: pass the "
+                "chat history as an input",
+                blocking=False,
+            )
+        cached = [n.name for n in self.flow.nodes if n.data.get("enable_cache")]
+        if cached:
+            self.report.add(
+                None,
+                f"enable_cache ({', '.join(cached)})",
+                "flowrun caches model replies per run with --cache instead",
+                blocking=False,
+            )
         if data.get("environment"):
             self.report.add(
                 None,
