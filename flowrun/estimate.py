@@ -148,9 +148,7 @@ def estimate_workflow(
                     request = chat_request(env, messages)
                 else:
                     request = extract_request(env, messages, wf.schemas[(sid, "schema")])
-                est.prompt_tokens += tokens.count_messages(
-                    request["messages"], est.model, request.get("tools")
-                )
+                est.prompt_tokens += tokens.count_request(request, est.model)
                 info = model_info(est.model)
                 est.max_completion_tokens += env.setting("max_completion_tokens") or (
                     info.max_output_tokens if info else 0

@@ -47,7 +47,7 @@ class Services:
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:
         """Make one chat call for ``env``'s step and record it."""
-        from .tokens import count_messages
+        from .tokens import count_request
 
         model = request["model"]
         env.record.model = env.record.model or model  # known even if the call fails
@@ -55,7 +55,7 @@ class Services:
         max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
         prompt_tokens: int | None = None
         if info and _size_bound(request, model) + max_out > info.context_window:
-            prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
+            prompt_tokens = count_request(request, model)
             if prompt_tokens + (request.get("max_completion_tokens") or 0) > info.context_window:
                 raise StepError(
                     f"the prompt has {prompt_tokens:,} tokens"
@@ -77,7 +77,7 @@ class Services:
         reservation = None
         if self.budget is not None:
             if prompt_tokens is None:
-                prompt_tokens = count_messages(request["messages"], model, request.get("tools"))
+                prompt_tokens = count_request(request, model)
             reservation = self.budget.reserve(env.label, model, prompt_tokens, max_out)
         started = time.perf_counter()
         on_text = (
@@ -185,8 +185,9 @@ def _size_bound(request: dict[str, Any], model: str) -> int:
                     size += len(str(part.get("text", "")).encode("utf-8")) + 8
         for call in message.get("tool_calls") or []:
             size += len(json.dumps(call).encode("utf-8"))
-    if request.get("tools"):
-        size += len(json.dumps(request["tools"]).encode("utf-8"))
+    for key in ("tools", "response_format"):
+        if request.get(key):
+            size += len(json.dumps(request[key]).encode("utf-8"))
     return size
 
 

@@ -85,6 +85,15 @@ def count_messages(
     return total
 
 
+def count_request(request: dict[str, Any], model: str | None = None) -> int:
+    """Prompt tokens of a whole chat request: messages, tools and a structured-output schema."""
+    total = count_messages(request["messages"], model, request.get("tools"))
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        total += count_text(json.dumps(fmt.get("json_schema") or {}), model)
+    return total
+
+
 def count_image(image: dict[str, Any], model: str | None = None) -> int:
     """Prompt tokens of one ``image_url`` part, by the model's rates, its detail and its size.
 

@@ -202,3 +202,32 @@ def test_without_tiktoken_encodings_or_network_it_warns_once_and_approximates(tm
     doc = json.loads(res.stdout)
     assert doc["exact_tokens"] is False
     assert doc["steps"]["summary"]["prompt_tokens"] > 40  # ~4 characters per token
+
+
+def test_a_structured_output_schema_counts_as_prompt(server, tmp_path):
+    from flowrun.strict_schema import to_strict
+
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city"],
+    }
+    path = write(
+        tmp_path,
+        f"""\
+        version: 1
+        name: x
+        steps:
+          where:
+            type: extract
+            model: gpt-4o
+            prompt: Paris has 2 million people.
+            schema: {json.dumps(schema)}
+            max_repairs: 0
+        """,
+    )
+    step = estimate_json(path)["steps"]["where"]
+    sent = {"name": "where", "schema": to_strict(schema), "strict": True}
+    assert step["prompt_tokens"] == chat_tokens("Paris has 2 million people.") + tokens(
+        json.dumps(sent)
+    )
