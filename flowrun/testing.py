@@ -111,6 +111,17 @@ class RecordedRequest:
         return messages if isinstance(messages, list) else []
 
     @property
+    def images(self) -> list[dict[str, Any]]:
+        """The ``image_url`` objects (``{"url": ..., "detail": ...}``) of every message, in order."""
+        return [
+            part["image_url"]
+            for message in self.messages
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
+
+    @property
     def last_user_text(self) -> str:
         """Text of the last user message (string content or the text parts of a list)."""
         for message in reversed(self.messages):

@@ -229,12 +229,13 @@ def test_vision_example_sends_the_image_and_reads_the_receipt(server):
     doc = json.loads(res.stdout)
     assert doc["outputs"] == {"merchant": "Corner Cafe", "total": 7.5, "currency": "EUR"}
     (request,) = server.requests_to("/chat/completions")
-    parts = request.messages[-1]["content"]
-    (picture,) = [p for p in parts if p["type"] == "image_url"]
-    assert picture["image_url"] == {
-        "url": "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode(),
-        "detail": "high",
-    }
+    assert request.images == [
+        {
+            "url": "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode(),
+            "detail": "high",
+        }
+    ]
+    assert "What merchant" in request.last_user_text
     assert request.body["model"] == "gpt-4o-mini"
     assert request.body["response_format"]["type"] == "json_schema"
 
@@ -245,8 +246,7 @@ def test_vision_example_accepts_an_image_url(server):
     res = flowrun("run", WORKFLOWS / "vision-receipt.yaml", "-i", f"image={url}")
     assert res.code == 0, res.stderr
     (request,) = server.requests_to("/chat/completions")
-    (picture,) = [p for p in request.messages[-1]["content"] if p["type"] == "image_url"]
-    assert picture["image_url"]["url"] == url
+    assert request.images == [{"url": url, "detail": "high"}]
 
 
 def test_examples_are_valid():
