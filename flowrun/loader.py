@@ -129,6 +129,9 @@ def load_workflow_text(
         )
         raise WorkflowInvalid(problems)
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    for section in ("inputs", "defaults", "tools", "outputs", "budget"):
+        if section in data and data[section] is None:  # `inputs:` with nothing under it
+            del data[section]
     unchecked = Unchecked()
     try:
         spec = Workflow.model_validate(data)
@@ -314,7 +317,7 @@ def _value_message(path: tuple[Any, ...], errors: list[_ModelError]) -> str:
     value = errors[0].value
     subject = _field_text(rest)
     name = _owner_name(owner)
-    if path == ("steps",) and errors[0].kind == "too_short":
+    if path == ("steps",) and (errors[0].kind == "too_short" or value is None):
         return "steps: a workflow needs at least one step"
     if len(path) == 2 and path[0] == "steps" and isinstance(value, (str, type(None), list)):
         return (

@@ -267,6 +267,10 @@ steps:
             "wf.yaml:3:8: steps: a workflow needs at least one step",
         ),
         (
+            "version: 1\nname: t\nsteps:\n",
+            "wf.yaml:3:1: steps: a workflow needs at least one step",
+        ),
+        (
             "version: 1\nname: t\nsteps: [a, b]\n",
             "wf.yaml:3:8: steps must be a mapping, not a list",
         ),
@@ -584,3 +588,20 @@ def test_defaults_stop_and_extra_are_settings_not_templates():
         "wf.yaml:4:44: defaults: extra cannot be a template (defaults are read before the run)",
         "wf.yaml:6:37: step 'a': stop cannot be a template (it is read before the run)",
     ]
+
+
+def test_an_empty_section_is_an_empty_mapping():
+    wf = load(
+        """\
+        version: 1
+        name: t
+        inputs:
+        defaults:
+        budget:
+        tools:
+        outputs:
+        steps:
+          a: {type: tool, function: json:dumps, args: {obj: 1}}
+        """
+    )
+    assert (wf.spec.inputs, wf.spec.tools, wf.spec.outputs, wf.spec.budget) == ({}, {}, {}, None)
