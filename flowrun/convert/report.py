@@ -92,7 +92,8 @@ class Report:
         return not self.problems and not any(i.blocking for i in self.issues)
 
     def lines(self) -> list[str]:
-        out = [f"converted {self.flow_file} -> {self.out_file} ({self.steps} steps)", "nodes:"]
+        steps = f"{self.steps} step" + ("" if self.steps == 1 else "s")
+        out = [f"converted {self.flow_file} -> {self.out_file} ({steps})", "nodes:"]
         width = max((len(n.node) for n in self.nodes), default=0)
         kind_width = max((len(n.kind) for n in self.nodes), default=0)
         out += [f"  {n.node:<{width}}  {n.kind:<{kind_width}}  -> {n.became}" for n in self.nodes]
