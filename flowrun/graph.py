@@ -6,6 +6,7 @@ validating a file does not load it.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,18 +70,17 @@ def topological_index(graph: nx.DiGraph) -> dict[str, int]:
     """
     import networkx as nx
 
-    key = (id(graph), graph.number_of_nodes(), graph.number_of_edges())
-    cached = _INDEX_CACHE.get(key)
-    if cached is not None and cached[0] is graph:
-        return cached[1]
+    try:
+        return _INDEX_CACHE[graph]
+    except KeyError:
+        pass
     index = {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
-    if len(_INDEX_CACHE) > 64:
-        _INDEX_CACHE.clear()
-    _INDEX_CACHE[key] = (graph, index)
+    _INDEX_CACHE[graph] = index
     return index
 
 
-_INDEX_CACHE: dict[tuple[int, int, int], tuple[Any, dict[str, int]]] = {}
+# graphs are not changed once a workflow is loaded; entries go with their graph
+_INDEX_CACHE: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 class ReadyQueue:

@@ -156,6 +156,9 @@ def _compile(source: str) -> _Compiled:
         # a plain dict, not jinja's ChainMap over the (fixed) environment globals: each
         # render copies the globals, and a ChainMap makes that the dearest part of a render
         template.globals = dict(template.globals)
+        inner = getattr(native, "_template", None)  # a lone expression renders through one too
+        if inner is not None:
+            inner.globals = dict(inner.globals)
         return _Compiled(template.render, native, refs)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None

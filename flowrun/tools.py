@@ -134,13 +134,22 @@ def _is_async(function: Any) -> bool:
     return not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
 
 
-def _split_args(function: Any, args: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Positional-only parameters must be passed by position."""
+@functools.lru_cache(maxsize=256)
+def _positional_only(function: Any) -> tuple[str, ...]:
+    """Names of ``function``'s positional-only parameters (cached: a batch calls it per record)."""
     try:
         params = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
-        return [], args
-    positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+        return ()
+    return tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY)
+
+
+def _split_args(function: Any, args: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Positional-only parameters must be passed by position."""
+    try:
+        positional_only = _positional_only(function)
+    except TypeError:  # an unhashable callable object
+        positional_only = _positional_only.__wrapped__(function)
     if not positional_only:
         return [], args
     rest = dict(args)
