@@ -103,7 +103,7 @@ def estimate_workflow(
 
     prices = prices or load_price_table()
     values = resolve_inputs(wf.spec, inputs)
-    services = Services(prices=prices, toolbox=Toolbox.from_workflow(wf))
+    services = Services(prices=prices, toolbox=Toolbox.from_workflow(wf), dry_run=True)
     steps_view = {sid: _placeholder_view(sid) for sid in wf.spec.steps}
     scope = {"inputs": values, "steps": steps_view}
     report = Estimate(exact_tokens=tokens.encodings_available())

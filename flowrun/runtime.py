@@ -43,6 +43,7 @@ class Services:
     toolbox: Toolbox | None = None
     on_text: Callable[[str, str], None] | None = None
     threads: Any = None  # the run store, for chat steps with thread:
+    dry_run: bool = False  # estimate: requests are built but never sent
 
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:

@@ -231,3 +231,25 @@ def test_a_structured_output_schema_counts_as_prompt(server, tmp_path):
     assert step["prompt_tokens"] == chat_tokens("Paris has 2 million people.") + tokens(
         json.dumps(sent)
     )
+
+
+def test_an_image_path_from_an_earlier_step_counts_as_unknown_size(server, tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: x
+        defaults: {model: gpt-4o}
+        steps:
+          find: {type: chat, prompt: "give a path"}
+          look: {type: chat, prompt: "look", images: ["{{ steps.find.output }}"]}
+          typo: {type: chat, prompt: "look", images: [no-such-file.png]}
+        """,
+    )
+    res = flowrun("estimate", path)
+    assert res.code == 1  # a literal path that does not exist is still an error
+    assert res.stderr == "error: step 'typo' failed: image not found: no-such-file.png\n"
+    path.write_text(path.read_text().replace("  typo:", "  # typo:"))
+    look = estimate_json(path)["steps"]["look"]
+    assert look["lower_bound"] is True
+    assert look["prompt_tokens"] == chat_tokens("look") + 85 + 170 * 8  # the largest image

@@ -120,6 +120,8 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            if env.services.dry_run and ("<steps." in source or "<item" in source):
+                return _part(source, detail)  # estimate: a path only a run will know
             raise StepError(f"image not found: {source}") from None
         except OSError as exc:
             raise StepError(f"cannot read image {source}: {exc.strerror}") from None
@@ -127,6 +129,10 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
         if mime is None:
             raise StepError(f"{source} is not an image (PNG, JPEG, GIF or WEBP)")
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return _part(url, detail)
+
+
+def _part(url: str, detail: str | None) -> dict[str, Any]:
     image: dict[str, Any] = {"url": url}
     if detail:
         image["detail"] = detail
