@@ -276,26 +276,37 @@ class BatchRunner:
         recorder = (
             _StepSink(self.store, self.batch_id, rec.index) if self.store is not None else None
         )
-        while True:
-            executor = self.executor_class(
-                self.wf,
-                inputs,
-                self.services,
-                run_id=f"{self.batch_id}:{rec.index}",
-                recorder=recorder,
-                completed=completed,
-            )
-            run = await executor.run()
-            if self.gate is None or rec.index not in self.gate.refused:
-                break
-            if run.ok:
-                self.gate.refused.pop(rec.index, None)
-                break
-            if not await self._budget_retry(rec.index):
-                break
-            kept = {sid: r for sid, r in run.steps.items() if r.status in ("succeeded", "skipped")}
-            wasted += [c for sid, r in run.steps.items() if sid not in kept for c in r.calls]
-            completed = kept
+        retrying = False  # while a refused record retries, no new record starts
+        try:
+            while True:
+                executor = self.executor_class(
+                    self.wf,
+                    inputs,
+                    self.services,
+                    run_id=f"{self.batch_id}:{rec.index}",
+                    recorder=recorder,
+                    completed=completed,
+                )
+                run = await executor.run()
+                if retrying:
+                    retrying = False
+                    self._budget_waiters -= 1
+                if self.gate is None or rec.index not in self.gate.refused:
+                    break
+                if run.ok:
+                    self.gate.refused.pop(rec.index, None)
+                    break
+                if not await self._budget_retry(rec.index):
+                    break
+                retrying = True
+                kept = {
+                    sid: r for sid, r in run.steps.items() if r.status in ("succeeded", "skipped")
+                }
+                wasted += [c for sid, r in run.steps.items() if sid not in kept for c in r.calls]
+                completed = kept
+        finally:
+            if retrying:
+                self._budget_waiters -= 1
         calls = [c for r in run.steps.values() for c in r.calls]
         new_calls = [c for sid, r in run.steps.items() if sid not in reused for c in r.calls]
         return BatchResult(
@@ -313,7 +324,11 @@ class BatchRunner:
         )
 
     async def _budget_retry(self, index: int) -> bool:
-        """After a budget refusal: wait for in-flight reservations and say whether to retry."""
+        """After a budget refusal: wait for the calls in flight to settle; whether to retry.
+
+        A True answer leaves ``_budget_waiters`` raised (new records stay paused) until the
+        caller's retry is over, so a record admitted meanwhile cannot take the room it waited for.
+        """
         gate = self.gate
         assert gate is not None
         if not gate.refused.pop(index):
@@ -326,9 +341,13 @@ class BatchRunner:
             while gate.reserved > 1e-12:
                 gate.changed.clear()
                 await gate.changed.wait()
-        finally:
+        except BaseException:
             self._budget_waiters -= 1
-        return self.summary.stopped is None
+            raise
+        if self.summary.stopped is not None:
+            self._budget_waiters -= 1
+            return False
+        return True
 
     def _stop_for_budget(self, gate: BudgetGate) -> None:
         if self.summary.stopped is None:

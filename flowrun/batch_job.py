@@ -350,14 +350,18 @@ def _open_batch(
         row = store.get(job.batch_id)
     elif job.resume and output:
         row = store.latest_for_output(output)
+    records = None if source.stdin else str(source.path.resolve())
     if row is None:
         batch_id = job.batch_id or new_batch_id()
-        records = None if source.stdin else str(source.path.resolve())
         store.create(batch_id, job.wf, records, output, job.options())
         return batch_id, set()
+    if row.running_elsewhere:
+        raise UsageError(
+            f"batch {row.id} is still running (pid {row.pid}); wait for it, or stop it first"
+        )
     changed: set[str] = set()
     if row.workflow_hash != job.wf.content_hash:
         everything = {sid: None for sid in job.wf.spec.steps}
         changed = set(changed_completed_steps(row.workflow_text, job.wf, everything))  # type: ignore[arg-type]
-    store.restart(row.id, job.wf, job.options())
+    store.restart(row.id, job.wf, records, job.options())
     return row.id, changed

@@ -36,6 +36,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class BatchRow:
     id: str
@@ -51,6 +63,11 @@ class BatchRow:
     ended_at: str | None
     summary: dict[str, Any] | None
     pid: int | None
+
+    @property
+    def running_elsewhere(self) -> bool:
+        """Another live process is running this batch now."""
+        return self.status == "running" and _alive(self.pid)
 
 
 class BatchStore:
@@ -125,16 +142,19 @@ class BatchStore:
             ),
         )
 
-    def restart(self, batch_id: str, wf: Any, options: dict[str, Any]) -> None:
-        """A resumed batch runs again (with the current workflow text and options)."""
+    def restart(
+        self, batch_id: str, wf: Any, records_path: str | None, options: dict[str, Any]
+    ) -> None:
+        """A resumed batch runs again (with the current workflow text, records and options)."""
         self._run(
             "UPDATE batches SET status='running', ended_at=NULL, pid=?, options=?,"
-            " workflow_hash=?, workflow_text=? WHERE id=?",
+            " workflow_hash=?, workflow_text=?, records_path=? WHERE id=?",
             (
                 os.getpid(),
                 redact(json.dumps(options, default=str)),
                 wf.content_hash,
                 wf.text,
+                records_path,
                 batch_id,
             ),
         )

@@ -186,3 +186,20 @@ def test_sigterm_keeps_finished_lines_and_resume_completes(server, tmp_path):
     # only the interrupted record is asked again; 4 and 5 come from the batch store
     assert prompts(server) - before == Counter({"Answer (plain): q3": 1})
     assert [x["status"] for x in lines(out)] == ["succeeded"] * n
+
+
+def test_resuming_a_batch_that_is_still_running_is_refused(server, tmp_path):
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}, {"question": "q1"}])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(content="slow", latency=30), match="q1", times=1)
+    proc = start_flowrun("run", wf, "--batch", data, "--output", out)
+    try:
+        wait_for(lambda: out.exists() and out.read_text().count("\n") == 1, what="the first line")
+        res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+        assert res.code == 2
+        assert re.search(r"error: batch batch-\S+ is still running \(pid \d+\)", res.stderr)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert prompts(server)["Answer (plain): q1"] == 1
