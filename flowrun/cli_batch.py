@@ -128,6 +128,8 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     try:
         asyncio.run(run_job(job, progress, summary))
     except KeyboardInterrupt:
+        if summary.batch_id is None:  # before anything started: nothing to report
+            raise
         summary.interrupted = True
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
