@@ -203,3 +203,25 @@ def test_resuming_a_batch_that_is_still_running_is_refused(server, tmp_path):
         proc.kill()
         proc.communicate(timeout=10)
     assert prompts(server)["Answer (plain): q1"] == 1
+
+
+def test_resume_ignores_a_cut_off_last_line_but_refuses_a_foreign_file(server, tmp_path):
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(3)])
+    out = tmp_path / "out.jsonl"
+    assert flowrun("run", wf, "--batch", data, "--output", out).code == 0
+    first, second, _ = out.read_text().splitlines(keepends=True)
+    out.write_text(first + second[:25], encoding="utf-8")  # a crash cut line 2 in the middle
+    before = prompts(server)
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert res.code == 0, res.stderr
+    assert prompts(server) - before == Counter({"Answer (plain): q1": 1, "Answer (plain): q2": 1})
+    assert [x["index"] for x in lines(out)] == [0, 1, 2]
+
+    out.write_text(first + "hello\n" + second, encoding="utf-8")
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert res.code == 2
+    assert f"error: {out}:2: not a result line, so --resume cannot continue it" in res.stderr
+    out.write_text(second + first, encoding="utf-8")
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert res.code == 2 and f"{out}:2: record 0 is out of order" in res.stderr
