@@ -12,6 +12,7 @@ and carried into its output line (e.g. expected answers kept for evaluation).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
@@ -64,8 +65,11 @@ class RecordFile:
             what = "is a directory" if self.path.is_dir() else "does not exist"
             raise UsageError(f"records file {self.name} {what}")
         try:
-            with self._open() as f:
-                self._check_head(f)
+            if self.format == "jsonl":
+                self._check_jsonl_head()
+            else:
+                with self._open() as f:
+                    self._check_csv_head(f)
         except OSError as exc:
             raise UsageError(f"cannot read the records file {self.name}: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -90,16 +94,18 @@ class RecordFile:
         newline = "" if self.format in ("csv", "tsv") else None
         return self.path.open(encoding="utf-8-sig", newline=newline)
 
-    def _check_head(self, f: TextIO) -> None:
-        """File-level problems (exit 2): a JSON array instead of JSON Lines, a bad CSV header."""
-        if self.format == "jsonl":
-            head = next((line for line in f if line.strip()), "")
-            if head.lstrip().startswith("["):
-                raise UsageError(
-                    f"{self.name} holds a JSON array; --batch reads JSON Lines (one object per line)",
-                    hint="convert it with: jq -c '.[]' FILE > FILE.jsonl",
-                )
-            return
+    def _check_jsonl_head(self) -> None:
+        """A JSON array instead of JSON Lines is a file-level problem (exit 2)."""
+        with self.path.open("rb") as f:
+            head = next((line for line in f if line.strip()), b"")
+        if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"["):
+            raise UsageError(
+                f"{self.name} holds a JSON array; --batch reads JSON Lines (one object per line)",
+                hint="convert it with: jq -c '.[]' FILE > FILE.jsonl",
+            )
+
+    def _check_csv_head(self, f: TextIO) -> None:
+        """A missing, empty or duplicated CSV header is a file-level problem (exit 2)."""
         try:
             header = next(csv.reader(f, dialect=self._dialect()), None)
         except csv.Error as exc:
@@ -124,26 +130,43 @@ class RecordFile:
 
     def read(self, skip: Callable[[int], bool] | None = None) -> Iterator[SourceRecord]:
         """Records in file order; those for which ``skip(index)`` is true are not parsed."""
-        f = self._open()
+        if self.format == "jsonl":  # bytes, decoded line by line: a bad line fails alone
+            f: Any = sys.stdin.buffer if self.stdin else self.path.open("rb")
+        else:
+            f = self._open()
         try:
             if self.format == "jsonl":
                 yield from self._read_jsonl(f, skip)
             else:
-                yield from self._read_csv(f, skip)
+                try:
+                    yield from self._read_csv(f, skip)
+                except UnicodeDecodeError as exc:
+                    raise UsageError(
+                        f"{self.name}: not UTF-8 text (byte {exc.start} of a chunk near the last "
+                        "record read); records before it were run"
+                    ) from None
         finally:
             if not self.stdin:
                 f.close()
 
-    def _read_jsonl(self, f: TextIO, skip: Callable[[int], bool] | None) -> Iterator[SourceRecord]:
+    def _read_jsonl(
+        self, f: Iterable[bytes], skip: Callable[[int], bool] | None
+    ) -> Iterator[SourceRecord]:
         index = 0
-        for lineno, text in enumerate(f, start=1):
-            if not text.strip():
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if not raw.strip():
                 continue
             if skip is not None and skip(index):
                 index += 1
                 continue
             try:
-                data = json.loads(text)
+                data = json.loads(raw)
+            except UnicodeDecodeError:
+                yield SourceRecord(index, None, lineno, f"{self.name}:{lineno}: not UTF-8 text")
+                index += 1
+                continue
             except ValueError as exc:
                 yield SourceRecord(
                     index, None, lineno, f"{self.name}:{lineno}: not valid JSON: {exc}"

@@ -101,3 +101,13 @@ def test_records_from_stdin(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
     assert line["outputs"] == {"answer": "echo: Answer (plain): from stdin"}
+
+
+def test_a_line_that_is_not_utf8_fails_alone(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"text": "bom"}\n{"text": "\xff\xfe"}\n{"text": "caf\xc3\xa9"}\n'
+    )
+    got = list(RecordFile(path))
+    assert [r.data for r in got] == [{"text": "bom"}, None, {"text": "café"}]
+    assert got[1].error == f"{path}:2: not UTF-8 text"
