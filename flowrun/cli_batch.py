@@ -117,8 +117,13 @@ def _default_concurrency(via: str | None) -> int:
 
 
 def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
+    import gc
+
     from .progress import make_progress
 
+    # Modules, the workflow and the client live as long as this process: move them out of the
+    # collector's sight, so its full collections during a long batch do not rescan them all.
+    gc.freeze()
     summary = BatchSummary()
     if job.via == "batch-api":
         from .batch_api.progress import make_wave_progress

@@ -150,9 +150,9 @@ class ModelClient:
             retries=getattr(raw, "retries_taken", 0),
         )
 
-    def sdk(self) -> Any:
+    def sdk(self, max_retries: int | None = None) -> Any:
         """The ``openai.AsyncOpenAI`` client, for the APIs beyond chat and embeddings (Batch API)."""
-        return self._sdk(None)
+        return self._sdk(max_retries)
 
     async def aclose(self) -> None:
         if self._root is not None:

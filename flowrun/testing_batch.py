@@ -8,6 +8,7 @@ responders as live requests (scripted ``Reply``, ``match=``, callables, the defa
     server.batch_api.fail(match="ticket 8", code="batch_expired")   # one line expires
     server.batch_api.fail_batch("failed")        # the next batch fails validation
     server.batch_api.create_latency = 5          # POST /batches answers late (to test crashes)
+    server.batch_api.fail_after_create = 1       # the next create makes the batch, answers 500
     server.batch_api.batches[0].custom_ids       # what each created batch contained
 
 Lifecycle: ``validating`` on create, ``in_progress`` from the first retrieve, ``completed``
@@ -131,6 +132,8 @@ class BatchAPI:
         self.completion_delay = 0.0
         #: seconds ``POST /batches`` waits after creating the batch, before it answers
         self.create_latency = 0.0
+        #: the next N ``POST /batches`` create the batch, then answer 500 (a lost answer)
+        self.fail_after_create = 0
         self.max_requests = MAX_REQUESTS
         self.max_bytes = MAX_BYTES
         self.files: dict[str, StoredFile] = {}
@@ -174,8 +177,13 @@ class BatchAPI:
     def dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
         """Answer a request under ``/files`` or ``/batches``."""
         answer = self._dispatch(req)
-        if req.method == "POST" and req.path.rstrip("/") == "/batches" and self.create_latency:
-            time.sleep(self.create_latency)  # the batch exists; the client does not know yet
+        if req.method == "POST" and req.path.rstrip("/") == "/batches":
+            if self.create_latency:
+                time.sleep(self.create_latency)  # the batch exists; the client does not know yet
+            with self.server._lock:
+                if self.fail_after_create > 0 and answer[0] == 200:
+                    self.fail_after_create -= 1
+                    return 500, _error(500, "the server failed after creating the batch"), {}
         return answer
 
     def _dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:

@@ -114,6 +114,20 @@ def test_kill_9_before_the_batch_id_came_back(server: LoopbackServer, tmp_path: 
     assert_complete(out)
 
 
+def test_a_create_answered_500_is_found_not_made_twice(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The batch was created but the answer was a 500: flowrun looks for it before trying again."""
+    server.batch_api.fail_after_create = 1
+    proc, out = start_batch(tmp_path)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert_nothing_submitted_twice(server)
+    assert len(server.batch_api.batches) == 2  # wave 1 (found after the 500) and wave 2
+    assert [r.method for r in server.requests_to("/batches")] == ["POST", "GET", "POST"]
+    assert_complete(out)
+
+
 def test_cancel_then_resume(server: LoopbackServer, tmp_path: Path) -> None:
     server.batch_api.completion_delay = 60
     proc, out = start_batch(tmp_path)

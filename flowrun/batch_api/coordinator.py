@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import itertools
 import json
 import os
 import time
@@ -36,9 +38,7 @@ from .lines import (
     Pending,
     batch_body,
     body_digest,
-    chat_reply,
     custom_id,
-    embed_reply,
     encode_body,
     encode_line,
     file_bytes,
@@ -53,6 +53,8 @@ CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call
 DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
 POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
 LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES]" per input file (for tests)
+CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
+COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
 
 
 @dataclass(frozen=True)
@@ -336,19 +338,44 @@ class WaveCoordinator:
         return await self._create(file_id, endpoint, model, cids)
 
     async def _create(
-        self, file_id: str, endpoint: str, model: str, cids: list[str]
+        self, file_id: str, endpoint: str, model: str, cids: list[str], since: float | None = None
     ) -> Tracked | None:
+        """Create the batch of an uploaded file, exactly once.
+
+        A create that timed out or failed with 5xx may still have created the batch, so
+        before trying again flowrun looks for a batch on this file; a retried create never
+        makes a second batch.
+        """
         metadata = {"flowrun_run_id": self.run_id, "flowrun_wave": str(self.wave)}
-        try:
-            snapshot = await self.transport.create(file_id, endpoint, metadata)
-        except ModelCallError as exc:
-            self.state.batch_status(file_id, "failed", error=str(exc))
-            self._store_and_resolve(
-                file_id, cids, {}, f"creating the batch failed: {exc}", exc.status
-            )
+        since = time.time() - 600 if since is None else since
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                snapshot = await self.transport.create(file_id, endpoint, metadata)
+                break
+            except ModelCallError as exc:
+                if not exc.retryable:  # refused: no batch exists; its requests failed
+                    self.state.batch_status(file_id, "failed", error=str(exc))
+                    message = f"creating the batch failed: {exc}"
+                    self._finish_file(file_id, cids, set(), message, exc.status or 400)
+                    return None
+                failure = exc
+            found = await self._find_batch(file_id, since)
+            if found is not None:
+                snapshot = found
+                break
+            await asyncio.sleep(min(30.0, self.settings.poll_initial * 2**attempt))
+        else:
+            self._give_up(cids, f"creating the batch failed: {failure}")
             return None
         self.state.batch_status(file_id, snapshot.status, batch_id=snapshot.id)
         return Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+
+    async def _find_batch(self, file_id: str, since: float) -> BatchSnapshot | None:
+        with contextlib.suppress(ModelCallError):
+            for batch in await self.transport.recent(since):
+                if batch.input_file_id == file_id:
+                    return batch
+        return None
 
     async def _reattach(self, file_id: str) -> Tracked | None:
         """Follow a file submitted before a crash: find its batch, or create it if none exists."""
@@ -362,10 +389,10 @@ class WaveCoordinator:
         try:
             found = [b for b in await self.transport.recent(since) if b.input_file_id == file_id]
         except ModelCallError as exc:
-            self._store_and_resolve(file_id, cids, {}, f"listing batches failed: {exc}", exc.status)
+            self._give_up(cids, f"listing batches failed: {exc}")
             return None
         if not found:
-            return await self._create(file_id, row.endpoint, row.model, cids)
+            return await self._create(file_id, row.endpoint, row.model, cids, since)
         self.state.batch_status(file_id, found[0].status, batch_id=found[0].id)
         return Tracked(file_id, found[0].id, row.endpoint, row.model, cids, found[0])
 
@@ -384,9 +411,7 @@ class WaveCoordinator:
                         waiting.append(tracked)
                     else:
                         message = f"polling batch {tracked.batch_id} failed: {snapshot}"
-                        self._store_and_resolve(
-                            tracked.file_id, tracked.custom_ids, {}, message, None
-                        )
+                        self._give_up(tracked.custom_ids, message)
                     continue
                 if isinstance(snapshot, BaseException):
                     raise snapshot
@@ -419,50 +444,69 @@ class WaveCoordinator:
             )
 
     async def _collect(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
-        """Download the output and error files, store every result, resolve the futures."""
-        lines: dict[str, tuple[str, Outcome]] = {}
+        """Download the output and error files; store and hand out the results a chunk at a
+        time (so a big batch's parsed bodies are never all in memory at once)."""
+        wanted = set(tracked.custom_ids)
+        seen: set[str] = set()
+        cancelled = self.state.cancel_requested(self.run_id)
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
             try:
                 data = await self.transport.content(file_id)
             except ModelCallError as exc:
-                message = f"downloading {file_id} of batch {snapshot.id} failed: {exc}"
-                self._store_and_resolve(tracked.file_id, tracked.custom_ids, lines, message, None)
+                missing = [cid for cid in tracked.custom_ids if cid not in seen]
+                self._give_up(
+                    missing, f"downloading the results of batch {snapshot.id} failed: {exc}"
+                )
                 return
             started = time.perf_counter()
-            for raw in data.decode("utf-8").splitlines():
-                if raw.strip():
-                    with contextlib.suppress(ValueError, AttributeError):
+            lines = io.BytesIO(data)  # one line at a time: the file is held once, not twice
+            while raws := list(itertools.islice(lines, COLLECT_CHUNK)):
+                chunk: list[tuple[str, str, Outcome]] = []
+                for raw in raws:
+                    with contextlib.suppress(ValueError, AttributeError, TypeError):
                         cid, outcome = parse_result_line(raw)
-                        lines[cid] = (raw, outcome)
+                        if cid in wanted and cid not in seen:
+                            seen.add(cid)
+                            chunk.append((cid, raw.decode("utf-8").rstrip("\n"), outcome))
+                self._deliver(tracked.file_id, chunk, cancelled)
+            del lines, data
             self.local_seconds += time.perf_counter() - started
         reason = f"batch {snapshot.id} ended {snapshot.status}"
         if snapshot.errors:
             reason += ": " + "; ".join(snapshot.errors[:3])
-        self._store_and_resolve(tracked.file_id, tracked.custom_ids, lines, reason, None)
+        self._finish_file(tracked.file_id, tracked.custom_ids, seen, reason, None, cancelled)
 
-    def _store_and_resolve(
+    def _finish_file(
         self,
         file_id: str,
         cids: list[str],
-        lines: dict[str, tuple[str, Outcome]],
-        missing: str,
+        seen: set[str],
+        reason: str,
         status: int | None,
+        cancelled: bool = False,
     ) -> None:
-        """Store a result for every request of a file (``missing`` for those without one), then
-        hand them to the records. Once the user cancelled the run, failures are not retried."""
-        started = time.perf_counter()
-        results = {}
+        """Give every request of the file without a result line a failure (``reason``), and mark
+        the file collected: all its results are in the store."""
+        chunk = []
         for cid in cids:
-            found = lines.get(cid)
-            if found is None:
-                raw = synthetic_line(cid, missing, status)
-                found = (raw, parse_result_line(raw)[1])
-            results[cid] = found
-        self.state.results_stored(self.run_id, file_id, {c: r[0] for c, r in results.items()})
-        cancelled = self.state.cancel_requested(self.run_id)
-        for cid, (_, outcome) in results.items():
+            if cid not in seen:
+                raw = synthetic_line(cid, reason, status)
+                chunk.append((cid, raw, parse_result_line(raw)[1]))
+        self._deliver(file_id, chunk, cancelled)
+        self.state.file_collected(file_id)
+
+    def _deliver(
+        self, file_id: str, chunk: list[tuple[str, str, Outcome]], cancelled: bool
+    ) -> None:
+        """Store results, then hand them to the records waiting for them. Once the user
+        cancelled the run, failures are not retried."""
+        if not chunk:
+            return
+        started = time.perf_counter()
+        self.state.results_stored(self.run_id, [(cid, raw) for cid, raw, _ in chunk])
+        for cid, _, outcome in chunk:
             if cid in self.known:
                 self.known[cid] = (file_id, True)
             if cid in self.waiting:
@@ -471,6 +515,13 @@ class WaveCoordinator:
                     outcome.error = f"{outcome.error} (the run was cancelled)"
                 self._resolve(cid, outcome)
         self.local_seconds += time.perf_counter() - started
+
+    def _give_up(self, cids: list[str], message: str) -> None:
+        """Fail these requests in this process without storing anything: their batch may still
+        answer, and a resumed run will wait for it again."""
+        outcome = Outcome(False, error=f"{message}; resume the run to collect it", retryable=False)
+        for cid in cids:
+            self._resolve(cid, outcome)
 
     def _resolve(self, cid: str, outcome: Outcome) -> None:
         future = self.waiting.pop(cid, None)
@@ -518,14 +569,10 @@ class WaveClient:
         on_text: Callable[[str], None] | None = None,
     ) -> ChatReply:
         outcome, attempt = await self._call(CHAT, batch_body(request), 1, max_retries)
-        try:
-            reply = chat_reply(outcome.body or {})
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ModelCallError(
-                f"the batch returned an unexpected chat completion: {exc!r}"
-            ) from None
-        reply.retries = attempt
-        return reply
+        if not isinstance(outcome.reply, ChatReply):
+            raise ModelCallError("the batch answered a chat request with something else")
+        outcome.reply.retries = attempt
+        return outcome.reply
 
     async def embed(
         self,
@@ -537,12 +584,11 @@ class WaveClient:
         body = batch_body(request)
         inputs = len(body["input"]) if isinstance(body.get("input"), list) else 1
         outcome, attempt = await self._call(EMBEDDINGS, body, inputs, max_retries)
-        try:
-            reply = embed_reply(outcome.body or {}, body["model"])
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ModelCallError(f"the batch returned unexpected embeddings: {exc!r}") from None
-        reply.retries = attempt
-        return reply
+        if not isinstance(outcome.reply, EmbedReply):
+            raise ModelCallError("the batch answered an embeddings request with something else")
+        outcome.reply.model = outcome.reply.model or body["model"]
+        outcome.reply.retries = attempt
+        return outcome.reply
 
     async def _call(
         self, url: str, body: dict[str, Any], inputs: int, max_retries: int | None

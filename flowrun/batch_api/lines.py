@@ -40,7 +40,7 @@ class Outcome:
     """What a batch said about one request."""
 
     ok: bool
-    body: dict[str, Any] | None = None
+    reply: ChatReply | EmbedReply | None = None
     error: str | None = None
     retryable: bool = False
     stale: bool = False  # a failure stored by an earlier process: not an answer, ask again
@@ -118,7 +118,12 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
     response = line.get("response") or None
     error = line.get("error") or None
     if response is not None and response.get("status_code") == 200 and error is None:
-        return cid, Outcome(True, body=response.get("body") or {})
+        body = response.get("body") or {}
+        try:
+            reply = chat_reply(body) if "choices" in body else embed_reply(body)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            return cid, Outcome(False, error=f"the batch returned an unexpected body: {exc!r}")
+        return cid, Outcome(True, reply=reply)
     if response is not None:
         status = int(response.get("status_code") or 0)
         body = response.get("body") or {}
@@ -138,12 +143,7 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
 
 def chat_reply(body: dict[str, Any]) -> ChatReply:
     """A ``ChatReply`` from a chat completion body (the JSON an output line carries)."""
-    choices = body.get("choices") or []
-    if not choices:
-        from ..client import ModelCallError
-
-        raise ModelCallError("the API returned no choices")
-    choice = choices[0]
+    choice = body["choices"][0]
     message = choice.get("message") or {}
     tool_calls = [
         {
@@ -166,11 +166,11 @@ def chat_reply(body: dict[str, Any]) -> ChatReply:
     )
 
 
-def embed_reply(body: dict[str, Any], model: str) -> EmbedReply:
+def embed_reply(body: dict[str, Any]) -> EmbedReply:
     """An ``EmbedReply`` from an embeddings body; vectors in input order."""
-    data = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
+    data = sorted(body["data"], key=lambda d: d.get("index", 0))
     return EmbedReply(
         vectors=[list(d["embedding"]) for d in data],
         usage=usage_from(body.get("usage")),
-        model=body.get("model") or model,
+        model=body.get("model") or "",
     )

@@ -35,7 +35,7 @@ from .transport import BatchTransport
 #: Records in flight. A wave holds the requests of all of them, and each wave may take
 #: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
 #: few KB per record in flight (see benchmarks/batch_api.py).
-DEFAULT_WINDOW = 20_000
+DEFAULT_WINDOW = 10_000
 
 
 @dataclass

@@ -173,22 +173,25 @@ class BatchState:
             (status, batch_id, completed, failed, error, _now(), file_id),
         )
 
-    def results_stored(self, run_id: str, file_id: str, results: dict[str, str]) -> None:
-        """Store every request's result line of a finished file, and mark it collected."""
+    def results_stored(self, run_id: str, results: list[tuple[str, str]]) -> None:
+        """Store result lines by custom_id (in one transaction)."""
         with self._lock:
             try:
                 with self._db:
                     self._db.execute("BEGIN")
                     self._db.executemany(
                         "UPDATE batch_api_requests SET result=? WHERE run_id=? AND custom_id=?",
-                        ((line, run_id, cid) for cid, line in results.items()),
-                    )
-                    self._db.execute(
-                        "UPDATE batch_api_files SET collected=1, updated_at=? WHERE file_id=?",
-                        (_now(), file_id),
+                        ((line, run_id, cid) for cid, line in results),
                     )
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def file_collected(self, file_id: str) -> None:
+        """Every request of the file has its result stored."""
+        self._run(
+            "UPDATE batch_api_files SET collected=1, updated_at=? WHERE file_id=?",
+            (_now(), file_id),
+        )
 
     def known_requests(self, run_id: str) -> dict[str, tuple[str, bool]]:
         """custom_id -> (file_id, whether its result is stored), for resuming a run."""

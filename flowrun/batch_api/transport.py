@@ -77,7 +77,8 @@ class BatchTransport:
         return str(created.id)
 
     async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> BatchSnapshot:
-        batches = self.client.sdk().batches
+        """One attempt: the SDK must not retry it (a retry could create a second batch)."""
+        batches = self.client.sdk(max_retries=0).batches
         batch = await self._call(
             batches.create(
                 input_file_id=file_id,
