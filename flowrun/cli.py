@@ -21,7 +21,32 @@ from .secrets import redact
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+def _summary(help_text: str | None) -> str:
+    """The first sentence of a command's help, whole (click would cut it at 45 characters)."""
+    first = (help_text or "").strip().split("\n\n")[0]
+    return " ".join(first.split())
+
+
+class Command(click.Command):
+    """A command whose one-line summary in ``flowrun --help`` is never cut short."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.short_help or _summary(self.help)
+
+
+class Group(click.Group):
+    """A group whose commands and subgroups list their summaries whole."""
+
+    command_class = Command
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.short_help or _summary(self.help)
+
+
+Group.group_class = Group
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="flowrun")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def cli(debug: bool) -> None:
@@ -38,7 +63,9 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check workflow files: YAML, keys, templates, references, tools, schemas, models.
+    """Check workflow files without running them; exit 2 on any problem.
+
+    Checks the YAML, keys, templates, references, tools, schemas and model parameters.
 
     Prints FILE:LINE:COL: message for every problem and exits 2 if any file is invalid.
 
@@ -92,7 +119,11 @@ def schema() -> None:
     """Print the JSON schema of the workflow file format.
 
     \b
-    Example (editor support; put this modeline on a workflow's first line):
+    Example:
+      flowrun schema > schemas/workflow.schema.json
+
+    \b
+    Then, for completion and checks in editors, start a workflow with this modeline:
       # yaml-language-server: $schema=../schemas/workflow.schema.json
     """
     import json
@@ -134,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         click.echo(
-            redact(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"),
+            redact(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            ),
             err=True,
         )
         sys.exit(1)

@@ -11,7 +11,7 @@ from .cli import CONTEXT, cli
 
 @cli.group(context_settings=CONTEXT)
 def batches() -> None:
-    """Batches submitted to the OpenAI Batch API by runs with --via batch-api.
+    """Batches sent to the OpenAI Batch API (runs with --via batch-api).
 
     \b
     Examples:
@@ -29,7 +29,13 @@ def batches() -> None:
 @click.option("--no-refresh", is_flag=True, help="Show the statuses last seen; do not ask the API.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def batches_list(run_id: str | None, limit: int, no_refresh: bool, as_json: bool) -> None:
-    """List submitted batches, newest first, with their status and request counts."""
+    """List submitted batches, newest first, with status and counts.
+
+    \b
+    Examples:
+      flowrun batches list
+      flowrun batches list --run batch-20261125-061502-a1b2c3 --json
+    """
     from .api import run_sync
     from .batch_api.manage import list_batches
     from .render import table
@@ -67,6 +73,10 @@ def batches_cancel(run_id: str) -> None:
     """Cancel a run's unfinished batches; its process submits nothing more.
 
     Requests already answered keep their results; `flowrun resume RUN_ID` goes on later.
+
+    \b
+    Example:
+      flowrun batches cancel batch-20261125-061502-a1b2c3
     """
     from .api import run_sync
     from .batch_api.manage import cancel_run

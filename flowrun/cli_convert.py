@@ -13,7 +13,12 @@ from .errors import UsageError
 
 @cli.group(context_settings=CONTEXT)
 def convert() -> None:
-    """Convert flows written for other tools into flowrun workflows."""
+    """Convert flows written for other tools into flowrun workflows.
+
+    \b
+    Example:
+      flowrun convert promptflow flows/web-classification -o web-classification.yaml
+    """
 
 
 @convert.command("promptflow", context_settings=CONTEXT)
@@ -38,7 +43,7 @@ def convert() -> None:
 def promptflow(
     flow_dir: Path, out: Path | None, variants: tuple[str, ...], force: bool, as_json: bool
 ) -> None:
-    """Convert a promptflow flow folder (flow.dag.yaml) into a flowrun workflow.
+    """Convert a promptflow flow folder (flow.dag.yaml) to a workflow.
 
     Prints each node and what it became, and everything that could not be converted.
     The flow's own files are not modified. Exit 0 when the workflow is runnable, 1 when

@@ -71,7 +71,9 @@ def starter_text(name: str, file: Path) -> str:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(name: str, folder: str, force: bool) -> None:
-    """Write a starter workflow NAME.yaml (with the editor schema modeline).
+    """Write a starter workflow NAME.yaml, ready to run.
+
+    The file starts with the editor schema modeline (completion and checks in VS Code).
 
     \b
     Example:

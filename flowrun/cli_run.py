@@ -177,7 +177,9 @@ def run(
     prices: str | None,
     cache: bool,
 ) -> None:
-    """Run a workflow: print its outputs (stdout) and its cost report (stderr).
+    """Run a workflow (or a batch of records); print outputs and cost.
+
+    Outputs go to stdout, the cost report to stderr.
 
     Exit codes: 0 succeeded, 1 the run failed (a step failed, the budget stopped it),
     2 the workflow file, inputs or options are invalid.
@@ -259,7 +261,7 @@ def resume(
     prices: str | None,
     cache: bool,
 ) -> None:
-    """Finish a failed or interrupted run; completed steps are not called again.
+    """Finish a failed or interrupted run, reusing its completed steps.
 
     \b
     Example:
@@ -313,7 +315,9 @@ def resume(
 def estimate(
     file: str, pairs: tuple[str, ...], inputs_file: str | None, prices: str | None, as_json: bool
 ) -> None:
-    """Render every prompt without calling a model; count tokens; print the worst-case cost.
+    """Worst-case tokens and dollars per step, without calling a model.
+
+    Renders every prompt and counts its tokens with tiktoken.
 
     \b
     Example:
@@ -361,7 +365,13 @@ def runs() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs_list(limit: int, status: str | None, as_json: bool) -> None:
-    """List recent runs, newest first."""
+    """List recent runs, newest first.
+
+    \b
+    Examples:
+      flowrun runs list --limit 5
+      flowrun runs list --status failed --json
+    """
     from .render import table
     from .store import RunStore
 
@@ -385,7 +395,12 @@ def runs_list(limit: int, status: str | None, as_json: bool) -> None:
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs_show(run_id: str, as_json: bool) -> None:
-    """Show one run: its steps, outputs, errors and cost."""
+    """Show one run: its steps, outputs, errors and cost.
+
+    \b
+    Example:
+      flowrun runs show 20261125-061502-a1b2c3 --json
+    """
     from .render import format_run_row
     from .store import RunStore
 

@@ -17,7 +17,7 @@ def _emit_json(data: Any) -> None:
 
 @cli.group(context_settings=CONTEXT)
 def threads() -> None:
-    """Conversations of chat steps with thread: (kept in the run store, FLOWRUN_HOME).
+    """Conversations kept by chat steps with thread: (in the run store).
 
     \b
     Examples:
@@ -30,7 +30,12 @@ def threads() -> None:
 @threads.command("list", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threads_list(as_json: bool) -> None:
-    """List threads, most recently updated first."""
+    """List threads, most recently updated first.
+
+    \b
+    Example:
+      flowrun threads list --json
+    """
     from .render import table
     from .store import RunStore
 
@@ -53,7 +58,12 @@ def threads_list(as_json: bool) -> None:
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threads_show(key: str, as_json: bool) -> None:
-    """Show every message of thread KEY, oldest first."""
+    """Show every message of thread KEY, oldest first.
+
+    \b
+    Example:
+      flowrun threads show support:c42
+    """
     from .store import RunStore
 
     with RunStore() as store:
@@ -70,7 +80,12 @@ def threads_show(key: str, as_json: bool) -> None:
 @threads.command("clear", context_settings=CONTEXT)
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 def threads_clear(keys: tuple[str, ...]) -> None:
-    """Forget threads: the next run with the same key starts a new conversation."""
+    """Forget threads: the next run with the same key starts afresh.
+
+    \b
+    Example:
+      flowrun threads clear support:c42 support:c43
+    """
     from .store import RunStore
 
     with RunStore() as store:
