@@ -62,7 +62,7 @@ def format_cost_report(result: RunResult) -> str:
         )
     c = result.cost
     total = (
-        f"total: {c.calls} calls, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
+        f"total: {c.calls} call{'' if c.calls == 1 else 's'}, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
         f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), ${c.total_usd:.6f}"
     )
     if c.batch_discount:
