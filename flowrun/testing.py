@@ -33,7 +33,14 @@ from flowrun._openapi_validation import REQUEST_SCHEMAS, OpenAPIValidator
 if TYPE_CHECKING:
     from flowrun.testing_batch import BatchAPI
 
-__all__ = ["LoopbackServer", "OpenAPIValidator", "RecordedRequest", "Reply", "ToolCall"]
+__all__ = [
+    "LoopbackServer",
+    "OpenAPIValidator",
+    "RecordedRequest",
+    "Reply",
+    "ToolCall",
+    "validate_every_server",
+]
 
 CHAT = "/chat/completions"
 EMBEDDINGS = "/embeddings"
@@ -202,15 +209,30 @@ def _split(text: str, parts: int = 4) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+_default_validator: OpenAPIValidator | None = None
+
+
+def validate_every_server(validator: OpenAPIValidator | None) -> None:
+    """Make every ``LoopbackServer`` created without ``validator=`` check requests with this one.
+
+    A test suite calls it once per session, so that servers it does not create itself (those
+    of ``flowrun run --mock`` and of the ``flowrun_server`` fixture) check every request too.
+    """
+    global _default_validator
+    _default_validator = validator
+
+
 class LoopbackServer:
     """An OpenAI-compatible server on ``127.0.0.1`` (random port), served from a daemon thread.
 
-    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    Use as a context manager, or call :meth:`start` / :meth:`stop`. A request that breaks the
+    OpenAPI spec of ``validator`` (default: the one given to :func:`validate_every_server`) is
+    answered 400 and listed in ``spec_violations``.
     """
 
     def __init__(self, latency: float = 0.0, validator: OpenAPIValidator | None = None) -> None:
         self.latency = latency
-        self.validator = validator
+        self.validator = validator if validator is not None else _default_validator
         self.default: Reply | Responder = echo
         self.requests: list[RecordedRequest] = []
         self.spec_violations: list[str] = []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flowrun.testing import LoopbackServer, OpenAPIValidator
+from flowrun.testing import LoopbackServer, OpenAPIValidator, validate_every_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -19,17 +18,27 @@ if (SHARED / "tiktoken-cache").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
 
 
-@pytest.fixture(scope="session")
-def openapi_validator() -> OpenAPIValidator | None:
-    """The official OpenAI OpenAPI spec, loaded once per session (``None`` if absent)."""
+@pytest.fixture(scope="session", autouse=True)
+def openapi_validator() -> Iterator[OpenAPIValidator | None]:
+    """The official OpenAI OpenAPI spec, loaded once per session.
+
+    Every loopback server of the session checks its requests with it, including those the
+    tests do not create themselves (``--mock`` runs, the ``flowrun_server`` fixture). Without
+    the spec the suite does not run (set FLOWRUN_TESTS_WITHOUT_OPENAPI=1 to run it unchecked).
+    """
     if not SPEC_PATH.is_file():
-        warnings.warn(
-            f"{SPEC_PATH} not found: requests are not validated against the OpenAPI spec",
-            pytest.PytestWarning,
-            stacklevel=1,
-        )
-        return None
-    return OpenAPIValidator(SPEC_PATH)
+        if os.environ.get("FLOWRUN_TESTS_WITHOUT_OPENAPI") != "1":
+            pytest.exit(
+                f"{SPEC_PATH} not found: the tests check every request against the OpenAI "
+                "OpenAPI spec (set FLOWRUN_TESTS_WITHOUT_OPENAPI=1 to run them unchecked)",
+                returncode=1,
+            )
+        yield None
+        return
+    validator = OpenAPIValidator(SPEC_PATH)
+    validate_every_server(validator)
+    yield validator
+    validate_every_server(None)
 
 
 @pytest.fixture

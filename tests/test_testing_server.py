@@ -384,3 +384,17 @@ def test_spec_violations_rejected_and_recorded(spec: OpenAPIValidator) -> None:
         # valid requests, including nulls the spec marks ``nullable``, pass
         assert ask(client, "fine", max_tokens=None, stop=None).choices[0].message.content
         assert len(srv.spec_violations) == 3
+
+
+def test_servers_the_suite_does_not_create_check_requests_too() -> None:
+    """--mock runs and the flowrun_server fixture start their own servers: the session's spec
+    validator (conftest) reaches them, so their requests are checked as well."""
+    from flowrun.mock import mock_openai
+
+    with mock_openai() as srv:
+        assert srv.validator is not None
+        resp = httpx2.post(srv.url + "/chat/completions", json={"model": MODEL})
+        assert resp.status_code == 400
+        assert srv.spec_violations == [
+            "POST /chat/completions: CreateChatCompletionRequest $: 'messages' is a required property"
+        ]
