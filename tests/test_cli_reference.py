@@ -37,3 +37,21 @@ def test_every_command_help_has_an_example(path: tuple[str, ...]) -> None:
     res = flowrun(*path, "--help")
     assert res.code == 0, res.output
     assert re.search(r"^  Examples?\b.*:\n    flowrun ", res.stdout, re.M), res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (["graph", "x.yaml", "--format", "png"], "Invalid value for '--format'", "flowrun graph"),
+        (["run"], "Missing argument 'FILE'.", "flowrun run"),
+        (["bogus"], "No such command 'bogus'.", "flowrun"),
+    ],
+)
+def test_a_bad_command_line_is_one_error_line_and_where_to_look(
+    args: list[str], message: str, command: str
+) -> None:
+    res = flowrun(*args)
+    assert res.code == 2
+    error, hint = res.stderr.splitlines()
+    assert error.startswith(f"error: {message}")
+    assert hint == f"hint: see '{command} --help'"
