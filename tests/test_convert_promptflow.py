@@ -406,6 +406,29 @@ def test_bad_flows(flow_copy, name, code, line):
     assert not (flow / "flowrun.yaml").exists()
 
 
+def test_invalid_yaml_is_one_line_naming_file_line_and_column(flow_copy):
+    flow = flow_copy("bad_yaml")
+    res = convert(flow)
+    assert res.code == 2
+    assert res.stderr.splitlines() == [
+        f"{flow}/flow.dag.yaml:5:38: invalid YAML: expected ',' or '}}', but got '{{' while "
+        "parsing a flow mapping; is a closing '}' missing?"
+    ]
+    assert res.stdout == ""
+    assert not (flow / "flowrun.yaml").exists()
+
+
+def test_a_repeated_key_in_the_flow_is_an_invalid_file(tmp_path):
+    flow = tmp_path / "twice"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text("inputs: {}\nnodes: []\ninputs:\n  q: {type: string}\n")
+    res = convert(flow)
+    assert res.code == 2
+    assert res.stderr.splitlines() == [
+        f"{flow}/flow.dag.yaml:3:1: duplicate key 'inputs' (first defined on line 1); keep only one"
+    ]
+
+
 def test_a_file_the_converter_did_not_write_is_not_overwritten(flow_copy):
     flow = flow_copy("chat_history")
     mine = flow / "flowrun.yaml"

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import Problem, WorkflowInvalid
+from ..yaml_source import describe_yaml_error, parse_yaml
 from .report import FlowProblem, NotAFlow
 
 DAG_FILES = ("flow.dag.yaml", "flow.dag.yml")
@@ -156,14 +158,7 @@ def find_dag(path: Path) -> Path:
 def read_flow(path: str | Path, variants: dict[str, str] | None = None) -> PfFlow:
     """Read a flow folder; structural problems (bad references...) are in ``flow.problems``."""
     dag = find_dag(Path(path))
-    try:
-        data = yaml.safe_load(dag.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotAFlow(f"{dag}: cannot read the file: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise NotAFlow(f"{dag}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = _load_dag(dag)
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
         raise NotAFlow(f"{dag}: not a promptflow flow (no list of nodes)")
     flow = PfFlow(dag.parent, dag, _inputs(data), _outputs(data), [], data)
@@ -180,6 +175,34 @@ def read_flow(path: str | Path, variants: dict[str, str] | None = None) -> PfFlo
         flow.problems.append(FlowProblem(file, name, "--variant names a node that does not exist"))
     _check_references(flow, file)
     return flow
+
+
+def _load_dag(dag: Path) -> Any:
+    """The parsed ``flow.dag.yaml``; a file that is not YAML, or repeats a key, is an invalid
+    file (exit 2) with one ``FILE:LINE:COL: message`` line per problem."""
+    try:
+        text = dag.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotAFlow(f"{dag}: cannot read the file: {exc}") from None
+    try:
+        data, _, duplicates = parse_yaml(text, str(dag))
+    except yaml.YAMLError as exc:
+        line, col, message = describe_yaml_error(exc, text)
+        raise WorkflowInvalid([Problem(str(dag), line, col, message)]) from None
+    if duplicates:  # ruamel.yaml (promptflow's reader) refuses them; the last would win here
+        raise WorkflowInvalid(
+            [
+                Problem(
+                    str(dag),
+                    d.line,
+                    d.col,
+                    f"duplicate key '{d.key}' (first defined on line {d.first_line}); "
+                    "keep only one",
+                )
+                for d in duplicates
+            ]
+        )
+    return data
 
 
 def _inputs(data: dict[str, Any]) -> dict[str, PfInput]:
