@@ -56,15 +56,12 @@ def promptflow(
       flowrun run flows/web-classification/flowrun.yaml \\
           --batch flows/web-classification/data.jsonl --output results.jsonl
     """
-    from .convert import NotRunnable, convert_promptflow, write_conversion, written_by_converter
+    from .convert import NotRunnable, check_overwrite, convert_promptflow, write_conversion
 
     conversion = convert_promptflow(flow_dir, out, variants=_variants(variants))
     target = conversion.out_path
-    if target.exists() and not force and not written_by_converter(target):
-        raise UsageError(
-            f"{target} exists and was not written by flowrun convert",
-            hint="pass --force to overwrite it, or -o to write elsewhere",
-        )
+    if not force:
+        check_overwrite(target)
     report = write_conversion(conversion)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -444,6 +444,30 @@ def test_a_file_the_converter_did_not_write_is_not_overwritten(flow_copy):
     assert convert(flow).code == 0  # its own output is rewritten freely
 
 
+def test_a_converted_file_edited_by_hand_is_not_overwritten(flow_copy):
+    flow = flow_copy("chat_history")
+    assert convert(flow).code == 0
+    wf = flow / "flowrun.yaml"
+    text = wf.read_text()
+    assert text.splitlines()[1].startswith("# checksum sha256:")
+    edited = text.replace("temperature: 0.7", "temperature: 0.1")  # the header lines are kept
+    assert edited != text
+    wf.write_text(edited)
+    res = convert(flow)
+    assert res.code == 2
+    assert res.stderr.splitlines() == [
+        f"error: {wf} was changed after flowrun convert wrote it (its checksum does not match)",
+        "hint: pass --force to overwrite the changes, or -o to write elsewhere",
+    ]
+    assert wf.read_text() == edited
+    # a file that kept the first header line but lost the checksum line is an edited one too
+    wf.write_text("\n".join(line for line in text.splitlines() if "checksum" not in line))
+    assert convert(flow).code == 2
+    assert convert(flow, "--force").code == 0
+    assert wf.read_text() == text
+    assert convert(flow).code == 0
+
+
 def test_output_outside_the_flow_folder_cannot_import_its_python(flow_copy, tmp_path):
     flow = flow_copy("switch")
     res = convert(flow, "-o", tmp_path / "elsewhere" / "wf.yaml")

@@ -8,7 +8,7 @@ print("\\n".join(report.lines()), report.runnable)
 
 from __future__ import annotations
 
-from .pf_yaml import written_by_converter
+from .pf_yaml import check_overwrite, output_state, written_by_converter
 from .promptflow import Conversion, convert_promptflow, write_conversion
 from .report import ConversionFailed, FlowProblem, Issue, NodeEntry, NotAFlow, NotRunnable, Report
 
@@ -21,7 +21,9 @@ __all__ = [
     "NotAFlow",
     "NotRunnable",
     "Report",
+    "check_overwrite",
     "convert_promptflow",
+    "output_state",
     "write_conversion",
     "written_by_converter",
 ]

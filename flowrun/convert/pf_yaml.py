@@ -3,23 +3,68 @@ multi-line prompts as literal blocks."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from ..errors import UsageError
 from .pf_flow import PfFlow
 
 HEADER = "# Converted from promptflow by `flowrun convert promptflow`"
+_CHECKSUM = "# checksum sha256:"
+_CHECKSUM_NOTE = " (an edited file is not overwritten without --force)"
+FileState = Literal["absent", "converted", "edited", "foreign"]
+
+
+def output_state(path: Path) -> FileState:
+    """Whether ``path`` is absent, as this command wrote it, written by it then edited, or
+    someone else's file. The second line holds a checksum of the rest of the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return "absent"
+    except (OSError, UnicodeDecodeError):
+        return "foreign"
+    first, _, rest = text.partition("\n")
+    if not first.startswith(HEADER):
+        return "foreign"
+    second, _, body = rest.partition("\n")
+    if not second.startswith(_CHECKSUM):
+        return "edited"
+    stored = second[len(_CHECKSUM) :].split(" ", 1)[0]
+    return "converted" if stored == _digest(first + "\n" + body) else "edited"
 
 
 def written_by_converter(path: Path) -> bool:
-    """Whether ``path`` is a file this command wrote (so it may be overwritten)."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return f.readline().startswith(HEADER)
-    except (OSError, UnicodeDecodeError):
-        return False
+    """Whether ``path`` is a file this command wrote and nobody edited (so it may be overwritten)."""
+    return output_state(path) == "converted"
+
+
+def check_overwrite(path: Path) -> None:
+    """Raise ``UsageError`` unless ``path`` is absent or an unedited file this command wrote."""
+    state = output_state(path)
+    if state == "foreign":
+        raise UsageError(
+            f"{path} exists and was not written by flowrun convert",
+            hint="pass --force to overwrite it, or -o to write elsewhere",
+        )
+    if state == "edited":
+        raise UsageError(
+            f"{path} was changed after flowrun convert wrote it (its checksum does not match)",
+            hint="pass --force to overwrite the changes, or -o to write elsewhere",
+        )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _with_checksum(text: str) -> str:
+    first, _, body = text.partition("\n")
+    digest = _digest(first + "\n" + body)
+    return f"{first}\n{_CHECKSUM}{digest}{_CHECKSUM_NOTE}\n{body}"
 
 
 # --- YAML --------------------------------------------------------------------------------
@@ -58,7 +103,7 @@ def dump_workflow(workflow: dict[str, Any], flow: PfFlow) -> str:
     blocks.append("steps:\n" + "\n".join(step_blocks))
     if "outputs" in workflow:
         blocks.append(_yaml({"outputs": workflow["outputs"]}))
-    return "\n".join(blocks)
+    return _with_checksum("\n".join(blocks))
 
 
 def _indent(text: str) -> str:
