@@ -104,6 +104,29 @@ def test_prices_come_from_the_table_with_cached_input_and_dated_snapshots(server
     assert result.cost.total_usd == pytest.approx(draft + polish + think, abs=1e-12)
 
 
+SNAPSHOTS = """\
+    version: 1
+    name: snapshots
+    defaults: {max_completion_tokens: 100}
+    steps:
+      may: {type: chat, model: gpt-4o-2024-05-13, prompt: "may snapshot"}
+      old: {type: chat, model: gpt-3.5-turbo-1106, prompt: "old snapshot"}
+"""
+
+
+def test_dated_snapshots_with_their_own_price_are_not_priced_as_the_base_model(server, tmp_path):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "cached_tokens": 500}
+    server.add(Reply(content="a", usage=usage), match="may snapshot")
+    server.add(Reply(content="b", usage=usage), match="old snapshot")
+    result = run_workflow(load_workflow(write(tmp_path, SNAPSHOTS)), store=False)
+    # gpt-4o-2024-05-13: $5 in / $15 out, no cached price (gpt-4o is $2.50 / $1.25 / $10)
+    may = per_million(1000, 5.00) + per_million(100, 15.00)
+    assert result.steps["may"].cost_usd == pytest.approx(may, abs=1e-12)
+    # gpt-3.5-turbo-1106: $1 in / $2 out (gpt-3.5-turbo is $0.50 / $1.50)
+    old = per_million(1000, 1.00) + per_million(100, 2.00)
+    assert result.steps["old"].cost_usd == pytest.approx(old, abs=1e-12)
+
+
 def test_an_unpriced_model_is_listed_and_never_counted_as_zero(server, tmp_path):
     script_costs(server)
     res = flowrun("run", write(tmp_path, COSTS), "--json")
