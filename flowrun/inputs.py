@@ -27,6 +27,11 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
     for name, decl in spec.inputs.items():
         if name in given:
             value = given[name]
+            if value is None and decl.required:
+                raise UsageError(
+                    f"input '{name}' is required and cannot be null; give it a {decl.type} value"
+                    f" (CLI: -i {name}=VALUE or --inputs-file)"
+                )
             if value is not None and not input_type_ok(value, decl.type):
                 raise UsageError(
                     f"input '{name}' must be of type {decl.type}, got {type(value).__name__}: {str(value)[:60]!r}"
@@ -36,7 +41,7 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
             values[name] = value
         elif decl.required:
             raise UsageError(
-                f"missing required input '{name}': pass -i {name}=VALUE (or --inputs-file)"
+                f"missing required input '{name}' (CLI: -i {name}=VALUE or --inputs-file)"
             )
         else:
             values[name] = decl.default

@@ -87,8 +87,14 @@ async def test_concurrent_arun_workflow_calls_share_the_loop(server):
 
 
 def test_invalid_inputs_raise_usage_error(server):
-    with pytest.raises(UsageError, match="missing required input 'text'"):
+    with pytest.raises(UsageError) as missing:
         run_workflow(SUMMARIZE, {})
+    assert missing.value.message == (
+        "missing required input 'text' (CLI: -i text=VALUE or --inputs-file)"
+    )
+    with pytest.raises(UsageError) as null:
+        run_workflow(SUMMARIZE, {"text": None})
+    assert null.value.message.startswith("input 'text' is required and cannot be null")
     with pytest.raises(UsageError, match="input 'text' must be of type string, got int"):
         run_workflow(SUMMARIZE, {"text": 5})
     assert server.requests == []

@@ -159,7 +159,7 @@ def test_estimate_checks_inputs_like_run(server):
     assert res.code == 2
     assert (
         res.stderr
-        == "error: missing required input 'text': pass -i text=VALUE (or --inputs-file)\n"
+        == "error: missing required input 'text' (CLI: -i text=VALUE or --inputs-file)\n"
     )
 
 

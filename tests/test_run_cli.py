@@ -60,7 +60,7 @@ def test_defaults_fill_optional_inputs(server, inputs_wf):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "missing required input 'text': pass -i text=VALUE (or --inputs-file)"),
+        ([], "missing required input 'text' (CLI: -i text=VALUE or --inputs-file)"),
         (
             ["-i", "text=x", "-i", "colour=red"],
             "unknown input 'colour' (the workflow declares: text, n, flag, tags, ratio)",
@@ -94,6 +94,19 @@ def test_bad_inputs_are_exit_2_with_one_clear_line(server, inputs_wf, args, mess
     assert res.code == 2
     assert res.stdout == ""
     assert res.stderr == f"error: {message}\n"
+    assert server.requests == []
+
+
+def test_null_for_a_required_input_is_exit_2(server, inputs_wf, tmp_path):
+    for name, text in (("in.json", '{"text": null}'), ("in.yaml", "text: ~\n")):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        res = flowrun("run", inputs_wf, "--inputs-file", path)
+        assert res.code == 2
+        assert res.stderr == (
+            "error: input 'text' is required and cannot be null; give it a string value "
+            "(CLI: -i text=VALUE or --inputs-file)\n"
+        )
     assert server.requests == []
 
 
