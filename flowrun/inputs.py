@@ -30,7 +30,6 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
             if value is None and decl.required:
                 raise UsageError(
                     f"input '{name}' is required and cannot be null; give it a {decl.type} value"
-                    f" (CLI: -i {name}=VALUE or --inputs-file)"
                 )
             if value is not None and not input_type_ok(value, decl.type):
                 raise UsageError(

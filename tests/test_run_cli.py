@@ -104,8 +104,7 @@ def test_null_for_a_required_input_is_exit_2(server, inputs_wf, tmp_path):
         res = flowrun("run", inputs_wf, "--inputs-file", path)
         assert res.code == 2
         assert res.stderr == (
-            "error: input 'text' is required and cannot be null; give it a string value "
-            "(CLI: -i text=VALUE or --inputs-file)\n"
+            "error: input 'text' is required and cannot be null; give it a string value\n"
         )
     assert server.requests == []
 
