@@ -359,6 +359,83 @@ def test_package_tools_and_aggregation_nodes_are_reported_and_exit_1(flow_copy, 
     assert server.requests == []
 
 
+def test_every_flow_and_node_key_is_converted_or_reported(flow_copy, server, monkeypatch):
+    flow = flow_copy("env_stream")
+    res = convert(flow)
+    assert res.code == 0, res.output  # runnable, once the variables are exported
+    assert res.stdout.splitlines()[1:] == [
+        "nodes:",
+        "  language  python          -> tool step, language:language",
+        "  greet     llm (api chat)  -> chat step, messages from greet.jinja2",
+        "before running it (outside the workflow file):",
+        "  - environment_variables (GREETING_LANGUAGE, SERP_KEY): flowrun does not set "
+        "environment variables: export them in the shell or on the cron line that runs flowrun "
+        "(export GREETING_LANGUAGE=... SERP_KEY=...; in the flow SERP_KEY is "
+        "${serp_connection.api_key}: a promptflow connection's value)",
+        "  - environment: install the flow's requirements yourself (e.g. pip install -r "
+        "requirements.txt)",
+        "not converted (no change to what runs):",
+        "  - message_format: basic: promptflow's default; flowrun takes an image as a path or "
+        "URL string",
+        "  - display_name, tags: promptflow metadata; a flowrun workflow has only a name and a "
+        "description",
+        "  - language: module promptflow.tools.python: the module promptflow imports for the "
+        "node's tool; flowrun does not need it",
+        "  - greet: key 'retries': promptflow does not read this key either; left out",
+        "result: runnable (flowrun validate passes)",
+    ]
+    wf = load_workflow(flow / "flowrun.yaml")
+    assert (wf.spec.name, wf.spec.description) == (
+        "greeter-flow",
+        "Greets the user in the language of the deployment.",
+    )
+    assert wf.spec.steps["greet"].description == (
+        "promptflow llm node 'greet' (greet.jinja2): one line, streamed"
+    )
+    monkeypatch.setenv("GREETING_LANGUAGE", "French")
+    server.add(Reply(content="Bonjour, Ada !"))
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"greeting": "Bonjour, Ada !", "language": "French"}
+    (body,) = bodies(server)
+    assert body["stream"] is True  # stream: true on the llm node
+    assert body["max_completion_tokens"] == 20
+    assert body["messages"] == [
+        {"role": "system", "content": "You greet people in French."},
+        {"role": "user", "content": "Greet Ada."},
+    ]
+
+
+def test_unknown_keys_and_a_csharp_flow_are_reported(tmp_path):
+    flow = tmp_path / "odd"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        """
+language: csharp
+owner: me
+inputs:
+  q: {type: string, secret: true}
+outputs:
+  a: {type: string, reference: "${inputs.q}", evaluation_only: true}
+nodes: []
+"""
+    )
+    res = convert(flow)
+    assert res.code == 1
+    lines = res.stdout.splitlines()
+    assert lines[lines.index("not converted (the workflow does not run as the flow did):") + 1] == (
+        "  - language: csharp: the flow's code is not Python; flowrun calls Python functions only"
+    )
+    assert "  - key 'owner': promptflow does not read this key either; left out" in lines
+    assert (
+        "  - input 'q': key 'secret': promptflow does not read this key either; left out" in lines
+    )
+    assert (
+        "  - output 'a': evaluation_only: flowrun has no evaluation runs; the output is computed "
+        "on every run"
+    ) in lines
+
+
 def test_report_as_json(flow_copy):
     flow = flow_copy("partly")
     res = convert(flow, "--json")

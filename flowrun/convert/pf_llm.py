@@ -88,6 +88,16 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
     n = number(value("n"), int)
     if n not in (None, 1):
         report.add(node.name, f"n: {n}", "flowrun asks for one completion per call")
+    stream = value("stream")
+    if stream is True or str(stream).strip().lower() == "true":
+        out["stream"] = True
+    for name in ("suffix", "logprobs", "echo", "best_of", "prompt"):
+        if not _unset(value(name)):
+            report.add(
+                node.name,
+                name,
+                "a parameter of the completions API; flowrun calls chat completions: left out",
+            )
     for name in ("tools", "functions", "tool_choice", "function_call"):
         if value(name) not in (None, [], {}):
             report.add(
@@ -97,3 +107,27 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
                 "tools: and a chat step's tools: instead",
             )
     return out
+
+
+def connection_notes(node: PfNode, report: Report) -> None:
+    """Where flowrun finds the server and key that the node's connection held."""
+    connection = node.data.get("connection") or node.inputs.get("connection")
+    if connection:
+        report.add(
+            node.name,
+            f"connection '{connection}'",
+            "flowrun calls the server in OPENAI_BASE_URL with OPENAI_API_KEY",
+            blocking=False,
+        )
+    if node.data.get("provider") == "AzureOpenAI":
+        report.add(
+            node.name,
+            "provider AzureOpenAI",
+            "the deployment name is the model; point OPENAI_BASE_URL at "
+            "https://<resource>.openai.azure.com/openai/v1/",
+            blocking=False,
+        )
+
+
+def _unset(value: Any) -> bool:
+    return value in (None, False, 0, [], {}) or str(value).strip().lower() in ("false", "0", "none")

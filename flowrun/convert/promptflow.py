@@ -31,7 +31,8 @@ from typing import Any
 
 from ..errors import WorkflowInvalid
 from .pf_flow import PfFlow, PfNode, access, parse_ref, read_flow
-from .pf_llm import LLM_PARAMS, model_params
+from .pf_keys import report_flow_keys
+from .pf_llm import LLM_PARAMS, connection_notes, model_params
 from .pf_prompt import PromptError, jinja_literal, translate
 from .pf_python import PythonToolError, ToolFunction, find_tool
 from .pf_values import coerce, strings, typed
@@ -103,10 +104,14 @@ class _Converter:
         self.outside: list[str] = []  # Python files the workflow's folder cannot import
 
     def run(self) -> dict[str, Any]:
+        data = self.flow.data
+        description = data.get("description")
         workflow: dict[str, Any] = {
             "version": 1,
-            "name": _name(self.flow.dir),
-            "description": f"Converted from the promptflow flow in {self.flow.dir.name}/",
+            "name": _name(str(data.get("name") or self.flow.dir.resolve().name)),
+            "description": str(description)
+            if description
+            else f"Converted from the promptflow flow in {self.flow.dir.name}/",
         }
         inputs = self.inputs()
         if inputs:
@@ -166,7 +171,6 @@ class _Converter:
         return out
 
     def notes(self) -> None:
-        data = self.flow.data
         if self.outside:
             self.report.add(
                 None,
@@ -174,53 +178,7 @@ class _Converter:
                 "the workflow is written outside the flow folder, so its tool steps cannot "
                 "import them: write it into the flow folder (the default)",
             )
-        chat_flags = [
-            f"{section} '{name}'"
-            for section in ("inputs", "outputs")
-            for name, spec in (data.get(section) or {}).items()
-            if isinstance(spec, dict)
-            and any(spec.get(k) for k in ("is_chat_input", "is_chat_output", "is_chat_history"))
-        ]
-        if chat_flags:
-            self.report.add(
-                None,
-                "is_chat_input / is_chat_output (" + ", ".join(chat_flags) + ")",
-                "they only drive pf's interactive chat; a flowrun run is one turn: pass the "
-                "chat history as an input",
-                blocking=False,
-            )
-        cached = [n.name for n in self.flow.nodes if n.data.get("enable_cache")]
-        if cached:
-            self.report.add(
-                None,
-                f"enable_cache ({', '.join(cached)})",
-                "flowrun caches model replies per run with --cache instead",
-                blocking=False,
-            )
-        if data.get("environment"):
-            self.report.add(
-                None,
-                "environment",
-                "install the flow's requirements yourself (e.g. pip install -r requirements.txt)",
-                blocking=False,
-            )
-        if data.get("additional_includes"):
-            self.report.add(
-                None,
-                "additional_includes",
-                "the listed files are not copied next to the flow; tool steps import from the "
-                "flow folder",
-            )
-        for node in self.flow.nodes:
-            if node.other_variants:
-                others = ", ".join(node.other_variants)
-                self.report.add(
-                    node.name,
-                    f"variants {others}",
-                    f"variant '{node.variant}' was converted; for another one convert again "
-                    f"with --variant {node.name}.{node.other_variants[0]}",
-                    blocking=False,
-                )
+        report_flow_keys(self.flow, self.report)
 
     # --- bypass rules -------------------------------------------------------------------
     def find_bypassable(self) -> None:
@@ -290,6 +248,9 @@ class _Converter:
                 **step,
             }
             became += f", {words}"
+        comment = node.data.get("comment")
+        if comment:
+            step["description"] = f"{step['description']}: {comment}"
         label = f"llm (api {node.data.get('api') or 'chat'})" if kind == "llm" else kind
         if node.activate is not None:
             label += ", activate"
@@ -379,22 +340,7 @@ class _Converter:
                 "flowrun calls the chat completions API: the prompt is sent as one user "
                 "message, so a chat model's answer may differ from the completion model's",
             )
-        connection = node.data.get("connection") or inputs.get("connection")
-        if connection:
-            self.report.add(
-                node.name,
-                f"connection '{connection}'",
-                "flowrun calls the server in OPENAI_BASE_URL with OPENAI_API_KEY",
-                blocking=False,
-            )
-        if node.data.get("provider") == "AzureOpenAI":
-            self.report.add(
-                node.name,
-                "provider AzureOpenAI",
-                "the deployment name is the model; point OPENAI_BASE_URL at "
-                "https://<resource>.openai.azure.com/openai/v1/",
-                blocking=False,
-            )
+        connection_notes(node, self.report)
         return step, became
 
     def prompt(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
@@ -491,6 +437,6 @@ def _skipped(step: str) -> str:
     return f"steps{access(step)}.skipped"
 
 
-def _name(folder: Path) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-")
+def _name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
     return name or "converted-flow"

@@ -1,8 +1,10 @@
 """What a conversion did: each node and what it became, and everything that did not convert.
 
-Nothing is dropped silently: a construct that could not be converted is an ``Issue``. A
+Nothing is dropped silently: every key of the flow that is not converted is an ``Issue``. A
 *blocking* issue means the converted workflow does not run the way the flow did (the command
-exits 1); the others are listed for the reader and do not change the run (exit 0).
+exits 1); a *setup* issue is something to do outside the file before running it (export
+environment variables, install requirements: exit 0, the file is runnable); the others are
+listed for the reader and do not change the run (exit 0).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Issue:
     what: str
     reason: str
     blocking: bool = True
+    setup: bool = False  #: something to do before running (never blocking)
 
     def __str__(self) -> str:
         return (
@@ -84,8 +87,16 @@ class Report:
     )  #: ``flowrun validate`` problems of the result
     steps: int = 0
 
-    def add(self, node: str | None, what: str, reason: str, *, blocking: bool = True) -> None:
-        self.issues.append(Issue(node, what, reason, blocking))
+    def add(
+        self,
+        node: str | None,
+        what: str,
+        reason: str,
+        *,
+        blocking: bool = True,
+        setup: bool = False,
+    ) -> None:
+        self.issues.append(Issue(node, what, reason, blocking and not setup, setup))
 
     @property
     def runnable(self) -> bool:
@@ -98,10 +109,14 @@ class Report:
         kind_width = max((len(n.kind) for n in self.nodes), default=0)
         out += [f"  {n.node:<{width}}  {n.kind:<{kind_width}}  -> {n.became}" for n in self.nodes]
         blocking = [i for i in self.issues if i.blocking]
-        notes = [i for i in self.issues if not i.blocking]
+        setup = [i for i in self.issues if i.setup]
+        notes = [i for i in self.issues if not i.blocking and not i.setup]
         if blocking:
             out.append("not converted (the workflow does not run as the flow did):")
             out += [f"  - {i}" for i in blocking]
+        if setup:
+            out.append("before running it (outside the workflow file):")
+            out += [f"  - {i}" for i in setup]
         if notes:
             out.append("not converted (no change to what runs):")
             out += [f"  - {i}" for i in notes]
