@@ -57,16 +57,7 @@ class Services:
         prompt_tokens: int | None = None
         if info and _size_bound(request, model) + max_out > info.context_window:
             prompt_tokens = count_request(request, model)
-            if prompt_tokens + (request.get("max_completion_tokens") or 0) > info.context_window:
-                raise StepError(
-                    f"the prompt has {prompt_tokens:,} tokens"
-                    + (
-                        f" + max_completion_tokens {request['max_completion_tokens']:,}"
-                        if request.get("max_completion_tokens")
-                        else ""
-                    )
-                    + f", more than {model}'s context window of {info.context_window:,} tokens; shorten the input or use a larger model"
-                )
+            _check_window(env, request, prompt_tokens, info.context_window)
         use_cache = self.cache is not None and (self.cache_all or bool(env.setting("cache")))
         if use_cache:
             hit = self.cache.get(request)  # type: ignore[union-attr]
@@ -114,7 +105,7 @@ class Services:
     # --- embeddings ---------------------------------------------------------------
     async def embed(self, env: StepEnv, request: dict[str, Any]) -> EmbedReply:
         """Make one embeddings call for ``env``'s step and record it."""
-        from .tokens import count_text
+        from .tokens import count_text, counts_exact
 
         model = request["model"]
         env.record.model = env.record.model or model
@@ -124,7 +115,13 @@ class Services:
             for i, text in enumerate(texts):
                 if len(text.encode("utf-8")) > info.context_window:  # else it surely fits
                     n = count_text(text, model)
-                    if n > info.context_window:
+                    if n > info.context_window and not counts_exact(model):
+                        _warn_approximate(
+                            env,
+                            f"an input may pass {model}'s limit of "
+                            f"{info.context_window:,} tokens per input",
+                        )
+                    elif n > info.context_window:
                         where = f"input {i}" if isinstance(request["input"], list) else "the input"
                         raise StepError(
                             f"{where} has {n:,} tokens, more than {model}'s limit of "
@@ -167,6 +164,38 @@ class Services:
         )
         env.record.model = env.record.model or model
         return cost
+
+
+def _check_window(env: StepEnv, request: dict[str, Any], prompt_tokens: int, window: int) -> None:
+    """Refuse a prompt that cannot fit the context window, when the count is exact.
+
+    An approximate count (no tiktoken encodings) can be far off either way, so then the call
+    is made and the step warns instead.
+    """
+    from .tokens import counts_exact
+
+    model, reserved = request["model"], request.get("max_completion_tokens") or 0
+    if prompt_tokens + reserved <= window:
+        return
+    if not counts_exact(model):
+        _warn_approximate(
+            env, f"the prompt may not fit {model}'s context window of {window:,} tokens"
+        )
+        return
+    raise StepError(
+        f"the prompt has {prompt_tokens:,} tokens"
+        + (f" + max_completion_tokens {reserved:,}" if reserved else "")
+        + f", more than {model}'s context window of {window:,} tokens; "
+        "shorten the input or use a larger model"
+    )
+
+
+def _warn_approximate(env: StepEnv, what: str) -> None:
+    """One warning per step that a limit was not enforced on an approximate count."""
+    env.warn(
+        f"step '{env.step_id}': {what} by an approximate count (the tiktoken encodings could "
+        "not be loaded), so it was sent anyway"
+    )
 
 
 def _size_bound(request: dict[str, Any], model: str) -> int:

@@ -135,6 +135,11 @@ def _patches(width: int, height: int) -> int:
     return min(MAX_PATCHES, math.ceil(width * shrink / 32) * math.ceil(height * shrink / 32))
 
 
+def counts_exact(model: str | None) -> bool:
+    """Whether ``model``'s counts come from tiktoken (not the 4-characters-per-token estimate)."""
+    return _encoding(encoding_name(model)) is not None
+
+
 def encodings_available() -> bool:
     """Whether real counts (not estimates) are being produced."""
     return _encoding("o200k_base") is not None

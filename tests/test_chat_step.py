@@ -11,7 +11,7 @@ import pytest
 
 from flowrun import load_workflow, run_workflow
 from flowrun.testing import Reply
-from tests.helpers import flowrun
+from tests.helpers import flowrun, flowrun_process
 from tests.imagefiles import jpeg_bytes, png_bytes
 
 
@@ -370,6 +370,49 @@ def test_a_large_prompt_that_fits_is_sent(server, tmp_path):
     )
     assert run(path, {"text": big}).status == "succeeded"
     assert len(server.requests) == 1
+
+
+OFFLINE_TIKTOKEN = {  # every download fails at once; the loopback server is still reached
+    **{k: "http://127.0.0.1:9" for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")},
+    "NO_PROXY": "127.0.0.1",
+    "no_proxy": "127.0.0.1",
+}
+
+
+def test_without_tiktoken_an_approximate_count_never_refuses_a_prompt(server, tmp_path):
+    """~140k tokens by 4 characters per token, ~40k really: sent, with one warning per step."""
+    (tmp_path / "cache").mkdir()
+    text = tmp_path / "text.txt"
+    text.write_text("understanding " * 40_000)
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            name: approx
+            inputs: {text: {type: string}, long: {type: string}}
+            steps:
+              s: {type: chat, model: gpt-4o-mini, prompt: "{{ inputs.text }}"}
+              v: {type: embed, input: ["{{ inputs.long }}", "{{ inputs.long }}"]}
+            """
+        )
+    )
+    res = flowrun_process(
+        "run", path, "-i", f"text=@{text}", "-i", "long=" + "internationalization " * 3000,
+        "--json", env={**OFFLINE_TIKTOKEN, "TIKTOKEN_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert sorted(r.path for r in server.requests) == ["/chat/completions", "/embeddings"]
+    approximately = "by an approximate count (the tiktoken encodings could not be loaded), so it was sent anyway"
+    assert doc["steps"]["s"]["warnings"] == [
+        "step 's': the prompt may not fit gpt-4o-mini's context window of 128,000 tokens "
+        + approximately
+    ]
+    assert doc["steps"]["v"]["warnings"] == [
+        "step 'v': an input may pass text-embedding-3-small's limit of 8,191 tokens per input "
+        + approximately
+    ]
 
 
 def test_an_embedding_input_over_the_models_limit_is_refused_before_any_request(server, tmp_path):
