@@ -549,7 +549,7 @@ async def arun_batch(
     ``{"question": "${data.q}"}``); other columns are carried as ``result.extra``.
     ``max_cost`` caps the whole batch. Pass a ``BatchSummary`` to read totals afterwards.
     ``via="batch-api"`` runs it through the OpenAI Batch API in waves (``docs/batch-api.md``);
-    ``concurrency`` is then the window of records in flight (default 20,000).
+    ``concurrency`` is then the window of records in flight (default 10,000).
     """
     _check_via(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)

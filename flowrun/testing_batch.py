@@ -10,6 +10,7 @@ responders as live requests (scripted ``Reply``, ``match=``, callables, the defa
     server.batch_api.create_latency = 5          # POST /batches answers late (to test crashes)
     server.batch_api.fail_after_create = 1       # the next create makes the batch, answers 500
     server.batch_api.batches[0].custom_ids       # what each created batch contained
+    server.batch_api.max_embedding_inputs = 10   # per-batch limits (also max_requests, max_bytes)
 
 Lifecycle: ``validating`` on create, ``in_progress`` from the first retrieve, ``completed``
 once ``completion_delay`` has passed (lines are processed then, lazily, on a retrieve or
@@ -39,6 +40,7 @@ LINE_PATHS = {"/v1/chat/completions": "/chat/completions", "/v1/embeddings": "/e
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200 * 1024 * 1024
+MAX_EMBEDDING_INPUTS = 50_000  # embedding inputs across all requests of one batch
 _ERROR_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
     "batch_cancelled": "This request could not be executed because the batch was cancelled.",
@@ -136,6 +138,7 @@ class BatchAPI:
         self.fail_after_create = 0
         self.max_requests = MAX_REQUESTS
         self.max_bytes = MAX_BYTES
+        self.max_embedding_inputs = MAX_EMBEDDING_INPUTS
         self.files: dict[str, StoredFile] = {}
         self.batches: list[BatchRecord] = []
         self.requests: list[RecordedRequest] = []  #: every batch line processed, in order
@@ -267,6 +270,7 @@ class BatchAPI:
             problems.append(_problem("file_too_large", f"over {self.max_bytes} bytes", None))
         models: set[str] = set()
         seen: set[str] = set()
+        inputs = 0
         for number, raw in enumerate(data.splitlines(), start=1):
             try:
                 line = json.loads(raw)
@@ -283,11 +287,21 @@ class BatchAPI:
                 continue
             seen.add(cid)
             models.add(str(body.get("model")))
+            if batch.endpoint == "/v1/embeddings":
+                given = body.get("input")
+                inputs += (
+                    len(given)
+                    if isinstance(given, list) and given and not isinstance(given[0], int)
+                    else 1
+                )
             batch.custom_ids.append(cid)
             batch.lines.append(line)
         if len(batch.lines) > self.max_requests:
             message = f"{len(batch.lines)} requests, more than {self.max_requests}"
             problems.append(_problem("too_many_requests", message, None))
+        if inputs > self.max_embedding_inputs:
+            message = f"{inputs} embedding inputs, more than {self.max_embedding_inputs}"
+            problems.append(_problem("too_many_embedding_inputs", message, None))
         if len(models) > 1:
             message = f"all requests of a batch must use one model, got {sorted(models)}"
             problems.append(_problem("mixed_models", message, None))

@@ -167,3 +167,21 @@ def test_lines_are_validated_against_the_openapi_spec(openapi_validator) -> None
                 input_file_id="file-x", endpoint="/v1/chat/completions", completion_window="1h"
             )
         assert any("CreateBatchRequest" in v for v in server.spec_violations)
+
+
+def test_an_embeddings_batch_over_the_input_limit_fails(
+    server: LoopbackServer, client: OpenAI
+) -> None:
+    server.batch_api.max_embedding_inputs = 3
+
+    def row(cid: str, texts: list[str]) -> dict:
+        body = {"model": "text-embedding-3-small", "input": texts, "dimensions": 4}
+        return {"custom_id": cid, "method": "POST", "url": "/v1/embeddings", "body": body}
+
+    over = submit(client, [row("a", ["x", "y"]), row("b", ["z", "w"])], "/v1/embeddings")
+    done = client.batches.retrieve(over.id)
+    assert done.status == "failed"
+    assert done.errors.data[0].code == "too_many_embedding_inputs"
+    assert "4 embedding inputs, more than 3" in done.errors.data[0].message
+    fits = submit(client, [row("c", ["x", "y"]), row("d", ["z"])], "/v1/embeddings")
+    assert client.batches.retrieve(fits.id).status == "completed"

@@ -52,7 +52,7 @@ from .transport import BatchSnapshot, BatchTransport
 CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call")
 DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
 POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
-LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES]" per input file (for tests)
+LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES[,EMBEDDING_INPUTS]]" per file (tests)
 CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
 COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
 
@@ -74,8 +74,8 @@ class WaveSettings:
             values["poll_initial"] = float(first)
             values["poll_max"] = float(last or max(float(first), cls.poll_max))
         if raw := os.environ.get(LIMITS_ENV):
-            first, _, last = raw.partition(",")
-            values["limits"] = Limits(int(first), int(last or Limits.max_bytes))
+            given = [int(x) for x in raw.split(",") if x.strip()]
+            values["limits"] = Limits(*given[:3])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
