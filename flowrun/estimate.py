@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import DEFAULT_EMBED_MODEL, model_info
-from .errors import StepFailed
+from .errors import StepFailed, UsageError
 from .executor import is_truthy
 from .graph import topological_index
 from .inputs import resolve_inputs
@@ -19,6 +19,7 @@ from .loader import LoadedWorkflow
 from .pricing import PriceTable, load_price_table
 from .runtime import Services
 from .steps.base import StepEnv, StepError, StepRecord
+from .steps.messages import ImageFileError, build_messages
 from .templating import TemplateError, render
 from .tools import Toolbox
 
@@ -43,6 +44,8 @@ class Placeholder(str):
 
 @dataclass
 class StepEstimate:
+    """One step's worst case. ``unbounded``: no output limit is known, so neither is its cost."""
+
     id: str
     type: str
     model: str | None = None
@@ -52,6 +55,12 @@ class StepEstimate:
     worst_case_usd: float | None = 0.0
     lower_bound: bool = False
     note: str = ""
+    unpriced: bool = False
+    unbounded: bool = False
+    over_context_window: bool = False
+
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,11 +68,13 @@ class StepEstimate:
             "model": self.model,
             "calls": self.calls,
             "prompt_tokens": self.prompt_tokens,
-            "max_completion_tokens": self.max_completion_tokens,
+            "max_completion_tokens": None if self.unbounded else self.max_completion_tokens,
             "worst_case_usd": None
             if self.worst_case_usd is None
             else round(self.worst_case_usd, 8),
             "lower_bound": self.lower_bound,
+            "unbounded": self.unbounded,
+            "over_context_window": self.over_context_window,
             "note": self.note,
         }
 
@@ -75,18 +86,22 @@ class Estimate:
 
     @property
     def total_usd(self) -> float:
+        """The priced, bounded steps' worst cases (see ``unbounded_steps`` and ``unpriced_models``)."""
         return sum(s.worst_case_usd or 0.0 for s in self.steps.values())
 
     @property
+    def unbounded_steps(self) -> list[str]:
+        return [sid for sid, s in self.steps.items() if s.unbounded]
+
+    @property
     def unpriced_models(self) -> list[str]:
-        return sorted(
-            {s.model for s in self.steps.values() if s.worst_case_usd is None and s.model}
-        )
+        return sorted({s.model for s in self.steps.values() if s.unpriced and s.model})
 
     def to_json(self) -> dict[str, Any]:
         return {
             "steps": {sid: s.to_json() for sid, s in self.steps.items()},
-            "total_worst_case_usd": round(self.total_usd, 8),
+            "total_worst_case_usd": None if self.unbounded_steps else round(self.total_usd, 8),
+            "unbounded_steps": self.unbounded_steps,
             "unpriced_models": self.unpriced_models,
             "exact_tokens": self.exact_tokens,
         }
@@ -95,11 +110,11 @@ class Estimate:
 def estimate_workflow(
     wf: LoadedWorkflow, inputs: dict[str, Any] | None = None, *, prices: PriceTable | None = None
 ) -> Estimate:
-    """Worst-case tokens and dollars per step, without calling any model."""
+    """Worst-case tokens and dollars per step, without calling any model.
+
+    Invalid inputs and missing or non-image local files raise ``UsageError``.
+    """
     from . import tokens
-    from .steps.chat import chat_request
-    from .steps.extract import extract_request
-    from .steps.messages import build_messages
 
     prices = prices or load_price_table()
     values = resolve_inputs(wf.spec, inputs)
@@ -116,57 +131,119 @@ def estimate_workflow(
             est.calls, est.worst_case_usd, est.note = 0, 0.0, "no model call"
             continue
         try:
-            items = [None]
-            if step.foreach is not None:
-                rendered = render(step.foreach, scope)
-                if isinstance(rendered, Placeholder):
-                    est.note = "foreach over a step's output: counted for 1 item"
-                elif isinstance(rendered, (list, tuple, dict)):
-                    items = list(rendered) or []
-            condition = render(step.when, scope) if step.when is not None else True
-            if not isinstance(condition, Placeholder) and not is_truthy(condition):
-                est.note = "skipped: when is false for these inputs"
-                est.calls, est.worst_case_usd = 0, 0.0
-                continue
-            est.calls = len(items)
-            for index, item in enumerate(items):
-                item_scope = {
-                    **scope,
-                    "item": Placeholder("item") if item is None else item,
-                    "index": index,
-                }
-                env = StepEnv(sid, step, wf, item_scope, services, StepRecord(), index)
-                if step.type == "embed":
-                    est.model = step.model or DEFAULT_EMBED_MODEL
-                    value = render(step.input, item_scope)
-                    texts = [value] if isinstance(value, str) else [str(v) for v in value]
-                    est.prompt_tokens += sum(tokens.count_text(t, est.model) for t in texts)
-                    continue
-                est.model = env.setting("model")
-                messages = build_messages(env)
-                if step.type == "chat":
-                    request = chat_request(env, messages)
-                else:
-                    request = extract_request(env, messages, wf.schemas[(sid, "schema")])
-                est.prompt_tokens += tokens.count_request(request, est.model)
-                info = model_info(est.model)
-                est.max_completion_tokens += env.setting("max_completion_tokens") or (
-                    info.max_output_tokens if info else 0
-                )
+            counted = _count_step(wf, sid, step, scope, services, est)
+        except ImageFileError as exc:
+            raise UsageError(f"step '{sid}' failed: {exc}") from None
         except (TemplateError, StepError) as exc:
             raise StepFailed(sid, str(exc)) from None
-        repeats = (step.max_repairs + 1) if step.type == "extract" else 1
-        cost = (
-            prices.worst_case(est.model, est.prompt_tokens, est.max_completion_tokens)
-            if est.model
-            else None
-        )
-        est.worst_case_usd = None if cost is None else cost * repeats
-        if repeats > 1:
-            est.note = (
-                est.note + "; " if est.note else ""
-            ) + f"includes {repeats - 1} possible repair(s)"
+        if counted:
+            _price_step(est, step, prices)
     return report
+
+
+def _count_step(
+    wf: LoadedWorkflow,
+    sid: str,
+    step: Any,
+    scope: dict[str, Any],
+    services: Services,
+    est: StepEstimate,
+) -> bool:
+    """Count a model step's tokens into ``est``; False when ``when`` skips it."""
+    items: list[Any] = [None]
+    if step.foreach is not None:
+        rendered = render(step.foreach, scope)
+        if isinstance(rendered, Placeholder):
+            est.note = "foreach over a step's output: counted for 1 item"
+        elif isinstance(rendered, (list, tuple, dict)):
+            items = list(rendered) or []
+    condition = render(step.when, scope) if step.when is not None else True
+    if not isinstance(condition, Placeholder) and not is_truthy(condition):
+        est.note = "skipped: when is false for these inputs"
+        est.calls, est.worst_case_usd = 0, 0.0
+        return False
+    est.calls = len(items)
+    for index, item in enumerate(items):
+        item_scope = {
+            **scope,
+            "item": Placeholder("item") if item is None else item,
+            "index": index,
+        }
+        env = StepEnv(sid, step, wf, item_scope, services, StepRecord(), index)
+        if step.type == "embed":
+            _count_embed(env, est)
+        else:
+            _count_chat(env, est)
+    return True
+
+
+def _count_embed(env: StepEnv, est: StepEstimate) -> None:
+    from .tokens import count_text
+
+    est.model = env.step.model or DEFAULT_EMBED_MODEL
+    value = render(env.step.input, env.scope)
+    texts = [value] if isinstance(value, str) else [str(v) for v in value]
+    counts = [count_text(t, est.model) for t in texts]
+    est.prompt_tokens += sum(counts)
+    info = model_info(est.model)
+    if info and info.embedding and any(n > info.context_window for n in counts):
+        _mark_over(est, f"{est.model}'s limit of {info.context_window:,} tokens per input")
+
+
+def _count_chat(env: StepEnv, est: StepEstimate) -> None:
+    from .steps.chat import chat_request
+    from .steps.extract import extract_request
+    from .tokens import count_request
+
+    step = env.step
+    est.model = env.setting("model")
+    messages = build_messages(env)
+    if step.type == "chat":
+        request = chat_request(env, messages)
+    else:
+        request = extract_request(env, messages, env.workflow.schemas[(env.step_id, "schema")])
+    prompt = count_request(request, est.model)
+    est.prompt_tokens += prompt
+    info = model_info(est.model)
+    explicit = env.setting("max_completion_tokens")
+    limit = explicit or (info.max_output_tokens if info else 0)
+    if not limit:
+        est.unbounded = True
+    est.max_completion_tokens += limit
+    if info and prompt + (explicit or 0) > info.context_window:
+        _mark_over(est, f"{est.model}'s context window of {info.context_window:,} tokens")
+
+
+def _mark_over(est: StepEstimate, limit: str) -> None:
+    """Note (once) that a prompt passes ``limit``: run refuses it, or may, on approximate counts."""
+    from .tokens import counts_exact
+
+    if est.over_context_window:
+        return
+    est.over_context_window = True
+    if counts_exact(est.model):
+        est.add_note(f"over {limit}: run would refuse it")
+    else:
+        est.add_note(f"may be over {limit} (approximate count)")
+
+
+def _price_step(est: StepEstimate, step: Any, prices: PriceTable) -> None:
+    """The step's worst-case dollars: every call at its full output limit, repairs included."""
+    repeats = (step.max_repairs + 1) if step.type == "extract" else 1
+    cost = (
+        prices.worst_case(est.model, est.prompt_tokens, est.max_completion_tokens)
+        if est.model
+        else None
+    )
+    est.unpriced = cost is None
+    est.worst_case_usd = None if cost is None or est.unbounded else cost * repeats
+    if est.unbounded:
+        est.add_note(
+            f"no output limit known for {est.model}: the cost is unbounded; "
+            "set max_completion_tokens"
+        )
+    if repeats > 1:
+        est.add_note(f"includes {repeats - 1} possible repair(s)")
 
 
 def _placeholder_view(sid: str) -> dict[str, Any]:

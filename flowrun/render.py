@@ -94,12 +94,16 @@ def format_estimate(est: Estimate) -> str:
                 s.model or "-",
                 str(s.calls),
                 prompt,
-                str(s.max_completion_tokens),
-                _usd(s.worst_case_usd),
+                "unbounded" if s.unbounded else str(s.max_completion_tokens),
+                "unbounded" if s.unbounded else _usd(s.worst_case_usd),
                 s.note,
             ]
         )
-    lines = [table(rows, right={3, 4, 5, 6}), f"total worst case: ${est.total_usd:.6f}"]
+    total = f"total worst case: ${est.total_usd:.6f}"
+    if est.unbounded_steps:
+        steps = ", ".join(est.unbounded_steps)
+        total = f"total worst case: unbounded (no output limit known for: {steps})"
+    lines = [table(rows, right={3, 4, 5, 6}), total]
     if est.unpriced_models:
         lines.append(
             f"unpriced models (not counted in the total): {', '.join(est.unpriced_models)}"

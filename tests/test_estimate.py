@@ -158,8 +158,7 @@ def test_estimate_checks_inputs_like_run(server):
     res = flowrun("estimate", WORKFLOWS / "summarize.yaml")
     assert res.code == 2
     assert (
-        res.stderr
-        == "error: missing required input 'text' (CLI: -i text=VALUE or --inputs-file)\n"
+        res.stderr == "error: missing required input 'text' (CLI: -i text=VALUE or --inputs-file)\n"
     )
 
 
@@ -247,9 +246,83 @@ def test_an_image_path_from_an_earlier_step_counts_as_unknown_size(server, tmp_p
         """,
     )
     res = flowrun("estimate", path)
-    assert res.code == 1  # a literal path that does not exist is still an error
+    assert res.code == 2  # a literal path that does not exist is an invalid argument
     assert res.stderr == "error: step 'typo' failed: image not found: no-such-file.png\n"
     path.write_text(path.read_text().replace("  typo:", "  # typo:"))
     look = estimate_json(path)["steps"]["look"]
     assert look["lower_bound"] is True
     assert look["prompt_tokens"] == chat_tokens("look") + 85 + 170 * 8  # the largest image
+
+
+def test_a_file_that_is_not_an_image_is_an_invalid_argument(server, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: x
+        steps:
+          look: {type: chat, model: gpt-4o, prompt: "look", images: [notes.txt]}
+        """,
+    )
+    res = flowrun("estimate", path)
+    assert res.code == 2
+    assert res.stderr == (
+        "error: step 'look' failed: notes.txt is not an image (PNG, JPEG, GIF or WEBP)\n"
+    )
+
+
+WINDOW = """\
+    version: 1
+    name: big
+    inputs: {text: {type: string}}
+    steps:
+      fits: {type: chat, model: gpt-4o-mini, prompt: "{{ inputs.text }}", max_completion_tokens: 100}
+      over: {type: chat, model: gpt-4o-mini, prompt: "{{ inputs.text }}", max_completion_tokens: 16000}
+"""
+
+
+def test_a_prompt_that_run_would_refuse_is_flagged(server, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("understanding " * 120_000)  # 120,000 tokens + 16,000 > 128,000
+    path = write(tmp_path, WINDOW)
+    doc = estimate_json(path, "-i", f"text=@{text}")
+    fits, over = doc["steps"]["fits"], doc["steps"]["over"]
+    assert (fits["over_context_window"], fits["note"]) == (False, "")
+    assert over["over_context_window"] is True
+    assert (
+        over["note"] == "over gpt-4o-mini's context window of 128,000 tokens: run would refuse it"
+    )
+    human = flowrun("estimate", path, "-i", f"text=@{text}").stdout
+    assert "over gpt-4o-mini's context window of 128,000 tokens: run would refuse it" in human
+    run = flowrun("run", path, "-i", f"text=@{text}")
+    assert run.code == 1 and "context window of 128,000 tokens" in run.stderr
+    assert [r.last_user_text[:13] for r in server.requests] == ["understanding"]  # only 'fits'
+
+
+def test_a_model_without_a_known_output_limit_is_unbounded_not_zero(server, tmp_path):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"llama3": {"input": 1.0, "output": 2.0}}))
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: u
+        steps:
+          local: {type: chat, model: llama3, prompt: hi}
+          capped: {type: chat, model: llama3, prompt: hi, max_completion_tokens: 10}
+        """,
+    )
+    doc = estimate_json(path, "--prices", prices)
+    local, capped = doc["steps"]["local"], doc["steps"]["capped"]
+    assert local["unbounded"] is True
+    assert local["max_completion_tokens"] is None and local["worst_case_usd"] is None
+    assert "unbounded" in local["note"] and "max_completion_tokens" in local["note"]
+    assert capped["unbounded"] is False
+    assert capped["worst_case_usd"] == pytest.approx((chat_tokens("hi") * 1.0 + 10 * 2.0) / 1e6)
+    assert doc["total_worst_case_usd"] is None
+    assert doc["unbounded_steps"] == ["local"]
+    assert doc["unpriced_models"] == []
+    lines = flowrun("estimate", path, "--prices", prices).stdout.splitlines()
+    assert "total worst case: unbounded (no output limit known for: local)" in lines
+    assert not any(line.startswith("total worst case: $") for line in lines)

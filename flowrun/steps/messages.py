@@ -13,6 +13,10 @@ from ..templating import render, render_text
 from .base import StepEnv, StepError
 
 
+class ImageFileError(StepError):
+    """A local image that is missing, unreadable or not an image (an invalid argument)."""
+
+
 def build_messages(env: StepEnv) -> list[dict[str, Any]]:
     """The rendered messages: system, messages_template, messages, then prompt (+ images)."""
     step, scope = env.step, env.scope
@@ -122,12 +126,12 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
         except FileNotFoundError:
             if env.services.dry_run and ("<steps." in source or "<item" in source):
                 return _part(source, detail)  # estimate: a path only a run will know
-            raise StepError(f"image not found: {source}") from None
+            raise ImageFileError(f"image not found: {source}") from None
         except OSError as exc:
-            raise StepError(f"cannot read image {source}: {exc.strerror}") from None
+            raise ImageFileError(f"cannot read image {source}: {exc.strerror}") from None
         mime = sniff_mime(data)
         if mime is None:
-            raise StepError(f"{source} is not an image (PNG, JPEG, GIF or WEBP)")
+            raise ImageFileError(f"{source} is not an image (PNG, JPEG, GIF or WEBP)")
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return _part(url, detail)
 
