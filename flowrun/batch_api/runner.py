@@ -68,11 +68,19 @@ class BatchServices(Services):
         cached: bool = False,
     ) -> float | None:
         cost = 0.0 if cached else self.prices.cost(model, usage, batch=True)
+        discounted = not cached and self._has_batch_price(model)
         env.record.calls.append(
-            CallRecord(model, usage, cost, 0.0, retries, finish_reason, cached, batch=not cached)
+            CallRecord(model, usage, cost, 0.0, retries, finish_reason, cached, batch=discounted)
         )
         env.record.model = env.record.model or model
         return cost
+
+    def _has_batch_price(self, model: str) -> bool:
+        """Whether the price table gives ``model`` a Batch API price (else the list price)."""
+        price = self.prices.price(model)
+        return price is not None and (
+            price.batch_input is not None or price.batch_output is not None
+        )
 
 
 class CountingToolbox:
