@@ -18,19 +18,27 @@ def _emit_json(data: Any) -> None:
     click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
-def _live_printer() -> Any:
-    """Prints streamed text to stderr as it arrives, when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    current: list[str] = []
+class LivePrinter:
+    """Prints streamed text to stderr as it arrives; ``end()`` finishes the last line."""
 
-    def on_text(step: str, text: str) -> None:
-        if not current or current[0] != step:
-            current[:] = [step]
+    def __init__(self) -> None:
+        self.step: str | None = None
+
+    def __call__(self, step: str, text: str) -> None:
+        if self.step != step:
+            self.step = step
             click.echo(f"\n[{step}] ", err=True, nl=False)
         click.echo(click.style(text, dim=True), err=True, nl=False)
 
-    return on_text
+    def end(self) -> None:
+        if self.step is not None:
+            click.echo("", err=True)
+            self.step = None
+
+
+def _live_printer(enabled: bool = True) -> LivePrinter | None:
+    """A ``LivePrinter`` when stderr is a terminal (and ``enabled``), else None."""
+    return LivePrinter() if enabled and sys.stderr.isatty() else None
 
 
 def _terminate_on_sigterm() -> None:
@@ -234,15 +242,18 @@ def run(
             return
         inputs = read_inputs_file(inputs_file) if inputs_file else {}
         inputs.update(parse_cli_inputs(wf.spec, pairs))
-        on_text = None if (as_json or quiet) else _live_printer()
+        printer = _live_printer(not (as_json or quiet))
         run_id = new_run_id()
         try:
-            result = run_workflow(wf, inputs, on_text=on_text, run_id=run_id, **options)
+            result = run_workflow(wf, inputs, on_text=printer, run_id=run_id, **options)
         except KeyboardInterrupt:
             raise RunInterrupted(
                 f"run {run_id} interrupted; completed steps are saved",
                 hint=f"continue it with: flowrun resume {run_id}",
             ) from None
+        finally:
+            if printer is not None:
+                printer.end()
         _report(result, as_json, quiet)
 
 
@@ -281,15 +292,17 @@ def resume(
 
         resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options)
         return
+    printer = _live_printer(not (as_json or quiet))
     try:
-        result = resume_run(
-            run_id, force=force, on_text=None if (as_json or quiet) else _live_printer(), **options
-        )
+        result = resume_run(run_id, force=force, on_text=printer, **options)
     except KeyboardInterrupt:
         raise RunInterrupted(
             f"run {run_id} interrupted; completed steps are saved",
             hint=f"continue it with: flowrun resume {run_id}",
         ) from None
+    finally:
+        if printer is not None:
+            printer.end()
     _report(result, as_json, quiet)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
 
 from flowrun.testing import Reply
@@ -265,3 +268,34 @@ def test_examples_are_valid():
     res = flowrun("validate", WORKFLOWS / "summarize.yaml", WORKFLOWS / "vision-receipt.yaml")
     assert res.code == 0, res.stderr
     assert (REPO / "workflows" / "images" / "receipt.png").read_bytes().startswith(b"\x89PNG")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_streamed_text_on_a_terminal_ends_its_line_before_the_cost_report(server, tmp_path):
+    from flowrun.cli import main
+
+    server.add(Reply(content="streamed words arrive"))
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "version: 1\nname: s\nsteps:\n"
+        "  s: {type: chat, model: gpt-4o-mini, prompt: go, stream: true}\n"
+        'outputs: {out: "{{ steps.s.output }}"}\n'
+    )
+    out, err = io.StringIO(), _Terminal()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        pytest.raises(SystemExit) as exited,
+    ):
+        main(["run", str(path)])
+    assert exited.value.code in (0, None)
+    lines = click.unstyle(err.getvalue()).splitlines()
+    streamed = lines.index("[s] streamed words arrive")
+    assert lines[streamed + 1].split() == [
+        "step", "status", "model", "calls", "prompt", "completion", "cost", "time",
+    ]  # fmt: skip
+    assert out.getvalue() == "out: streamed words arrive\n"
