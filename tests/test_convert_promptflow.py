@@ -3,6 +3,7 @@ and run against the loopback server, asserting the exact messages sent and the o
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import shutil
@@ -17,6 +18,7 @@ from flowrun.convert.pf_prompt import translate
 from flowrun.templating import render_text
 from flowrun.testing import Reply
 from tests.helpers import flowrun, flowrun_process
+from tests.imagefiles import png_bytes
 
 FLOWS = Path(__file__).parent / "promptflow_flows"
 CHAT = "/chat/completions"
@@ -769,22 +771,68 @@ nodes:
 - name: look
   type: llm
   source: {type: code, path: look.jinja2}
-  inputs: {model: gpt-4o, photo: "${inputs.photo}"}
+  inputs: {model: gpt-4o, photo: "${inputs.photo}", history: []}
   api: chat
 """
     )
     (flow / "look.jinja2").write_text(
-        "# system:\n{% include 'rules.jinja2' %}\n# user:\nWhat is this?\n![image]({{photo}})\n"
+        "# system:\n{% include 'rules.jinja2' %}\n{% for turn in history %}\n# user:\n"
+        "![image]({{turn.photo}})\n{% endfor %}\n# user:\nWhat is this?\n![image]({{photo}})\n"
+        "# assistant:\nA cat.\n# user:\nAnd this?\n"
     )
     res = convert(flow)
     assert res.code == 1
     lines = res.stdout.splitlines()
     assert "  - look: {% include %}: flowrun templates cannot load other files" in lines
     assert (
-        "  - look: ![image](...) in the prompt: flowrun sends images with a chat step's images: "
-        "field, not inside the text"
+        "  - look: ![image]({{turn.photo}}) in the prompt: inside a {% %} block (a loop over the "
+        "chat history...); flowrun sends images with the last user message only"
     ) in lines
     assert (
-        "  - input 'photo': an image input is a path or URL string in flowrun (use a chat step's "
-        "images:)"
+        "  - look: ![image]({{photo}}) in the prompt: not in the last user message; flowrun sends "
+        "images with the last user message"
     ) in lines
+    assert (
+        "  - input 'photo': an image input is a path or URL string in flowrun; give a path or URL, "
+        'not promptflow\'s {"data:image/png;path": ...} object'
+    ) in lines
+    assert "images" not in load_workflow(flow / "flowrun.yaml").spec.steps["look"].model_fields_set
+
+
+def test_image_markers_in_the_last_user_message_become_the_steps_images(flow_copy, server):
+    flow = flow_copy("vision")
+    (flow / "logo.png").write_bytes(png_bytes())
+    res = convert(flow)
+    assert res.code == 0, res.output
+    assert res.stdout.splitlines()[2:4] == [
+        "  make_chart  python          -> tool step, chart:make_chart",
+        "  describe    llm (api chat)  -> chat step, messages from describe.jinja2, 2 images",
+    ]
+    wf = load_workflow(flow / "flowrun.yaml")
+    assert wf.spec.steps["describe"].images == [
+        "{{ inputs.photo }}",
+        "{{ steps.make_chart.output }}",
+    ]
+    assert wf.spec.inputs["photo"].default == "logo.png"  # {"data:image/png;path": logo.png}
+    server.add(Reply(content="A logo and a chart."))
+    history = [{"inputs": {"question": "Hi"}, "outputs": {"answer": "Hello"}}]
+    run = flowrun(
+        "run", flow / "flowrun.yaml", "-i", f"chat_history={json.dumps(history)}", "--json"
+    )
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"answer": "A logo and a chart."}
+    png = base64.b64encode(png_bytes()).decode()
+    (body,) = bodies(server)
+    assert body["messages"] == [
+        {"role": "system", "content": "You describe images."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in these pictures?\nAnd the chart:"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                {"type": "image_url", "image_url": {"url": "https://charts.example.com/c.png"}},
+            ],
+        },
+    ]

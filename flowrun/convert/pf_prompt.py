@@ -26,6 +26,8 @@ from typing import Any
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .pf_images import has_markers, take_images
+
 # How promptflow renders prompts (``render_jinja_template(trim_blocks=True, keep_trailing_newline=True)``).
 _PF_ENV = Environment(trim_blocks=True, keep_trailing_newline=True)
 _FLOWRUN_ENV = ImmutableSandboxedEnvironment(keep_trailing_newline=True)
@@ -51,17 +53,24 @@ class Translated:
     variables: list[str] = field(default_factory=list)  #: the template's variables
     unbound: list[str] = field(default_factory=list)  #: variables the node does not give
     unsupported: list[str] = field(default_factory=list)  #: constructs flowrun cannot render
+    images: list[str] = field(default_factory=list)  #: flowrun expressions of the images
+    image_markers: list[tuple[str, str]] = field(default_factory=list)  #: not converted: why
 
 
-def translate(source: str, bindings: dict[str, str]) -> Translated:
-    """Translate a promptflow prompt; ``bindings`` maps variable names to flowrun expressions."""
+def translate(source: str, bindings: dict[str, str], *, chat: bool = False) -> Translated:
+    """Translate a promptflow prompt; ``bindings`` maps variable names to flowrun expressions.
+
+    With ``chat`` (an ``llm`` node's chat prompt), image markers become ``images``
+    (``pf_images``); elsewhere a marker stays text and is listed in ``image_markers``.
+    """
     source = source.replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        ast = _PF_ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        raise PromptError(f"line {exc.lineno}: Jinja syntax error: {exc.message}") from None
-    variables = sorted(meta.find_undeclared_variables(ast) - JINJA_GLOBALS)
+    ast = _parse(source)
     assigned = _assigned_names(ast)
+    images = take_images(source, set(bindings), assigned) if chat else None
+    if images is not None and images.variables:
+        source = images.source
+        ast = _parse(source)
+    variables = sorted(meta.find_undeclared_variables(ast) - JINJA_GLOBALS)
     substitute: dict[str, str] = {}
     prelude: dict[str, str] = {}
     unbound: list[str] = []
@@ -78,7 +87,25 @@ def translate(source: str, bindings: dict[str, str]) -> Translated:
     except TemplateSyntaxError as exc:  # a bug here, not in the user's prompt
         raise PromptError(f"could not translate the prompt: {exc.message}") from None
     unsupported = sorted({label for kind, label in _UNSUPPORTED.items() if any(ast.find_all(kind))})
-    return Translated(text, variables, unbound, unsupported)
+    out = Translated(text, variables, unbound, unsupported)
+    if images is not None:
+        out.images = [bindings[name] for name in images.variables]
+        out.image_markers = images.unconverted
+    elif has_markers(source):
+        out.image_markers = [
+            (
+                "![image](...)",
+                "flowrun sends images with a chat step's images: field, not inside the text",
+            )
+        ]
+    return out
+
+
+def _parse(source: str) -> nodes.Template:
+    try:
+        return _PF_ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise PromptError(f"line {exc.lineno}: Jinja syntax error: {exc.message}") from None
 
 
 def jinja_literal(value: Any) -> str:

@@ -31,9 +31,10 @@ from typing import Any
 
 from ..errors import WorkflowInvalid
 from .pf_flow import PfFlow, PfNode, access, parse_ref, read_flow
+from .pf_images import image_value
 from .pf_keys import report_flow_keys
 from .pf_llm import LLM_PARAMS, connection_notes, model_params
-from .pf_prompt import PromptError, jinja_literal, translate
+from .pf_prompt import PromptError, Translated, jinja_literal, translate
 from .pf_python import PythonToolError, ToolFunction, find_tool
 from .pf_values import coerce, strings, typed
 from .pf_yaml import dump_workflow
@@ -50,7 +51,6 @@ _INPUT_TYPES = {
     "image": "string",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
-_IMAGE_MARKER = re.compile(r"!\[\s*image\s*\]\(")
 
 
 @dataclass
@@ -141,14 +141,16 @@ class _Converter:
             if spec.description:
                 entry["description"] = spec.description
             if spec.has_default:
-                entry["default"] = typed(spec.default, kind)
+                default = image_value(spec.default) if spec.type == "image" else spec.default
+                entry["default"] = typed(default, kind)
             if spec.enum:
                 entry["enum"] = spec.enum
             if spec.type == "image":
                 self.report.add(
                     None,
                     f"input '{name}'",
-                    "an image input is a path or URL string in flowrun (use a chat step's images:)",
+                    "an image input is a path or URL string in flowrun; give a path or URL, not "
+                    'promptflow\'s {"data:image/png;path": ...} object',
                     blocking=False,
                 )
             out[name] = entry
@@ -278,9 +280,11 @@ class _Converter:
             return None
         return file
 
-    def template(self, node: PfNode, file: Path, bindings: dict[str, str]) -> str | None:
+    def template(
+        self, node: PfNode, file: Path, bindings: dict[str, str], *, chat: bool = False
+    ) -> Translated | None:
         try:
-            translated = translate(file.read_text(encoding="utf-8"), bindings)
+            translated = translate(file.read_text(encoding="utf-8"), bindings, chat=chat)
         except PromptError as exc:
             self.problems.append(FlowProblem(str(file), node.name, str(exc)))
             return None
@@ -297,13 +301,9 @@ class _Converter:
             )
         for construct in translated.unsupported:
             self.report.add(node.name, construct, "flowrun templates cannot load other files")
-        if _IMAGE_MARKER.search(translated.text):
-            self.report.add(
-                node.name,
-                "![image](...) in the prompt",
-                "flowrun sends images with a chat step's images: field, not inside the text",
-            )
-        return translated.text
+        for marker, reason in translated.image_markers:
+            self.report.add(node.name, f"{marker} in the prompt", reason)
+        return translated
 
     def bindings(self, node: PfNode, names: Any) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -319,10 +319,11 @@ class _Converter:
             return None, ""
         inputs = node.inputs
         variables = [k for k in inputs if k not in LLM_PARAMS]
-        text = self.template(node, file, self.bindings(node, variables))
-        if text is None:
-            return None, ""
         api = str(node.data.get("api") or "chat")
+        translated = self.template(node, file, self.bindings(node, variables), chat=api == "chat")
+        if translated is None:
+            return None, ""
+        text = translated.text
         step: dict[str, Any] = {
             "type": "chat",
             "description": f"promptflow llm node '{node.name}' ({file.name})",
@@ -331,6 +332,11 @@ class _Converter:
         if api == "chat":
             step["messages_template"] = text
             became = f"chat step, messages from {file.name}"
+            if translated.images:
+                step["images"] = ["{{ " + expr + " }}" for expr in translated.images]
+                became += f", {len(translated.images)} image" + (
+                    "s" if len(translated.images) > 1 else ""
+                )
         else:
             step["prompt"] = text
             became = f"chat step, one user message from {file.name}"
@@ -347,9 +353,10 @@ class _Converter:
         file = self.source_file(node, "prompt file")
         if file is None:
             return None, ""
-        text = self.template(node, file, self.bindings(node, node.inputs))
-        if text is None:
+        translated = self.template(node, file, self.bindings(node, node.inputs))
+        if translated is None:
             return None, ""
+        text = translated.text
         step = {
             "type": "tool",
             "description": f"promptflow prompt node '{node.name}' ({file.name})",
