@@ -19,10 +19,18 @@ from .secrets import redact
 class ModelCallError(Exception):
     """A model call failed after the SDK's retries; the message is safe to show."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retries: int = 0,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retries = retries  # the SDK's retries before it gave up
 
 
 @dataclass
@@ -225,6 +233,20 @@ def api_error(exc: Exception) -> ModelCallError:
 
 
 def _translate(exc: Exception, timeout_s: float | None) -> ModelCallError:
+    error = _translated(exc, timeout_s)
+    error.retries = _retries_taken(exc)
+    return error
+
+
+def _retries_taken(exc: Exception) -> int:
+    """The SDK's retries before ``exc``: its last attempt's ``x-stainless-retry-count`` header."""
+    try:
+        return int(exc.request.headers.get("x-stainless-retry-count") or 0)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return 0
+
+
+def _translated(exc: Exception, timeout_s: float | None) -> ModelCallError:
     import openai
 
     if isinstance(exc, openai.APITimeoutError):

@@ -53,7 +53,7 @@ def format_cost_report(result: RunResult) -> str:
                 sid,
                 step.status,
                 step.model or "-",
-                str(len(step.calls)),
+                str(len(step.replied_calls)),
                 str(u.prompt_tokens),
                 str(u.completion_tokens),
                 _step_cost(step),
@@ -77,7 +77,7 @@ def format_cost_report(result: RunResult) -> str:
 
 
 def _step_cost(step: Any) -> str:
-    if not step.calls:
+    if not step.replied_calls:
         return "-"
     return "$0 (cached)" if step.cached else _usd(step.known_cost_usd)
 
@@ -130,7 +130,7 @@ def format_run_row(row: Any, steps: dict[str, Any]) -> str:
                     sid,
                     s.status,
                     s.model or "-",
-                    str(len(s.calls)),
+                    str(len(s.replied_calls)),
                     f"${s.cost_usd:.6f}",
                     f"{s.duration_s:.2f}s",
                     (s.error or "")[:80],

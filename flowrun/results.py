@@ -40,7 +40,11 @@ class Usage:
 
 @dataclass
 class CallRecord:
-    """One model call: which model, what it used and cost (None: the model is unpriced)."""
+    """One model call: which model, what it used and cost (None: the model is unpriced).
+
+    ``failed``: the call never returned a reply (kept for its ``retries``; it costs nothing
+    and is left out of the cost report).
+    """
 
     model: str
     usage: Usage
@@ -50,6 +54,7 @@ class CallRecord:
     finish_reason: str | None = None
     cached: bool = False
     batch: bool = False
+    failed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -106,12 +111,19 @@ class StepResult:
 
     @property
     def retries(self) -> int:
+        """Retries of every call, including one that failed after its retries."""
         return sum(c.retries for c in self.calls)
+
+    @property
+    def replied_calls(self) -> list[CallRecord]:
+        """The calls that returned a reply (what the cost report counts)."""
+        return [c for c in self.calls if not c.failed]
 
     @property
     def cached(self) -> bool:
         """Whether every call of the step was answered from the response cache ($0)."""
-        return bool(self.calls) and all(c.cached for c in self.calls)
+        replied = self.replied_calls
+        return bool(replied) and all(c.cached for c in replied)
 
     def template_view(self) -> dict[str, Any]:
         """What templates see as ``steps.<id>``."""
@@ -135,7 +147,7 @@ class StepResult:
             "usage": self.usage.to_dict(),
             "cost_usd": None if not self.priced else round(self.cost_usd, 8),
             "duration_s": round(self.duration_s, 4),
-            "calls": len(self.calls),
+            "calls": len(self.replied_calls),
             "retries": self.retries,
         }
         if self.cached:
@@ -204,6 +216,8 @@ class CostReport:
         return report
 
     def add(self, call: CallRecord) -> None:
+        if call.failed:
+            return
         u = call.usage
         self.calls += 1
         self.prompt_tokens += u.prompt_tokens

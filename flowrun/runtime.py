@@ -87,6 +87,7 @@ class Services:
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
             raise StepError(str(exc)) from None
         cost = self._record(
             env,
@@ -139,6 +140,7 @@ class Services:
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
             raise StepError(str(exc)) from None
         cost = self._record(
             env, model, reply.usage, None, time.perf_counter() - started, reply.retries
@@ -146,6 +148,12 @@ class Services:
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
         return reply
+
+    def _record_failure(self, env: StepEnv, model: str, duration: float, retries: int) -> None:
+        """A call that failed after ``retries``: recorded for them, at no cost."""
+        env.record.calls.append(
+            CallRecord(model, _usage(None), 0.0, round(duration, 4), retries, failed=True)
+        )
 
     def _record(
         self,

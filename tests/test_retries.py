@@ -102,3 +102,30 @@ def test_timeouts_are_retried(server, tmp_path):
     assert doc["steps"]["answer"]["retries"] == 1
     assert doc["outputs"] == {"answer": "echo: Say hi"}
     assert _retry_counts(server) == ["0", "1"]
+
+
+def test_retries_of_a_call_that_finally_fails_on_429_are_recorded(server, tmp_path):
+    server.add(Reply(status=429, retry_after=0.05, error="Rate limit reached"), times=5)
+    res = flowrun("run", _workflow(tmp_path, "max_retries: 2"), "--json")
+    assert res.code == 1
+    assert _retry_counts(server) == ["0", "1", "2"]
+    doc = json.loads(res.stdout)
+    step = doc["steps"]["answer"]
+    assert (step["error"], step["retries"], step["calls"]) == (
+        "API error 429: Rate limit reached",
+        2,
+        0,  # no call returned: nothing paid, nothing in the cost report
+    )
+    assert (doc["cost"]["calls"], doc["cost"]["by_model"]) == (0, {})
+    assert _stored_retries(doc["run_id"]) == 2
+
+
+def test_retries_of_a_call_that_finally_times_out_are_recorded(server, tmp_path):
+    server.add(Reply(content="too late", latency=2), times=3)
+    res = flowrun("run", _workflow(tmp_path, "timeout_s: 0.2\n    max_retries: 1"), "--json")
+    assert res.code == 1
+    assert _retry_counts(server) == ["0", "1"]
+    doc = json.loads(res.stdout)
+    assert doc["steps"]["answer"]["error"] == "the request timed out after 0.2s"
+    assert doc["steps"]["answer"]["retries"] == 1
+    assert _stored_retries(doc["run_id"]) == 1
