@@ -58,7 +58,7 @@ class Services:
         if info and _size_bound(request, model) + max_out > info.context_window:
             prompt_tokens = count_request(request, model)
             _check_window(env, request, prompt_tokens, info.context_window)
-        use_cache = self.cache is not None and (self.cache_all or bool(env.setting("cache")))
+        use_cache = self._use_cache(env)
         if use_cache:
             hit = self.cache.get(request)  # type: ignore[union-attr]
             if hit is not None:
@@ -128,6 +128,13 @@ class Services:
                             f"{where} has {n:,} tokens, more than {model}'s limit of "
                             f"{info.context_window:,} tokens per input; split it into chunks"
                         )
+        use_cache = self._use_cache(env)
+        if use_cache:
+            hit = self.cache.get(request)  # type: ignore[union-attr]
+            if hit is not None and "vectors" in hit:
+                cached = EmbedReply(hit["vectors"], _usage(hit.get("usage")), hit.get("model", ""))
+                self._record(env, model, cached.usage, None, 0.0, 0, cached=True)
+                return cached
         reservation = None
         if self.budget is not None:
             tokens = sum(count_text(t, model) for t in texts)
@@ -147,7 +154,18 @@ class Services:
         )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        if use_cache:
+            stored = {
+                "vectors": reply.vectors,
+                "usage": reply.usage.to_dict(),
+                "model": reply.model,
+            }
+            self.cache.put(request, stored)  # type: ignore[union-attr]
         return reply
+
+    def _use_cache(self, env: StepEnv) -> bool:
+        """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
+        return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
 
     def _record_failure(self, env: StepEnv, model: str, duration: float, retries: int) -> None:
         """A call that failed after ``retries``: recorded for them, at no cost."""

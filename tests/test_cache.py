@@ -94,3 +94,33 @@ def test_the_cache_is_per_server(server, tmp_path, monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", other.url)
         _run_json(wf, "--cache")
         assert len(other.requests) == 2
+
+
+EMBED = """\
+version: 1
+name: vectors
+steps:
+  one: {type: embed, input: "a single text"}
+  many: {type: embed, input: ["first text", "second text"], dimensions: 8}
+outputs:
+  one: "{{ steps.one.output }}"
+  many: "{{ steps.many.output }}"
+"""
+
+
+def test_embeddings_are_cached_like_chat_replies(server, tmp_path):
+    wf = write(tmp_path, EMBED)
+    first = _run_json(wf, "--cache")
+    assert len(server.requests_to("/embeddings")) == 2 and first["cost"]["total_usd"] > 0
+    second = _run_json(wf, "--cache")
+    assert len(server.requests_to("/embeddings")) == 2  # nothing new was sent
+    assert second["outputs"] == first["outputs"]
+    assert len(second["outputs"]["many"]) == 2 and len(second["outputs"]["many"][0]) == 8
+    assert second["cost"]["total_usd"] == 0
+    assert all(step["cached"] is True for step in second["steps"].values())
+
+    wf.write_text(EMBED.replace("  one: {type: embed,", "  one: {type: embed, cache: true,"))
+    run_workflow(load_workflow(wf))  # cache: true on the step: 'one' from the cache
+    assert [r.body["input"] for r in server.requests_to("/embeddings")[2:]] == [
+        ["first text", "second text"]
+    ]
