@@ -22,6 +22,10 @@ from .migrations import migrate
 from .results import RunResult, StepResult
 from .secrets import redact
 
+_UPDATE_COST = (
+    "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?)"
+    " WHERE id=?"
+)
 HOME_ENV = "FLOWRUN_HOME"
 TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
 _ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
@@ -31,6 +35,10 @@ class StoreError(FlowrunError):
     """The run store cannot be opened or written (corrupt, locked, unwritable)."""
 
     exit_code = 1
+
+
+class StoreLocked(StoreError):
+    """Another process held the run store's lock for longer than ``FLOWRUN_STORE_TIMEOUT``."""
 
 
 def flowrun_home() -> Path:
@@ -115,7 +123,7 @@ class RunStore:
                 self.path, timeout=timeout, check_same_thread=False, isolation_level=None
             )
         except sqlite3.Error as exc:
-            raise StoreError(_explain(exc, self.path)) from None
+            raise _store_error(exc, self.path) from None
         try:
             _enable_wal(self._db, timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -123,7 +131,7 @@ class RunStore:
             migrate(self._db)
         except sqlite3.Error as exc:
             self._db.close()
-            raise StoreError(_explain(exc, self.path)) from None
+            raise _store_error(exc, self.path) from None
 
     def close(self) -> None:
         """Close the connection (do it: a connection left to the garbage collector keeps its locks)."""
@@ -141,14 +149,25 @@ class RunStore:
             try:
                 self._db.execute(sql, params)
             except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+                raise _store_error(exc, self.path) from None
+
+    def _transaction(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        """Run ``statements`` in one write transaction: all of them are committed, or none."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for sql, params in statements:
+                        self._db.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+                raise _store_error(exc, self.path) from None
 
     # --- runs -----------------------------------------------------------------------
     def start_run(
@@ -172,10 +191,23 @@ class RunStore:
         _ACTIVE_RUNS.add(run_id)
 
     def step_finished(self, run_id: str, result: StepResult) -> None:
-        """Commit one step's result (called the moment the step completes)."""
-        self._write(
-            "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, result.id, result.status, result.cost_usd, _dumps(result.to_record()), _now()),
+        """Commit one step's result and the run's cost so far, in one transaction.
+
+        Called the moment the step completes, so a killed run's row still shows what it paid.
+        """
+        self._transaction(
+            (
+                "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    result.id,
+                    result.status,
+                    result.cost_usd,
+                    _dumps(result.to_record()),
+                    _now(),
+                ),
+            ),
+            (_UPDATE_COST, (run_id, run_id)),
         )
 
     def mark_resumed(self, run_id: str) -> None:
@@ -202,10 +234,14 @@ class RunStore:
         )
 
     def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Record that a run stopped early (a signal, an unexpected error), with its cost so far."""
         _ACTIVE_RUNS.discard(run_id)
-        self._write(
-            "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
-            (status, _now(), redact(error) if error else None, run_id),
+        self._transaction(
+            (
+                "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
+                (status, _now(), redact(error) if error else None, run_id),
+            ),
+            (_UPDATE_COST, (run_id, run_id)),
         )
 
     def get_run(self, run_id: str) -> RunRow:
@@ -274,7 +310,7 @@ class RunStore:
                             (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
                         )
             except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+                raise _store_error(exc, self.path) from None
 
     def list_threads(self) -> list[dict[str, Any]]:
         rows = self._read(
@@ -290,7 +326,7 @@ class RunStore:
                     "DELETE FROM thread_messages WHERE thread=?", (thread,)
                 ).rowcount
             except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+                raise _store_error(exc, self.path) from None
 
 
 def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
@@ -353,6 +389,11 @@ def _row(row: tuple[Any, ...]) -> RunRow:
     if run.status == "running" and not run.process_alive:
         run.status = "interrupted"  # its process died (kill -9, power cut) without saying so
     return run
+
+
+def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
+    locked = "locked" in str(exc) or "busy" in str(exc)
+    return (StoreLocked if locked else StoreError)(_explain(exc, path))
 
 
 def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:

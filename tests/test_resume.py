@@ -41,7 +41,11 @@ def test_kill_9_then_resume_calls_the_completed_step_once(server, tmp_path):
     # the killed run never said goodbye: its row says running, but its process is gone
     listed = json.loads(flowrun("runs", "list", "--json").stdout)
     assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "interrupted")]
-    assert json.loads(flowrun("runs", "show", run_id, "--json").stdout)["status"] == "interrupted"
+    killed = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    assert killed["status"] == "interrupted"
+    paid = killed["steps"]["first"]["cost_usd"]  # the completed step was paid for
+    assert paid > 0 and listed[0]["cost_usd"] == killed["cost_usd"] == paid
+    assert f"${paid:.6f}" in flowrun("runs", "list").stdout
     assert json.loads(flowrun("runs", "list", "--status", "interrupted", "--json").stdout)
 
     server.add(Reply(content="second answer"), match="second after")
@@ -69,6 +73,7 @@ def test_signals_mark_the_run_interrupted(server, tmp_path, sig):
     shown = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
     assert shown["status"] == "interrupted"
     assert shown["steps"]["first"]["status"] == "succeeded"
+    assert shown["cost_usd"] == shown["steps"]["first"]["cost_usd"] > 0
 
     server.add(Reply(content="second answer"), match="second after")
     res = flowrun("resume", run_id)
