@@ -593,6 +593,25 @@ PROMPTFLOW_JINJA = SandboxedEnvironment(trim_blocks=True, keep_trailing_newline=
             "{% if n > 1 %}\nmany\n{% endif %}\n{{ n - 1 }} {{ items|join(',') }}",
             {"n": -1, "items": [1, 2]},
         ),
+        (  # missing keys and attributes render empty and are false, as in promptflow
+            "{% for item in h %}\n{{ item.outputs.answer }}|{{ item['inputs'].q | length }}|"
+            "{% if item.outputs.function_call %}{{ item.outputs.function_call.name }}{% else %}-"
+            "{% endif %}|{{ cfg[item.key] }}|{% if item.outputs.x is defined %}D{% endif %}"
+            "{{ item.outputs.y | default('dflt') }}|{{ item.outputs.none_value }}|{{ loop.index }}\n"
+            "{% endfor %}\n{{ items[5] }}{{ cfg.k }}{{ cfg.get('k') }}",
+            {
+                "h": [
+                    {"inputs": {}, "outputs": {"none_value": None}, "key": "k"},
+                    {
+                        "inputs": {"q": "ab"},
+                        "outputs": {"answer": "A", "function_call": {"name": "f"}, "x": 0},
+                        "key": "nope",
+                    },
+                ],
+                "cfg": {"k": "K"},
+                "items": [1, 2],
+            },
+        ),
     ],
 )
 def test_translated_prompts_render_like_promptflow(template, values):
@@ -608,6 +627,101 @@ def test_literal_node_inputs_are_bound_as_jinja_literals():
     translated = translate(template, bindings)
     assert translated.unbound == ["missing"]
     assert render_text(translated.text, {"inputs": {}, "steps": {}}) == "-2 a,b plain True ."
+
+
+def test_a_template_that_changes_a_list_is_reported(tmp_path):
+    flow = tmp_path / "dedupe"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        """
+inputs:
+  docs: {type: list, default: [a, b, a]}
+outputs:
+  answer: {type: string, reference: "${answer.output}"}
+nodes:
+- name: answer
+  type: llm
+  source: {type: code, path: answer.jinja2}
+  inputs: {model: gpt-4o-mini, docs: "${inputs.docs}"}
+  api: chat
+"""
+    )
+    (flow / "answer.jinja2").write_text(
+        "# user:\n{% set seen = [] %}\n{% for d in docs %}\n{% if d not in seen %}\n"
+        "{% set _ = seen.append(d) %}\n{% endif %}\n{% endfor %}\n{{ seen|join(', ') }}\n"
+    )
+    res = convert(flow)
+    assert res.code == 1
+    assert (
+        "  - answer: .append() in the prompt: flowrun's template sandbox does not let a template "
+        "change a list or dict (promptflow's does): collect values with {% set ns = "
+        "namespace(items=[]) %} and {% set ns.items = ns.items + [x] %}, or compute them in a "
+        "python node"
+    ) in res.stdout.splitlines()
+
+
+def test_missing_keys_in_the_chat_history_render_empty_as_in_promptflow(tmp_path, server):
+    flow = tmp_path / "functions"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        """
+inputs:
+  chat_history: {type: list, default: []}
+  question: {type: string}
+outputs:
+  answer: {type: string, reference: "${chat.output}"}
+nodes:
+- name: lookup
+  type: python
+  source: {type: code, path: lookup.py}
+  inputs: {question: "${inputs.question}"}
+- name: chat
+  type: llm
+  source: {type: code, path: chat.jinja2}
+  inputs:
+    model: gpt-4o-mini
+    chat_history: ${inputs.chat_history}
+    question: ${inputs.question}
+    context: ${lookup.output}
+  api: chat
+"""
+    )
+    (flow / "lookup.py").write_text(
+        "from promptflow.core import tool\n\n\n@tool\ndef lookup(question: str) -> dict:\n"
+        "    return {'text': 'Paris is in France.'}\n"
+    )
+    (flow / "chat.jinja2").write_text(
+        "# system:\nAnswer briefly.\n{% for item in chat_history %}\n# user:\n"
+        "{{item.inputs.question}}\n# assistant:\n{% if item.outputs.function_call %}\n"
+        "(called {{item.outputs.function_call.name}})\n{% else %}\n{{item.outputs.answer}}\n"
+        "{% endif %}\n{% endfor %}\n# user:\n{{question}}\nContext: {{context.text}} "
+        "(source: {{context.source}})\n"
+    )
+    res = convert(flow)
+    assert res.code == 0, res.output
+    server.add(Reply(content="Paris."))
+    history = [
+        {"inputs": {"question": "Hi"}, "outputs": {"answer": "Hello."}},
+        {"inputs": {"question": "Weather?"}, "outputs": {"function_call": {"name": "weather"}}},
+        {"inputs": {"question": "And?"}, "outputs": {}},
+    ]
+    result = run_workflow(
+        load_workflow(flow / "flowrun.yaml"),
+        {"chat_history": history, "question": "Capital of France?"},
+    )
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"answer": "Paris."}
+    (body,) = bodies(server)
+    assert body["messages"] == [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "(called weather)"},
+        {"role": "user", "content": "And?"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "Capital of France?\nContext: Paris is in France. (source: )"},
+    ]
 
 
 # --- the run-time half: messages_template on any chat step ---------------------------------------

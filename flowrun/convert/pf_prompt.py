@@ -27,6 +27,7 @@ from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .pf_images import has_markers, take_images
+from .pf_undefined import SAFE_SUFFIX, mutations, safe_spans
 
 # How promptflow renders prompts (``render_jinja_template(trim_blocks=True, keep_trailing_newline=True)``).
 _PF_ENV = Environment(trim_blocks=True, keep_trailing_newline=True)
@@ -53,6 +54,7 @@ class Translated:
     variables: list[str] = field(default_factory=list)  #: the template's variables
     unbound: list[str] = field(default_factory=list)  #: variables the node does not give
     unsupported: list[str] = field(default_factory=list)  #: constructs flowrun cannot render
+    mutations: list[str] = field(default_factory=list)  #: in-place methods flowrun refuses
     images: list[str] = field(default_factory=list)  #: flowrun expressions of the images
     image_markers: list[tuple[str, str]] = field(default_factory=list)  #: not converted: why
 
@@ -87,7 +89,7 @@ def translate(source: str, bindings: dict[str, str], *, chat: bool = False) -> T
     except TemplateSyntaxError as exc:  # a bug here, not in the user's prompt
         raise PromptError(f"could not translate the prompt: {exc.message}") from None
     unsupported = sorted({label for kind, label in _UNSUPPORTED.items() if any(ast.find_all(kind))})
-    out = Translated(text, variables, unbound, unsupported)
+    out = Translated(text, variables, unbound, unsupported, mutations(ast))
     if images is not None:
         out.images = [bindings[name] for name in images.variables]
         out.image_markers = images.unconverted
@@ -141,6 +143,8 @@ def _rewrite(source: str, substitute: dict[str, str]) -> str:
     out: list[str] = []
     pos = 0
     in_tag: list[tuple[str, str]] = []  # significant tokens of the current tag so far
+    where: list[int] = []  # the index in ``out`` of each of them
+    block = False
     for i, (_, kind, value) in enumerate(tokens):
         at = source.find(value, pos)
         if at < 0 or source[pos:at].strip():
@@ -148,7 +152,7 @@ def _rewrite(source: str, substitute: dict[str, str]) -> str:
         out.append(source[pos:at])  # whitespace that a '-' marker strips; it still does
         pos = at + len(value)
         if kind.endswith("_begin"):
-            in_tag = []
+            in_tag, where, block = [], [], kind == "block_begin"
         if kind in _TRIMMED_ENDS and value == _TRIMMED_ENDS[kind] + "\n":
             following = tokens[i + 1] if i + 1 < len(tokens) else None
             if following is None or following[1] != "data" or not following[2][:1].isspace():
@@ -162,7 +166,12 @@ def _rewrite(source: str, substitute: dict[str, str]) -> str:
             value = f"({expr})" if expr.startswith("-") else expr  # -1|abs is -(1|abs)
         if kind not in ("whitespace", "data") and not kind.endswith("_begin"):
             in_tag.append((kind, tokens[i][2]))
+            where.append(len(out))
         out.append(value)
+        if kind in ("variable_end", "block_end"):  # missing keys render empty, as in promptflow
+            for first, last in safe_spans(in_tag, block=block):
+                out[where[first]] = "(" + out[where[first]]
+                out[where[last]] += SAFE_SUFFIX + ")"
     out.append(source[pos:])
     return "".join(out)
 

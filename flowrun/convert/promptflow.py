@@ -301,6 +301,15 @@ class _Converter:
             )
         for construct in translated.unsupported:
             self.report.add(node.name, construct, "flowrun templates cannot load other files")
+        if translated.mutations:
+            calls = ", ".join(f".{name}()" for name in translated.mutations)
+            self.report.add(
+                node.name,
+                f"{calls} in the prompt",
+                "flowrun's template sandbox does not let a template change a list or dict "
+                "(promptflow's does): collect values with {% set ns = namespace(items=[]) %} and "
+                "{% set ns.items = ns.items + [x] %}, or compute them in a python node",
+            )
         for marker, reason in translated.image_markers:
             self.report.add(node.name, f"{marker} in the prompt", reason)
         return translated
