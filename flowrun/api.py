@@ -171,8 +171,18 @@ async def _execute(
         if own:
             await services.client.aclose()  # type: ignore[union-attr]
     if db is not None:
-        db.finish_run(result)
+        _record_finish(db, result)
     return result
+
+
+def _record_finish(db: Any, result: RunResult) -> None:
+    """Mark the run finished in the store; a store that stays locked only costs a warning."""
+    from .store import StoreError
+
+    try:
+        db.finish_run(result)
+    except StoreError as exc:
+        result.warnings.append(f"the run could not be marked finished in the run store: {exc}")
 
 
 def _mark_stopped(db: Any, run_id: str, exc: BaseException) -> None:

@@ -2,7 +2,9 @@
 
 A failed step stops new steps from starting; steps already in flight finish (their calls
 are paid for) and are recorded. Each step's result is handed to the recorder the moment it
-completes, so nothing paid for is lost.
+completes, so nothing paid for is lost. When the run store is locked by another process, the
+result stays in memory and is written as soon as the lock goes (retried with backoff for up
+to ``WRITE_PATIENCE_S``); after that the run goes on, and its output says what was not saved.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from .results import CostReport, RunResult, StepResult
 from .runtime import Services
 from .steps import RUNNERS, StepEnv, StepError
 from .steps.base import StepRecord
+from .store import StoreError, StoreLocked
 from .templating import TemplateError, render
 from .validation import schema_errors
 
 FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
+WRITE_PATIENCE_S = 600.0  # how long a step result waits for a locked run store
 
 
 class Recorder(Protocol):
@@ -56,6 +60,8 @@ class Executor:
         self.run_id = run_id
         self.recorder = recorder
         self.results: dict[str, StepResult] = dict(completed or {})
+        self._unsaved: list[StepResult] = []  # results waiting for a locked run store
+        self._saver: asyncio.Task[str | None] | None = None
         # what templates see as steps.<id>, built once per finished step
         self._views = {sid: r.template_view() for sid, r in self.results.items()}
 
@@ -91,15 +97,53 @@ class Executor:
         except asyncio.CancelledError:
             for task in in_flight:
                 task.cancel()
+            if self._saver is not None:
+                self._saver.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
-        return self._finish(failure, time.perf_counter() - started)
+        problem = await self._saver if self._saver is not None else None
+        result = self._finish(failure, time.perf_counter() - started)
+        if self._unsaved:
+            steps = ", ".join(f"'{r.id}'" for r in self._unsaved)
+            result.warnings.append(
+                f"step(s) {steps} could not be saved in the run store ({problem}); their results "
+                "are only in this output, and a resume would run them again"
+            )
+        return result
 
     def _store(self, result: StepResult) -> None:
+        """Make a step's result visible to later steps, and save it (now, or when unlocked)."""
         self.results[result.id] = result
         self._views[result.id] = result.template_view()
-        if self.recorder is not None:
+        if self.recorder is None:
+            return
+        if self._unsaved:  # keep the order: behind the results already waiting
+            self._unsaved.append(result)
+            return
+        try:
             self.recorder.step_finished(self.run_id, result)
+        except StoreLocked:
+            self._unsaved.append(result)
+            self._saver = asyncio.create_task(self._save_when_unlocked())
+
+    async def _save_when_unlocked(self) -> str | None:
+        """Write the waiting results as soon as the store is free; why it gave up, or None."""
+        assert self.recorder is not None
+        deadline = time.monotonic() + WRITE_PATIENCE_S
+        delay = 0.05
+        while self._unsaved:
+            try:
+                await asyncio.to_thread(self.recorder.step_finished, self.run_id, self._unsaved[0])
+            except StoreLocked as exc:
+                if time.monotonic() >= deadline:
+                    return f"still locked after {WRITE_PATIENCE_S:g}s: {exc.message}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except StoreError as exc:
+                return exc.message
+            self._unsaved.pop(0)
+        return None
 
     def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
         ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}

@@ -178,3 +178,73 @@ def test_a_failing_migration_leaves_the_schema_as_it_was(monkeypatch):
     assert res.code == 1
     assert "Traceback" not in res.stderr
     assert query("SELECT name FROM sqlite_master WHERE name IN ('half_done', 'runs')") == []
+
+
+class _LockOnRequest:
+    """A responder that takes the run store's write lock (BEGIN IMMEDIATE) as the call arrives."""
+
+    def __init__(self, hold_s: float | None) -> None:
+        self.hold_s = hold_s
+        self.holder: sqlite3.Connection | None = None
+
+    def __call__(self, req):
+        self.holder = sqlite3.connect(store_path(), isolation_level=None, check_same_thread=False)
+        self.holder.execute("BEGIN IMMEDIATE")
+        if self.hold_s is not None:
+            threading.Timer(self.hold_s, self.release).start()
+        return Reply(content="the paid answer")
+
+    def release(self) -> None:
+        if self.holder is not None:
+            self.holder.execute("ROLLBACK")
+            self.holder.close()
+            self.holder = None
+
+
+ONE_STEP = """\
+version: 1
+name: one
+steps:
+  s: {type: chat, model: gpt-4o-mini, prompt: "answer me", max_completion_tokens: 20}
+outputs:
+  out: "{{ steps.s.output }}"
+"""
+
+
+def test_a_step_result_waits_for_a_locked_store_and_is_saved_when_it_is_released(server, tmp_path):
+    server.add(_LockOnRequest(hold_s=5))
+    proc = start_flowrun(
+        "run", write(tmp_path, ONE_STEP), "--json", env={"FLOWRUN_STORE_TIMEOUT": "1"}
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["outputs"] == {"out": "the paid answer"}
+    assert "warnings" not in doc
+    assert step_rows() == {"s": "succeeded"}
+    [(status, cost)] = query("SELECT status, cost_usd FROM runs")
+    assert status == "succeeded" and cost == pytest.approx(doc["cost"]["total_usd"]) and cost > 0
+    assert len(server.requests) == 1
+
+
+def test_a_store_locked_for_too_long_still_reports_the_paid_result(server, tmp_path, monkeypatch):
+    from flowrun import executor, load_workflow, run_workflow
+
+    monkeypatch.setenv("FLOWRUN_STORE_TIMEOUT", "0.1")
+    monkeypatch.setattr(executor, "WRITE_PATIENCE_S", 0.5)
+    lock = _LockOnRequest(hold_s=None)
+    server.add(lock)
+    try:
+        result = run_workflow(load_workflow(write(tmp_path, ONE_STEP)))
+    finally:
+        lock.release()
+    assert result.status == "succeeded"
+    assert result.outputs == {"out": "the paid answer"}
+    assert result.warnings[0].startswith(
+        "step(s) 's' could not be saved in the run store (still locked after 0.5s: the run store "
+    )
+    assert result.warnings[0].endswith(
+        "their results are only in this output, and a resume would run them again"
+    )
+    assert result.warnings[1].startswith("the run could not be marked finished in the run store")
+    assert step_rows() == {}
