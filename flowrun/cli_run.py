@@ -257,15 +257,34 @@ def run(
         _report(result, as_json, quiet)
 
 
+def _workflow_path_of(run_id: str) -> str | None:
+    """The workflow file a stored run (or batch) ran."""
+    if run_id.startswith("batch-"):
+        from .batch_store import BatchStore
+
+        with BatchStore() as batches:
+            return batches.get(run_id).workflow_path
+    from .store import RunStore
+
+    with RunStore() as store:
+        return store.get_run(run_id).workflow_path
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("run_id")
 @click.option(
     "--force", is_flag=True, help="Resume even if the workflow changed under completed steps."
 )
+@click.option(
+    "--no-overlap",
+    is_flag=True,
+    help="Exit 1 at once if another run of this workflow is still running (for cron).",
+)
 @run_options
 def resume(
     run_id: str,
     force: bool,
+    no_overlap: bool,
     as_json: bool,
     quiet: bool,
     max_cost: float | None,
@@ -275,13 +294,30 @@ def resume(
     """Finish a failed or interrupted run, reusing its completed steps.
 
     \b
-    Example:
+    Examples:
       flowrun runs list --limit 5
       flowrun resume 20261125-061502-a1b2c3
+      flowrun resume 20261125-061502-a1b2c3 --no-overlap --quiet
     """
-    from .api import resume_run
+    from .locking import workflow_lock
 
     _terminate_on_sigterm()
+    path = _workflow_path_of(run_id) if no_overlap else None
+    with workflow_lock(path, enabled=path is not None):
+        _resume(run_id, force, as_json, quiet, max_cost, prices, cache)
+
+
+def _resume(
+    run_id: str,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    max_cost: float | None,
+    prices: str | None,
+    cache: bool,
+) -> None:
+    from .api import resume_run
+
     options = {
         k: v
         for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items()

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import RunFailed
@@ -13,6 +14,16 @@ from .errors import RunFailed
 
 class AlreadyRunning(RunFailed):
     """Another run of the same workflow holds the lock."""
+
+
+def lock_key(wf: Any) -> str:
+    """What a lock is per: the workflow file's absolute path (its content hash if it has none).
+
+    ``wf`` is a loaded workflow or a path (``flowrun resume`` knows only the run's path).
+    """
+    if isinstance(wf, (str, Path)):
+        return str(Path(wf).resolve())
+    return str(wf.path.resolve()) if wf.path else wf.content_hash
 
 
 @contextlib.contextmanager
@@ -28,7 +39,7 @@ def workflow_lock(wf: Any, *, enabled: bool = True) -> Iterator[None]:
 
     from .store import flowrun_home
 
-    key = str(wf.path.resolve()) if wf.path else wf.content_hash
+    key = lock_key(wf)
     folder = flowrun_home() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock")

@@ -25,6 +25,7 @@ def test_no_overlap_refuses_a_second_run_while_the_first_is_running(server, tmp_
     first = start_flowrun("run", wf, "--no-overlap")
     try:
         wait_for(lambda: step_rows() == {"first": "succeeded"}, what="the first run's first step")
+        wait_for(lambda: len(server.requests) == 2, what="the first run's second request")
         sent = len(server.requests)
         res = flowrun("run", wf, "--no-overlap")
         assert res.code == 1
@@ -40,6 +41,30 @@ def test_no_overlap_refuses_a_second_run_while_the_first_is_running(server, tmp_
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=20)
     assert flowrun("run", wf, "--no-overlap").code == 0  # the lock went with the process
+
+
+def test_resume_no_overlap_refuses_while_a_run_of_the_workflow_is_running(server, tmp_path):
+    wf = write(tmp_path, TWO_STEPS)
+    server.add(Reply(status=400, error="bad request"), match="second after")
+    assert flowrun("run", wf).code == 1
+    [failed] = json.loads(flowrun("runs", "list", "--json").stdout)
+    server.add(Reply(content="slow", latency=30), match="second after")
+    running = start_flowrun("run", wf, "--no-overlap")
+    try:
+        wait_for(lambda: len(server.requests) == 4, what="the running run's second request")
+        res = flowrun("resume", failed["run_id"], "--no-overlap")
+        assert res.code == 1
+        assert res.stderr.strip() == (
+            f"error: another run of {wf.resolve()} is still in progress (pid {running.pid}); "
+            "not starting a second one"
+        )
+        assert len(server.requests) == 4  # the refused resume called nothing
+    finally:
+        running.send_signal(signal.SIGTERM)
+        running.communicate(timeout=20)
+    res = flowrun("resume", failed["run_id"], "--no-overlap", "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["run_id"] == failed["run_id"]
 
 
 def test_quiet_prints_nothing_on_success(server, tmp_path):
