@@ -22,6 +22,7 @@ from .steps import RUNNERS, StepEnv, StepError
 from .steps.base import StepRecord
 from .store import StoreError, StoreLocked
 from .templating import TemplateError, render
+from .tools import STOPPING
 from .validation import schema_errors
 
 FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
@@ -190,6 +191,10 @@ class Executor:
         except FlowrunError as exc:
             result.status, result.error = "failed", exc.message
         except Exception as exc:  # a bug in a step runner, or a user function's surprise
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:  # e.g. SystemExit from user code: the step failed
+            if isinstance(exc, STOPPING):
+                raise
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
         result.model = record.model
         result.calls = record.calls

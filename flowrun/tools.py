@@ -5,8 +5,10 @@ types, ``Optional``, defaults, pydantic models, enums, ...) and its description 
 docstring (parameter descriptions from an ``Args:`` / ``:param x:`` / numpy section).
 
 A tool that raises, times out or gets bad arguments does not crash the run inside a chat
-step: the error text goes back to the model as the tool's result so it can recover.
-Sync functions run in a dedicated thread pool, so they never block the event loop.
+step: the error text goes back to the model as the tool's result so it can recover. A tool
+that calls ``sys.exit()`` (or raises another ``BaseException``) fails like one that raises:
+it never ends the run. Sync functions run in a dedicated thread pool, so they never block
+the event loop.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ class ToolArgumentError(Exception):
 
 class ToolTimeout(TimeoutError):
     """A tool ran longer than its ``timeout_s``."""
+
+
+class ToolExit(Exception):
+    """A tool raised ``SystemExit`` (``sys.exit()``) or another ``BaseException``."""
+
+
+# What a tool may raise that is not the tool failing: the run itself is being stopped.
+STOPPING = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
+
+
+def exit_message(name: str, exc: BaseException) -> str:
+    """``tool 'x' called sys.exit(3)``, or what else a tool raised that is not an Exception."""
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return f"tool '{name}' called sys.exit({code})"
+    return f"tool '{name}' raised {type(exc).__name__}: {exc}"
 
 
 class SignatureProblem(Exception):
@@ -102,18 +120,36 @@ class ToolFunction:
         its result is ignored.
         """
         positional, keywords = _split_args(self.function, args)
+        call = functools.partial(self.function, *positional, **keywords)
         if _is_async(self.function):
-            coro = self.function(*positional, **keywords)
+            coro = self._guarded(call)
         else:
-            call = functools.partial(self.function, *positional, **keywords)
             context = contextvars.copy_context()
             coro = asyncio.get_running_loop().run_in_executor(
-                _THREADS, functools.partial(context.run, call)
+                _THREADS, functools.partial(context.run, self._guarded_sync, call)
             )
         result = await coro if not self.timeout_s else await self._with_timeout(coro)
         if inspect.isawaitable(result):  # a sync function that returned a coroutine
-            result = await result
+            result = await self._guarded(lambda: result)
         return result
+
+    async def _guarded(self, start: Any) -> Any:
+        """Await ``start()``; a ``SystemExit`` inside becomes ``ToolExit`` (never ends the loop)."""
+        try:
+            return await start()
+        except (Exception, *STOPPING):
+            raise
+        except BaseException as exc:
+            raise ToolExit(exit_message(self.name, exc)) from None
+
+    def _guarded_sync(self, call: Any) -> Any:
+        """``call()`` in a worker thread, with ``SystemExit`` turned into ``ToolExit``."""
+        try:
+            return call()
+        except (Exception, *STOPPING):
+            raise
+        except BaseException as exc:
+            raise ToolExit(exit_message(self.name, exc)) from None
 
     async def _with_timeout(self, coro: Any) -> Any:
         task = asyncio.ensure_future(coro)
@@ -406,10 +442,14 @@ class Toolbox:
             record["result"] = to_jsonable(await tool.call(tool.check_args(args)))
         except ToolArgumentError as exc:
             record["error"] = f"invalid arguments for {name}: {exc}"
-        except ToolTimeout as exc:
+        except (ToolTimeout, ToolExit) as exc:
             record["error"] = str(exc)
         except Exception as exc:  # the tool raised: tell the model
             record["error"] = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:  # sys.exit() and the like: the tool failed, the run goes on
+            if isinstance(exc, STOPPING):
+                raise
+            record["error"] = exit_message(name, exc)
         record["duration_s"] = round(time.perf_counter() - started, 4)
         return record
 

@@ -302,3 +302,50 @@ def test_streaming_assembles_streamed_tool_calls(server, tmp_path):
         {"id": "A1", "status": "shipped"},
         "2025-01-07",
     ]
+
+
+QUITTERS = '''
+import asyncio
+import sys
+
+
+def quit_now() -> str:
+    """Gives up."""
+    sys.exit(3)
+
+
+async def async_quit() -> str:
+    """Gives up too."""
+    await asyncio.sleep(0)
+    sys.exit("no more")
+'''
+
+QUIT_FLOW = """\
+version: 1
+name: quitters
+defaults: {model: gpt-4o-mini}
+tools:
+  quit_now: {function: "TOOLS:quit_now"}
+  async_quit: {function: "TOOLS:async_quit", timeout_s: 5}
+steps:
+  help: {type: chat, prompt: Try the tools., tools: [quit_now, async_quit]}
+outputs:
+  answer: "{{ steps.help.output }}"
+"""
+
+
+def test_a_tool_that_calls_sys_exit_is_a_failed_tool_call_and_the_run_goes_on(server, tmp_path):
+    server.add(Reply(tool_calls=[ToolCall("quit_now", id="c1"), ToolCall("async_quit", id="c2")]))
+    server.add(answer_from_tool_results)
+    res = flowrun("run", make_flow(tmp_path, QUIT_FLOW, QUITTERS), "--json")
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"]["answer"] == (
+        """results: {"error": "tool 'quit_now' called sys.exit(3)"}"""
+        """ | {"error": "tool 'async_quit' called sys.exit('no more')"}"""
+    )
+    errors = [c["error"] for c in doc["steps"]["help"]["tool_calls"]]
+    assert errors == [
+        "tool 'quit_now' called sys.exit(3)",
+        "tool 'async_quit' called sys.exit('no more')",
+    ]

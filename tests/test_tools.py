@@ -499,3 +499,111 @@ def test_an_explicit_parameters_schema_must_be_a_valid_object_schema(tmp_path):
     assert code == 2
     assert lines[0].startswith("wf.yaml:6:17: tool 'a': parameters is not a valid JSON schema: ")
     assert lines[1:] == ["wf.yaml:9:17: tool 'b': parameters must be a schema of type object"]
+
+
+# --- modules next to the workflow file --------------------------------------------------------
+
+
+def _tool_flow(folder, function: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "wf.yaml"
+    path.write_text(
+        f"version: 1\nname: t\nsteps:\n  s: {{type: tool, function: '{function}'}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_same_named_modules_next_to_different_workflows_do_not_collide(tmp_path):
+    one = _tool_flow(tmp_path / "p1", "helpers:first")
+    two = _tool_flow(tmp_path / "p2", "helpers:second")
+    (tmp_path / "p1" / "helpers.py").write_text("def first() -> str:\n    return 'one'\n")
+    (tmp_path / "p2" / "helpers.py").write_text("def second() -> str:\n    return 'two'\n")
+    res = flowrun("validate", one, two)
+    assert (res.code, res.stderr) == (0, "")
+    assert run_workflow(one, store=False).steps["s"].output == "one"
+    assert run_workflow(two, store=False).steps["s"].output == "two"
+
+
+def test_a_module_named_like_the_standard_library_is_the_one_next_to_the_workflow(tmp_path):
+    flow = _tool_flow(tmp_path, "email:send")
+    (tmp_path / "email.py").write_text("def send() -> str:\n    return 'sent'\n")
+    assert run_workflow(flow, store=False).steps["s"].output == "sent"
+    import email
+
+    assert not hasattr(email, "send")  # the standard library's email is untouched
+
+
+def test_a_local_module_imports_its_siblings_pickles_and_packages_work(tmp_path):
+    import pickle
+
+    (tmp_path / "shared_math_zz.py").write_text("def double(x: int) -> int:\n    return 2 * x\n")
+    (tmp_path / "uses_sibling.py").write_text(
+        "from shared_math_zz import double\n\ndef four() -> int:\n    return double(2)\n"
+    )
+    (tmp_path / "pkgzz").mkdir()
+    (tmp_path / "pkgzz" / "__init__.py").write_text("")
+    (tmp_path / "pkgzz" / "inner.py").write_text(
+        "from . import helper\n\ndef five() -> int:\n    return helper.FIVE\n"
+    )
+    (tmp_path / "pkgzz" / "helper.py").write_text("FIVE = 5\n")
+    flow = tmp_path / "wf.yaml"
+    flow.write_text(
+        "version: 1\nname: t\nsteps:\n"
+        "  a: {type: tool, function: 'uses_sibling:four'}\n"
+        "  b: {type: tool, function: 'pkgzz.inner:five'}\n"
+        "  c: {type: tool, function: 'pkgzz.nope:five'}\n"
+    )
+    res = flowrun("validate", flow)
+    assert res.stderr == (
+        f"{flow}:6:29: cannot import 'pkgzz.nope:five': No module named 'pkgzz.nope' "
+        "(put pkgzz/nope.py next to the workflow file, or install the package that provides it)\n"
+    )
+    flow.write_text(flow.read_text().rsplit("  c:", 1)[0])
+    wf = load_workflow(flow)
+    four = wf.functions["uses_sibling:four"]
+    assert four() == 4 and wf.functions["pkgzz.inner:five"]() == 5
+    assert pickle.loads(pickle.dumps(four)) is four
+    again = load_workflow(flow)  # loaded once, not again for every load
+    assert again.functions["uses_sibling:four"] is four
+
+
+QUITTERS = """\
+import asyncio
+import sys
+
+
+def quit_now(code: int = 3):
+    sys.exit(code)
+
+
+async def async_quit(code: int = 3):
+    await asyncio.sleep(0)
+    sys.exit(code)
+"""
+
+
+def test_a_tool_step_that_calls_sys_exit_fails_the_step_not_the_process(server, tmp_path):
+    for function, extra in (("quit_now", ""), ("async_quit", ", timeout_s: 5")):
+        folder = tmp_path / function
+        folder.mkdir()
+        flow = make_flow(
+            folder,
+            f"""\
+            version: 1
+            name: quits
+            steps:
+              q: {{type: tool, function: "TOOLS:{function}", args: {{code: 3}}{extra}}}
+            """,
+            QUITTERS,
+        )
+        module = next(folder.glob("tools_*.py")).stem
+        res = flowrun("run", flow, "--json")
+        assert res.code == 1, res.stderr
+        doc = json.loads(res.stdout)
+        message = f"tool '{module}:{function}' called sys.exit(3)"
+        assert doc["status"] == "failed"
+        assert doc["error"] == f"step 'q' failed: {message}"
+        assert doc["steps"]["q"]["tool_calls"][0]["error"] == message
+        shown = json.loads(flowrun("runs", "show", doc["run_id"], "--json").stdout)
+        assert shown["status"] == "failed"

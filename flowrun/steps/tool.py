@@ -6,7 +6,15 @@ import time
 from typing import Any
 
 from ..templating import render
-from ..tools import ToolArgumentError, ToolFunction, ToolTimeout, to_jsonable
+from ..tools import (
+    STOPPING,
+    ToolArgumentError,
+    ToolExit,
+    ToolFunction,
+    ToolTimeout,
+    exit_message,
+    to_jsonable,
+)
 from .base import StepEnv, StepError
 
 
@@ -29,12 +37,17 @@ async def run_tool(env: StepEnv) -> Any:
     env.record.tool_calls.append(record)
     try:
         value = await tool.call(checked)
-    except ToolTimeout as exc:
+    except (ToolTimeout, ToolExit) as exc:
         record["error"] = str(exc)
         raise StepError(str(exc)) from None
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"
         raise StepError(f"{step.function} raised {type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # sys.exit() and the like fail the step, not the process
+        if isinstance(exc, STOPPING):
+            raise
+        record["error"] = exit_message(step.function, exc)
+        raise StepError(record["error"]) from None
     finally:
         record["duration_s"] = round(time.perf_counter() - started, 4)
     try:
