@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WorkflowInvalid
-from .pf_flow import PfFlow, PfNode, access, parse_ref, read_flow
+from .pf_flow import PfFlow, PfNode, parse_ref, read_flow
 from .pf_images import image_value
 from .pf_keys import report_flow_keys
 from .pf_llm import LLM_PARAMS, connection_notes, model_params
 from .pf_prompt import PromptError, Translated, jinja_literal, translate
-from .pf_python import PythonToolError, ToolFunction, find_tool
-from .pf_values import coerce, strings, typed
+from .pf_python import PythonToolError, find_tool
+from .pf_tool_args import ToolArgs, skipped
+from .pf_values import typed
 from .pf_yaml import dump_workflow
 from .report import ConversionFailed, FlowProblem, NodeEntry, Report
 
@@ -101,6 +102,7 @@ class _Converter:
         self.problems: list[FlowProblem] = list(flow.problems)
         self.steps: dict[str, dict[str, Any]] = {}
         self.bypassable: set[str] = set()
+        self.tool_args = ToolArgs(flow, self.bypassable, self.report)
         self.outside: list[str] = []  # Python files the workflow's folder cannot import
 
     def run(self) -> dict[str, Any]:
@@ -209,13 +211,13 @@ class _Converter:
             left = ref.expr() if ref is not None else jinja_literal(when)
             test = f"{left} == {jinja_literal(value)}"
             if ref is not None and ref.kind == "node" and ref.name in self.bypassable:
-                test = f"not {_skipped(ref.name)} and {test}"
+                test = f"not {skipped(ref.name)} and {test}"
             return "{{ " + test + " }}", f"when {test}"
         deps = list(dict.fromkeys(self.node_refs(node)))
         if deps and all(d in self.bypassable for d in deps):
-            test = "not (" + " and ".join(_skipped(d) for d in deps) + ")"
+            test = "not (" + " and ".join(skipped(d) for d in deps) + ")"
             if len(deps) == 1:
-                test = f"not {_skipped(deps[0])}"
+                test = f"not {skipped(deps[0])}"
             return "{{ " + test + " }}", "runs unless all the nodes it reads were bypassed"
         return None, ""
 
@@ -395,9 +397,7 @@ class _Converter:
                 line,
                 "flowrun stands in only for promptflow's @tool; install promptflow or drop it",
             )
-        args: dict[str, Any] = {}
-        for name, raw in node.inputs.items():
-            args[name] = self.tool_arg(node, function, name, raw)
+        args = self.tool_args.args(node, function)
         spec = f"{module}:{function.name}"
         step = {
             "type": "tool",
@@ -422,35 +422,11 @@ class _Converter:
             )
         return ".".join(parts)
 
-    def tool_arg(self, node: PfNode, function: ToolFunction, name: str, raw: Any) -> Any:
-        param = function.params.get(name)
-        ref = parse_ref(raw)
-        if ref is None:
-            value = coerce(raw, param.annotation if param else None)
-            if any("{{" in s or "{%" in s or "{#" in s for s in strings(value)):
-                return "{{ " + jinja_literal(value) + " }}"
-            return value
-        if ref.kind == "node" and ref.name in self.bypassable and param and param.has_default:
-            if param.literal_default:
-                default = jinja_literal(param.default)
-                return f"{{{{ {ref.expr()} if not {_skipped(ref.name)} else {default} }}}}"
-            self.report.add(
-                node.name,
-                f"input '{name}'",
-                f"when node '{ref.name}' is bypassed promptflow passes {function.name}'s own "
-                "default, which is not a literal; flowrun passes null",
-            )
-        return "{{ " + ref.expr() + " }}"
-
 
 def _entry(node: PfNode, kind: str, became: str) -> NodeEntry:
     if node.variant is not None:
         kind += f", variant {node.variant}"
     return NodeEntry(node.name, kind, became)
-
-
-def _skipped(step: str) -> str:
-    return f"steps{access(step)}.skipped"
 
 
 def _name(text: str) -> str:

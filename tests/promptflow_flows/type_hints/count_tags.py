@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def count_tags(items: list) -> int:
+    return len(items)
