@@ -61,6 +61,20 @@ class DuplicateKey(Exception):
         self.key, self.line, self.col, self.first_line = key, line, col, first_line
 
 
+class YamlTooLarge(Exception):
+    """The document cannot be expanded safely: its aliases nest too deep or into themselves."""
+
+    def __init__(self, line: int, col: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.col, self.message = line, col, message
+
+
+# A workflow has hundreds of values; aliases that expand beyond this are an attack (a
+# "billion laughs" document), refused before anything is built.
+MAX_VALUES = 100_000
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -80,10 +94,61 @@ def _compose(text: str) -> tuple[Any, yaml.Node | None]:
         raise
 
 
+def _check_expansion(root: yaml.Node) -> dict[int, set[int]]:
+    """Refuse a node graph that expands to more than ``MAX_VALUES`` values, or into itself.
+
+    Aliases share nodes, so sizes are memoized per node: the pass is linear in the text.
+    Returns the ids of each mapping's own key nodes (not merged in), read before any merge.
+    """
+    own_keys: dict[int, set[int]] = {}
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if not isinstance(node, yaml.CollectionNode):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in open_nodes:
+            line, col = _mark(node)
+            raise YamlTooLarge(
+                line,
+                col,
+                "this value contains an alias to itself; YAML aliases must not be recursive",
+            )
+        open_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            own_keys[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE}
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                line, col = _mark(node)
+                raise YamlTooLarge(
+                    line,
+                    col,
+                    f"through its aliases this value expands to more than {MAX_VALUES:,} "
+                    "values; flowrun refuses documents that large (write the data out, or "
+                    "use fewer nested aliases)",
+                )
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+    return own_keys
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[DuplicateKey]]:
     """Parse one YAML document safely; return the data, its source map and duplicate keys.
 
-    Raises ``yaml.YAMLError`` (with a ``problem_mark``) for text that is not YAML.
+    Explicit keys override keys merged in with ``<<:``; a key written twice is a duplicate.
+    Raises ``yaml.YAMLError`` (with a ``problem_mark``) for text that is not YAML, and
+    ``YamlTooLarge`` for aliases that expand beyond ``MAX_VALUES`` values.
     """
     loader, root = _compose(text)
     smap = SourceMap(file, lines=text.splitlines())
@@ -91,6 +156,32 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[DuplicateKey]
     if root is None:
         loader.dispose()
         return None, smap, duplicates
+    own_keys = _check_expansion(root)
+    flat: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def pairs(node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The mapping's keys after merging (once per node, however often it is aliased)."""
+        known = flat.get(id(node))
+        if known is not None:
+            return known
+        explicit = own_keys[id(node)]
+        loader.flatten_mapping(node)  # merged pairs first, then the node's own
+        chosen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            # Keys are text: a step called `no`, `on` or `1` keeps that name.
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+            else:
+                key = str(loader.construct_object(key_node, deep=True))
+            if id(key_node) in explicit:
+                line, col = _mark(key_node)
+                if key in first_line:
+                    duplicates.append(DuplicateKey(key, line, col, first_line[key]))
+                first_line.setdefault(key, line)
+            chosen[key] = (key_node, value_node)  # a later pair overrides an earlier one
+        flat[id(node)] = chosen
+        return chosen
 
     def convert(node: yaml.Node, path: Path) -> Any:
         smap.values[path] = _mark(node)
@@ -102,20 +193,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[DuplicateKey]
                 node.start_mark,
             )
         if isinstance(node, yaml.MappingNode):
-            loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
-            first_seen: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                # Keys are text: a step called `no`, `on` or `1` keeps that name.
-                if isinstance(key_node, yaml.ScalarNode):
-                    key = key_node.value
-                else:
-                    key = str(loader.construct_object(key_node, deep=True))
-                line, col = _mark(key_node)
-                if key in result:
-                    duplicates.append(DuplicateKey(key, line, col, first_seen[key]))
-                first_seen.setdefault(key, line)
-                smap.keys[path + (key,)] = (line, col)
+            for key, (key_node, value_node) in pairs(node).items():
+                smap.keys[path + (key,)] = _mark(key_node)
                 result[key] = convert(value_node, path + (key,))
             return result
         if isinstance(node, yaml.SequenceNode):
@@ -144,6 +224,7 @@ _YAML_HINTS = (
     ("expected <block end>", "check the indentation of this line"),
     ("undefined alias", "define the &anchor before using *alias"),
     ("could not determine a constructor", "flowrun reads plain YAML: remove the !tag"),
+    ("expected a single document", "a workflow is one YAML document: remove the '---' line"),
 )
 
 
@@ -161,7 +242,10 @@ def describe_yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int, int, str]:
     at_end = problem_mark is not None and problem_mark.index >= len(text.rstrip())
     if at_end and context_mark is not None:
         mark = context_mark
-    message = f"invalid YAML: {problem}" + (f" {context}" if context else "")
+    if problem.startswith("but ") and context:  # "expected X" "but found Y"
+        message = f"invalid YAML: {context} {problem}"
+    else:
+        message = f"invalid YAML: {problem}" + (f" {context}" if context else "")
     if at_end and context_mark is not None:
         message += " that starts here"
     hint = next((h for key, h in _YAML_HINTS if key in f"{problem} {context}"), None)
