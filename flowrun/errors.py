@@ -16,12 +16,21 @@ The CLI catches ``FlowrunError`` in one place, prints ``show()`` to stderr and e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Whatever ``str.splitlines`` breaks a line at, with the blanks around it.
+_LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+\s*")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the blanks around them) turned into single spaces."""
+    return _LINE_BREAKS.sub(" ", text).strip()
 
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong with a workflow file, at a place in it."""
+    """One thing wrong with a workflow file, at a place in it; always printed as one line."""
 
     file: str
     line: int
@@ -29,7 +38,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+        return one_line(f"{self.file}:{self.line}:{self.col}: {self.message}")
 
 
 class FlowrunError(Exception):
