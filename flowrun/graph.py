@@ -1,12 +1,13 @@
 """The step DAG: building it, finding cycles, ready-set order and text drawings.
 
-networkx is imported on first use: ``find_cycle`` works on the plain dependency mapping, so
+networkx is imported on first use: ``find_cycles`` works on the plain dependency mapping, so
 validating a file does not load it.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,40 +28,94 @@ def build_graph(dependencies: Mapping[str, Iterable[str]]) -> nx.DiGraph:
     return graph
 
 
-def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """A dependency cycle as a closed path (``["a", "b", "a"]``), or None if there is none.
+def find_cycles(dependencies: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Every dependency cycle, as closed paths (``["a", "b", "a"]``), sorted by first step.
 
-    ``dependencies`` maps each step to the steps it reads. The path follows the data, like
-    the graph's edges (``a -> b``: b reads a's output), and starts at the alphabetically
-    first step of the cycle, so the message is the same on every run.
+    ``dependencies`` maps each step to the steps it reads. There is one path per group of
+    steps that depend on each other (a strongly connected component), plus one per step
+    that reads itself. A path follows the data, like the graph's edges (``a -> b``: b reads
+    a's output), starts at the alphabetically first step of its group and is a shortest
+    cycle through it, so the message is the same on every run.
     """
-    deps = {n: sorted(d for d in ds if d in dependencies) for n, ds in dependencies.items()}
-    done: set[str] = set()
-    for root in sorted(deps):
-        if root in done:
+    readers: dict[str, list[str]] = {n: [] for n in dependencies}
+    for step in sorted(dependencies):
+        for dep in sorted(set(dependencies[step])):
+            if dep in readers:
+                readers[dep].append(step)
+    cycles = []
+    for group in _components(readers):
+        if len(group) > 1:
+            cycles.append(_ring(min(group), readers, set(group)))
+    cycles += [[n, n] for n in readers if n in readers[n]]
+    return sorted(cycles)
+
+
+def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """The first of ``find_cycles``, or None if there is none."""
+    cycles = find_cycles(dependencies)
+    return cycles[0] if cycles else None
+
+
+def _components(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan's algorithm, iterative: no recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def enter(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+
+    for root in sorted(edges):
+        if root in index:
             continue
-        path = [root]
-        on_path = {root}
-        pending = [iter(deps[root])]
-        while pending:
-            for dep in pending[-1]:
-                if dep in on_path:
-                    # path[i] reads path[i+1] ... and the last one reads dep.
-                    ring = path[path.index(dep) :][::-1]
-                    start = ring.index(min(ring))
-                    ring = ring[start:] + ring[:start]
-                    return ring + [ring[0]]
-                if dep not in done:
-                    path.append(dep)
-                    on_path.add(dep)
-                    pending.append(iter(deps[dep]))
+        enter(root)
+        work = [(root, iter(edges[root]))]
+        while work:
+            node, pending = work[-1]
+            for nxt in pending:
+                if nxt not in index:
+                    enter(nxt)
+                    work.append((nxt, iter(edges[nxt])))
                     break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
             else:
-                pending.pop()
-                finished = path.pop()
-                on_path.discard(finished)
-                done.add(finished)
-    return None
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    found.append(group)
+    return found
+
+
+def _ring(start: str, edges: Mapping[str, list[str]], group: set[str]) -> list[str]:
+    """A shortest closed path from ``start`` back to it inside ``group`` (breadth first)."""
+    came_from: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for nxt in edges[node]:
+            if nxt == start and node != start:
+                path = [node]
+                while (prev := came_from[path[-1]]) is not None:
+                    path.append(prev)
+                return path[::-1] + [start]
+            if nxt in group and nxt not in came_from:
+                came_from[nxt] = node
+                queue.append(nxt)
+    raise AssertionError(f"{start} is not on a cycle of its group")
 
 
 def topological_index(graph: nx.DiGraph) -> dict[str, int]:

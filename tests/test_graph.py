@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from flowrun.graph import ReadyQueue, build_graph, find_cycle, to_dot, to_mermaid
+from flowrun.graph import ReadyQueue, build_graph, find_cycle, find_cycles, to_dot, to_mermaid
 from tests.helpers import WORKFLOWS, flowrun
 
 # --- cycles ------------------------------------------------------------------------------
@@ -39,6 +39,63 @@ def test_find_cycle_handles_long_chains_without_recursion_limits():
     cycle = find_cycle(chain)
     assert cycle[0] == cycle[-1] == "s00000"
     assert len(cycle) == 5001
+
+
+def test_find_cycles_gives_one_path_per_group_of_steps_and_per_self_reference():
+    dependencies = {
+        "a": ["b"],
+        "b": ["a"],
+        "c": ["e"],
+        "d": ["c"],
+        "e": ["d", "e"],
+        "f": ["f"],
+        "g": ["a", "f"],
+        # two cycles through one group: one path, the shortest through its first step
+        "p": ["r", "q"],
+        "q": ["p"],
+        "r": ["q"],
+    }
+    assert find_cycles(dependencies) == [
+        ["a", "b", "a"],
+        ["c", "d", "e", "c"],
+        ["e", "e"],
+        ["f", "f"],
+        ["p", "q", "p"],
+    ]
+    assert find_cycle(dependencies) == ["a", "b", "a"]
+    assert find_cycles({"a": [], "b": ["a"]}) == []
+
+
+def test_every_cycle_in_a_file_is_reported(tmp_path):
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            name: loops
+            defaults: {model: gpt-4o-mini}
+            steps:
+              a: {type: chat, prompt: "{{ steps.b.output }}"}
+              b: {type: chat, prompt: "{{ steps.a.output }}"}
+              c: {type: chat, prompt: "{{ steps.d.output }}"}
+              d: {type: chat, prompt: "{{ steps.e.output }}"}
+              e: {type: chat, prompt: "{{ steps.c.output }}"}
+              f: {type: chat, prompt: "{{ steps.f.output }}"}
+              g: {type: chat, prompt: "{{ steps.a.output }}"}
+            """
+        )
+    )
+    res = flowrun("validate", path)
+    assert res.code == 2
+    why = (
+        " (a step cannot use its own output, directly or through other steps; remove one of "
+        "these references or needs)"
+    )
+    assert res.stderr.splitlines() == [
+        f"{path}:5:3: dependency cycle: a -> b -> a{why}",
+        f"{path}:7:3: dependency cycle: c -> e -> d -> c{why}",
+        f"{path}:10:3: dependency cycle: f -> f{why}",
+    ]
 
 
 def test_a_cycle_in_a_file_is_reported_with_its_path(tmp_path):
