@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 STEP_ATTRIBUTES = frozenset(
     {"output", "usage", "finish_reason", "skipped", "status", "tool_calls", "cost_usd", "model"}
 )
@@ -61,12 +60,17 @@ def is_template(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class References:
-    """What a template reads: step ids, input names and other top-level names."""
+    """What a template reads: step ids, input names and other top-level names.
+
+    ``whole_steps`` is the template line of a use of ``steps`` that names no step (e.g.
+    ``steps | tojson``, ``{% set s = steps %}``, ``steps[name]``), which hides what it reads.
+    """
 
     steps: frozenset[str] = frozenset()
     inputs: frozenset[str] = frozenset()
     names: frozenset[str] = frozenset()
     step_attributes: tuple[tuple[str, str], ...] = ()
+    whole_steps: int | None = None
 
 
 @dataclass
@@ -76,14 +80,29 @@ class _Compiled:
     refs: References = field(default_factory=References)
 
 
-def _native_source(source: str) -> str | None:
-    match = _SINGLE_EXPRESSION.match(source)
-    if not match:
+def _lone_expression(ast: nodes.Template) -> nodes.Expr | None:
+    """The expression of a template that is exactly one ``{{ expr }}`` (blanks around it
+    allowed), else None."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
         return None
-    expr = match.group("expr")
-    if "{{" in expr or "}}" in expr or "{%" in expr:
+    parts = [
+        n
+        for n in ast.body[0].nodes
+        if not (isinstance(n, nodes.TemplateData) and not n.data.strip())
+    ]
+    if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
         return None
-    return expr
+    return parts[0]
+
+
+def _native(expr: nodes.Expr) -> TemplateExpression:
+    """A callable that evaluates ``expr`` and returns its value (as ``compile_expression``)."""
+    body = nodes.Template(
+        [nodes.Assign(nodes.Name("result", "store", lineno=expr.lineno), expr, lineno=expr.lineno)],
+        lineno=1,
+    )
+    body.set_environment(_env)
+    return TemplateExpression(_env.from_string(body), undefined_to_none=False)
 
 
 def _collect_references(ast: nodes.Template) -> References:
@@ -100,19 +119,31 @@ def _collect_references(ast: nodes.Template) -> References:
             return str(node.arg.value)
         return None
 
+    named: set[int] = set()  # ``steps`` names that are followed by a step id
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "inputs"):
             key = key_of(node)
             if key is not None:
                 (steps if inner.name == "steps" else inputs).add(key)
+                named.add(id(inner))
         elif isinstance(inner, (nodes.Getattr, nodes.Getitem)):
             base = inner.node
             if isinstance(base, nodes.Name) and base.name == "steps":
                 step, attr = key_of(inner), key_of(node)
                 if step is not None and attr is not None:
                     attrs.append((step, attr))
-    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs))
+    whole = None
+    if "steps" not in assigned:
+        whole = min(
+            (
+                n.lineno
+                for n in ast.find_all(nodes.Name)
+                if n.name == "steps" and n.ctx == "load" and id(n) not in named
+            ),
+            default=None,
+        )
+    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs), whole)
 
 
 @lru_cache(maxsize=4096)
@@ -150,8 +181,8 @@ def _compile(source: str) -> _Compiled:
     """The render function of ``source`` (and of its lone expression, if it is one)."""
     refs = _analyse(source)
     try:
-        expr = _native_source(source)
-        native = _env.compile_expression(expr, undefined_to_none=False) if expr else None
+        expr = _lone_expression(_env.parse(source))
+        native = _native(expr) if expr is not None else None
         template = _env.from_string(source)
         # a plain dict, not jinja's ChainMap over the (fixed) environment globals: each
         # render copies the globals, and a ChainMap makes that the dearest part of a render
@@ -180,6 +211,7 @@ def references_in(value: Any) -> References:
     inputs: set[str] = set()
     names: set[str] = set()
     attrs: list[tuple[str, str]] = []
+    whole: int | None = None
     for text in iter_strings(value):
         if is_template(text):
             refs = check_template(text)
@@ -187,7 +219,8 @@ def references_in(value: Any) -> References:
             inputs |= refs.inputs
             names |= refs.names
             attrs.extend(refs.step_attributes)
-    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs))
+            whole = whole or refs.whole_steps
+    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs), whole)
 
 
 def iter_strings(value: Any):

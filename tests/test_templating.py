@@ -53,6 +53,12 @@ CTX = {
         ("{{ inputs['items'] }}", [1, 2]),
         ("{{ inputs.keys }}", "k"),
         ("{{ inputs.meta | tojson }} ", '{"lang": "en"}'),
+        # Decided from the parsed template, not its text: braces inside the expression are fine.
+        ("{{ {'a': {'b': 1}} }}", {"a": {"b": 1}}),
+        ("{{ {'x': [inputs.meta]} }}", {"x": [{"lang": "en"}]}),
+        ("{{ '}}' }}", "}}"),
+        ("{{ inputs.n }}{# a comment #}", 3),
+        ("{{- inputs.tags -}}", ["a", "b"]),
     ],
 )
 def test_a_lone_expression_keeps_its_native_type(template, expected):
@@ -72,6 +78,8 @@ def test_a_lone_expression_keeps_its_native_type(template, expected):
         ("json: {{ inputs.meta | tojson }}", 'json: {"lang": "en"}'),
         ("{% for t in inputs.tags %}{{ loop.index }}{{ t }}{% endfor %}", "1a2b"),
         ("Line 1\n{{ inputs.text }}\n", "Line 1\nhello\n"),
+        ("{{ {'a': 1} }} and {{ '}}' }}", "{'a': 1} and }}"),
+        ("{% set x = 1 %}{{ x }}", "1"),
     ],
 )
 def test_mixed_text_stays_text(template, expected):
