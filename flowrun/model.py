@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """No unknown keys, and no conversions: ``"0.5"`` is not a number, ``"yes"`` not true
+    (an integer is still a number)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class InputSpec(_Strict):
@@ -137,6 +141,8 @@ class EmbedStep(StepBase):
 
 Step = Annotated[ChatStep | ExtractStep | ToolStep | EmbedStep, Field(discriminator="type")]
 STEP_TYPES = ("chat", "extract", "tool", "embed")
+# What the loader puts in place of a model name that is not a string (already reported).
+INVALID_MODEL = "<invalid model>"
 MODEL_STEP_TYPES = ("chat", "extract")
 
 
@@ -151,6 +157,15 @@ class Workflow(_Strict):
 
     version: Literal[1]
     name: str
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        """``true == 1`` in Python; in the file it is not a version."""
+        if isinstance(value, bool):
+            raise PydanticCustomError("literal_error", "Input should be 1", {"expected": "1"})
+        return value
+
     description: str | None = None
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)

@@ -100,3 +100,39 @@ def test_x_keys_are_allowed_by_both(validator, tmp_path):
     path = tmp_path / "wf.yaml"
     path.write_text(text)
     assert flowrun("validate", path).code == 0
+
+
+LAX = "version: 1\nname: t\nsteps:\n  a: {type: chat, model: gpt-4o, prompt: hi, KEY: VALUE}\n"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("temperature", '"0.5"', "temperature must be a number, not '0.5'"),
+        ("stream", '"yes"', "stream must be true or false, not 'yes'"),
+        ("max_completion_tokens", '"100"', "max_completion_tokens must be an integer, not '100'"),
+        ("max_retries", "false", "max_retries must be an integer, not false"),
+        ("version", "true", "unsupported version true"),
+    ],
+)
+def test_values_of_the_wrong_type_are_not_converted_by_either(
+    key, value, expected, validator, tmp_path
+):
+    if key == "version":
+        text = LAX.replace("version: 1", f"version: {value}").replace(", KEY: VALUE", "")
+    else:
+        text = LAX.replace("KEY: VALUE", f"{key}: {value}")
+    assert list(validator.iter_errors(yaml.safe_load(text))) != []
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    res = flowrun("validate", path)
+    assert res.code == 2
+    assert expected in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_an_integer_is_still_a_number_for_both(validator, tmp_path):
+    text = LAX.replace("KEY: VALUE", "temperature: 1, top_p: 1")
+    assert list(validator.iter_errors(yaml.safe_load(text))) == []
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    assert flowrun("validate", path).code == 0
