@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+_O_SERIES = re.compile(r"^(ft:)?o\d")
 DEFAULT_EMBED_MODEL = "text-embedding-3-small"
 
 
@@ -24,6 +25,8 @@ class ModelInfo:
     embedding: bool = False
     dimensions: int | None = None
     image_tokens: dict[str, float] | None = None
+    rejects: tuple[str, ...] = ()  # request parameters the model refuses, beyond the usual
+    system_messages: bool = True  # False: system and developer messages are refused
 
 
 def load_data_file(name: str) -> dict[str, Any]:
@@ -53,4 +56,19 @@ def model_info(model: str | None) -> ModelInfo | None:
     table = _models()
     name = base_model_name(model, table)
     entry = table.get(name)
-    return ModelInfo(name=name, **entry) if entry else None
+    if not entry:
+        return None
+    return ModelInfo(name=name, **{**entry, "rejects": tuple(entry.get("rejects", ()))})
+
+
+@lru_cache(maxsize=256)
+def checked_model_info(model: str) -> ModelInfo | None:
+    """What validation holds ``model`` to: its table entry; a fine-tuned ``ft:BASE:...``
+    as BASE; else an o-series name (``o3-pro``, ``ft:o1:...``) as a reasoning model whose
+    limits are unknown. None for other unknown models (e.g. of compatible servers)."""
+    info = model_info(model)
+    if info is None and model.startswith("ft:"):
+        info = model_info(model.split(":")[1])
+    if info is None and _O_SERIES.match(model):
+        info = ModelInfo(model, context_window=0, max_output_tokens=0, reasoning=True, vision=True)
+    return info
