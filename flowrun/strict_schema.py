@@ -6,7 +6,8 @@ nulls the model then sends for it are removed again (``drop_added_nulls``) unles
 original schema accepts null there.
 
 Structure that strict mode cannot express (``oneOf``, ``not``, conditionals, maps with
-``additionalProperties: {schema}``, free-form objects, a root that is not an object ...)
+``additionalProperties: {schema}``, free-form objects, a root that is not an object, a
+sub-schema without a type such as ``{}`` or ``true``, an array without ``items`` ...)
 makes ``to_strict`` return None, and the extract step falls back to JSON mode. Assertions
 strict mode does not accept but that do not change the shape (``minLength``, ``uniqueItems``
 ..., and ``default``) are left out of the strict copy only: the reply is still validated against the full
@@ -56,6 +57,10 @@ DROPPED = frozenset(
 )
 
 
+# A sub-schema says what type its value has through one of these.
+_TYPED = frozenset({"type", "$ref", "anyOf", "enum", "const"})
+
+
 class NotStrictCompatible(Exception):
     """The schema uses something strict mode cannot express; the message says what."""
 
@@ -79,8 +84,8 @@ def strict_copy(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _convert(node: Any, root: dict[str, Any]) -> Any:
-    if not isinstance(node, dict):
-        return node
+    if not isinstance(node, dict):  # ``true``/``false`` as a schema
+        raise NotStrictCompatible("strict mode needs every sub-schema to be an object")
     bad = UNSUPPORTED & node.keys()
     if bad:
         raise NotStrictCompatible(f"strict mode does not support '{sorted(bad)[0]}'")
@@ -103,6 +108,12 @@ def _convert(node: Any, root: dict[str, Any]) -> Any:
             raise NotStrictCompatible("strict mode needs 'items' to be one schema")
         node["items"] = _convert(node["items"], root)
     kind = node.get("type")
+    if not _TYPED.intersection(node):
+        raise NotStrictCompatible(
+            "strict mode needs a type for every value (found a schema without one)"
+        )
+    if (kind == "array" or (isinstance(kind, list) and "array" in kind)) and "items" not in node:
+        raise NotStrictCompatible("strict mode needs 'items' for every array")
     if kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in node:
         _close_object(node, root)
     return node

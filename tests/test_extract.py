@@ -303,6 +303,17 @@ def test_a_refusal_fails_the_step_with_the_refusal_text(server, tmp_path):
             {"type": "object", "properties": {"a": {"$ref": "other.json#/x", "description": "d"}}},
             "external $ref",
         ),
+        ({"type": "object", "properties": {"x": True}}, "every sub-schema to be an object"),
+        ({"type": "object", "properties": {"x": {}}}, "a type for every value"),
+        (
+            {"type": "object", "properties": {"x": {"description": "anything"}}},
+            "a type for every value",
+        ),
+        ({"type": "object", "properties": {"x": {"type": "array"}}}, "'items' for every array"),
+        (
+            {"type": "object", "properties": {"x": {"type": ["array", "null"]}}},
+            "'items' for every array",
+        ),
     ],
 )
 def test_schemas_strict_mode_cannot_express_are_refused_with_a_reason(schema, why):
@@ -338,3 +349,73 @@ def test_refs_with_siblings_are_inlined_and_nested_optional_fields_become_nullab
     }
     reply = {"customer": {"name": "Ann", "email": None}}
     assert drop_added_nulls(reply, schema) == {"customer": {"name": "Ann"}}
+
+
+ARRAY_ROOT = """\
+version: 1
+name: tags
+defaults: {model: gpt-4o-mini}
+steps:
+  tags:
+    type: extract
+    prompt: Tag this text.
+    schema: {type: array, items: ITEMS, minItems: 1}
+outputs:
+  tags: "{{ steps.tags.output }}"
+"""
+
+
+def test_an_array_schema_is_asked_for_inside_an_object_and_unwrapped(server, tmp_path):
+    server.add(Reply(json={"items": ["red", "blue"]}))
+    flow = make_flow(tmp_path, ARRAY_ROOT.replace("ITEMS", "{type: string}"))
+    result = run_workflow(flow, store=False)
+    assert result.status == "succeeded", result.error
+    assert result.steps["tags"].output == ["red", "blue"]
+    (request,) = server.requests_to("/chat/completions")
+    assert request.body["response_format"]["json_schema"]["schema"] == {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+
+
+def test_an_array_schema_in_json_mode_is_wrapped_and_repaired_inside(server, tmp_path):
+    server.add(Reply(json={"items": []}))
+    server.add(Reply(json={"items": [1, "two"]}))
+    flow = make_flow(tmp_path, ARRAY_ROOT.replace("ITEMS", "{}"))  # typeless: no strict mode
+    result = run_workflow(flow, store=False)
+    assert result.status == "succeeded", result.error
+    assert result.steps["tags"].output == [1, "two"]
+    first, second = server.requests_to("/chat/completions")
+    assert first.body["response_format"] == {"type": "json_object"}
+    wrapped = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {}, "minItems": 1}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+    assert first.messages[0]["content"].endswith(json.dumps(wrapped))
+    assert second.messages[-1]["content"].splitlines()[1] == "- (root): [] should be non-empty"
+
+
+def test_a_property_schema_of_true_falls_back_to_json_mode_when_run(server, tmp_path):
+    server.add(Reply(json={"x": 1}))
+    flow = make_flow(
+        tmp_path,
+        """\
+        version: 1
+        name: any
+        defaults: {model: gpt-4o-mini}
+        steps:
+          any:
+            type: extract
+            prompt: Reply in JSON.
+            schema: {type: object, properties: {x: true}, required: [x]}
+        """,
+    )
+    result = run_workflow(flow, store=False)
+    assert result.status == "succeeded", result.error
+    assert result.steps["any"].output == {"x": 1}
+    (request,) = server.requests_to("/chat/completions")
+    assert request.body["response_format"] == {"type": "json_object"}
