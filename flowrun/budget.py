@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import BudgetExceeded, Problem
+from .model import INVALID_MODEL
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
             where, model = ("steps", sid), DEFAULT_EMBED_MODEL
         else:
             where, model = ("defaults", "model"), wf.spec.defaults.model
+        if model == INVALID_MODEL:
+            continue  # not a model name: reported by the loader
         if model and not prices.is_priced(model):
             users.setdefault((where, model), []).append(sid)
         elif model and step.type != "embed" and not _output_bound(wf, step, model):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import graph as dag
-from .catalog import DEFAULT_EMBED_MODEL, model_info
+from .catalog import DEFAULT_EMBED_MODEL, ModelInfo, checked_model_info, model_info
 from .errors import Problem
 from .imports import ImportProblem, import_callable, import_object
 from .model import ChatStep, EmbedStep, ExtractStep, ToolStep
@@ -22,6 +23,7 @@ from .templating import (
     is_template,
     iter_strings,
 )
+from .yaml_source import YamlTooLarge, describe_yaml_error, parse_yaml
 
 if TYPE_CHECKING:
     from .loader import LoadedWorkflow
@@ -46,6 +48,7 @@ STATIC_FIELDS = frozenset(
         "extra",
     }
 )
+_DASHED_REFERENCE = re.compile(r"\bsteps\.(\w+(?:-\w+)+)")
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "integer": (int,),
@@ -92,12 +95,19 @@ class _Checker:
 
     # --- templates and references -------------------------------------------------
     def template_refs(
-        self, path: tuple[Any, ...], value: Any, scope: frozenset[str], owner: str
+        self,
+        path: tuple[Any, ...],
+        value: Any,
+        scope: frozenset[str],
+        owner: str,
+        *,
+        in_step: bool = True,
     ) -> dict[str, tuple[Any, ...]]:
         """Check every template inside ``value`` (at ``path``, in ``owner``).
 
         Reports syntax errors, unknown names and undeclared inputs; returns the steps the
-        templates read, each with the path of the first string that reads it.
+        templates read, each with the path of the first string that reads it. A step
+        (``in_step``) must name each step it reads; outputs, rendered at the end, need not.
         """
         steps: dict[str, tuple[Any, ...]] = {}
         for sub, text in _strings_with_paths(value, path):
@@ -113,7 +123,24 @@ class _Checker:
                     at=self.smap.locate_in_string(sub, exc.lineno),
                 )
                 continue
-            for name in sorted(refs.names - scope - JINJA_GLOBALS):
+            if in_step and refs.whole_steps is not None:
+                self.add(
+                    sub,
+                    f"{owner}: {field_name} uses 'steps' without naming a step, so flowrun "
+                    "cannot tell which steps it waits for; write steps.<id>.output or "
+                    "steps['<id>'].output for each step it reads",
+                    at=self.smap.locate_in_string(sub, refs.whole_steps),
+                )
+            dashed = self.dashed_step_ids(text)
+            for step_id in sorted(dashed):
+                self.add(
+                    sub,
+                    f"{owner}: in {field_name}, steps.{step_id} reads as a subtraction; "
+                    f"write steps['{step_id}'] for a step id with a dash",
+                )
+            hidden = {p for d in dashed for p in d.split("-")[1:]}  # reported just above
+            hidden_steps = {d.split("-")[0] for d in dashed} - self.known_steps
+            for name in sorted(refs.names - scope - JINJA_GLOBALS - hidden):
                 if name in ("item", "index") and field_name in ("when", "foreach"):
                     self.add(
                         sub,
@@ -140,12 +167,18 @@ class _Checker:
                         f"{_suggest(attr, STEP_ATTRIBUTES)} "
                         f"(it has: {', '.join(sorted(STEP_ATTRIBUTES))})",
                     )
-            for step in sorted(refs.steps):
+            for step in sorted(refs.steps - hidden_steps):
                 steps.setdefault(step, sub)
             for name in sorted(refs.inputs - self.known_inputs):
                 hint = _suggest(name, self.known_inputs) or " (declare it under inputs:)"
                 self.add(sub, f"{owner}: unknown input '{name}' in {field_name}{hint}")
         return steps
+
+    def dashed_step_ids(self, text: str) -> set[str]:
+        """Step ids with a dash written as ``steps.my-step`` (Jinja reads ``steps.my - step``)."""
+        if "-" not in text:
+            return set()
+        return {m for m in _DASHED_REFERENCE.findall(text) if m in self.known_steps}
 
     def check_steps(self) -> dict[str, frozenset[str]]:
         dependencies: dict[str, frozenset[str]] = {}
@@ -190,7 +223,8 @@ class _Checker:
         for name, value in self.spec.outputs.items():
             owner = f"output '{name}'"
             scope = frozenset({"inputs", "steps"})
-            for dep, where in self.template_refs(("outputs", name), value, scope, owner).items():
+            refs = self.template_refs(("outputs", name), value, scope, owner, in_step=False)
+            for dep, where in refs.items():
                 if dep not in self.known_steps:
                     self.add(
                         where,
@@ -199,8 +233,7 @@ class _Checker:
                     )
 
     def check_graph(self, dependencies: dict[str, frozenset[str]]) -> None:
-        cycle = dag.find_cycle(dependencies)
-        if cycle:
+        for cycle in dag.find_cycles(dependencies):
             self.add(
                 ("steps", cycle[0]),
                 "dependency cycle: "
@@ -245,13 +278,7 @@ class _Checker:
         try:
             self.wf.functions[spec] = import_callable(spec, self.wf.base_dir)
         except ImportProblem as exc:
-            message = str(exc)
-            if "No module named" in message:
-                message += (
-                    f" (put {spec.partition(':')[0]}.py next to the workflow file,"
-                    " or install the package that provides it)"
-                )
-            self.add(path, message)
+            self.add(path, str(exc) + _import_hint(exc, spec))
 
     def check_tools(self) -> None:
         for name, tool in self.spec.tools.items():
@@ -294,7 +321,9 @@ class _Checker:
             try:
                 Draft202012Validator.check_schema(tool.parameters)
             except SchemaError as exc:
-                self.add(where, f"tool '{name}': parameters is not a valid JSON schema: {exc.message}")
+                self.add(
+                    where, f"tool '{name}': parameters is not a valid JSON schema: {exc.message}"
+                )
                 return
             if tool.parameters.get("type") != "object":
                 self.add(where, f"tool '{name}': parameters must be a schema of type object")
@@ -328,7 +357,9 @@ class _Checker:
                     f"{_suggest(key, model.model_fields)}",
                     key=True,
                 )
-        missing = [n for n, f in model.model_fields.items() if f.is_required() and n not in step.args]
+        missing = [
+            n for n, f in model.model_fields.items() if f.is_required() and n not in step.args
+        ]
         if missing:
             self.add(
                 ("steps", sid, "args") if "args" in step.model_fields_set else ("steps", sid),
@@ -350,7 +381,7 @@ class _Checker:
             try:
                 model = import_object(ref, self.wf.base_dir)
             except ImportProblem as exc:
-                self.add(path, str(exc))
+                self.add(path, str(exc) + _import_hint(exc, ref))
                 return None
             if not hasattr(model, "model_json_schema"):
                 self.add(
@@ -371,10 +402,9 @@ class _Checker:
                     " a path is relative to the workflow file)",
                 )
                 return None
-            try:
-                schema = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-            except (ValueError, yaml.YAMLError) as exc:
-                self.add(path, f"{owner}: {path[-1]} file {ref} is not valid JSON: {exc}")
+            schema, error = _read_schema_file(text, file.suffix == ".json")
+            if error:
+                self.add(path, f"{owner}: {path[-1]} file {ref} is not valid {error}")
                 return None
         try:
             Draft202012Validator.check_schema(schema)
@@ -407,13 +437,7 @@ class _Checker:
         for sid, step in self.spec.steps.items():
             base = ("steps", sid)
             if isinstance(step, EmbedStep):
-                info = model_info(step.model or DEFAULT_EMBED_MODEL)
-                if step.dimensions and info and info.name == "text-embedding-ada-002":
-                    self.add(
-                        base + ("dimensions",),
-                        f"step '{sid}': {info.name} does not accept dimensions; remove it or "
-                        "use text-embedding-3-small or text-embedding-3-large",
-                    )
+                self.check_embed_model(sid, step)
                 continue
             if not isinstance(step, (ChatStep, ExtractStep)):
                 continue
@@ -425,7 +449,7 @@ class _Checker:
                     key=True,
                 )
                 continue
-            info = model_info(model)
+            info = checked_model_info(model)
             if info is None:
                 continue
             where_model = base + ("model",) if step.model else ("defaults", "model")
@@ -434,22 +458,7 @@ class _Checker:
                     where_model,
                     f"step '{sid}': {model} is an embedding model; use a step of type embed",
                 )
-            rejected = ("temperature", "top_p") if info.reasoning else ("reasoning_effort",)
-            for param in rejected:
-                why = (
-                    "is a reasoning model and rejects"
-                    if info.reasoning
-                    else "is not a reasoning model and rejects"
-                )
-                fix = "remove it (use reasoning_effort instead)" if info.reasoning else "remove it"
-                if getattr(step, param) is not None:
-                    self.add(base + (param,), f"step '{sid}': {model} {why} {param}; {fix}")
-                elif getattr(defaults, param) is not None and ("defaults", param) not in reported:
-                    reported.add(("defaults", param))
-                    self.add(
-                        ("defaults", param),
-                        f"defaults: {param} applies to step '{sid}', but {model} {why} {param}; {fix}",
-                    )
+            self.check_parameters(sid, step, model, info, reported)
             max_out = step.max_completion_tokens or defaults.max_completion_tokens
             if max_out and info.max_output_tokens and max_out > info.max_output_tokens:
                 where = (
@@ -467,6 +476,79 @@ class _Checker:
                     base + ("images",),
                     f"step '{sid}': {model} does not accept images; use a vision model (e.g. gpt-4o-mini)",
                 )
+            if not info.system_messages:
+                self.check_no_system_messages(sid, step, model)
+
+    def check_parameters(
+        self, sid: str, step: Any, model: str, info: ModelInfo, reported: set[tuple[str, str]]
+    ) -> None:
+        """Parameters the model refuses, set on the step or (once) under defaults."""
+        defaults = self.spec.defaults
+        rejected = ["temperature", "top_p"] if info.reasoning else ["reasoning_effort"]
+        rejected += [p for p in info.rejects if p not in rejected]
+        for param in rejected:
+            if param in info.rejects:
+                why, fix = f"does not accept {param}", "remove it"
+            elif info.reasoning:
+                why = f"is a reasoning model and rejects {param}"
+                fix = "remove it (use reasoning_effort instead)"
+                if "reasoning_effort" in info.rejects:
+                    fix = "remove it"
+            else:
+                why, fix = f"is not a reasoning model and rejects {param}", "remove it"
+            if getattr(step, param) is not None:
+                self.add(("steps", sid, param), f"step '{sid}': {model} {why}; {fix}")
+            elif getattr(defaults, param) is not None and ("defaults", param) not in reported:
+                reported.add(("defaults", param))
+                self.add(
+                    ("defaults", param),
+                    f"defaults: {param} applies to step '{sid}', but {model} {why}; {fix}",
+                )
+
+    def check_no_system_messages(self, sid: str, step: Any, model: str) -> None:
+        fix = "put these instructions in the prompt (a user message)"
+        if step.system is not None:
+            self.add(
+                ("steps", sid, "system"),
+                f"step '{sid}': {model} does not accept system messages; {fix}",
+            )
+        for i, message in enumerate(step.messages or []):
+            if message.role in ("system", "developer"):
+                self.add(
+                    ("steps", sid, "messages", i, "role"),
+                    f"step '{sid}': {model} does not accept {message.role} messages; {fix}",
+                )
+
+    def check_embed_model(self, sid: str, step: EmbedStep) -> None:
+        info = model_info(step.model or DEFAULT_EMBED_MODEL)
+        if not step.dimensions or info is None:
+            return
+        where = ("steps", sid, "dimensions")
+        if info.name == "text-embedding-ada-002":
+            self.add(
+                where,
+                f"step '{sid}': {info.name} does not accept dimensions; remove it or "
+                "use text-embedding-3-small or text-embedding-3-large",
+            )
+        elif info.dimensions and step.dimensions > info.dimensions:
+            self.add(
+                where,
+                f"step '{sid}': dimensions {step.dimensions} is more than {info.name} gives "
+                f"({info.dimensions}); lower it to at most {info.dimensions}",
+            )
+
+    def budget_problems(self) -> list[Problem]:
+        """Why ``budget.max_cost_usd`` cannot be kept with the default prices, if it cannot."""
+        from .budget import budget_problems
+        from .errors import FlowrunError
+        from .pricing import load_price_table
+
+        try:
+            prices = load_price_table()
+        except FlowrunError as exc:
+            line, col = self.smap.locate(("budget",), key=True)
+            return [Problem(self.smap.file, line, col, f"budget: {exc.message}")]
+        return budget_problems(self.wf, prices, "budget.max_cost_usd")
 
     def run(self) -> list[Problem]:
         self.check_defaults()
@@ -480,13 +562,20 @@ class _Checker:
         return self.problems
 
 
-def check_workflow(wf: LoadedWorkflow, unchecked: Unchecked | None = None) -> list[Problem]:
+def check_workflow(
+    wf: LoadedWorkflow, unchecked: Unchecked | None = None, *, check_budget: bool = False
+) -> list[Problem]:
     """All problems of a schema-valid workflow; fills in its graph, functions and schemas.
 
     ``unchecked`` names the parts of the file that were left out because they did not fit
-    the model (they were reported already).
+    the model (they were reported already). ``check_budget``: also whether a ``budget:``
+    can be kept with the default price table.
     """
-    return _Checker(wf, unchecked).run()
+    checker = _Checker(wf, unchecked)
+    problems = checker.run()
+    if check_budget and wf.spec.budget is not None:
+        problems += checker.budget_problems()
+    return problems
 
 
 def _strings_with_paths(value: Any, path: tuple[Any, ...]):
@@ -498,6 +587,34 @@ def _strings_with_paths(value: Any, path: tuple[Any, ...]):
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _strings_with_paths(v, path + (i,))
+
+
+def _read_schema_file(text: str, is_json: bool) -> tuple[Any, str | None]:
+    """A schema file's data, or why it cannot be read (``JSON: ...`` / ``YAML: ...``)."""
+    if is_json:
+        try:
+            return json.loads(text), None
+        except ValueError as exc:
+            return None, f"JSON: {exc}"
+    try:
+        data, _, _ = parse_yaml(text, "")
+    except yaml.YAMLError as exc:
+        line, col, message = describe_yaml_error(exc, text)
+        return None, f"YAML: {message.removeprefix('invalid YAML: ')} (line {line}, column {col})"
+    except YamlTooLarge as exc:
+        return None, f"YAML: {exc.message} (line {exc.line}, column {exc.col})"
+    return data, None
+
+
+def _import_hint(exc: ImportProblem, spec: str) -> str:
+    """What to do about a module that was not found: the one named, or one it imports."""
+    if not exc.missing:
+        return ""
+    module = spec.partition(":")[0]
+    if exc.missing in (module, module.partition(".")[0]):
+        file = exc.missing.replace(".", "/") + ".py"
+        return f" (put {file} next to the workflow file, or install the package that provides it)"
+    return f" ({module} imports {exc.missing}: install the package that provides it)"
 
 
 def _takes_var_keywords(function: Any) -> bool:

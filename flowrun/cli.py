@@ -61,7 +61,7 @@ def cli(debug: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate(files: tuple[str, ...]) -> None:
     """Check workflow files without running them; exit 2 on any problem.
 
@@ -78,7 +78,7 @@ def validate(files: tuple[str, ...]) -> None:
     problems = []
     for file in files:
         try:
-            wf = load_workflow(file)
+            wf = load_workflow(file, check_budget=True)
         except WorkflowInvalid as exc:
             problems.extend(exc.problems)
             continue

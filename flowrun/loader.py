@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, WorkflowInvalid
 from .model import (
+    INVALID_MODEL,
     STEP_TYPES,
     Budget,
     ChatStep,
@@ -30,7 +31,7 @@ from .model import (
     ToolStep,
     Workflow,
 )
-from .yaml_source import SourceMap, describe_yaml_error, parse_yaml
+from .yaml_source import SourceMap, YamlTooLarge, describe_yaml_error, parse_yaml
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -83,26 +84,37 @@ class LoadedWorkflow:
         return self.source.file
 
 
-def load_workflow(path: str | Path) -> LoadedWorkflow:
-    """Load and check a workflow file; raises ``WorkflowInvalid`` listing every problem."""
+def load_workflow(path: str | Path, *, check_budget: bool = False) -> LoadedWorkflow:
+    """Load and check a workflow file; raises ``WorkflowInvalid`` listing every problem.
+
+    ``check_budget`` (``flowrun validate``): a ``budget:`` must be keepable with the shipped
+    price table (or ``$FLOWRUN_PRICES``); a run checks it with its own prices instead.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise WorkflowInvalid([Problem(str(path), 1, 1, "no such file")]) from None
+    except IsADirectoryError:
+        hint = f"is a directory; give the workflow files in it, e.g. {path / '*.yaml'}"
+        raise WorkflowInvalid([Problem(str(path), 1, 1, hint)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc}")]) from None
-    return load_workflow_text(text, file=str(path), base_dir=path.parent)
+    return load_workflow_text(text, file=str(path), base_dir=path.parent, check_budget=check_budget)
 
 
 def load_workflow_text(
-    text: str, file: str = "<string>", base_dir: str | Path | None = None
+    text: str,
+    file: str = "<string>",
+    base_dir: str | Path | None = None,
+    *,
+    check_budget: bool = False,
 ) -> LoadedWorkflow:
     """Load a workflow from YAML text; relative paths resolve against ``base_dir``.
 
     Every problem is collected: when some keys or steps do not fit the model, they are
     reported and left out, and the rest of the file is still checked (templates,
-    references, tools, schemas, models).
+    references, tools, schemas, models; the budget with ``check_budget``).
     """
     from .checks import Unchecked, check_workflow
 
@@ -112,6 +124,8 @@ def load_workflow_text(
     except yaml.YAMLError as exc:
         line, col, message = describe_yaml_error(exc, text)
         raise WorkflowInvalid([Problem(file, line, col, message)]) from None
+    except YamlTooLarge as exc:
+        raise WorkflowInvalid([Problem(file, exc.line, exc.col, exc.message)]) from None
     problems = [
         Problem(
             file,
@@ -144,7 +158,7 @@ def load_workflow_text(
     loaded = LoadedWorkflow(spec=spec, text=text, source=smap, base_dir=base)
     if file != "<string>":
         loaded.path = Path(file)
-    problems.extend(check_workflow(loaded, unchecked))
+    problems.extend(check_workflow(loaded, unchecked, check_budget=check_budget))
     if problems:
         raise WorkflowInvalid(problems)
     return loaded
@@ -380,7 +394,7 @@ def _number(value: Any) -> str:
 
 # --- partial models: check the rest of a file whose parts do not fit ---------------------
 
-_PLACEHOLDER_MODEL = "<invalid model>"
+_PLACEHOLDER_MODEL = INVALID_MODEL
 
 
 def _without_invalid_parts(

@@ -131,6 +131,73 @@ CASES = {
         "a workflow file must be a YAML mapping with version, name and steps",
         ["mapping"],
     ),
+    "alias_bomb.yaml": (
+        9,
+        6,
+        "through its aliases this value expands to more than 100,000 values; flowrun refuses "
+        "documents that large (write the data out, or use fewer nested aliases)",
+        ["aliases", "100,000"],
+    ),
+    "import_dependency_missing.yaml": (
+        6,
+        15,
+        "cannot import 'needs_missing_package:count_words': No module named "
+        "'no_such_package_for_flowrun' (needs_missing_package imports "
+        "no_such_package_for_flowrun: install the package that provides it)",
+        ["no_such_package_for_flowrun", "install"],
+    ),
+    "import_exits.yaml": (
+        6,
+        15,
+        "cannot import 'exits_on_import:count_words': the module called sys.exit(3) while it "
+        "was being imported",
+        ["sys.exit(3)"],
+    ),
+    "import_raises_multiline.yaml": (
+        6,
+        15,
+        "cannot import 'raises_on_import:count_words': RuntimeError: configuration missing: "
+        "set TOOLS_HOME then retry",
+        ["RuntimeError", "TOOLS_HOME"],
+    ),
+    "budget_unpriced.yaml": (
+        8,
+        12,
+        "model my-finetune-without-a-price (step 'answer') has no price, so the budget "
+        "(budget.max_cost_usd) cannot be kept: add it to a price file (--prices or "
+        "FLOWRUN_PRICES) or use a priced model",
+        ["no price", "budget"],
+    ),
+    "multi_document.yaml": (
+        5,
+        1,
+        "invalid YAML: expected a single document in the stream but found another document; "
+        "a workflow is one YAML document: remove the '---' line",
+        ["single document", "---"],
+    ),
+    "schema_yaml_broken.yaml": (
+        9,
+        13,
+        "step 'classify': schema file schemas/broken.yaml is not valid YAML: expected ',' or "
+        "'}', but got ':' while parsing a flow mapping; is a closing '}' missing? "
+        "(line 4, column 8)",
+        ["not valid YAML", "line 4"],
+    ),
+    "step_id_with_dash.yaml": (
+        11,
+        13,
+        "step 'polish': in prompt, steps.first-draft reads as a subtraction; write "
+        "steps['first-draft'] for a step id with a dash",
+        ["steps['first-draft']"],
+    ),
+    "hidden_dependency.yaml": (
+        11,
+        13,
+        "step 'summary': prompt uses 'steps' without naming a step, so flowrun cannot tell "
+        "which steps it waits for; write steps.<id>.output or steps['<id>'].output for each "
+        "step it reads",
+        ["steps.<id>.output", "summary", "prompt"],
+    ),
 }
 
 
@@ -193,6 +260,34 @@ def test_valid_file_exits_0() -> None:
     res = flowrun("validate", REPO / "workflows" / "summarize.yaml")
     assert (res.code, res.stderr) == (0, "")
     assert res.stdout.endswith("summarize.yaml: ok (2 steps)\n")
+
+
+def test_a_directory_is_one_line_naming_its_workflow_files(tmp_path) -> None:
+    res = flowrun("validate", tmp_path)
+    assert res.code == 2
+    assert res.stderr == (
+        f"{tmp_path}:1:1: is a directory; give the workflow files in it, e.g. "
+        f"{tmp_path / '*.yaml'}\n"
+    )
+
+
+def test_a_budget_is_only_checked_against_the_shipped_prices_by_validate(tmp_path) -> None:
+    from flowrun.loader import load_workflow
+
+    wf = load_workflow(BROKEN / "budget_unpriced.yaml")  # a run may bring --prices
+    assert wf.spec.budget is not None
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"my-finetune-without-a-price": {"input": 1, "output": 2}}')
+    res = flowrun_process(
+        "validate", "budget_unpriced.yaml", cwd=BROKEN, env={"FLOWRUN_PRICES": str(prices)}
+    )
+    assert (res.code, res.stderr) == (0, ""), res.stderr
+
+
+def test_a_module_that_exits_on_import_in_a_real_process(tmp_path) -> None:
+    res = flowrun_process("validate", "import_exits.yaml", cwd=BROKEN)
+    assert res.code == 2
+    assert res.stderr.splitlines() == [f"import_exits.yaml:6:15: {CASES['import_exits.yaml'][2]}"]
 
 
 def test_missing_file(tmp_path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from flowrun.errors import WorkflowInvalid
 from flowrun.loader import load_workflow, load_workflow_text
+from flowrun.yaml_source import parse_yaml
 
 
 def load(text: str, base_dir: Path | None = None):
@@ -424,6 +425,8 @@ steps:
     ) == [
         "wf.yaml:6:3: dependency cycle: a -> b -> c -> a (a step cannot use its own output, "
         "directly or through other steps; remove one of these references or needs)",
+        "wf.yaml:8:3: dependency cycle: solo -> solo (a step cannot use its own output, "
+        "directly or through other steps; remove one of these references or needs)",
     ]
 
 
@@ -605,3 +608,276 @@ def test_an_empty_section_is_an_empty_mapping():
         """
     )
     assert (wf.spec.inputs, wf.spec.tools, wf.spec.outputs, wf.spec.budget) == ({}, {}, {}, None)
+
+
+# --- YAML merges and aliases ----------------------------------------------------------------
+
+
+def test_keys_after_a_merge_override_the_merged_ones():
+    wf = load(
+        """\
+        version: 1
+        name: t
+        x-base: &base {type: chat, model: gpt-4o-mini, temperature: 0.1, prompt: base}
+        steps:
+          a:
+            <<: *base
+            model: gpt-4o
+          b: {<<: *base, temperature: 0.7}
+          c: *base
+        """
+    )
+    steps = wf.spec.steps
+    assert (steps["a"].model, steps["a"].temperature, steps["a"].prompt) == ("gpt-4o", 0.1, "base")
+    assert (steps["b"].model, steps["b"].temperature) == ("gpt-4o-mini", 0.7)
+    assert steps["c"].model == "gpt-4o-mini"
+    # the override's own position is where the key is reported
+    assert wf.source.locate(("steps", "a", "model")) == (7, 12)
+
+
+def test_a_key_written_twice_next_to_a_merge_is_still_a_duplicate():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        x-base: &base {type: chat, model: gpt-4o-mini, prompt: base}
+        steps:
+          a:
+            <<: *base
+            prompt: one
+            prompt: two
+          b: *base
+          c: *base
+        """
+    ) == ["wf.yaml:8:5: duplicate key 'prompt' (first defined on line 7); keep only one"]
+
+
+def test_an_anchor_with_a_merge_aliased_twice_has_no_false_duplicates():
+    wf = load(
+        """\
+        version: 1
+        name: t
+        x-root: &root {type: chat, model: gpt-4o-mini, prompt: root}
+        steps:
+          a: {<<: &mid {<<: *root, prompt: mid}, model: gpt-4o}
+          b: *mid
+        """
+    )
+    assert (wf.spec.steps["a"].prompt, wf.spec.steps["a"].model) == ("mid", "gpt-4o")
+    assert (wf.spec.steps["b"].prompt, wf.spec.steps["b"].model) == ("mid", "gpt-4o-mini")
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["version: 1", "name: bomb", "x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip("abcdefg"[: levels - 1], "bcdefgh"[: levels - 1], strict=True):
+        lines.append(f"x-{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    lines += ["steps:", "  s: {type: chat, model: gpt-4o, prompt: x}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_aliases_that_expand_beyond_the_limit_are_refused_quickly():
+    import time
+
+    start = time.perf_counter()
+    assert problems(_alias_bomb(7)) == [
+        "wf.yaml:8:6: through its aliases this value expands to more than 100,000 values; "
+        "flowrun refuses documents that large (write the data out, or use fewer nested aliases)"
+    ]
+    assert time.perf_counter() - start < 2
+
+
+def test_aliases_below_the_limit_are_expanded_into_separate_copies():
+    wf = load(_alias_bomb(4))  # 9**4 values: fine
+    assert list(wf.spec.steps) == ["s"]
+    data, _, _ = parse_yaml("a: &a [[1], [2]]\nb: *a\n", "f.yaml")
+    assert data["a"] == data["b"] == [[1], [2]]
+    assert data["a"] is not data["b"] and data["a"][0] is not data["b"][0]
+
+
+def test_a_recursive_alias_is_refused():
+    assert problems("version: 1\nname: t\nx-a: &a [1, *a]\nsteps: {}\n") == [
+        "wf.yaml:3:6: this value contains an alias to itself; YAML aliases must not be recursive"
+    ]
+
+
+def test_several_documents_in_one_file_are_one_readable_error():
+    assert problems("version: 1\nname: t\n---\nname: u\n") == [
+        "wf.yaml:3:1: invalid YAML: expected a single document in the stream but found "
+        "another document; a workflow is one YAML document: remove the '---' line"
+    ]
+
+
+# --- types are not converted --------------------------------------------------------------------
+
+
+def test_strings_and_booleans_are_not_converted_to_numbers_or_booleans():
+    assert problems(
+        """\
+        version: true
+        name: t
+        steps:
+          a:
+            type: chat
+            model: gpt-4o
+            prompt: hi
+            temperature: "0.5"
+            stream: "yes"
+            max_completion_tokens: "100"
+            max_retries: false
+            top_p: 1
+        """
+    ) == [
+        "wf.yaml:1:10: unsupported version true: this flowrun reads version 1 files; set version: 1",
+        "wf.yaml:8:18: step 'a': temperature must be a number, not '0.5'",
+        "wf.yaml:9:13: step 'a': stream must be true or false, not 'yes'",
+        "wf.yaml:10:28: step 'a': max_completion_tokens must be an integer, not '100'",
+        "wf.yaml:11:18: step 'a': max_retries must be an integer, not false",
+    ]
+
+
+# --- every problem is one line -------------------------------------------------------------------
+
+
+def test_a_step_id_with_a_line_break_is_printed_on_one_line():
+    lines = problems(HEAD + 'steps:\n  "a\\nb": {type: chat, prompt: "{{ steps.zz.output }}"}\n')
+    assert lines == [
+        "wf.yaml:5:32: step 'a b' refers to unknown step 'zz' (the steps are: a b)",
+    ]
+
+
+def test_a_broken_yaml_schema_file_is_described_in_one_line(tmp_path):
+    (tmp_path / "s.yaml").write_text("type: object\nproperties:\n  a: {type: string\n")
+    assert problems(
+        HEAD + "steps:\n  a: {type: extract, prompt: x, schema: s.yaml}\n", tmp_path
+    ) == [
+        "wf.yaml:5:41: step 'a': schema file s.yaml is not valid YAML: expected ',' or '}', but "
+        "got '<stream end>' while parsing a flow mapping that starts here; is a closing '}' "
+        "missing? (line 3, column 6)"
+    ]
+
+
+# --- hidden dependencies and step ids with dashes ------------------------------------------------
+
+
+def test_steps_used_without_a_step_id_is_a_hidden_dependency():
+    assert problems(
+        HEAD
+        + """\
+steps:
+  a: {type: chat, prompt: hi}
+  b: {type: chat, prompt: "{% set s = steps %}{{ s.a.output }}"}
+  c:
+    type: chat
+    prompt: |
+      Everything:
+      {{ steps | tojson }}
+  d: {type: chat, prompt: "{{ steps[inputs.which].output }}"}
+  e: {type: chat, prompt: "{{ steps.a.output }} {{ steps['a'].usage }}"}
+outputs:
+  all: "{{ steps | tojson }}"
+"""
+    ) == [
+        "wf.yaml:6:27: step 'b': prompt uses 'steps' without naming a step, so flowrun cannot "
+        "tell which steps it waits for; write steps.<id>.output or steps['<id>'].output for "
+        "each step it reads",
+        "wf.yaml:11:7: step 'c': prompt uses 'steps' without naming a step, so flowrun cannot "
+        "tell which steps it waits for; write steps.<id>.output or steps['<id>'].output for "
+        "each step it reads",
+        "wf.yaml:12:27: step 'd': prompt uses 'steps' without naming a step, so flowrun cannot "
+        "tell which steps it waits for; write steps.<id>.output or steps['<id>'].output for "
+        "each step it reads",
+        "wf.yaml:12:27: step 'd': unknown input 'which' in prompt (declare it under inputs:)",
+    ]
+
+
+def test_a_step_id_with_a_dash_must_be_written_with_brackets():
+    assert problems(
+        HEAD
+        + """\
+steps:
+  my-step: {type: chat, prompt: hi}
+  b: {type: chat, prompt: "{{ steps.my-step.output }}"}
+  c: {type: chat, prompt: "{{ steps['my-step'].output }}"}
+"""
+    ) == [
+        "wf.yaml:6:27: step 'b': in prompt, steps.my-step reads as a subtraction; "
+        "write steps['my-step'] for a step id with a dash",
+    ]
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+def test_unknown_o_series_names_are_checked_as_reasoning_models():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        steps:
+          a: {type: chat, prompt: x, model: o1-preview, temperature: 0.5}
+          b: {type: chat, prompt: x, model: o3-pro, top_p: 0.5}
+          c: {type: chat, prompt: x, model: o4-mini-deep-research, temperature: 1}
+          d: {type: chat, prompt: x, model: "ft:o4-mini:org::abc", temperature: 1}
+          e: {type: chat, prompt: x, model: omni-local, temperature: 1}
+          f: {type: chat, prompt: x, model: o3-pro, images: [a.png], max_completion_tokens: 999999}
+        """
+    ) == [
+        "wf.yaml:4:62: step 'a': o1-preview is a reasoning model and rejects temperature; "
+        "remove it (use reasoning_effort instead)",
+        "wf.yaml:5:52: step 'b': o3-pro is a reasoning model and rejects top_p; remove it "
+        "(use reasoning_effort instead)",
+        "wf.yaml:6:73: step 'c': o4-mini-deep-research is a reasoning model and rejects "
+        "temperature; remove it (use reasoning_effort instead)",
+        "wf.yaml:7:73: step 'd': ft:o4-mini:org::abc is a reasoning model and rejects "
+        "temperature; remove it (use reasoning_effort instead)",
+    ]
+
+
+def test_parameters_and_messages_particular_models_refuse():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        steps:
+          a: {type: chat, model: o1-mini, system: Be brief., prompt: x, reasoning_effort: low}
+          b:
+            type: chat
+            model: o1-mini-2024-09-12
+            messages: [{role: developer, content: x}, {role: user, content: y}]
+          c: {type: chat, model: o3, prompt: x, stop: "END"}
+          d: {type: chat, model: "ft:o4-mini:org::abc", prompt: x, stop: ["END"]}
+          e: {type: chat, model: o3-mini, prompt: x, stop: "END", reasoning_effort: low}
+          f: {type: chat, model: gpt-4o-2024-05-13, prompt: x, max_completion_tokens: 5000}
+          g: {type: chat, model: o1-mini, prompt: x, temperature: 1}
+        """
+    ) == [
+        "wf.yaml:4:43: step 'a': o1-mini does not accept system messages; put these "
+        "instructions in the prompt (a user message)",
+        "wf.yaml:4:83: step 'a': o1-mini does not accept reasoning_effort; remove it",
+        "wf.yaml:8:23: step 'b': o1-mini-2024-09-12 does not accept developer messages; put "
+        "these instructions in the prompt (a user message)",
+        "wf.yaml:9:47: step 'c': o3 does not accept stop; remove it",
+        "wf.yaml:10:66: step 'd': ft:o4-mini:org::abc does not accept stop; remove it",
+        "wf.yaml:12:79: step 'f': max_completion_tokens 5000 is more than gpt-4o-2024-05-13 can "
+        "produce (4096); lower it to at most 4096",
+        "wf.yaml:13:59: step 'g': o1-mini is a reasoning model and rejects temperature; remove it",
+    ]
+
+
+def test_embedding_dimensions_above_what_the_model_gives():
+    assert problems(
+        """\
+        version: 1
+        name: t
+        steps:
+          a: {type: embed, input: x, dimensions: 1537}
+          b: {type: embed, input: x, model: text-embedding-3-large, dimensions: 3073}
+          c: {type: embed, input: x, model: text-embedding-3-large, dimensions: 3072}
+          d: {type: embed, input: x, model: text-embedding-3-small, dimensions: 1536}
+        """
+    ) == [
+        "wf.yaml:4:42: step 'a': dimensions 1537 is more than text-embedding-3-small gives "
+        "(1536); lower it to at most 1536",
+        "wf.yaml:5:73: step 'b': dimensions 3073 is more than text-embedding-3-large gives "
+        "(3072); lower it to at most 3072",
+    ]
