@@ -801,6 +801,34 @@ def test_batch_over_the_flows_data_with_promptflow_column_mapping(flow_copy, ser
     )
 
 
+def test_batch_with_a_plain_column_name_in_the_mapping(flow_copy, server, tmp_path):
+    flow = flow_copy("chat_history")
+    assert convert(flow).code == 0
+    records = tmp_path / "questions.jsonl"
+    rows = [
+        {"q": "What is 2+2?", "chat_history": [], "expected": "4"},
+        {
+            "q": "Times 3?",
+            "chat_history": [{"inputs": {"question": "What is 2+2?"}, "outputs": {"answer": "4"}}],
+            "expected": "12",
+        },
+    ]
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    server.add(lambda req: Reply(content=f"echo: {req.last_user_text}"), times=None)
+    out = tmp_path / "results.jsonl"
+    res = flowrun(
+        "run", flow / "flowrun.yaml", "--batch", records, "--output", out, "--map", "question=q"
+    )
+    assert res.code == 0, res.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["outputs"] for line in lines] == [
+        {"answer": "echo: What is 2+2?"},
+        {"answer": "echo: Times 3?"},
+    ]
+    assert [line["extra"] for line in lines] == [{"expected": "4"}, {"expected": "12"}]
+    assert sorted(len(b["messages"]) for b in bodies(server)) == [2, 4]
+
+
 # --- literal inputs, ${flow.x}, and what a converter cannot know ---------------------------------
 
 
