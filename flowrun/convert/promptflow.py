@@ -5,7 +5,8 @@ What each part becomes:
 * flow ``inputs`` -> ``inputs`` (int -> integer, double -> number, bool -> boolean,
   list -> array, object -> object, string and image -> string); ``outputs`` -> ``outputs``;
 * ``llm`` node, ``api: chat`` -> ``chat`` step whose ``messages_template`` is the prompt file
-  (split into messages at its role lines when the step runs); model parameters -> step fields
+  (split into messages at its role lines when the step runs), image markers of its last user
+  message -> ``images``; model parameters -> step fields
   (``max_tokens`` -> ``max_completion_tokens``, ``deployment_name`` -> ``model`` when there is
   no ``model``; numbers given as strings become numbers);
 * ``prompt`` node -> ``tool`` step calling ``flowrun.convert.pf_runtime:prompt_text`` with the
@@ -17,6 +18,11 @@ What each part becomes:
   was bypassed;
 * a node that cannot be converted becomes a ``tool`` step that fails with the reason, so the
   file still validates and shows where the work is; it is reported.
+
+The parts: ``pf_flow`` reads the flow, ``pf_prompt`` translates prompts (with ``pf_images``
+for image markers and ``pf_undefined`` for promptflow's lenient Jinja), ``pf_llm`` the model
+parameters, ``pf_python`` / ``pf_tool_args`` / ``pf_types`` the python nodes, ``pf_keys`` every
+other key of the flow, ``pf_yaml`` writes the file, ``report`` says what happened.
 
 The user's files are never modified; the workflow is written next to them so its tool steps
 import the flow's Python files.
