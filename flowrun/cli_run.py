@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -41,6 +44,59 @@ def _live_printer(enabled: bool = True) -> LivePrinter | None:
     return LivePrinter() if enabled and sys.stderr.isatty() else None
 
 
+class _RunStdout(io.TextIOBase):
+    """``sys.stdout`` during a ``--json`` command, so that stdout holds only the JSON document.
+
+    What the run prints (tools, imported tool modules) goes to stderr. After ``batch()`` (whose
+    own code prints the JSON summary) the main thread's writes outside the event loop go to
+    stdout again; tools run inside the loop or in worker threads.
+    """
+
+    def __init__(self, stdout: Any, stderr: Any) -> None:
+        self._stdout, self._stderr, self._main = stdout, stderr, False
+
+    def batch(self) -> None:
+        self._main = True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stderr, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return (self._stdout if self._main and _outside_the_run() else self._stderr).write(text)
+
+    def flush(self) -> None:
+        self._stdout.flush()
+        self._stderr.flush()
+
+
+def _outside_the_run() -> bool:
+    import asyncio
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _stdout_for_json(as_json: bool) -> Iterator[_RunStdout | None]:
+    """With ``--json``: what the run prints goes to stderr (see ``_RunStdout``)."""
+    if not as_json:
+        yield None
+        return
+    router = _RunStdout(sys.stdout, sys.stderr)
+    with contextlib.redirect_stdout(router):
+        yield router
+
+
 def _terminate_on_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -66,8 +122,6 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
 
 
 def _maybe_mock(enabled: bool, workflow: Any = None) -> Any:
-    import contextlib
-
     if not enabled:
         return contextlib.nullcontext()
     from .mock import mock_openai
@@ -204,57 +258,79 @@ def run(
     from .loader import load_workflow
     from .locking import workflow_lock
 
-    wf = load_workflow(file)
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
-    if records is None:
-        for flag, value in (
-            ("--output", output),
-            ("--concurrency", concurrency),
-            ("--rpm", rpm),
-            ("--tpm", tpm),
-            ("--map", mapping),
-            ("--resume", resume_batch),
-            ("--via batch-api", via != "live"),
-        ):
-            if value:
-                raise UsageError(f"{flag} goes with --batch")
-    _terminate_on_sigterm()
-    with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock, wf):
-        if records is not None:
-            from .cli_batch import run_batch_command
+    with _stdout_for_json(as_json) as json_stdout:
+        wf = load_workflow(file)  # (what its tool modules print on import goes to stderr)
+        if records is None:
+            for flag, value in (
+                ("--output", output),
+                ("--concurrency", concurrency),
+                ("--rpm", rpm),
+                ("--tpm", tpm),
+                ("--map", mapping),
+                ("--resume", resume_batch),
+                ("--via batch-api", via != "live"),
+            ):
+                if value:
+                    raise UsageError(f"{flag} goes with --batch")
+        _terminate_on_sigterm()
+        with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock, wf):
+            if records is not None:
+                from .cli_batch import run_batch_command
 
-            run_batch_command(
-                wf,
-                records,
-                output,
-                pairs=pairs,
-                inputs_file=inputs_file,
-                concurrency=concurrency,
-                rpm=rpm,
-                tpm=tpm,
-                mapping=mapping,
-                resume=resume_batch,
-                via=via,
-                as_json=as_json,
-                quiet=quiet,
-                **options,
+                if json_stdout is not None:
+                    json_stdout.batch()
+                run_batch_command(
+                    wf,
+                    records,
+                    output,
+                    pairs=pairs,
+                    inputs_file=inputs_file,
+                    concurrency=concurrency,
+                    rpm=rpm,
+                    tpm=tpm,
+                    mapping=mapping,
+                    resume=resume_batch,
+                    via=via,
+                    as_json=as_json,
+                    quiet=quiet,
+                    **options,
+                )
+                return
+            inputs = read_inputs_file(inputs_file) if inputs_file else {}
+            inputs.update(parse_cli_inputs(wf.spec, pairs))
+            run_id = new_run_id()
+            result = _interruptible(
+                run_id,
+                not (as_json or quiet),
+                lambda printer: run_workflow(wf, inputs, on_text=printer, run_id=run_id, **options),
             )
-            return
-        inputs = read_inputs_file(inputs_file) if inputs_file else {}
-        inputs.update(parse_cli_inputs(wf.spec, pairs))
-        printer = _live_printer(not (as_json or quiet))
-        run_id = new_run_id()
-        try:
-            result = run_workflow(wf, inputs, on_text=printer, run_id=run_id, **options)
-        except KeyboardInterrupt:
-            raise RunInterrupted(
-                f"run {run_id} interrupted; completed steps are saved",
-                hint=f"continue it with: flowrun resume {run_id}",
-            ) from None
-        finally:
-            if printer is not None:
-                printer.end()
-        _report(result, as_json, quiet)
+    _report(result, as_json, quiet)
+
+
+def _interruptible(run_id: str, live: bool, start: Any) -> Any:
+    """``start(printer)``, with streamed text shown live and Ctrl-C as ``RunInterrupted``."""
+    printer = _live_printer(live)
+    try:
+        return start(printer)
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"run {run_id} interrupted; completed steps are saved",
+            hint=f"continue it with: flowrun resume {run_id}",
+        ) from None
+    finally:
+        if printer is not None:
+            printer.end()
+
+
+def _import_tools(path: str | None) -> None:
+    """Load the workflow at ``path`` (if it is there), importing its tool modules."""
+    from pathlib import Path
+
+    from .loader import load_workflow
+
+    if path and Path(path).is_file():
+        load_workflow(path)
 
 
 def _workflow_path_of(run_id: str) -> str | None:
@@ -299,46 +375,32 @@ def resume(
       flowrun resume 20261125-061502-a1b2c3
       flowrun resume 20261125-061502-a1b2c3 --no-overlap --quiet
     """
+    from .api import resume_run
     from .locking import workflow_lock
 
     _terminate_on_sigterm()
-    path = _workflow_path_of(run_id) if no_overlap else None
-    with workflow_lock(path, enabled=path is not None):
-        _resume(run_id, force, as_json, quiet, max_cost, prices, cache)
-
-
-def _resume(
-    run_id: str,
-    force: bool,
-    as_json: bool,
-    quiet: bool,
-    max_cost: float | None,
-    prices: str | None,
-    cache: bool,
-) -> None:
-    from .api import resume_run
-
     options = {
         k: v
         for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items()
         if v is not None
     }
-    if run_id.startswith("batch-"):  # a batch (run --batch): its remaining records
-        from .cli_batch import resume_batch_command
+    batch = run_id.startswith("batch-")  # a batch (run --batch): its remaining records
+    with _stdout_for_json(as_json) as json_stdout:
+        path = _workflow_path_of(run_id) if (no_overlap or (batch and as_json)) else None
+        with workflow_lock(path, enabled=no_overlap and path is not None):
+            if batch:
+                from .cli_batch import resume_batch_command
 
-        resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options)
-        return
-    printer = _live_printer(not (as_json or quiet))
-    try:
-        result = resume_run(run_id, force=force, on_text=printer, **options)
-    except KeyboardInterrupt:
-        raise RunInterrupted(
-            f"run {run_id} interrupted; completed steps are saved",
-            hint=f"continue it with: flowrun resume {run_id}",
-        ) from None
-    finally:
-        if printer is not None:
-            printer.end()
+                if json_stdout is not None:
+                    _import_tools(path)  # what they print on import goes to stderr
+                    json_stdout.batch()
+                resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options)
+                return
+            result = _interruptible(
+                run_id,
+                not (as_json or quiet),
+                lambda printer: resume_run(run_id, force=force, on_text=printer, **options),
+            )
     _report(result, as_json, quiet)
 
 
