@@ -111,7 +111,8 @@ class ToolFunction:
             validated = model.model_validate(args)
         except ValidationError as exc:
             raise ToolArgumentError("; ".join(_pydantic_error(e) for e in exc.errors())) from None
-        return {k: getattr(validated, k) for k in validated.model_fields_set | _required(model)}
+        named = validated.model_fields_set & set(model.model_fields) | _required(model)
+        return {k: getattr(validated, k) for k in named} | (validated.model_extra or {})
 
     async def call(self, args: dict[str, Any]) -> Any:
         """Call with validated args; sync functions run in a thread; ``timeout_s`` applies.
@@ -230,16 +231,28 @@ def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
 
 @functools.lru_cache(maxsize=256)
 def args_model(function: Any) -> type[BaseModel]:
-    """A pydantic model of the function's keyword-passable parameters (extra keys forbidden)."""
+    """A pydantic model of the function's keyword-passable parameters.
+
+    Extra keys are forbidden, unless the function takes ``**kwargs``: then they pass through.
+    """
     fields = {name: (annotation, default) for name, annotation, default in _parameters(function)}
+    extra = "allow" if _takes_var_keywords(function) else "forbid"
     try:
         return create_model(
             f"{getattr(function, '__name__', 'tool')}_args",
-            __config__=ConfigDict(extra="forbid"),
+            __config__=ConfigDict(extra=extra),
             **fields,
         )
     except Exception as exc:
         raise _signature_problem(function, exc) from None
+
+
+def _takes_var_keywords(function: Any) -> bool:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _signature_problem(function: Any, exc: Exception) -> SignatureProblem:

@@ -607,3 +607,26 @@ def test_a_tool_step_that_calls_sys_exit_fails_the_step_not_the_process(server, 
         assert doc["steps"]["q"]["tool_calls"][0]["error"] == message
         shown = json.loads(flowrun("runs", "show", doc["run_id"], "--json").stdout)
         assert shown["status"] == "failed"
+
+
+def test_a_function_with_kwargs_gets_the_extra_arguments(server, tmp_path):
+    flow = make_flow(
+        tmp_path,
+        """\
+        version: 1
+        name: kwargs
+        steps:
+          t: {type: tool, function: "TOOLS:label", args: {text: hi, extra: 1, colour: red}}
+        outputs:
+          out: "{{ steps.t.output }}"
+        """,
+        "def label(text: str, times: int = 1, **labels) -> dict:\n"
+        "    return {'text': text * times, 'labels': labels}\n",
+    )
+    assert flowrun("validate", flow).code == 0
+    res = flowrun("run", flow, "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["outputs"]["out"] == {
+        "text": "hi",
+        "labels": {"extra": 1, "colour": "red"},
+    }
