@@ -349,3 +349,23 @@ def test_a_tool_that_calls_sys_exit_is_a_failed_tool_call_and_the_run_goes_on(se
         "tool 'quit_now' called sys.exit(3)",
         "tool 'async_quit' called sys.exit('no more')",
     ]
+
+
+def test_tool_call_records_of_a_foreach_step_name_their_item(server, tmp_path):
+    for order in ("A1", "B2"):
+        server.add(
+            Reply(tool_calls=[ToolCall("find_order", {"order_id": order})]),
+            match=f"Where is order {order}?",
+        )
+    server.add(answer_from_tool_results, times=2)
+    text = FLOW.format(tools="[find_order]", extra="").replace(
+        "    prompt: Where is my order A1?\n",
+        '    foreach: ["A1", "B2"]\n    prompt: "Where is order {{ item }}?"\n',
+    )
+    res = flowrun("run", make_flow(tmp_path, text, TOOLS), "--json")
+    assert res.code == 0, res.stderr
+    calls = json.loads(res.stdout)["steps"]["help"]["tool_calls"]
+    assert sorted((c["item"], c["arguments"]["order_id"], c["round"]) for c in calls) == [
+        (0, "A1", 1),
+        (1, "B2", 1),
+    ]

@@ -630,3 +630,20 @@ def test_a_function_with_kwargs_gets_the_extra_arguments(server, tmp_path):
         "text": "hi",
         "labels": {"extra": 1, "colour": "red"},
     }
+
+
+def test_tool_step_records_of_a_foreach_name_their_item(tmp_path):
+    flow = make_flow(
+        tmp_path,
+        """\
+        version: 1
+        name: each
+        steps:
+          t: {type: tool, foreach: [a, b], function: "TOOLS:double", args: {text: "{{ item }}"}}
+        """,
+        "def double(text: str) -> str:\n    return text * 2\n",
+    )
+    result = run_workflow(flow, store=False)
+    assert result.steps["t"].output == ["aa", "bb"]
+    calls = result.steps["t"].tool_calls
+    assert sorted((c["item"], c["result"]) for c in calls) == [(0, "aa"), (1, "bb")]

@@ -56,6 +56,8 @@ async def run_chat(env: StepEnv) -> Any:
         records = await env.services.toolbox.run_calls(reply.tool_calls, step.tools)
         for record in records:
             record["round"] = rounds
+            if env.index is not None:
+                record["item"] = env.index  # which foreach item made the call
             env.record.tool_calls.append(record)
             messages.append(tool_message(record))
         if request.get("tool_choice") not in (None, "auto", "none"):

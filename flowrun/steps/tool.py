@@ -34,6 +34,8 @@ async def run_tool(env: StepEnv) -> Any:
         raise StepError(f"arguments do not fit {step.function}: {exc}") from None
     started = time.perf_counter()
     record: dict[str, Any] = {"name": step.function, "arguments": args}
+    if env.index is not None:
+        record["item"] = env.index  # which foreach item made the call
     env.record.tool_calls.append(record)
     try:
         value = await tool.call(checked)
