@@ -17,7 +17,7 @@ from .errors import BudgetExceeded, FlowrunError
 from .graph import ReadyQueue
 from .loader import LoadedWorkflow
 from .results import CostReport, RunResult, StepResult
-from .runtime import Services
+from .runtime import CURRENT_RUN_ID, Services
 from .steps import RUNNERS, StepEnv, StepError
 from .steps.base import StepRecord
 from .store import StoreError, StoreLocked
@@ -71,6 +71,13 @@ class Executor:
         return {"inputs": self.inputs, "steps": dict(self._views)}
 
     async def run(self) -> RunResult:
+        token = CURRENT_RUN_ID.set(self.run_id)  # the steps' tasks inherit it
+        try:
+            return await self._run()
+        finally:
+            CURRENT_RUN_ID.reset(token)
+
+    async def _run(self) -> RunResult:
         started = time.perf_counter()
         queue = ReadyQueue(self.wf.graph)
         for sid in self.results:
@@ -236,6 +243,8 @@ class Executor:
                     )
                 except (StepError, TemplateError) as exc:
                     raise StepError(f"item {index}: {exc}") from None
+                except BudgetExceeded as exc:
+                    raise BudgetExceeded(f"item {index}: {exc.message}") from None
 
         tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ from .steps.base import StepEnv, StepError
 
 if TYPE_CHECKING:
     from .tools import Toolbox
+
+# The run a step belongs to (set by the executor; services are shared by a batch's runs).
+CURRENT_RUN_ID: ContextVar[str | None] = ContextVar("flowrun_run_id", default=None)
 
 
 class ResponseCache:

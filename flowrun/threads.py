@@ -33,10 +33,11 @@ class Thread:
     dropped: int  # earlier messages left out to fit the context window
 
     def remember(self, reply: str) -> None:
-        """Append this call's turn and the model's reply to the thread."""
-        self.store.append_thread(
-            self.key, [*self.turn, {"role": "assistant", "content": reply}], None
-        )
+        """Append this call's turn and the model's reply to the thread, with the run's id."""
+        from .runtime import CURRENT_RUN_ID
+
+        turn = [*self.turn, {"role": "assistant", "content": reply}]
+        self.store.append_thread(self.key, turn, CURRENT_RUN_ID.get())
 
 
 def open_thread(env: StepEnv, request: dict[str, Any]) -> Thread:

@@ -69,9 +69,26 @@ def test_a_call_that_could_pass_the_cap_is_never_made(server, tmp_path):
     doc = json.loads(res.stdout)
     assert doc["status"] == "failed" and doc["failed_step"] == "answer"
     assert "no call was made" in doc["error"]
+    assert doc["error"].startswith("step 'answer' failed: budget: the call could cost up to $0.01")
+    assert doc["error"].count("'answer'") == 1  # the step is named once
     assert "could take the run past its budget of $0.005" in res.stderr
     assert "Raise budget.max_cost_usd or --max-cost" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_refused_foreach_item_is_named_by_its_index(server, tmp_path):
+    wf = write(
+        tmp_path,
+        ONE_STEP.replace(
+            '    prompt: "Say hi"', '    foreach: [1, 2]\n    prompt: "Say hi {{ item }}"'
+        ),
+    )
+    result = run_workflow(load_workflow(wf))
+    assert result.status == "failed"
+    assert result.error.startswith(
+        "step 'answer' failed: item 0: budget: the call could cost up to"
+    )
+    assert server.requests == []
 
 
 def test_max_cost_flag_overrides_the_file(server, tmp_path):

@@ -149,3 +149,21 @@ def test_threads_need_the_run_store(server, tmp_path):
     assert result.status == "failed"
     assert "thread: needs the run store" in result.error
     assert server.requests == []
+
+
+def test_each_stored_turn_names_the_run_that_added_it(server, tmp_path):
+    from tests.run_helpers import query
+
+    wf = write(tmp_path, SUPPORT)
+    _say(wf, "c9", "First question", "First answer", server)
+    _say(wf, "c9", "Second question", "Second answer", server)
+    runs = [r["run_id"] for r in json.loads(flowrun("runs", "list", "--json").stdout)][::-1]
+    stored = query(
+        "SELECT role, run_id FROM thread_messages WHERE thread='support:c9' ORDER BY seq"
+    )
+    assert stored == [
+        ("user", runs[0]),
+        ("assistant", runs[0]),
+        ("user", runs[1]),
+        ("assistant", runs[1]),
+    ]
