@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
@@ -30,8 +30,12 @@ class ModelInfo:
 
 
 def load_data_file(name: str) -> dict[str, Any]:
-    """A JSON table from ``flowrun/data`` without its ``_comment`` keys."""
-    text = resources.files("flowrun").joinpath("data", name).read_text(encoding="utf-8")
+    """A JSON table from ``flowrun/data`` without its ``_comment`` keys.
+
+    Read next to this module (the package is installed as files; ``importlib.resources``
+    would cost a cold ``validate`` more than the read).
+    """
+    text = (Path(__file__).parent / "data" / name).read_text(encoding="utf-8")
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

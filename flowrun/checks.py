@@ -23,6 +23,7 @@ from .templating import (
     is_template,
     iter_strings,
 )
+from .validation import schema_error
 from .yaml_source import YamlTooLarge, describe_yaml_error, parse_yaml
 
 if TYPE_CHECKING:
@@ -314,15 +315,11 @@ class _Checker:
         from .tools import SignatureProblem, signature_schema
 
         if tool.parameters is not None:
-            from jsonschema import Draft202012Validator  # only when there is a schema: it is slow
-            from jsonschema.exceptions import SchemaError
-
             where = ("tools", name, "parameters")
-            try:
-                Draft202012Validator.check_schema(tool.parameters)
-            except SchemaError as exc:
+            error = schema_error(tool.parameters)
+            if error is not None:
                 self.add(
-                    where, f"tool '{name}': parameters is not a valid JSON schema: {exc.message}"
+                    where, f"tool '{name}': parameters is not a valid JSON schema: {error.message}"
                 )
                 return
             if tool.parameters.get("type") != "object":
@@ -338,28 +335,29 @@ class _Checker:
 
     def check_tool_step_args(self, sid: str, step: ToolStep) -> None:
         """The argument names of a tool step against the function's signature."""
-        from .tools import SignatureProblem, args_model
-
         function = self.wf.functions.get(step.function)
         if function is None:
             return
-        try:
-            model = args_model(function)
-        except SignatureProblem as exc:
-            self.add(("steps", sid, "function"), f"step '{sid}' ({step.function}): {exc}")
-            return
+        params = _plain_parameters(function)
+        if params is None:  # types that need pydantic to tell whether they have a schema
+            from .tools import SignatureProblem, args_model
+
+            try:
+                model = args_model(function)
+            except SignatureProblem as exc:
+                self.add(("steps", sid, "function"), f"step '{sid}' ({step.function}): {exc}")
+                return
+            params = {n: f.is_required() for n, f in model.model_fields.items()}
         accepts_any = _takes_var_keywords(function)
         for key in step.args:
-            if key not in model.model_fields and not accepts_any:
+            if key not in params and not accepts_any:
                 self.add(
                     ("steps", sid, "args", key),
                     f"step '{sid}': {step.function} has no parameter '{key}'"
-                    f"{_suggest(key, model.model_fields)}",
+                    f"{_suggest(key, params)}",
                     key=True,
                 )
-        missing = [
-            n for n, f in model.model_fields.items() if f.is_required() and n not in step.args
-        ]
+        missing = [n for n, required in params.items() if required and n not in step.args]
         if missing:
             self.add(
                 ("steps", sid, "args") if "args" in step.model_fields_set else ("steps", sid),
@@ -371,9 +369,6 @@ class _Checker:
     def load_schema(
         self, ref: dict[str, Any] | str, path: tuple[Any, ...], allow_pydantic: bool
     ) -> dict[str, Any] | None:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
         owner = f"step '{path[1]}'" if path[:1] == ("steps",) else ".".join(map(str, path))
         if isinstance(ref, dict):
             schema = ref
@@ -406,10 +401,9 @@ class _Checker:
             if error:
                 self.add(path, f"{owner}: {path[-1]} file {ref} is not valid {error}")
                 return None
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            self.add(path, f"{owner}: {path[-1]} {_schema_problem(ref, exc)}")
+        error = schema_error(schema)
+        if error is not None:
+            self.add(path, f"{owner}: {path[-1]} {_schema_problem(ref, error)}")
             return None
         if not isinstance(schema, dict):
             self.add(path, "a JSON schema must be an object")
@@ -615,6 +609,41 @@ def _import_hint(exc: ImportProblem, spec: str) -> str:
         file = exc.missing.replace(".", "/") + ".py"
         return f" (put {file} next to the workflow file, or install the package that provides it)"
     return f" ({module} imports {exc.missing}: install the package that provides it)"
+
+
+_PLAIN_TYPES: frozenset[Any] = frozenset(
+    {str, int, float, bool, list, dict, "str", "int", "float", "bool", "list", "dict"}
+)
+
+
+def _plain_parameters(function: Any) -> dict[str, bool] | None:
+    """Parameter name -> required, for a plain function whose parameters are all unannotated
+    or of a builtin JSON type (so ``tools.args_model`` surely accepts it); else None.
+
+    Saves importing ``flowrun.tools`` (and asyncio) when validating simple tool steps.
+    """
+    import inspect
+
+    if not inspect.isfunction(function):
+        return None
+    from pydantic import BaseModel
+
+    hints = getattr(function, "__annotations__", {})
+    params: dict[str, bool] = {}
+    for name, param in inspect.signature(function).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name.startswith("_") or hasattr(BaseModel, name):
+            return None  # pydantic refuses or renames such fields
+        hint = hints.get(name, param.empty)
+        try:
+            plain = hint is param.empty or hint in _PLAIN_TYPES
+        except TypeError:  # an unhashable annotation
+            plain = False
+        if not plain:
+            return None
+        params[name] = param.default is param.empty
+    return params
 
 
 def _takes_var_keywords(function: Any) -> bool:

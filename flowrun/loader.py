@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +76,8 @@ class LoadedWorkflow:
 
     @property
     def content_hash(self) -> str:
+        import hashlib
+
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     @property

@@ -105,12 +105,32 @@ def _native(expr: nodes.Expr) -> TemplateExpression:
     return TemplateExpression(_env.from_string(body), undefined_to_none=False)
 
 
-def _collect_references(ast: nodes.Template) -> References:
+_KINDS = (nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Block)
+
+
+def _nodes_by_kind(ast: nodes.Template) -> dict[type, list[Any]]:
+    """The nodes of the kinds the checks read, each kind in document order, in one walk
+    (``find_all`` walks the whole tree once per call)."""
+    found: dict[type, list[Any]] = {kind: [] for kind in _KINDS}
+    stack: list[nodes.Node] = [ast]
+    while stack:
+        node = stack.pop()
+        bucket = found.get(type(node))
+        if bucket is not None:
+            bucket.append(node)
+        children = list(node.iter_child_nodes())
+        children.reverse()
+        stack.extend(children)
+    return found
+
+
+def _collect_references(found: dict[type, list[Any]]) -> References:
     steps: set[str] = set()
     inputs: set[str] = set()
     attrs: list[tuple[str, str]] = []
-    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    names = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - assigned
+    name_nodes = found[nodes.Name]
+    assigned = {n.name for n in name_nodes if n.ctx in ("store", "param")}
+    names = {n.name for n in name_nodes if n.ctx == "load"} - assigned
 
     def key_of(node: nodes.Node) -> str | None:
         if isinstance(node, nodes.Getattr):
@@ -120,7 +140,7 @@ def _collect_references(ast: nodes.Template) -> References:
         return None
 
     named: set[int] = set()  # ``steps`` names that are followed by a step id
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in found[nodes.Getattr] + found[nodes.Getitem]:
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "inputs"):
             key = key_of(node)
@@ -138,7 +158,7 @@ def _collect_references(ast: nodes.Template) -> References:
         whole = min(
             (
                 n.lineno
-                for n in ast.find_all(nodes.Name)
+                for n in name_nodes
                 if n.name == "steps" and n.ctx == "load" and id(n) not in named
             ),
             default=None,
@@ -158,22 +178,23 @@ def _analyse(source: str) -> References:
         ast = _env.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
-    for node in ast.find_all(nodes.Filter):
+    found = _nodes_by_kind(ast)
+    for node in found[nodes.Filter]:
         if node.name not in _env.filters:
             raise TemplateError(
                 f"no filter named '{node.name}'{_suggest(node.name, _env.filters)}", node.lineno
             )
-    for node in ast.find_all(nodes.Test):
+    for node in found[nodes.Test]:
         if node.name not in _env.tests:
             raise TemplateError(
                 f"no test named '{node.name}'{_suggest(node.name, _env.tests)}", node.lineno
             )
     seen: set[str] = set()
-    for node in ast.find_all(nodes.Block):
+    for node in found[nodes.Block]:
         if node.name in seen:
             raise TemplateError(f"block '{node.name}' defined twice", node.lineno)
         seen.add(node.name)
-    return _collect_references(ast)
+    return _collect_references(found)
 
 
 @lru_cache(maxsize=4096)

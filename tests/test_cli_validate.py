@@ -340,6 +340,49 @@ def test_cli_does_not_import_openai(args: list[str]) -> None:
     assert proc.stdout.splitlines()[-1] == "IMPORTED: -"
 
 
+_LIGHT_IMPORTS = """
+import sys
+from flowrun.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+heavy = ("jsonschema", "flowrun.tools", "asyncio", "networkx", "flowrun.pricing")
+print("IMPORTED:", ",".join(sorted(m for m in heavy if m in sys.modules)) or "-")
+"""
+
+
+def test_validate_imports_only_what_the_file_needs(tmp_path) -> None:
+    """Plain schemas and tool signatures are checked without jsonschema, flowrun.tools and
+    asyncio (most of a cold validate's time); a schema with other keywords loads jsonschema."""
+    (tmp_path / "light_tools.py").write_text(
+        "def count(text: str, n: int = 1) -> int:\n    return 1\n"
+    )
+    flow = tmp_path / "wf.yaml"
+    flow.write_text(
+        "version: 1\nname: light\ndefaults: {model: gpt-4o-mini}\nsteps:\n"
+        "  a: {type: tool, function: 'light_tools:count', args: {text: hi}}\n"
+        "  b:\n    type: extract\n    prompt: '{{ steps.a.output }}'\n"
+        "    schema: {type: object, properties: {x: {type: string, pattern: '^a'}}, required: [x]}\n"
+    )
+
+    def imported() -> str:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(
+            [sys.executable, "-c", _LIGHT_IMPORTS, "validate", str(flow)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()[-1]
+
+    assert imported() == "IMPORTED: -"
+    flow.write_text(flow.read_text().replace("required: [x]", "required: [x], if: {}"))
+    assert imported() == "IMPORTED: jsonschema"
+
+
 def test_version() -> None:
     from flowrun import __version__
 
