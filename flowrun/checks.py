@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import graph as dag
-from .errors import Problem
+from .errors import Problem, close_matches
 from .imports import ImportProblem, import_callable, import_object
 from .model import ChatStep, ExtractStep, ToolStep
 from .model_checks import ModelChecks
@@ -580,7 +579,7 @@ def _step_hint(name: str, steps: Any) -> str:
 
 
 def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+    close = close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

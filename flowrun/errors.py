@@ -17,10 +17,18 @@ The CLI catches ``FlowrunError`` in one place, prints ``show()`` to stderr and e
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Whatever ``str.splitlines`` breaks a line at, with the blanks around it.
 _LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+\s*")
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
+    """The choices closest to a misspelt ``word`` (difflib is imported only when needed)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=n)
 
 
 def one_line(text: str) -> str:

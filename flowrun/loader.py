@@ -6,7 +6,6 @@ Every problem in the file is collected and raised together as ``WorkflowInvalid`
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import Problem, WorkflowInvalid
+from .errors import Problem, WorkflowInvalid, close_matches
 from .model import (
     INVALID_MODEL,
     STEP_TYPES,
@@ -296,7 +295,7 @@ def _unknown_key_problem(path: tuple[Any, ...], data: Any, smap: SourceMap) -> P
     key = path[-1]
     model = _model_at(path[:-1], data)
     fields = sorted(_field_names(model)) if model else []
-    close = difflib.get_close_matches(str(key), fields, n=1)
+    close = close_matches(str(key), fields, n=1)
     if path[0] == "inputs" and len(path) == 3 and key in ("required", "optional"):
         hint = " (an input is required unless it has a default; remove this key)"
     elif close:
@@ -316,7 +315,7 @@ def _step_type_problem(e: _ModelError, smap: SourceMap) -> Problem:
     expected = ", ".join(STEP_TYPES)
     if e.kind == "union_tag_invalid":
         tag = e.ctx.get("tag")
-        close = difflib.get_close_matches(str(tag), STEP_TYPES, n=1)
+        close = close_matches(str(tag), STEP_TYPES, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {expected}"
         message = f"step '{step_id}': unknown step type '{tag}' ({hint})"
         line, col = smap.locate(e.path + ("type",))
@@ -349,7 +348,7 @@ def _value_message(path: tuple[Any, ...], errors: list[_ModelError]) -> str:
     elif len(path) == 2 and path[0] == "inputs" and isinstance(value, str):
         text += f"; write {path[1]}: {{type: {value}}}"
     elif errors[0].kind == "literal_error" and isinstance(value, str):
-        close = difflib.get_close_matches(value, re.findall(r"'([^']*)'", expected), n=1)
+        close = close_matches(value, re.findall(r"'([^']*)'", expected), n=1)
         text += f"; did you mean '{close[0]}'?" if close else ""
     return text
 

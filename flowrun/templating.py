@@ -6,7 +6,6 @@ templates, so an input containing ``{{ 7*7 }}`` stays that literal text.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,6 +14,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import close_matches
 
 STEP_ATTRIBUTES = frozenset(
     {"output", "usage", "finish_reason", "skipped", "status", "tool_calls", "cost_usd", "model"}
@@ -222,7 +223,7 @@ def check_template(source: str) -> References:
 
 
 def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+    close = close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
