@@ -51,7 +51,7 @@ class BatchResult:
     """The outcome of one record: its output line is ``to_json()``."""
 
     index: int
-    status: str  # succeeded | failed
+    status: str  # succeeded | failed | not_run (refused by a spent budget before any call)
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
@@ -105,6 +105,7 @@ class BatchSummary:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0  # already done by an earlier run (--resume)
+    not_run: int = 0  # records the budget stopped before they made any call (no output line)
     cost: CostReport = field(default_factory=CostReport)
     earlier_cost_usd: float = 0.0
     started: float = field(default_factory=time.perf_counter)
@@ -128,6 +129,9 @@ class BatchSummary:
         return "succeeded"
 
     def record(self, result: BatchResult) -> None:
+        if result.status == "not_run":
+            self.not_run += 1
+            return
         self.done += 1
         if result.ok:
             self.succeeded += 1
@@ -148,6 +152,7 @@ class BatchSummary:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "skipped": self.skipped,
+            "not_run": self.not_run,
             "output": self.output,
             "duration_s": round(self.duration_s, 4),
             "cost": self.cost.to_json(),
@@ -296,7 +301,14 @@ class BatchRunner:
                 if run.ok:
                     self.gate.refused.pop(rec.index, None)
                     break
+                stopped_before = self.summary.stopped is not None
                 if not await self._budget_retry(rec.index):
+                    if (
+                        stopped_before
+                        and not wasted
+                        and not any(r.calls for r in run.steps.values())
+                    ):  # refused only because the batch had stopped: it never ran
+                        return BatchResult(rec.index, "not_run", extra=extra, line=rec.line)
                     break
                 retrying = True
                 kept = {
@@ -379,7 +391,9 @@ class BatchRunner:
         def ready() -> list[BatchResult]:
             out = []
             while order and order[0] in finished:
-                out.append(finished.pop(order.popleft()))
+                result = finished.pop(order.popleft())
+                if result.status != "not_run":  # no line: a resume runs it
+                    out.append(result)
             return out
 
         def blocked() -> bool:
@@ -391,11 +405,13 @@ class BatchRunner:
 
         ticker = asyncio.ensure_future(self._tick())
         first = self.check_first
+        records = iter(self.records)
         try:
-            for rec in self.records:
+            for rec in records:
                 if first:
                     first = False
-                    self._check_first(rec)
+                    if rec.index == 0:
+                        self._check_first(rec)
                 while True:
                     batch = ready()
                     if batch:
@@ -408,6 +424,7 @@ class BatchRunner:
                     wake.clear()
                     await wake.wait()
                 if summary.stopped:
+                    summary.not_run += 1 + sum(1 for _ in records)
                     break
                 order.append(rec.index)
                 task = asyncio.ensure_future(self._run_record(rec))
@@ -416,7 +433,7 @@ class BatchRunner:
                 task.add_done_callback(lambda t, i=rec.index: on_done(i, t))
             while order:
                 batch = ready()
-                if not batch:
+                if not batch and order:  # (ready() may drain not-run records only)
                     wake.clear()
                     await wake.wait()
                 for result in batch:
@@ -432,7 +449,10 @@ class BatchRunner:
                 self.store.flush()
 
     def _check_first(self, rec: SourceRecord) -> None:
-        """Mistakes the first record shows (bad line, missing column) stop the batch: exit 2."""
+        """Mistakes the first record shows (bad line, missing column) stop the batch: exit 2.
+
+        Only for record 0 of a fresh run: a resume (``check_first=False``) runs the rest.
+        """
         try:
             self._prepare(rec)
         except RecordError as exc:

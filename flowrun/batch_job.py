@@ -285,6 +285,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             reuse=reuse,
             summary=summary,
             progress=progress,
+            check_first=previous is None,  # a resume must not stop at a bad line it reached
             **extra,
         )
         writer = OutputWriter(out, previous)

@@ -164,6 +164,8 @@ def format_summary(summary: BatchSummary) -> str:
     head = f"batch {summary.batch_id}: {summary.succeeded:,} succeeded, {summary.failed:,} failed"
     if summary.skipped:
         head += f", {summary.skipped:,} already done"
+    if summary.not_run:
+        head += f", {summary.not_run:,} not run"
     head += f" in {summary.duration_s:.2f}s ({rate:,.1f} records/s)"
     dollars = f"${cost.total_usd:.6f}"
     if cost.unpriced_models:

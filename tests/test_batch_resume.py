@@ -225,3 +225,47 @@ def test_resume_ignores_a_cut_off_last_line_but_refuses_a_foreign_file(server, t
     out.write_text(second + first, encoding="utf-8")
     res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
     assert res.code == 2 and f"{out}:2: record 0 is out of order" in res.stderr
+
+
+def test_a_permanently_bad_line_does_not_block_later_resumes(server, tmp_path):
+    """The first-record check is for a fresh run's record 0, not for the first record a resume
+    reaches: here line 2 is broken for good, and record 2 failed only for a while."""
+    wf = write(tmp_path, ASK)
+    data = tmp_path / "in.jsonl"
+    data.write_text(
+        '{"question": "q0"}\n{"question": \n{"question": "q2"}\n{"question": "q3"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(status=500, error="down"), match="q2", times=1)
+    first = flowrun("run", wf, "--batch", data, "--output", out)
+    assert first.code == 1
+    assert [x["status"] for x in lines(out)] == ["succeeded", "failed", "failed", "succeeded"]
+
+    again = flowrun("run", wf, "--batch", data, "--output", out, "--resume", "--json")
+    assert again.code == 1, again.stderr  # record 1 still fails, alone
+    assert "nothing was run" not in again.stderr
+    doc = json.loads(again.stdout)
+    assert (doc["succeeded"], doc["failed"], doc["skipped"]) == (1, 1, 2)
+    assert prompts(server)["Answer (plain): q2"] == 2
+    got = lines(out)
+    assert [x["status"] for x in got] == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert got[1]["error"].startswith(f"{data}:2: not valid JSON")
+
+
+def test_a_budget_stop_reports_the_records_never_run(server, tmp_path):
+    wf = write(tmp_path, ASK.replace("max_completion_tokens: 50", "max_completion_tokens: 500"))
+    server.default = Reply(content="ok", usage={"prompt_tokens": 1, "completion_tokens": 500})
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(10)])
+    out = tmp_path / "out.jsonl"
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--max-cost", "0.001",
+                  "--concurrency", "2", "--json")  # fmt: skip
+    assert res.code == 1
+    doc = json.loads(res.stdout)
+    assert (doc["succeeded"], doc["failed"], doc["not_run"]) == (3, 1, 6)
+    assert len(lines(out)) == 4
+
+    text = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o2.jsonl",
+                   "--max-cost", "0.001", "--concurrency", "2")  # fmt: skip
+    assert text.code == 1
+    assert re.search(r"batch \S+: 3 succeeded, 1 failed, 6 not run in ", text.stderr)
