@@ -540,8 +540,7 @@ def _source(
     if isinstance(records, (str, Path)):
         file = RecordFile(records)
         columns = ColumnMapping(wf.spec, mapping, inputs, file=file.name)
-        if file.columns is not None:
-            columns.check_columns(file.columns, file.name)
+        columns.check_file(file)
         return file, columns, file
     return records_from(records), ColumnMapping(wf.spec, mapping, inputs), None
 

@@ -230,8 +230,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
     """Run (or continue) a batch into its output file; ``summary`` is filled as it goes."""
     source = RecordFile(job.records)
     mapping = ColumnMapping(job.wf.spec, job.mapping, job.constants, file=source.name)
-    if source.columns is not None:
-        mapping.check_columns(source.columns, source.name)
+    mapping.check_file(source)
     out = Path(job.output) if job.output else None
     previous = _previous_output(out, job.resume)
     with BatchStore() as store:

@@ -5,9 +5,16 @@ file is. A line that cannot be parsed becomes a ``SourceRecord`` with an ``error
 ``FILE:LINE``; the batch runner fails that record alone.
 
 Column mapping (``--map``) takes an input from another column, written either as a plain
-column name (``question=q``) or in promptflow's style (``question=${data.q}``). Columns that
-are neither inputs nor mapped are not errors: they are returned as the record's ``extra``
-and carried into its output line (e.g. expected answers kept for evaluation).
+column name (``question=q``) or in promptflow's style (``question=${data.q}``); a plain value
+that is not a column of the file is refused with a pointer to ``-i`` (promptflow reads it as
+a constant). Columns that are neither inputs nor mapped are not errors: they are returned as
+the record's ``extra`` and carried into its output line (e.g. expected answers kept for
+evaluation).
+
+Value types: JSON values are taken as they are, except that a string holding an exact number
+or boolean literal (``"25"``, ``"0.5"``, ``"true"``) becomes that value for an ``integer``,
+``number`` or ``boolean`` input, as promptflow does; CSV cells are text, converted by the
+input's type.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from .model import Workflow
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 _DATA_REF = re.compile(r"^\$\{\s*data\.(?P<column>[^}]+?)\s*\}$")
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class RecordError(Exception):
@@ -59,6 +68,7 @@ class RecordFile:
         self.stdin = self.name == "-"
         self.format = fmt or self._detect()
         self.columns: list[str] | None = None
+        self.sample: list[str] | None = None  # JSONL: the keys of the first record
         if self.stdin:
             return
         if not self.path.is_file():
@@ -103,6 +113,12 @@ class RecordFile:
                 f"{self.name} holds a JSON array; --batch reads JSON Lines (one object per line)",
                 hint="convert it with: jq -c '.[]' FILE > FILE.jsonl",
             )
+        try:
+            first = json.loads(head.removeprefix(codecs.BOM_UTF8))
+        except ValueError:
+            return  # the bad line fails as a record
+        if isinstance(first, dict):
+            self.sample = list(first)
 
     def _check_csv_head(self, f: TextIO) -> None:
         """A missing, empty or duplicated CSV header is a file-level problem (exit 2)."""
@@ -271,6 +287,7 @@ class ColumnMapping:
         self.file = file
         self.constants = dict(constants or {})
         self.sources: dict[str, str] = {}  # input -> column
+        self.plain: set[str] = set()  # inputs mapped by a plain name, not ${data.COLUMN}
         pairs = mapping.items() if isinstance(mapping, Mapping) else _split_pairs(mapping or ())
         for name, value in pairs:
             if name not in spec.inputs:
@@ -284,6 +301,8 @@ class ColumnMapping:
             if not column:
                 raise UsageError(f"--map {name}=: give a column name")
             self.sources[name] = column
+            if not _DATA_REF.match(value.strip()):
+                self.plain.add(name)
         unknown = sorted(set(self.constants) - set(spec.inputs))
         if unknown:
             declared = ", ".join(spec.inputs) or "none"
@@ -294,6 +313,13 @@ class ColumnMapping:
         ]
         self._used_columns = set(self.sources.values()) | set(self.implicit)
 
+    def check_file(self, file: RecordFile) -> None:
+        """Up-front checks of a records file's columns (CSV header, first JSONL record)."""
+        if file.columns is not None:
+            self.check_columns(file.columns, file.name)
+        elif file.sample is not None:
+            self.check_sample(file.sample, file.name)
+
     def check_columns(self, columns: list[str], file: str) -> None:
         """Up-front check for files with a header (CSV): mapped and required columns exist."""
         have = set(columns)
@@ -301,7 +327,8 @@ class ColumnMapping:
         for name, column in self.sources.items():
             if column not in have:
                 raise UsageError(
-                    f"{file}:1: --map {name}: no column '{column}' (columns: {listing})"
+                    f"{file}:1: --map {name}: no column '{column}' (columns: {listing})",
+                    hint=self._constant_hint(name),
                 )
         for name in self.implicit:
             if self.spec.inputs[name].required and name not in have:
@@ -309,6 +336,26 @@ class ColumnMapping:
                     f"{file}:1: no column for the required input '{name}' (columns: {listing})",
                     hint=f"map another column to it: --map {name}=COLUMN",
                 )
+
+    def check_sample(self, keys: list[str], file: str) -> None:
+        """JSONL: a plain ``--map`` value that the first record has no column for is refused
+        (it is most likely a constant written the promptflow way)."""
+        for name in sorted(self.plain):
+            column = self.sources[name]
+            if column not in keys:
+                raise UsageError(
+                    f"{file}: --map {name}={column}: the first record has no column '{column}'"
+                    f" (columns: {', '.join(keys) or 'none'}); --map takes a column",
+                    hint=self._constant_hint(name),
+                )
+
+    def _constant_hint(self, name: str) -> str | None:
+        if name not in self.plain:
+            return None
+        return (
+            f"for the same value in every record, give it with -i {name}=VALUE "
+            f"(or map a column with --map {name}='${{data.COLUMN}}')"
+        )
 
     def where(self, record: SourceRecord) -> str:
         if self.file and record.line is not None:
@@ -325,8 +372,10 @@ class ColumnMapping:
         try:
             for name, column in self.sources.items():
                 if column not in data:
+                    constant = f"; a constant goes in -i {name}=VALUE" if name in self.plain else ""
                     raise RecordError(
                         f"{self.where(record)}: no column '{column}' (mapped to input '{name}')"
+                        + constant
                     )
                 self._put(given, name, data[column], record)
             for name in self.implicit:
@@ -347,8 +396,11 @@ class ColumnMapping:
         return values, extra
 
     def _put(self, given: dict[str, Any], name: str, value: Any, record: SourceRecord) -> None:
-        if record.typed or not isinstance(value, str):
+        if not isinstance(value, str):
             given[name] = value
+            return
+        if record.typed:
+            given[name] = _literal(value, self.spec.inputs[name].type)
             return
         if value == "" and self.spec.inputs[name].type != "string":
             return  # an empty CSV cell of a non-text input: not given (the default applies)
@@ -356,6 +408,21 @@ class ColumnMapping:
             given[name] = parse_cli_value(self.spec, name, value)
         except UsageError as exc:
             raise RecordError(f"{self.where(record)}: {exc.message}") from None
+
+
+def _literal(text: str, kind: str) -> Any:
+    """A JSON string for a number or boolean input: its value when it is an exact literal
+    (``"25"``, ``"-0.5"``, ``"1e3"``, ``"true"``), else the string (which then fails the type
+    check, naming it)."""
+    stripped = text.strip()
+    if kind == "integer" and _INTEGER.fullmatch(stripped):
+        return int(stripped)
+    if kind == "number" and _NUMBER.fullmatch(stripped):
+        number = float(stripped)
+        return int(stripped) if _INTEGER.fullmatch(stripped) else number
+    if kind == "boolean" and stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    return text
 
 
 def _split_pairs(pairs: Iterable[str]) -> Iterator[tuple[str, str]]:
