@@ -4,24 +4,17 @@ The output file is written in input order, one JSON line per record, line-buffer
 finished record reaches the file at once. ``--resume`` (or ``flowrun resume BATCH_ID``) reads
 the existing output, skips records whose line says they succeeded, runs the others (reusing
 the completed steps the batch store kept for them), and writes the merged result: the old
-lines of finished records and the new lines, in input order, via ``OUT.partial`` replaced
-atomically at the end (Ctrl-C finishes the merge; a resume killed hard leaves the old
-output as it was).
+lines of finished records and the new lines, in input order (``flowrun.batch_output``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
 import secrets
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .batch import (
     DEFAULT_CONCURRENCY,
@@ -30,6 +23,7 @@ from .batch import (
     BatchSummary,
     make_batch_services,
 )
+from .batch_output import OutputWriter, previous_output
 from .batch_store import BatchStore
 from .errors import UsageError
 from .loader import LoadedWorkflow
@@ -37,7 +31,6 @@ from .progress import Progress
 from .records import ColumnMapping, RecordFile
 from .results import StepResult
 
-_INDEX_PREFIX = re.compile(rb'^\{"index": (\d+)')
 FAILURES_SHOWN = 5
 
 
@@ -45,148 +38,6 @@ def new_batch_id() -> str:
     """``batch-`` + UTC timestamp + random suffix (``flowrun resume`` tells batches by it)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"batch-{stamp}-{secrets.token_hex(3)}"
-
-
-# --- the output file ---------------------------------------------------------------------
-
-
-@dataclass
-class PreviousOutput:
-    """What an existing output file says: which records are done, and what they cost."""
-
-    path: Path
-    succeeded: bytearray = field(default_factory=bytearray)  # bitmap by record index
-    succeeded_count: int = 0
-    lines: int = 0
-    cost_usd: float = 0.0
-
-    def is_done(self, index: int) -> bool:
-        byte = index >> 3
-        return byte < len(self.succeeded) and bool(self.succeeded[byte] & (1 << (index & 7)))
-
-    def _mark(self, index: int) -> None:
-        byte = index >> 3
-        if byte >= len(self.succeeded):
-            self.succeeded.extend(bytes(byte + 1 - len(self.succeeded)))
-        self.succeeded[byte] |= 1 << (index & 7)
-        self.succeeded_count += 1
-
-
-def scan_output(path: Path) -> PreviousOutput:
-    """Read an output file written by an earlier run (a cut-off last line is ignored)."""
-    previous = PreviousOutput(path)
-    last = -1
-    pending_error: str | None = None
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            if pending_error:
-                raise UsageError(pending_error, hint="it is not a flowrun batch output file")
-            try:
-                data = json.loads(raw)
-                index, status = data["index"], data["status"]
-                if not isinstance(index, int) or index < 0:
-                    raise ValueError
-            except (ValueError, KeyError, TypeError):
-                # only the very last line may be broken: a crash cut it off
-                pending_error = (
-                    f"{path}:{lineno}: not a result line, so --resume cannot continue it"
-                )
-                continue
-            if index <= last:
-                raise UsageError(
-                    f"{path}:{lineno}: record {index} is out of order; --resume needs the output "
-                    "as flowrun wrote it (in input order)"
-                )
-            last = index
-            previous.lines += 1
-            previous.cost_usd += float(data.get("cost_usd") or 0.0)
-            if status == "succeeded":
-                previous._mark(index)
-    return previous
-
-
-def _previous_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(index, raw line) of every well-formed line of an earlier output, in order."""
-    with path.open("rb") as f:
-        for raw in f:
-            match = _INDEX_PREFIX.match(raw)
-            if match and raw.endswith(b"\n"):
-                yield int(match.group(1)), raw
-                continue
-            try:
-                data = json.loads(raw)
-                yield int(data["index"]), raw.rstrip(b"\n") + b"\n"
-            except (ValueError, KeyError, TypeError):
-                continue
-
-
-class OutputWriter:
-    """Writes result lines in order; on resume, merges them with the earlier output's lines.
-
-    The file is opened on the first line, so a batch refused before any record ran leaves
-    no (or the old) output behind.
-    """
-
-    def __init__(self, path: Path | None, previous: PreviousOutput | None = None) -> None:
-        self.path = path
-        self.previous = previous
-        self._old: Iterator[tuple[int, bytes]] | None = None
-        self._held: tuple[int, bytes] | None = None
-        self.f: TextIO | None = sys.stdout if path is None else None
-        self.target = path
-        if path is not None and previous is not None:
-            self.target = path.with_name(path.name + ".partial")
-            self._old = _previous_lines(previous.path)
-
-    def _open(self) -> TextIO:
-        if self.f is None:
-            assert self.target is not None
-            try:
-                self.f = self.target.open("w", encoding="utf-8", buffering=1)
-            except OSError as exc:
-                raise UsageError(f"cannot write the output {self.target}: {exc.strerror}") from None
-        return self.f
-
-    def write(self, result: BatchResult) -> None:
-        f = self._open()
-        self._copy_old(f, before=result.index)
-        f.write(json.dumps(result.to_json(), ensure_ascii=False, default=str) + "\n")
-
-    def _copy_old(self, f: TextIO, before: int | None) -> None:
-        """Copy earlier lines with an index below ``before`` (all when None); drop ``before``'s."""
-        if self._old is None:
-            return
-        while True:
-            item = self._held or next(self._old, None)
-            self._held = None
-            if item is None:
-                self._old = None
-                return
-            index, raw = item
-            if before is not None and index >= before:
-                if index > before:
-                    self._held = item
-                return
-            f.write(raw.decode("utf-8"))
-
-    def close(self, ran: bool = True) -> None:
-        """Finish the file: the rest of the earlier lines, then (resume) replace the output.
-
-        ``ran=False`` (the batch was refused before running): leave everything as it was.
-        """
-        if self.path is None:
-            if self.f is not None:
-                self.f.flush()
-            return
-        if self.f is None and (self.previous is not None or not ran):
-            return  # nothing new: the earlier output (if any) is already complete
-        f = self._open()
-        self._copy_old(f, before=None)
-        f.close()
-        if self.target != self.path:
-            os.replace(self.target, self.path)
 
 
 # --- the job -----------------------------------------------------------------------------
@@ -232,7 +83,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
     mapping = ColumnMapping(job.wf.spec, job.mapping, job.constants, file=source.name)
     mapping.check_file(source)
     out = Path(job.output) if job.output else None
-    previous = _previous_output(out, job.resume)
+    previous = previous_output(out, job.resume)
     with BatchStore() as store:
         batch_id, changed = _open_batch(store, job, source, out)
         summary.batch_id = batch_id
@@ -318,24 +169,6 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
 def _failure_line(result: BatchResult) -> str:
     where = f" (line {result.line})" if result.line is not None else ""
     return f"record {result.index}{where} failed: {result.error}"
-
-
-def _previous_output(out: Path | None, resume: bool) -> PreviousOutput | None:
-    if out is None:
-        if resume:
-            raise UsageError("--resume needs --output (the file it continues)")
-        return None
-    if out.is_dir():
-        raise UsageError(f"--output {out} is a directory")
-    if not out.exists() or out.stat().st_size == 0:
-        return None
-    if not resume:
-        raise UsageError(
-            f"the output {out} already exists",
-            hint="continue it with --resume (only records not yet succeeded are run), "
-            "or choose another --output",
-        )
-    return scan_output(out)
 
 
 def _open_batch(
