@@ -8,13 +8,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .batch import BatchSummary, _check_via
-from .batch_job import BatchJob, run_job
 from .errors import RunFailed, RunInterrupted, UsageError
-from .loader import LoadedWorkflow
+
+if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
+    from .batch import BatchSummary
+    from .batch_job import BatchJob
+    from .loader import LoadedWorkflow
+
+
+def resume_limit_options(f: Any) -> Any:
+    """``--concurrency``/``--rpm``/``--tpm`` for ``flowrun resume BATCH_ID`` (override the
+    stored ones)."""
+    f = click.option(
+        "--tpm", type=click.IntRange(min=1), metavar="N", help="A batch: tokens per minute."
+    )(f)
+    f = click.option(
+        "--rpm", type=click.IntRange(min=1), metavar="N", help="A batch: requests per minute."
+    )(f)
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="A batch: records in flight (these three override the stored values).",
+    )(f)
+
+
+def check_no_limits(**limits: int | None) -> None:
+    """A run (not a batch) takes no ``--concurrency``/``--rpm``/``--tpm``."""
+    for name, value in limits.items():
+        if value is not None:
+            raise UsageError(f"--{name} goes with a batch id (batch-...)")
 
 
 def run_batch_command(
@@ -37,6 +64,8 @@ def run_batch_command(
     cache: bool | None = None,
 ) -> None:
     """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
+    from .batch import _check_via
+    from .batch_job import BatchJob
     from .inputs import parse_cli_inputs, read_inputs_file
 
     _check_via(via)
@@ -74,10 +103,15 @@ def resume_batch_command(
     max_cost: float | None = None,
     prices: str | None = None,
     cache: bool | None = None,
+    concurrency: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
 ) -> None:
-    """``flowrun resume BATCH_ID``: the stored command again, with ``--resume``."""
+    """``flowrun resume BATCH_ID``: the stored command again, with ``--resume``; the budget,
+    prices, concurrency and rate limits given here override the stored ones."""
     from pathlib import Path
 
+    from .batch_job import BatchJob
     from .batch_store import BatchStore
     from .loader import load_workflow
 
@@ -90,21 +124,24 @@ def resume_batch_command(
     if not row.output_path:
         raise UsageError(f"{row.id} wrote its results to stdout, so there is nothing to continue")
     opts = row.options
+    via = opts.get("via") or "live"
+    if via == "batch-api" and (rpm or tpm):
+        raise UsageError("--rpm/--tpm do not apply to a --via batch-api run")
     job = BatchJob(
         wf=load_workflow(row.workflow_path),
         records=row.records_path,
         output=row.output_path,
         mapping=list(opts.get("mapping") or []),
         constants=dict(opts.get("constants") or {}),
-        concurrency=int(opts.get("concurrency") or _default_concurrency(opts.get("via"))),
-        rpm=opts.get("rpm"),
-        tpm=opts.get("tpm"),
+        concurrency=concurrency or int(opts.get("concurrency") or _default_concurrency(via)),
+        rpm=rpm or opts.get("rpm"),
+        tpm=tpm or opts.get("tpm"),
         max_cost=max_cost if max_cost is not None else opts.get("max_cost"),
         prices=prices or opts.get("prices"),
         cache=bool(cache) or bool(opts.get("cache")),
         resume=True,
         batch_id=row.id,
-        via=opts.get("via") or "live",
+        via=via,
     )
     _run(job, as_json=as_json, quiet=quiet)
 
@@ -119,6 +156,8 @@ def _default_concurrency(via: str | None) -> int:
 def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     import gc
 
+    from .batch import BatchSummary
+    from .batch_job import run_job
     from .progress import make_progress
 
     # Modules, the workflow and the client live as long as this process: move them out of the

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .cli import CONTEXT, cli
+from .cli_batch import check_no_limits, resume_limit_options
 from .errors import RunFailed, RunInterrupted
 from .secrets import redact
 
@@ -356,11 +357,15 @@ def _workflow_path_of(run_id: str) -> str | None:
     is_flag=True,
     help="Exit 1 at once if another run of this workflow is still running (for cron).",
 )
+@resume_limit_options
 @run_options
 def resume(
     run_id: str,
     force: bool,
     no_overlap: bool,
+    concurrency: int | None,
+    rpm: int | None,
+    tpm: int | None,
     as_json: bool,
     quiet: bool,
     max_cost: float | None,
@@ -394,8 +399,10 @@ def resume(
                 if json_stdout is not None:
                     _import_tools(path)  # what they print on import goes to stderr
                     json_stdout.batch()
-                resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options)
+                limits = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
+                resume_batch_command(run_id, as_json=as_json, quiet=quiet, **options, **limits)
                 return
+            check_no_limits(concurrency=concurrency, rpm=rpm, tpm=tpm)
             result = _interruptible(
                 run_id,
                 not (as_json or quiet),

@@ -103,3 +103,44 @@ def test_tpm_counts_prompt_and_max_completion_tokens(server, tmp_path):
     assert res.code == 0, res.stderr
     # 100 tokens per second: at most one ~60-token request at once, then one per ~0.6 s
     assert arrivals[-1] - arrivals[0] >= 1.2
+
+
+def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, tmp_path):
+    import json
+    import threading
+
+    from tests.run_helpers import query
+
+    wf = write(tmp_path, ASK)
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slow(req):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        if "q1" in req.last_user_text and state.setdefault("failed", 0) < 7:
+            state["failed"] += 1  # records 1 and 10-15 fail in the first run
+            return Reply(status=500, error="down")
+        return Reply(content="ok")
+
+    server.default = slow
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(16)])
+    out = tmp_path / "out.jsonl"
+    first = flowrun("run", wf, "--batch", data, "--output", out, "--concurrency", "1", "--json")
+    assert first.code == 1 and state["max"] == 1
+    batch_id = json.loads(first.stdout)["batch_id"]
+
+    state["max"] = 0
+    res = flowrun("resume", batch_id, "--concurrency", "4", "--rpm", "6000", "--tpm", "900000")
+    assert res.code == 0, res.stderr
+    assert "7 succeeded, 0 failed, 9 already done" in res.stderr
+    assert state["max"] == 4
+    options = json.loads(query("SELECT options FROM batches WHERE id=?", (batch_id,))[0][0])
+    assert (options["concurrency"], options["rpm"], options["tpm"]) == (4, 6000, 900000)
+
+    res = flowrun("resume", "20261125-061502-a1b2c3", "--concurrency", "4")
+    assert res.code == 2 and "--concurrency goes with a batch id (batch-...)" in res.stderr
