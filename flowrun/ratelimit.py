@@ -9,14 +9,26 @@ and then overdraws it, so nothing waits forever.
 A request's tokens are counted as OpenAI's limiter counts them: the prompt (tiktoken) plus
 ``max_completion_tokens``; when the reply used more than that estimate, the difference is
 charged afterwards.
+
+Retries count too: ``RateLimitedClient`` asks the inner client for single attempts
+(``max_retries=0``) and retries failed ones itself, as the SDK would (408, 409, 429, 5xx,
+timeouts and connection errors; the server's ``Retry-After`` up to 60 s, else backoff from
+0.5 s doubling to 8 s), taking a request and its tokens from the buckets before every attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from .client import ModelCallError
+
+SDK_RETRIES = 2  # the openai SDK's default, for calls that set no max_retries
+RETRY_STATUSES = frozenset({408, 409, 429})  # besides 5xx, as the SDK retries
+MAX_RETRY_AFTER_S = 60.0
 
 
 class TokenBucket:
@@ -94,13 +106,21 @@ class RateLimiter:
 
 
 class RateLimitedClient:
-    """A ``ModelClient`` whose calls wait for the ``RateLimiter`` first."""
+    """A ``ModelClient`` whose every attempt (first call and retries) waits for the limiter."""
 
-    def __init__(self, inner: Any, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        limiter: RateLimiter,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         self.inner = inner
         self.limiter = limiter
+        self._sleep = sleep
 
-    async def chat(self, request: dict[str, Any], **options: Any) -> Any:
+    async def chat(
+        self, request: dict[str, Any], *, max_retries: int | None = None, **options: Any
+    ) -> Any:
         estimate = 0
         if self.limiter.counts_tokens:
             from .tokens import count_messages
@@ -108,26 +128,97 @@ class RateLimitedClient:
             estimate = count_messages(
                 request["messages"], request["model"], request.get("tools")
             ) + (request.get("max_completion_tokens") or 0)
-        await self.limiter.acquire(estimate)
-        reply = await self.inner.chat(request, **options)
+        streamed = False
+        on_text = options.get("on_text")
+        if on_text is not None:
+
+            def relay(*args: Any) -> None:
+                nonlocal streamed
+                streamed = True  # text was shown: a retry would show it twice
+                on_text(*args)
+
+            options["on_text"] = relay
+        reply = await self._attempts(
+            lambda: self.inner.chat(request, max_retries=0, **options),
+            estimate,
+            max_retries,
+            lambda: streamed,
+        )
         used = reply.usage.prompt_tokens + reply.usage.completion_tokens
         self.limiter.charge(used - estimate)
         return reply
 
-    async def embed(self, request: dict[str, Any], **options: Any) -> Any:
+    async def embed(
+        self, request: dict[str, Any], *, max_retries: int | None = None, **options: Any
+    ) -> Any:
         estimate = 0
         if self.limiter.counts_tokens:
             from .tokens import count_text
 
             texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
             estimate = sum(count_text(t, request["model"]) for t in texts if isinstance(t, str))
-        await self.limiter.acquire(estimate)
-        reply = await self.inner.embed(request, **options)
+        reply = await self._attempts(
+            lambda: self.inner.embed(request, max_retries=0, **options),
+            estimate,
+            max_retries,
+            lambda: False,
+        )
         self.limiter.charge(reply.usage.prompt_tokens - estimate)
         return reply
+
+    async def _attempts(
+        self,
+        attempt: Callable[[], Awaitable[Any]],
+        tokens: int,
+        max_retries: int | None,
+        streamed: Callable[[], bool],
+    ) -> Any:
+        """Run ``attempt`` until it succeeds or the retries are spent; each takes a token."""
+        retries = SDK_RETRIES if max_retries is None else max_retries
+        for number in range(retries + 1):
+            await self.limiter.acquire(tokens)
+            try:
+                reply = await attempt()
+            except ModelCallError as exc:
+                if number >= retries or not _retryable(exc) or streamed():
+                    raise
+                await self._sleep(_retry_delay(exc, number))
+                continue
+            reply.retries += number
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _retryable(exc: ModelCallError) -> bool:
+    """What the SDK retries: timeouts, connection errors, 408, 409, 429 and 5xx, unless the
+    server's ``x-should-retry`` says otherwise."""
+    says = _headers(exc).get("x-should-retry")
+    if says in ("true", "false"):
+        return says == "true"
+    return exc.retryable or exc.status in RETRY_STATUSES
+
+
+def _retry_delay(exc: ModelCallError, number: int) -> float:
+    """The SDK's wait before retry ``number + 1``: the server's Retry-After when it sent one,
+    else 0.5 s doubling to 8 s, less up to 25 %."""
+    headers = _headers(exc)
+    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(key)) * scale  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 0 < seconds <= MAX_RETRY_AFTER_S:
+            return seconds
+    return min(0.5 * 2.0**number, 8.0) * (1 - 0.25 * random.random())
+
+
+def _headers(exc: ModelCallError) -> Any:
+    """The response headers of the SDK error behind ``exc`` (``{}`` when there is none)."""
+    response = getattr(exc.__context__, "response", None)
+    return getattr(response, "headers", None) or {}

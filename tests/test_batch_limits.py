@@ -144,3 +144,46 @@ def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, t
 
     res = flowrun("resume", "20261125-061502-a1b2c3", "--concurrency", "4")
     assert res.code == 2 and "--concurrency goes with a batch id (batch-...)" in res.stderr
+
+
+RETRYING = ASK.replace("max_retries: 0", "max_retries: 2")
+
+
+def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path):
+    """--rpm 60 allows one request per second; the SDK would retry after about 0.5 s."""
+    arrivals: list[float] = []
+    answers = iter([Reply(status=500, error="busy"), Reply(status=503, error="busy")])
+
+    def flaky(req):
+        arrivals.append(time.monotonic())
+        return next(answers, Reply(content="ok"))
+
+    server.default = flaky
+    wf = write(tmp_path, RETRYING)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}])
+    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--rpm", "60")
+    assert res.code == 0, res.stderr
+    assert len(arrivals) == 3
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.9, gaps  # each retry took a token: one per second
+    out = (tmp_path / "o.jsonl").read_text()
+    assert '"status": "succeeded"' in out
+
+
+def test_rate_limited_retries_honour_retry_after_and_give_up_like_the_sdk(server, tmp_path):
+    arrivals: list[float] = []
+
+    def limited(req):
+        arrivals.append(time.monotonic())
+        if len(arrivals) == 1:
+            return Reply(status=429, error="slow down", retry_after=0.7)
+        return Reply(status=400, error="bad request")  # not retried
+
+    server.default = limited
+    wf = write(tmp_path, RETRYING)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}])
+    out = tmp_path / "o.jsonl"
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--rpm", "6000")
+    assert res.code == 1
+    assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 0.65
+    assert "API error 400: bad request" in out.read_text()
