@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ..budget import BudgetGate, Reservation
@@ -125,6 +124,7 @@ class Tracked:
     custom_ids: list[str]
     snapshot: BatchSnapshot | None = None
     poll_errors: int = 0
+    cancelled: bool = False  # this process asked the API to cancel it
 
 
 @dataclass
@@ -368,13 +368,14 @@ class WaveCoordinator:
             self._give_up(cids, f"creating the batch failed: {failure}")
             return None
         self.state.batch_status(file_id, snapshot.status, batch_id=snapshot.id)
-        return Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+        tracked = Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+        if self.state.cancel_requested(self.run_id):  # cancelled while create was answering
+            await self._cancel(tracked)
+        return tracked
 
     async def _find_batch(self, file_id: str, since: float) -> BatchSnapshot | None:
         with contextlib.suppress(ModelCallError):
-            for batch in await self.transport.recent(since):
-                if batch.input_file_id == file_id:
-                    return batch
+            return (await self.transport.find({file_id}, since)).get(file_id)
         return None
 
     async def _reattach(self, file_id: str) -> Tracked | None:
@@ -385,21 +386,30 @@ class WaveCoordinator:
         cids = self.state.file_requests(self.run_id, file_id)
         if row.batch_id is not None:
             return Tracked(file_id, row.batch_id, row.endpoint, row.model, cids)
-        since = datetime.fromisoformat(row.submitted_at).timestamp() - 600
+        since = row.submitted_ts - 600
         try:
-            found = [b for b in await self.transport.recent(since) if b.input_file_id == file_id]
+            found = (await self.transport.find({file_id}, since)).get(file_id)
         except ModelCallError as exc:
             self._give_up(cids, f"listing batches failed: {exc}")
             return None
-        if not found:
+        if found is None:
             return await self._create(file_id, row.endpoint, row.model, cids, since)
-        self.state.batch_status(file_id, found[0].status, batch_id=found[0].id)
-        return Tracked(file_id, found[0].id, row.endpoint, row.model, cids, found[0])
+        self.state.batch_status(file_id, found.status, batch_id=found.id)
+        return Tracked(file_id, found.id, row.endpoint, row.model, cids, found)
 
     # --- polling and collecting -----------------------------------------------------------------
+    async def _cancel(self, tracked: Tracked) -> None:
+        """Cancel a batch of a run the user cancelled (once; one that ended meanwhile stays)."""
+        tracked.cancelled = True
+        with contextlib.suppress(ModelCallError):  # 409: it finished meanwhile
+            self._update(tracked, await self.transport.cancel(tracked.batch_id))
+
     async def _poll(self, live: list[Tracked]) -> None:
         delay = self.settings.poll_initial
         while live:
+            pending = [t for t in live if not t.cancelled]
+            if pending and self.state.cancel_requested(self.run_id):
+                await asyncio.gather(*(self._cancel(t) for t in pending))
             snapshots = await asyncio.gather(
                 *(self.transport.retrieve(t.batch_id) for t in live), return_exceptions=True
             )

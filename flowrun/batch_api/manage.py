@@ -16,6 +16,23 @@ class Listing:
     warning: str | None = None  # why the statuses could not be refreshed
 
 
+async def find_lost_batches(
+    transport: BatchTransport, state: BatchState, rows: list[FileRow]
+) -> None:
+    """Rows uploaded but without a batch id (the process died while create was answering):
+    find each one's batch by its input file, and store it (``rows`` are updated too)."""
+    lost = [r for r in rows if r.batch_id is None and r.status == "uploaded"]
+    if not lost:
+        return
+    since = min(r.submitted_ts for r in lost) - 600
+    found = await transport.find({r.file_id for r in lost}, since)
+    for row in lost:
+        batch = found.get(row.file_id)
+        if batch is not None:
+            state.batch_status(row.file_id, batch.status, batch_id=batch.id)
+            row.batch_id, row.status = batch.id, batch.status
+
+
 async def list_batches(
     run_id: str | None = None, *, limit: int = 50, refresh: bool = True
 ) -> Listing:
@@ -24,13 +41,14 @@ async def list_batches(
         rows = state.files(run_id, limit=limit)
         if run_id and not rows:
             raise UsageError(f"no Batch API batches for run '{run_id}' (see: flowrun batches list)")
-        stale = [r for r in rows if r.batch_id and r.status not in TERMINAL]
+        stale = [r for r in rows if r.status not in TERMINAL]
         if not (refresh and stale):
             return Listing(rows)
         client = ModelClient()
         transport = BatchTransport(client)
         try:
-            for row in stale:
+            await find_lost_batches(transport, state, stale)
+            for row in (r for r in stale if r.batch_id):
                 snap = await transport.retrieve(row.batch_id)  # type: ignore[arg-type]
                 state.batch_status(
                     row.file_id, snap.status, completed=snap.completed, failed=snap.failed
@@ -57,14 +75,15 @@ async def cancel_run(run_id: str) -> tuple[str, list[tuple[str, str]]]:
             raise UsageError(f"'{run_id}' matches several runs: {', '.join(sorted(runs))}")
         full = runs.pop()
         state.request_cancel(full)
-        live = [r for r in rows if r.batch_id and r.status not in TERMINAL]
+        live = [r for r in rows if r.status not in TERMINAL]
         if not live:
             return full, []
         client = ModelClient()
         transport = BatchTransport(client)
         cancelled: list[tuple[str, str]] = []
         try:
-            for row in live:
+            await find_lost_batches(transport, state, live)
+            for row in (r for r in live if r.batch_id and r.status not in TERMINAL):
                 try:
                     snap = await transport.cancel(row.batch_id)  # type: ignore[arg-type]
                 except ModelCallError as exc:

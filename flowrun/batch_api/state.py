@@ -55,6 +55,11 @@ class FileRow:
     def finished(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def submitted_ts(self) -> float:
+        """``submitted_at`` as unix seconds."""
+        return datetime.fromisoformat(self.submitted_at).timestamp()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,

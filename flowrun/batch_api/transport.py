@@ -111,6 +111,18 @@ class BatchTransport:
                 return found
             after = items[-1].id
 
+    async def find(
+        self, file_ids: set[str], since: float, exclude: frozenset[str] = frozenset()
+    ) -> dict[str, BatchSnapshot]:
+        """The newest batch created on each of ``file_ids`` since ``since`` (unix seconds),
+        not counting the batches in ``exclude``: how a batch whose id never reached the run
+        store (a crash while create was answering) is found."""
+        found: dict[str, BatchSnapshot] = {}
+        for batch in await self.recent(since):  # newest first
+            if batch.input_file_id in file_ids and batch.id not in exclude:
+                found.setdefault(batch.input_file_id, batch)
+        return found
+
     async def content(self, file_id: str) -> bytes:
         response = await self._call(self.client.sdk().files.content(file_id))
         return bytes(response.content)
