@@ -36,6 +36,7 @@ from .transport import BatchTransport
 #: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
 #: few KB per record in flight (see benchmarks/batch_api.py).
 DEFAULT_WINDOW = 10_000
+FORGET_EVERY = 1_000  # written records whose request rows are deleted together
 
 
 @dataclass
@@ -147,20 +148,39 @@ class WaveBatchRunner(BatchRunner):
         self.services = BatchServices(**fields)
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
+        self._written: list[int] = []  # succeeded records whose request rows can go
 
     async def results(self) -> AsyncIterator[BatchResult]:
         import asyncio
 
         waves = asyncio.create_task(self.coordinator.run(), name="flowrun-batch-api-waves")
+        complete = False
         try:
             async for result in super().results():
                 if waves.done():
                     waves.result()  # an unexpected error in the wave loop: raise it
                 yield result
+            complete = True
         finally:
             waves.cancel()
             await asyncio.gather(waves, return_exceptions=True)
+            self._forget_written()
+            if complete and self.summary.status == "succeeded":
+                self.state.forget_run(self.batch_id)  # nothing is left to resume
             self.state.close()
+
+    def forget(self, result: BatchResult) -> None:
+        """The record's line is written: once it succeeded, its requests and results go too."""
+        super().forget(result)
+        if result.ok:
+            self._written.append(result.index)
+            if len(self._written) >= FORGET_EVERY:
+                self._forget_written()
+
+    def _forget_written(self) -> None:
+        if self._written:
+            self.state.forget_records(self.batch_id, self._written)
+            self._written = []
 
     def _on_status(self, status: WaveStatus) -> None:
         status.records_done = self.summary.done

@@ -219,6 +219,26 @@ class BatchState:
         )
         return [r[0] for r in rows]
 
+    def forget_records(self, run_id: str, indices: Iterable[int]) -> None:
+        """Delete the requests and results of records whose output line is written (their
+        completed steps need no result any more; like ``BatchStore.forget``)."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "DELETE FROM batch_api_requests WHERE run_id=? AND custom_id >= ?"
+                        " AND custom_id < ?",  # custom_ids r{index}.* sort between the two
+                        ((run_id, f"r{i}.", f"r{i}/") for i in indices),
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def forget_run(self, run_id: str) -> None:
+        """Delete every request row of a run whose records are all written and succeeded (its
+        files stay, for ``flowrun batches list``)."""
+        self._run("DELETE FROM batch_api_requests WHERE run_id=?", (run_id,))
+
     def file(self, file_id: str) -> FileRow | None:
         rows = self._run(f"SELECT {_FILE_COLUMNS} FROM batch_api_files WHERE file_id=?", (file_id,))
         return FileRow(*rows[0]) if rows else None
