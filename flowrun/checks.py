@@ -102,12 +102,14 @@ class _Checker:
         owner: str,
         *,
         in_step: bool = True,
+        has_needs: bool = False,
     ) -> dict[str, tuple[Any, ...]]:
         """Check every template inside ``value`` (at ``path``, in ``owner``).
 
         Reports syntax errors, unknown names and undeclared inputs; returns the steps the
         templates read, each with the path of the first string that reads it. A step
-        (``in_step``) must name each step it reads; outputs, rendered at the end, need not.
+        (``in_step``) must name each step it reads, or look steps up by a computed id only
+        when it lists them in ``needs`` (``has_needs``); outputs, rendered at the end, need not.
         """
         steps: dict[str, tuple[Any, ...]] = {}
         for sub, text in _strings_with_paths(value, path):
@@ -130,6 +132,14 @@ class _Checker:
                     "cannot tell which steps it waits for; write steps.<id>.output or "
                     "steps['<id>'].output for each step it reads",
                     at=self.smap.locate_in_string(sub, refs.whole_steps),
+                )
+            if in_step and not has_needs and refs.computed_steps is not None:
+                self.add(
+                    sub,
+                    f"{owner}: {field_name} looks a step up by a computed id (steps[...]), so "
+                    "flowrun cannot tell which steps it waits for; list them under needs:, or "
+                    "write steps['<id>'] for each",
+                    at=self.smap.locate_in_string(sub, refs.computed_steps),
                 )
             dashed = self.dashed_step_ids(text)
             for step_id in sorted(dashed):
@@ -200,7 +210,10 @@ class _Checker:
                     if step.foreach is not None and key not in ("foreach", "when")
                     else frozenset({"inputs", "steps"})
                 )
-                for dep, where in self.template_refs(base + (key,), value, scope, owner).items():
+                found = self.template_refs(
+                    base + (key,), value, scope, owner, has_needs=bool(step.needs)
+                )
+                for dep, where in found.items():
                     refs.setdefault(dep, where)
             for i, need in enumerate(step.needs):
                 if need not in self.known_steps:

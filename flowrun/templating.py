@@ -64,7 +64,8 @@ class References:
     """What a template reads: step ids, input names and other top-level names.
 
     ``whole_steps`` is the template line of a use of ``steps`` that names no step (e.g.
-    ``steps | tojson``, ``{% set s = steps %}``, ``steps[name]``), which hides what it reads.
+    ``steps | tojson``, ``{% set s = steps %}``), which hides what it reads;
+    ``computed_steps`` the line of a lookup by a computed id (``steps[name]``).
     """
 
     steps: frozenset[str] = frozenset()
@@ -72,6 +73,7 @@ class References:
     names: frozenset[str] = frozenset()
     step_attributes: tuple[tuple[str, str], ...] = ()
     whole_steps: int | None = None
+    computed_steps: int | None = None
 
 
 @dataclass
@@ -141,12 +143,16 @@ def _collect_references(found: dict[type, list[Any]]) -> References:
         return None
 
     named: set[int] = set()  # ``steps`` names that are followed by a step id
+    computed: list[int] = []  # lines of ``steps[expression]``
     for node in found[nodes.Getattr] + found[nodes.Getitem]:
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "inputs"):
             key = key_of(node)
             if key is not None:
                 (steps if inner.name == "steps" else inputs).add(key)
+                named.add(id(inner))
+            elif inner.name == "steps" and isinstance(node, nodes.Getitem):
+                computed.append(node.lineno)
                 named.add(id(inner))
         elif isinstance(inner, (nodes.Getattr, nodes.Getitem)):
             base = inner.node
@@ -164,7 +170,14 @@ def _collect_references(found: dict[type, list[Any]]) -> References:
             ),
             default=None,
         )
-    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs), whole)
+    return References(
+        frozenset(steps),
+        frozenset(inputs),
+        frozenset(names),
+        tuple(attrs),
+        whole,
+        min(computed) if computed and "steps" not in assigned else None,
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -234,6 +247,7 @@ def references_in(value: Any) -> References:
     names: set[str] = set()
     attrs: list[tuple[str, str]] = []
     whole: int | None = None
+    computed: int | None = None
     for text in iter_strings(value):
         if is_template(text):
             refs = check_template(text)
@@ -242,7 +256,10 @@ def references_in(value: Any) -> References:
             names |= refs.names
             attrs.extend(refs.step_attributes)
             whole = whole or refs.whole_steps
-    return References(frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs), whole)
+            computed = computed or refs.computed_steps
+    return References(
+        frozenset(steps), frozenset(inputs), frozenset(names), tuple(attrs), whole, computed
+    )
 
 
 def iter_strings(value: Any):

@@ -783,11 +783,33 @@ outputs:
         "wf.yaml:11:7: step 'c': prompt uses 'steps' without naming a step, so flowrun cannot "
         "tell which steps it waits for; write steps.<id>.output or steps['<id>'].output for "
         "each step it reads",
-        "wf.yaml:12:27: step 'd': prompt uses 'steps' without naming a step, so flowrun cannot "
-        "tell which steps it waits for; write steps.<id>.output or steps['<id>'].output for "
-        "each step it reads",
+        "wf.yaml:12:27: step 'd': prompt looks a step up by a computed id (steps[...]), so "
+        "flowrun cannot tell which steps it waits for; list them under needs:, or write "
+        "steps['<id>'] for each",
         "wf.yaml:12:27: step 'd': unknown input 'which' in prompt (declare it under inputs:)",
     ]
+
+
+def test_a_computed_step_lookup_is_allowed_with_needs():
+    wf = load(
+        HEAD
+        + """inputs: {which: {type: string, default: a}}
+steps:
+  a: {type: chat, prompt: hi}
+  b: {type: chat, prompt: hi}
+  pick: {type: chat, prompt: "{{ steps[inputs.which].output }}", needs: [a, b]}
+"""
+    )
+    assert wf.dependencies["pick"] == {"a", "b"}
+    lines = problems(
+        HEAD
+        + """steps:
+  a: {type: chat, prompt: hi}
+  pick: {type: chat, prompt: "{{ steps | tojson }}", needs: [a]}
+"""
+    )
+    assert len(lines) == 1
+    assert "step 'pick': prompt uses 'steps' without naming a step" in lines[0]
 
 
 def test_a_step_id_with_a_dash_must_be_written_with_brackets():
