@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import itertools
 import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..budget import BudgetGate, Reservation
 from ..client import ChatReply, EmbedReply, ModelCallError
@@ -54,6 +53,7 @@ POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
 LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES[,EMBEDDING_INPUTS]]" per file (tests)
 CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
 COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
+COLLECT_BYTES = 4 << 20  # ... or fewer, when they are this many bytes
 
 
 @dataclass(frozen=True)
@@ -454,35 +454,36 @@ class WaveCoordinator:
             )
 
     async def _collect(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
-        """Download the output and error files; store and hand out the results a chunk at a
-        time (so a big batch's parsed bodies are never all in memory at once)."""
+        """Download the output and error files (streamed to a temporary file); parse, store
+        and hand out the results a chunk at a time, so neither a file nor its parsed bodies
+        are ever all in memory."""
         wanted = set(tracked.custom_ids)
         seen: set[str] = set()
         cancelled = self.state.cancel_requested(self.run_id)
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
-            try:
-                data = await self.transport.content(file_id)
-            except ModelCallError as exc:
-                missing = [cid for cid in tracked.custom_ids if cid not in seen]
-                self._give_up(
-                    missing, f"downloading the results of batch {snapshot.id} failed: {exc}"
-                )
-                return
-            started = time.perf_counter()
-            lines = io.BytesIO(data)  # one line at a time: the file is held once, not twice
-            while raws := list(itertools.islice(lines, COLLECT_CHUNK)):
-                chunk: list[tuple[str, str, Outcome]] = []
-                for raw in raws:
-                    with contextlib.suppress(ValueError, AttributeError, TypeError):
-                        cid, outcome = parse_result_line(raw)
-                        if cid in wanted and cid not in seen:
-                            seen.add(cid)
-                            chunk.append((cid, raw.decode("utf-8").rstrip("\n"), outcome))
-                self._deliver(tracked.file_id, chunk, cancelled)
-            del lines, data
-            self.local_seconds += time.perf_counter() - started
+            with tempfile.TemporaryFile() as f:
+                try:
+                    await self.transport.download(file_id, f)
+                except ModelCallError as exc:
+                    missing = [cid for cid in tracked.custom_ids if cid not in seen]
+                    self._give_up(
+                        missing, f"downloading the results of batch {snapshot.id} failed: {exc}"
+                    )
+                    return
+                f.seek(0)
+                for raws in read_chunks(f):
+                    started = time.perf_counter()
+                    chunk: list[tuple[str, str, Outcome]] = []
+                    for raw in raws:
+                        with contextlib.suppress(ValueError, AttributeError, TypeError):
+                            cid, outcome = parse_result_line(raw)
+                            if cid in wanted and cid not in seen:
+                                seen.add(cid)
+                                chunk.append((cid, raw.decode("utf-8").rstrip("\n"), outcome))
+                    self.local_seconds += time.perf_counter() - started
+                    self._deliver(tracked.file_id, chunk, cancelled)
         reason = f"batch {snapshot.id} ended {snapshot.status}"
         if snapshot.errors:
             reason += ": " + "; ".join(snapshot.errors[:3])
@@ -547,6 +548,21 @@ class WaveCoordinator:
         """Resolve every waiting request with a failure (the run is stopping)."""
         for cid in list(self.waiting):
             self._resolve(cid, Outcome(False, error=message, retryable=False))
+
+
+def read_chunks(f: BinaryIO) -> Iterator[list[bytes]]:
+    """The lines of a downloaded file, at most ``COLLECT_CHUNK`` lines or about
+    ``COLLECT_BYTES`` bytes at a time."""
+    chunk: list[bytes] = []
+    size = 0
+    for raw in f:
+        chunk.append(raw)
+        size += len(raw)
+        if len(chunk) >= COLLECT_CHUNK or size >= COLLECT_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def synthetic_line(cid: str, message: str, status: int | None) -> str:

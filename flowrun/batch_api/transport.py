@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..client import ModelClient, api_error
+
+DOWNLOAD_CHUNK = 1 << 20  # bytes read from the response at a time
 
 
 @dataclass
@@ -123,6 +125,19 @@ class BatchTransport:
                 found.setdefault(batch.input_file_id, batch)
         return found
 
-    async def content(self, file_id: str) -> bytes:
-        response = await self._call(self.client.sdk().files.content(file_id))
-        return bytes(response.content)
+    async def download(self, file_id: str, into: BinaryIO) -> int:
+        """Stream a file's content into ``into`` a chunk at a time (an output file can be
+        a gigabyte: it is never held whole); its size in bytes."""
+        started = time.perf_counter()
+        size = 0
+        try:
+            files = self.client.sdk().files
+            async with files.with_streaming_response.content(file_id) as response:
+                async for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    into.write(chunk)
+                    size += len(chunk)
+        except Exception as exc:
+            raise api_error(exc) from None
+        finally:
+            self.seconds += time.perf_counter() - started
+        return size
