@@ -6,7 +6,8 @@ responders as live requests (scripted ``Reply``, ``match=``, callables, the defa
     server.batch_api.completion_delay = 0.2      # seconds from create to completed
     server.batch_api.fail(match="ticket 7", status=500)            # one line fails
     server.batch_api.fail(match="ticket 8", code="batch_expired")   # one line expires
-    server.batch_api.fail_batch("failed")        # the next batch fails validation
+    server.batch_api.fail_batch("failed")        # the next batch fails: enqueued-token limit
+    server.batch_api.fail_batch("failed", code="invalid_request", message="...")  # or else
     server.batch_api.create_latency = 5          # POST /batches answers late (to test crashes)
     server.batch_api.fail_after_create = 1       # the next create makes the batch, answers 500
     server.batch_api.batches[0].custom_ids       # what each created batch contained
@@ -98,6 +99,7 @@ class BatchRecord:
     failed: int = 0
     times: dict[str, int] = field(default_factory=dict)
     forced: str | None = None  #: a whole-batch outcome injected with ``fail_batch``
+    forced_error: tuple[str, str] | None = None  #: its (code, message) when it fails
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -143,7 +145,7 @@ class BatchAPI:
         self.batches: list[BatchRecord] = []
         self.requests: list[RecordedRequest] = []  #: every batch line processed, in order
         self._failures: list[BatchFailure] = []
-        self._batch_failures: list[str] = []
+        self._batch_failures: list[tuple[str, str, str]] = []
         self._ids = itertools.count(1)
 
     # -- scripting -----------------------------------------------------------------
@@ -160,12 +162,20 @@ class BatchAPI:
         with self.server._lock:
             self._failures.append(BatchFailure(match, status, code, message, times))
 
-    def fail_batch(self, outcome: str = "failed", times: int = 1) -> None:
-        """The next ``times`` batches end ``failed`` (validation) or ``expired`` as a whole."""
+    def fail_batch(
+        self,
+        outcome: str = "failed",
+        times: int = 1,
+        *,
+        code: str = "token_limit_exceeded",
+        message: str = "Enqueued token limit reached.",
+    ) -> None:
+        """The next ``times`` batches end ``failed`` (by default as over the enqueued-token
+        limit; ``code``/``message`` give another reason) or ``expired`` as a whole."""
         if outcome not in ("failed", "expired"):
             raise ValueError(f"outcome must be 'failed' or 'expired', not {outcome!r}")
         with self.server._lock:
-            self._batch_failures.extend([outcome] * times)
+            self._batch_failures.extend([(outcome, code, message)] * times)
 
     def submitted_custom_ids(self) -> list[str]:
         """Every custom_id of every created batch, in submission order (duplicates kept)."""
@@ -259,7 +269,8 @@ class BatchAPI:
         batch.times["created"] = int(batch.created_at)
         self._check_file(batch, stored.data)
         if self._batch_failures and batch.status != "failed":
-            batch.forced = self._batch_failures.pop(0)
+            batch.forced, *error = self._batch_failures.pop(0)
+            batch.forced_error = (error[0], error[1])
         self.batches.append(batch)
         return 200, batch.to_json(), {}
 
@@ -354,7 +365,8 @@ class BatchAPI:
             return
         if batch.forced == "failed":
             batch.status, batch.lines = "failed", []
-            batch.errors = [_problem("token_limit_exceeded", "Enqueued token limit reached.", None)]
+            code, message = batch.forced_error or ("token_limit_exceeded", "")
+            batch.errors = [_problem(code, message, None)]  # no line was run
             batch.times["failed"] = _now()
         elif batch.forced == "expired":
             self._finish(batch, "expired", "batch_expired")

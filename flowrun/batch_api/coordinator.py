@@ -52,6 +52,7 @@ DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_re
 POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
 LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES[,EMBEDDING_INPUTS]]" per file (tests)
 CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
+TOKEN_LIMIT = "token_limit_exceeded"  # the error of a batch refused for the enqueued tokens
 COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
 COLLECT_BYTES = 4 << 20  # ... or fewer, when they are this many bytes
 
@@ -64,6 +65,8 @@ class WaveSettings:
     poll_max: float = 60.0
     limits: Limits = field(default_factory=Limits)
     max_poll_errors: int = 20  # consecutive failed polls of one batch before its requests fail
+    #: times a batch refused for the enqueued-token limit is created again (not an attempt)
+    token_limit_holds: int = 5
 
     @classmethod
     def from_env(cls, **overrides: Any) -> WaveSettings:
@@ -125,6 +128,8 @@ class Tracked:
     snapshot: BatchSnapshot | None = None
     poll_errors: int = 0
     cancelled: bool = False  # this process asked the API to cancel it
+    holds: int = 0  # times it was created again after the enqueued-token limit refused it
+    earlier: set[str] = field(default_factory=set)  # those refused batches' ids
 
 
 @dataclass
@@ -338,7 +343,13 @@ class WaveCoordinator:
         return await self._create(file_id, endpoint, model, cids)
 
     async def _create(
-        self, file_id: str, endpoint: str, model: str, cids: list[str], since: float | None = None
+        self,
+        file_id: str,
+        endpoint: str,
+        model: str,
+        cids: list[str],
+        since: float | None = None,
+        exclude: frozenset[str] = frozenset(),
     ) -> Tracked | None:
         """Create the batch of an uploaded file, exactly once.
 
@@ -359,7 +370,7 @@ class WaveCoordinator:
                     self._finish_file(file_id, cids, set(), message, exc.status or 400)
                     return None
                 failure = exc
-            found = await self._find_batch(file_id, since)
+            found = await self._find_batch(file_id, since, exclude)
             if found is not None:
                 snapshot = found
                 break
@@ -373,9 +384,11 @@ class WaveCoordinator:
             await self._cancel(tracked)
         return tracked
 
-    async def _find_batch(self, file_id: str, since: float) -> BatchSnapshot | None:
+    async def _find_batch(
+        self, file_id: str, since: float, exclude: frozenset[str] = frozenset()
+    ) -> BatchSnapshot | None:
         with contextlib.suppress(ModelCallError):
-            return (await self.transport.find({file_id}, since)).get(file_id)
+            return (await self.transport.find({file_id}, since, exclude)).get(file_id)
         return None
 
     async def _reattach(self, file_id: str) -> Tracked | None:
@@ -405,8 +418,16 @@ class WaveCoordinator:
             self._update(tracked, await self.transport.cancel(tracked.batch_id))
 
     async def _poll(self, live: list[Tracked]) -> None:
+        """Poll until every batch is collected. A batch refused for the enqueued-token limit
+        is held back and created again (on the same file, the same custom_ids: no attempt
+        is used) once the others are done, a bounded number of times."""
         delay = self.settings.poll_initial
-        while live:
+        held: list[Tracked] = []
+        while live or held:
+            if not live:  # the rest of the wave is done: its tokens left the queue
+                live = [t for t in held if await self._create_again(t)]
+                held, delay = [], self.settings.poll_initial
+                continue
             pending = [t for t in live if not t.cancelled]
             if pending and self.state.cancel_requested(self.run_id):
                 await asyncio.gather(*(self._cancel(t) for t in pending))
@@ -427,7 +448,9 @@ class WaveCoordinator:
                     raise snapshot
                 tracked.poll_errors = 0
                 self._update(tracked, snapshot)
-                if snapshot.status in TERMINAL:
+                if self._over_token_limit(tracked, snapshot):
+                    held.append(tracked)
+                elif snapshot.status in TERMINAL:
                     await self._collect(tracked, snapshot)
                 else:
                     waiting.append(tracked)
@@ -436,6 +459,36 @@ class WaveCoordinator:
             if live:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, self.settings.poll_max)
+
+    def _over_token_limit(self, tracked: Tracked, snapshot: BatchSnapshot) -> bool:
+        """The batch failed only because the enqueued-token limit was reached (nothing ran),
+        and may be created again."""
+        return (
+            snapshot.status == "failed"
+            and any(e.startswith(f"{TOKEN_LIMIT}:") for e in snapshot.errors)
+            and tracked.holds < self.settings.token_limit_holds
+            and not tracked.cancelled
+            and not self.state.cancel_requested(self.run_id)
+        )
+
+    async def _create_again(self, tracked: Tracked) -> bool:
+        """Create a held batch again on its file, after a wait that grows with each hold."""
+        tracked.holds += 1
+        tracked.earlier.add(tracked.batch_id)
+        await asyncio.sleep(self.settings.poll_max * tracked.holds)
+        fresh = await self._create(
+            tracked.file_id,
+            tracked.endpoint,
+            tracked.model,
+            tracked.custom_ids,
+            exclude=frozenset(tracked.earlier),
+        )
+        if fresh is None:  # refused or lost: _create has settled its requests
+            return False
+        tracked.batch_id, tracked.cancelled = fresh.batch_id, fresh.cancelled
+        tracked.poll_errors = 0
+        self._update(tracked, fresh.snapshot)  # type: ignore[arg-type]
+        return True
 
     def _update(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
         old = tracked.snapshot
