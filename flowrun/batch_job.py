@@ -16,15 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .batch import (
-    DEFAULT_CONCURRENCY,
-    BatchResult,
-    BatchRunner,
-    BatchSummary,
-    make_batch_services,
-)
+from .batch import make_batch_services
 from .batch_output import OutputWriter, previous_output
+from .batch_runner import DEFAULT_CONCURRENCY, BatchRunner
 from .batch_store import BatchStore
+from .batch_summary import BatchResult, BatchSummary
 from .errors import UsageError
 from .loader import LoadedWorkflow
 from .progress import Progress

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .batch import BatchResult
+from .batch_summary import BatchResult
 from .errors import UsageError
 
 _INDEX_PREFIX = re.compile(rb'^\{"index": (\d+)')

@@ -15,8 +15,8 @@ import click
 from .errors import RunFailed, RunInterrupted, UsageError
 
 if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
-    from .batch import BatchSummary
     from .batch_job import BatchJob
+    from .batch_summary import BatchSummary
     from .loader import LoadedWorkflow
 
 
@@ -147,8 +147,8 @@ def resume_batch_command(
 
 
 def _default_concurrency(via: str | None) -> int:
-    from .batch import DEFAULT_CONCURRENCY
     from .batch_api.runner import DEFAULT_WINDOW
+    from .batch_runner import DEFAULT_CONCURRENCY
 
     return DEFAULT_WINDOW if via == "batch-api" else DEFAULT_CONCURRENCY
 
@@ -156,8 +156,8 @@ def _default_concurrency(via: str | None) -> int:
 def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     import gc
 
-    from .batch import BatchSummary
     from .batch_job import run_job
+    from .batch_summary import BatchSummary
     from .progress import make_progress
 
     # Modules, the workflow and the client live as long as this process: move them out of the

@@ -1,6 +1,6 @@
 """Batch runs through the Batch API: the live batch runner, advanced in waves.
 
-``WaveBatchRunner`` is ``flowrun.batch.BatchRunner`` (records streamed from the file, results
+``WaveBatchRunner`` is ``flowrun.batch_runner.BatchRunner`` (records streamed from the file, results
 in input order, completed steps kept for resume) with three changes: the model client parks
 requests with a ``WaveCoordinator`` instead of calling the API, calls are priced at Batch
 API rates, and the budget is checked per wave. Every record is still an ordinary
@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..batch import CURRENT_RECORD, BatchResult, BatchRunner
+from ..batch_runner import CURRENT_RECORD, BatchRunner
+from ..batch_summary import BatchResult
 from ..client import ModelClient
 from ..executor import Executor
 from ..results import CallRecord, StepResult
@@ -205,8 +206,8 @@ def wave_runner(
     settings: WaveSettings | None = None,
 ) -> WaveBatchRunner:
     """A runner for ``run_batch(..., via="batch-api")``: a new run id, the default run store."""
-    from ..batch import BatchSummary
     from ..batch_job import new_batch_id
+    from ..batch_summary import BatchSummary
 
     summary = summary if summary is not None else BatchSummary()
     summary.batch_id = summary.batch_id or new_batch_id()
