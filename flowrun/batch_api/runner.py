@@ -22,16 +22,10 @@ from ..executor import Executor
 from ..results import CallRecord, StepResult
 from ..runtime import Services
 from ..steps.base import StepEnv
-from .coordinator import (
-    CURRENT_LABEL,
-    WaveBudget,
-    WaveClient,
-    WaveCoordinator,
-    WaveSettings,
-    WaveStatus,
-)
+from .coordinator import WaveBudget, WaveCoordinator, WaveSettings, WaveStatus
 from .state import BatchState
 from .transport import BatchTransport
+from .wave_client import CURRENT_LABEL, WaveClient
 
 #: Records in flight. A wave holds the requests of all of them, and each wave may take
 #: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
