@@ -167,6 +167,7 @@ class BatchTracking:
         held: list[Tracked] = []
         while live or held:
             if not live:  # the rest of the wave is done: its tokens left the queue
+                await asyncio.sleep(self.settings.poll_max * (1 + max(t.holds for t in held)))
                 live = [t for t in held if await self._create_again(t)]
                 held, delay = [], self.settings.poll_initial
                 continue
@@ -214,10 +215,9 @@ class BatchTracking:
         )
 
     async def _create_again(self, tracked: Tracked) -> bool:
-        """Create a held batch again on its file, after a wait that grows with each hold."""
+        """Create a held batch again on its file (the same requests: no attempt is used)."""
         tracked.holds += 1
         tracked.earlier.add(tracked.batch_id)
-        await asyncio.sleep(self.settings.poll_max * tracked.holds)
         fresh = await self._create(
             tracked.file_id,
             tracked.endpoint,
