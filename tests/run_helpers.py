@@ -32,6 +32,32 @@ outputs:
 """
 
 
+class InFlight:
+    """Counts the requests a loopback server is answering at once; ``most`` is the peak.
+
+    Wrap a responder: ``server.default = InFlight().around(respond, seconds=0.05)``.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def around(self, respond: Callable[[Any], Any], seconds: float) -> Callable[[Any], Any]:
+        def responder(req: Any) -> Any:
+            with self._lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(seconds)
+            with self._lock:
+                self.now -= 1
+            return respond(req)
+
+        return responder
+
+
 def write(folder: Path, text: str, name: str = "wf.yaml") -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")

@@ -10,7 +10,7 @@ import re
 from flowrun import arun_batch, load_workflow, run_batch
 from flowrun.testing import Reply
 from tests.helpers import flowrun
-from tests.run_helpers import write
+from tests.run_helpers import InFlight, write
 
 ASK = """\
 version: 1
@@ -313,29 +313,14 @@ def test_quiet_prints_nothing_but_errors(server, tmp_path):
 
 def test_concurrency_bounds_records_in_flight(server, tmp_path):
     wf = write(tmp_path, ASK)
-    state = {"now": 0, "max": 0}
-    import threading
-
-    lock = threading.Lock()
-
-    def slow(req):
-        with lock:
-            state["now"] += 1
-            state["max"] = max(state["max"], state["now"])
-        import time
-
-        time.sleep(0.05)
-        with lock:
-            state["now"] -= 1
-        return Reply(content="ok")
-
-    server.default = slow
+    flight = InFlight()
+    server.default = flight.around(lambda req: Reply(content="ok"), seconds=0.05)
     data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(12)])
     res = flowrun(
         "run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--concurrency", "3"
     )
     assert res.code == 0, res.stderr
-    assert state["max"] == 3
+    assert flight.most == 3
 
 
 # --- the Python API ----------------------------------------------------------------------

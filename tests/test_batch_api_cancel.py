@@ -22,9 +22,8 @@ def _fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWRUN_PROGRESS_EVERY", "0")
 
 
-def test_cancel_finds_a_batch_whose_id_was_never_stored(
-    server: LoopbackServer, tmp_path: Path
-) -> None:
+def kill_while_the_create_answers(server: LoopbackServer, tmp_path: Path) -> None:
+    """kill -9 a batch run after its first batch exists but before its id came back."""
     server.batch_api.create_latency = 30
     server.batch_api.completion_delay = 60
     proc, _ = start_batch(tmp_path)
@@ -33,6 +32,12 @@ def test_cancel_finds_a_batch_whose_id_was_never_stored(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
+
+
+def test_cancel_finds_a_batch_whose_id_was_never_stored(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    kill_while_the_create_answers(server, tmp_path)
     run_id, batch = run_id_of(server), server.batch_api.batches[0]
 
     cancelled = flowrun("batches", "cancel", run_id)
@@ -47,14 +52,7 @@ def test_cancel_finds_a_batch_whose_id_was_never_stored(
 def test_list_finds_a_batch_whose_id_was_never_stored(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
-    server.batch_api.create_latency = 30
-    server.batch_api.completion_delay = 60
-    proc, _ = start_batch(tmp_path)
-    try:
-        wait_for(lambda: server.batch_api.batches, what="the first batch")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
+    kill_while_the_create_answers(server, tmp_path)
     listing = flowrun("batches", "list", "--run", run_id_of(server))
     assert listing.code == 0, listing.output
     assert server.batch_api.batches[0].id in listing.stdout and "in_progress" in listing.stdout

@@ -107,38 +107,32 @@ def test_tpm_counts_prompt_and_max_completion_tokens(server, tmp_path):
 
 def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, tmp_path):
     import json
-    import threading
 
-    from tests.run_helpers import query
+    from tests.run_helpers import InFlight, query
 
     wf = write(tmp_path, ASK)
-    state = {"now": 0, "max": 0}
-    lock = threading.Lock()
+    flight = InFlight()
+    failed = 0
 
-    def slow(req):
-        with lock:
-            state["now"] += 1
-            state["max"] = max(state["max"], state["now"])
-        time.sleep(0.05)
-        with lock:
-            state["now"] -= 1
-        if "q1" in req.last_user_text and state.setdefault("failed", 0) < 7:
-            state["failed"] += 1  # records 1 and 10-15 fail in the first run
+    def respond(req):
+        nonlocal failed
+        if "q1" in req.last_user_text and failed < 7:
+            failed += 1  # records 1 and 10-15 fail in the first run
             return Reply(status=500, error="down")
         return Reply(content="ok")
 
-    server.default = slow
+    server.default = flight.around(respond, seconds=0.05)
     data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(16)])
     out = tmp_path / "out.jsonl"
     first = flowrun("run", wf, "--batch", data, "--output", out, "--concurrency", "1", "--json")
-    assert first.code == 1 and state["max"] == 1
+    assert first.code == 1 and flight.most == 1
     batch_id = json.loads(first.stdout)["batch_id"]
 
-    state["max"] = 0
+    flight.most = 0
     res = flowrun("resume", batch_id, "--concurrency", "4", "--rpm", "6000", "--tpm", "900000")
     assert res.code == 0, res.stderr
     assert "7 succeeded, 0 failed, 9 already done" in res.stderr
-    assert state["max"] == 4
+    assert flight.most == 4
     options = json.loads(query("SELECT options FROM batches WHERE id=?", (batch_id,))[0][0])
     assert (options["concurrency"], options["rpm"], options["tpm"]) == (4, 6000, 900000)
 
