@@ -6,7 +6,6 @@ was interrupted; 2 the files or options are invalid (nothing was run).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +169,8 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
         make_progress = make_wave_progress
     progress = make_progress(quiet)
     try:
+        import asyncio
+
         asyncio.run(run_job(job, progress, summary))
     except KeyboardInterrupt:
         if summary.batch_id is None:  # before anything started: nothing to report

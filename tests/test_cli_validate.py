@@ -317,7 +317,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = sorted(m for m in ("openai", "httpx", "flowrun.client") if m in sys.modules)
+heavy = sorted(m for m in ("openai", "httpx", "flowrun.client", "asyncio") if m in sys.modules)
 print("IMPORTED:", ",".join(heavy) or "-")
 """
 
@@ -327,7 +327,7 @@ print("IMPORTED:", ",".join(heavy) or "-")
     [["--help"], ["validate", str(REPO / "workflows" / "summarize.yaml")], ["schema"]],
     ids=["help", "validate", "schema"],
 )
-def test_cli_does_not_import_openai(args: list[str]) -> None:
+def test_cli_does_not_import_openai_or_asyncio(args: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", _IMPORTS_AFTER, *args],
