@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -19,6 +20,13 @@ from .errors import FlowrunError, WorkflowInvalid
 from .secrets import redact
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def emit_json(data: Any) -> None:
+    """Print one JSON document on stdout (secrets redacted): every command's ``--json``."""
+    import json
+
+    click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def _summary(help_text: str | None) -> str:
@@ -126,16 +134,14 @@ def schema() -> None:
     Then, for completion and checks in editors, start a workflow with this modeline:
       # yaml-language-server: $schema=../schemas/workflow.schema.json
     """
-    import json
-
     from .model import workflow_json_schema
 
-    click.echo(json.dumps(workflow_json_schema(), indent=2))
+    emit_json(workflow_json_schema())
 
 
 def _commands_modules() -> None:
     """Attach commands defined in other modules (kept out of this file to keep it thin)."""
-    from . import cli_batches, cli_convert, cli_init, cli_run, cli_threads  # noqa: F401
+    from . import cli_batches, cli_convert, cli_init, cli_inspect, cli_run, cli_threads  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,11 +6,11 @@ was interrupted; 2 the files or options are invalid (nothing was run).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cli import emit_json
 from .errors import RunFailed, RunInterrupted, UsageError
 
 if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
@@ -177,7 +177,7 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
             raise
         summary.interrupted = True
     if as_json:
-        click.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+        emit_json(summary.to_json())
     elif not quiet:
         click.echo(format_summary(summary), err=True)
     resume = f"flowrun resume {summary.batch_id}"

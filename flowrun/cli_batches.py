@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from .cli import CONTEXT, cli
+from .cli import CONTEXT, cli, emit_json
 
 
 @cli.group(context_settings=CONTEXT)
@@ -44,7 +42,7 @@ def batches_list(run_id: str | None, limit: int, no_refresh: bool, as_json: bool
     if listing.warning:
         click.echo(f"warning: {listing.warning}", err=True)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in listing.rows], indent=2))
+        emit_json([r.to_json() for r in listing.rows])
         return
     if not listing.rows:
         click.echo("no batches yet (flowrun run FILE --batch RECORDS --via batch-api submits some)")

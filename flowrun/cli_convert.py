@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, cli
+from .cli import CONTEXT, cli, emit_json
 from .errors import UsageError
 
 
@@ -38,7 +37,11 @@ def convert() -> None:
     help="Convert this variant of a node instead of its default (repeatable); "
     "'${node.variant_1}' as in a promptflow run.yml works too.",
 )
-@click.option("--force", is_flag=True, help="Overwrite the output even if it was not converted.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite the output even if flowrun convert did not write it, or it was edited since.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 def promptflow(
     flow_dir: Path, out: Path | None, variants: tuple[str, ...], force: bool, as_json: bool
@@ -64,7 +67,7 @@ def promptflow(
         check_overwrite(target)
     report = write_conversion(conversion)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        emit_json(report.to_json())
     else:
         for line in report.lines():
             click.echo(line)

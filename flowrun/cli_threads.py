@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from .cli import CONTEXT, cli
+from .cli import CONTEXT, cli, emit_json
 from .errors import UsageError
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @cli.group(context_settings=CONTEXT)
@@ -42,7 +37,7 @@ def threads_list(as_json: bool) -> None:
     with RunStore() as store:
         found = store.list_threads()
     if as_json:
-        _emit_json(found)
+        emit_json(found)
         return
     if not found:
         click.echo("no threads yet (a chat step with thread: starts one)")
@@ -71,7 +66,7 @@ def threads_show(key: str, as_json: bool) -> None:
     if not messages:
         raise UsageError(f"no thread '{key}' (see: flowrun threads list)")
     if as_json:
-        _emit_json({"thread": key, "messages": messages})
+        emit_json({"thread": key, "messages": messages})
         return
     for message in messages:
         click.echo(f"[{message['role']}] {_text(message['content'])}")
