@@ -1,4 +1,4 @@
-"""Commands that run workflows or read past runs: run, estimate, resume, runs."""
+"""Commands that run workflows: ``flowrun run`` and ``flowrun resume`` (batches go to cli_batch)."""
 
 from __future__ import annotations
 
