@@ -7,7 +7,10 @@ Run it from the repository root:
 Each call is answered by the loopback server after ``--latency`` seconds, so the step should
 take about ceil(items / bound) x latency. For every bound it prints the best of ``--runs``
 measurements, that expectation, their ratio (1.00 = no overhead) and the most requests the
-server saw at once (which must equal min(bound, items)). Nothing is asserted: it prints.
+server saw at once (which must equal min(bound, items)). Beside it, a hand-written asyncio +
+AsyncOpenAI script sends the same requests at the same bound against the same server (a new
+client per run, as flowrun makes), so what is flowrun's and what is the SDK's and the
+in-process server's is visible. Nothing is asserted: it prints.
 """
 
 from __future__ import annotations
@@ -85,6 +88,34 @@ def measure(
     return asyncio.run(run()), responder.max
 
 
+def measure_sdk(server: LoopbackServer, items: int, bound: int, latency: float) -> float:
+    """The same requests from a hand-written script: AsyncOpenAI and a semaphore."""
+    from openai import AsyncOpenAI
+
+    server.reset()
+    server.add(Overlap(latency), times=None)
+
+    async def run() -> float:
+        started = time.perf_counter()
+        client = AsyncOpenAI()
+        gate = asyncio.Semaphore(bound)
+
+        async def one(index: int) -> str | None:
+            async with gate:
+                reply = await client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"Item {index}: text {index}"}],
+                    max_completion_tokens=20,
+                )
+                return reply.choices[0].message.content
+
+        await asyncio.gather(*(one(i) for i in range(items)))
+        await client.close()
+        return time.perf_counter() - started
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50)
@@ -96,7 +127,10 @@ def main() -> None:
     import os
 
     print(f"foreach over {args.items} items, {args.latency:g} s per call, best of {args.runs}")
-    print(f"{'bound':>5}  {'measured':>9}  {'expected':>9}  {'ratio':>6}  {'max in flight':>13}")
+    print(
+        f"{'bound':>5}  {'measured':>9}  {'expected':>9}  {'ratio':>6}  {'max in flight':>13}"
+        f"  {'hand-written':>12}  {'flowrun/hand':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
         os.environ.update(server.env())
         os.environ["FLOWRUN_HOME"] = tmp
@@ -107,9 +141,13 @@ def main() -> None:
                 for _ in range(args.runs)
             ]
             best, overlap = min(runs)
+            hand = min(
+                measure_sdk(server, args.items, bound, args.latency) for _ in range(args.runs)
+            )
             expected = math.ceil(args.items / bound) * args.latency
             print(
                 f"{bound:>5}  {best:>8.3f}s  {expected:>8.3f}s  {best / expected:>6.2f}  {overlap:>13}"
+                f"  {hand:>11.3f}s  {best / hand:>12.2f}"
             )
 
 
