@@ -29,6 +29,21 @@ def emit_json(data: Any) -> None:
     click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
+def input_options(f: Any) -> Any:
+    """``-i KEY=VALUE`` (repeatable) and ``--inputs-file``: the inputs of run and estimate."""
+    f = click.option(
+        "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
+    )(f)
+    return click.option(
+        "-i",
+        "--input",
+        "pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An input value; repeat for more. KEY=@path reads the value from a file.",
+    )(f)
+
+
 def _summary(help_text: str | None) -> str:
     """The first sentence of a command's help, whole (click would cut it at 45 characters)."""
     first = (help_text or "").strip().split("\n\n")[0]

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .cli import CONTEXT, cli, emit_json
+from .cli import CONTEXT, cli, emit_json, input_options
 from .secrets import redact
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "-i",
-    "--input",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An input value; repeat for more.",
-)
-@click.option(
-    "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
-)
+@input_options
 @click.option(
     "--prices",
     type=click.Path(dir_okay=False),

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli import CONTEXT, cli, emit_json
+from .cli import CONTEXT, cli, emit_json, input_options
 from .cli_batch import check_no_limits, resume_limit_options
 from .errors import RunFailed, RunInterrupted
 from .secrets import redact
@@ -152,17 +152,7 @@ def run_options(f: Any) -> Any:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "-i",
-    "--input",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An input value; repeat for more. KEY=@path reads the value from a file.",
-)
-@click.option(
-    "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
-)
+@input_options
 @click.option(
     "--batch",
     "records",
