@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import graph as dag
-from .errors import Problem, close_matches
+from .errors import Problem, did_you_mean, field_text
 from .imports import ImportProblem, import_callable, import_object
 from .model import ChatStep, ExtractStep, ToolStep
 from .model_checks import ModelChecks
@@ -115,7 +115,7 @@ class _Checker:
         for sub, text in _strings_with_paths(value, path):
             if not is_template(text):
                 continue
-            field_name = _field_text(sub[len(path) - 1 :])
+            field_name = field_text(sub[len(path) - 1 :])
             try:
                 refs = check_template(text)
             except TemplateError as exc:
@@ -167,20 +167,20 @@ class _Checker:
                     self.add(
                         sub,
                         f"{owner}: unknown name '{name}' in {field_name}"
-                        f"{_suggest(name, scope)} (names in scope: {', '.join(sorted(scope))})",
+                        f"{did_you_mean(name, scope)} (names in scope: {', '.join(sorted(scope))})",
                     )
             for step, attr in refs.step_attributes:
                 if step in self.spec.steps and attr not in STEP_ATTRIBUTES:
                     self.add(
                         sub,
                         f"{owner}: steps.{step} has no attribute '{attr}'"
-                        f"{_suggest(attr, STEP_ATTRIBUTES)} "
+                        f"{did_you_mean(attr, STEP_ATTRIBUTES)} "
                         f"(it has: {', '.join(sorted(STEP_ATTRIBUTES))})",
                     )
             for step in sorted(refs.steps - hidden_steps):
                 steps.setdefault(step, sub)
             for name in sorted(refs.inputs - self.known_inputs):
-                hint = _suggest(name, self.known_inputs) or " (declare it under inputs:)"
+                hint = did_you_mean(name, self.known_inputs) or " (declare it under inputs:)"
                 self.add(sub, f"{owner}: unknown input '{name}' in {field_name}{hint}")
         return steps
 
@@ -308,7 +308,7 @@ class _Checker:
                     if name not in self.known_tools:
                         self.add(
                             base + ("tools", i),
-                            f"step '{sid}' uses unknown tool '{name}'{_suggest(name, self.spec.tools)} (declare it under tools:)",
+                            f"step '{sid}' uses unknown tool '{name}'{did_you_mean(name, self.spec.tools)} (declare it under tools:)",
                         )
                 choice = step.tool_choice
                 if choice and choice not in ("auto", "none", "required") and choice not in names:
@@ -366,7 +366,7 @@ class _Checker:
                 self.add(
                     ("steps", sid, "args", key),
                     f"step '{sid}': {step.function} has no parameter '{key}'"
-                    f"{_suggest(key, params)}",
+                    f"{did_you_mean(key, params)}",
                     key=True,
                 )
         missing = [n for n, required in params.items() if required and n not in step.args]
@@ -575,25 +575,12 @@ def _schema_problem(ref: Any, exc: Any) -> str:
     return f"{source}is not a valid JSON schema: {why}" + (f" (at {where})" if where else "")
 
 
-def _field_text(path: tuple[Any, ...]) -> str:
-    """``("messages", 0, "content")`` -> ``messages[0].content``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _step_hint(name: str, steps: Any) -> str:
     """A did-you-mean for a misspelt step id, else the ids there are (when few)."""
-    hint = _suggest(name, steps)
+    hint = did_you_mean(name, steps)
     if not hint and 0 < len(steps) <= 12:
         hint = f" (the steps are: {', '.join(sorted(steps))})"
     return hint
-
-
-def _suggest(name: str, choices: Any) -> str:
-    close = close_matches(name, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def input_type_ok(value: Any, type_name: str) -> bool:

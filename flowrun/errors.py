@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 # Whatever ``str.splitlines`` breaks a line at, with the blanks around it.
 _LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+\s*")
@@ -29,6 +30,20 @@ def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
     import difflib
 
     return difflib.get_close_matches(word, list(choices), n=n)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice to a misspelt ``word``, else ``""``."""
+    close = close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def field_text(path: tuple[Any, ...]) -> str:
+    """A field's path as a user writes it: ``("messages", 0, "content")`` -> ``messages[0].content``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def one_line(text: str) -> str:

@@ -15,7 +15,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import close_matches
+from .errors import did_you_mean
 
 STEP_ATTRIBUTES = frozenset(
     {"output", "usage", "finish_reason", "skipped", "status", "tool_calls", "cost_usd", "model"}
@@ -196,12 +196,12 @@ def _analyse(source: str) -> References:
     for node in found[nodes.Filter]:
         if node.name not in _env.filters:
             raise TemplateError(
-                f"no filter named '{node.name}'{_suggest(node.name, _env.filters)}", node.lineno
+                f"no filter named '{node.name}'{did_you_mean(node.name, _env.filters)}", node.lineno
             )
     for node in found[nodes.Test]:
         if node.name not in _env.tests:
             raise TemplateError(
-                f"no test named '{node.name}'{_suggest(node.name, _env.tests)}", node.lineno
+                f"no test named '{node.name}'{did_you_mean(node.name, _env.tests)}", node.lineno
             )
     seen: set[str] = set()
     for node in found[nodes.Block]:
@@ -233,11 +233,6 @@ def _compile(source: str) -> _Compiled:
 def check_template(source: str) -> References:
     """Parse ``source`` and return what it references; raises ``TemplateError`` on bad syntax."""
     return _analyse(source)
-
-
-def _suggest(name: str, choices: Any) -> str:
-    close = close_matches(name, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def references_in(value: Any) -> References:
