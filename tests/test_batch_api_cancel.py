@@ -3,7 +3,6 @@ died while create was answering), one created while the cancel came, one being p
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,12 @@ from flowrun.testing import LoopbackServer
 from tests.helpers import flowrun
 from tests.run_helpers import wait_for
 from tests.test_batch_api import read_lines
-from tests.test_batch_api_durability import RECORDS, run_id_of, start_batch
+from tests.test_batch_api_durability import (
+    RECORDS,
+    kill_while_the_create_answers,
+    run_id_of,
+    start_batch,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -22,21 +26,10 @@ def _fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWRUN_PROGRESS_EVERY", "0")
 
 
-def kill_while_the_create_answers(server: LoopbackServer, tmp_path: Path) -> None:
-    """kill -9 a batch run after its first batch exists but before its id came back."""
-    server.batch_api.create_latency = 30
-    server.batch_api.completion_delay = 60
-    proc, _ = start_batch(tmp_path)
-    try:
-        wait_for(lambda: server.batch_api.batches, what="the first batch")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
-
-
 def test_cancel_finds_a_batch_whose_id_was_never_stored(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
+    server.batch_api.completion_delay = 60
     kill_while_the_create_answers(server, tmp_path)
     run_id, batch = run_id_of(server), server.batch_api.batches[0]
 
@@ -52,6 +45,7 @@ def test_cancel_finds_a_batch_whose_id_was_never_stored(
 def test_list_finds_a_batch_whose_id_was_never_stored(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
+    server.batch_api.completion_delay = 60
     kill_while_the_create_answers(server, tmp_path)
     listing = flowrun("batches", "list", "--run", run_id_of(server))
     assert listing.code == 0, listing.output

@@ -95,8 +95,9 @@ def test_kill_9_while_polling_then_resume(server: LoopbackServer, tmp_path: Path
     ]
 
 
-def test_kill_9_before_the_batch_id_came_back(server: LoopbackServer, tmp_path: Path) -> None:
-    """The batch was created but the answer never arrived: resume finds it by its input file."""
+def kill_while_the_create_answers(server: LoopbackServer, tmp_path: Path) -> Path:
+    """kill -9 a batch run once its first batch exists, before the batch id came back;
+    returns the run's output file."""
     server.batch_api.create_latency = 30
     proc, out = start_batch(tmp_path)
     try:
@@ -104,6 +105,12 @@ def test_kill_9_before_the_batch_id_came_back(server: LoopbackServer, tmp_path: 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
+    return out
+
+
+def test_kill_9_before_the_batch_id_came_back(server: LoopbackServer, tmp_path: Path) -> None:
+    """The batch was created but the answer never arrived: resume finds it by its input file."""
+    out = kill_while_the_create_answers(server, tmp_path)
     server.batch_api.create_latency = 0
     result = flowrun("resume", run_id_of(server))
     assert result.code == 0, result.output
