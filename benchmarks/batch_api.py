@@ -60,9 +60,9 @@ outputs:
 
 async def one_run(wf: object, records: int, measure_memory: bool = False) -> dict[str, float]:
     from flowrun.batch import BatchSummary, make_batch_services
-    from flowrun.batch_api.coordinator import WaveSettings
-    from flowrun.batch_api.runner import wave_runner
-    from flowrun.records import ColumnMapping, records_from
+    from flowrun.batch.batch_api.coordinator import WaveSettings
+    from flowrun.batch.batch_api.runner import wave_runner
+    from flowrun.batch.records import ColumnMapping, records_from
 
     rows = [
         {"text": f"ticket {i}: the printer on floor {i % 7} is out of toner"}
@@ -146,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ["FLOWRUN_HOME"] = tempfile.mkdtemp(prefix="flowrun-bench-")
-    from flowrun.loader import load_workflow
+    from flowrun.format.loader import load_workflow
 
     folder = Path(tempfile.mkdtemp())
     (folder / "diamond.yaml").write_text(DIAMOND, encoding="utf-8")

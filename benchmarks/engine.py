@@ -110,7 +110,7 @@ def time_flowrun(path: Path, store: bool) -> tuple[float, float, float]:
     """Wall time of one run, its start-up (until the first call is handed to the client), CPU."""
     from flowrun import load_workflow
     from flowrun.api import arun_workflow
-    from flowrun.client import ModelClient
+    from flowrun.provider.client import ModelClient
 
     wf = load_workflow(path)
     first: list[float] = []
@@ -168,7 +168,7 @@ def engine_only(path: Path, repeat: int, store: bool) -> float:
     """Best seconds per step of a run whose model calls return at once from memory."""
     from flowrun import load_workflow
     from flowrun.api import arun_workflow
-    from flowrun.client import ChatReply, ModelClient
+    from flowrun.provider.client import ChatReply, ModelClient
     from flowrun.results import Usage
 
     class InMemory(ModelClient):

@@ -27,7 +27,7 @@ if SHARED.is_dir():
 
 from flowrun import load_workflow_text, run_workflow  # noqa: E402
 from flowrun.results import StepResult  # noqa: E402
-from flowrun.store import RunStore  # noqa: E402
+from flowrun.store.runs import RunStore  # noqa: E402
 from flowrun.testing import LoopbackServer  # noqa: E402
 
 

@@ -18,16 +18,18 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Imported on first use so that `import flowrun`
 # (and `flowrun --help`) stays light: the openai SDK loads only when a model is called.
 _EXPORTS = {
-    "load_workflow": "loader",
-    "load_workflow_text": "loader",
-    "LoadedWorkflow": "loader",
+    "load_workflow": "format.loader",
+    "load_workflow_text": "format.loader",
+    "LoadedWorkflow": "format.loader",
     "run_workflow": "api",
     "arun_workflow": "api",
+    "resume_run": "api",
+    "aresume_run": "api",
     "run_batch": "batch",
     "arun_batch": "batch",
     "BatchResult": "batch",
     "BatchSummary": "batch",
-    "estimate_workflow": "estimate",
+    "estimate_workflow": "engine.estimate",
     "RunResult": "results",
     "StepResult": "results",
     "CostReport": "results",

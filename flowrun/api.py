@@ -10,16 +10,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .budget import BudgetGate
-from .client import ModelClient
-from .errors import UsageError, WorkflowInvalid
-from .executor import Executor
-from .inputs import resolve_inputs
-from .loader import LoadedWorkflow, load_workflow
-from .pricing import PriceTable, load_price_table
-from .results import RunResult
-from .runtime import ResponseCache, Services
-from .tools import Toolbox
+from flowrun.engine.budget import BudgetGate
+from flowrun.engine.executor import Executor
+from flowrun.engine.services import ResponseCache, Services
+from flowrun.engine.tools import Toolbox
+from flowrun.errors import UsageError, WorkflowInvalid
+from flowrun.format.inputs import resolve_inputs
+from flowrun.format.loader import LoadedWorkflow, load_workflow
+from flowrun.provider.client import ModelClient
+from flowrun.provider.pricing import PriceTable, load_price_table
+from flowrun.results import RunResult
 
 
 def new_run_id() -> str:
@@ -60,7 +60,7 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None
 
     A budget needs every model priced: otherwise ``WorkflowInvalid`` at FILE:LINE of the model.
     """
-    from .budget import budget_problems
+    from flowrun.engine.budget import budget_problems
 
     if max_cost is not None:
         limit, source = max_cost, f"--max-cost {max_cost:g}"
@@ -102,7 +102,7 @@ StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or Fa
 def _open_store(store: StoreOption) -> tuple[Any, bool]:
     """The run store to write to (or None), and whether this call opened it (so must close it)."""
     if store is True:
-        from .store import RunStore
+        from flowrun.store.runs import RunStore
 
         return RunStore(), True
     return store or None, False
@@ -177,7 +177,7 @@ async def _execute(
 
 def _record_finish(db: Any, result: RunResult) -> None:
     """Mark the run finished in the store; a store that stays locked only costs a warning."""
-    from .store import StoreError
+    from flowrun.store.runs import StoreError
 
     try:
         db.finish_run(result)
@@ -213,7 +213,7 @@ async def aresume_run(
     The workflow file is re-read; if it changed in a way that affects completed steps,
     resuming is refused (``force=True`` resumes anyway).
     """
-    from .resume import plan_resume
+    from flowrun.engine.resume import plan_resume
 
     db, owned = _open_store(store)
     if db is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrun.batch_api.state import BatchState
+from flowrun.store.batch_api_state import BatchState
 from flowrun.testing import LoopbackServer
 from tests.helpers import flowrun
 from tests.run_helpers import wait_for

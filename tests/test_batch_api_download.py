@@ -7,13 +7,13 @@ import asyncio
 import json
 import tracemalloc
 
-from flowrun.batch_api.coordinator import Tracked, WaveCoordinator, WaveSettings
-from flowrun.batch_api.lines import CHAT
-from flowrun.batch_api.state import BatchState
-from flowrun.batch_api.transport import BatchSnapshot, BatchTransport
-from flowrun.client import ModelClient
+from flowrun.batch.batch_api.coordinator import Tracked, WaveCoordinator, WaveSettings
+from flowrun.batch.batch_api.lines import CHAT
+from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
+from flowrun.provider.client import ModelClient
+from flowrun.store.batch_api_state import BatchState
 from flowrun.testing import LoopbackServer
-from flowrun.testing_batch import StoredFile
+from flowrun.testing.batches import StoredFile
 
 
 def result_line(cid: str, text: str) -> bytes:

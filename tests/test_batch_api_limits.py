@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrun.batch_api.lines import MAX_EMBEDDING_INPUTS, Limits, Pending, pack
+from flowrun.batch.batch_api.lines import MAX_EMBEDDING_INPUTS, Limits, Pending, pack
 from flowrun.testing import LoopbackServer
 from tests.flow_files import make_flow
 from tests.helpers import flowrun

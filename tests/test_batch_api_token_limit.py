@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from flowrun.batch import BatchSummary, make_batch_services
-from flowrun.batch_api.coordinator import WaveSettings
-from flowrun.batch_api.runner import wave_runner
-from flowrun.loader import load_workflow
-from flowrun.records import ColumnMapping, records_from
+from flowrun.batch.batch_api.coordinator import WaveSettings
+from flowrun.batch.batch_api.runner import wave_runner
+from flowrun.batch.records import ColumnMapping, records_from
+from flowrun.format.loader import load_workflow
 from flowrun.testing import LoopbackServer
 from tests.flow_files import make_flow
 from tests.helpers import flowrun

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flowrun.ratelimit import RateLimiter, TokenBucket
+from flowrun.provider.ratelimit import RateLimiter, TokenBucket
 from flowrun.testing import Reply
 from tests.helpers import flowrun
 from tests.run_helpers import write

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from flowrun.batch.records import ColumnMapping, RecordError, RecordFile, parse_mapping_value
 from flowrun.errors import UsageError
-from flowrun.loader import load_workflow_text
-from flowrun.records import ColumnMapping, RecordError, RecordFile, parse_mapping_value
+from flowrun.format.loader import load_workflow_text
 from tests.helpers import REPO
 from tests.run_helpers import write
 from tests.test_batch import ASK

@@ -6,18 +6,17 @@ import re
 
 import pytest
 
-from flowrun.cli import _commands_modules, cli
-from flowrun.cli_reference import cli_reference, iter_commands
+from flowrun.cli.app import cli
+from flowrun.cli.reference import cli_reference, iter_commands
 from tests.helpers import REPO, flowrun
 
-_commands_modules()
 COMMANDS = [path for path, _, _ in iter_commands(cli) if path]
 
 
 def test_docs_cli_md_is_what_the_commands_print() -> None:
     committed = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
     assert committed == cli_reference(), (
-        "docs/cli.md is stale: python -m flowrun.cli_reference > docs/cli.md"
+        "docs/cli.md is stale: python -m flowrun.cli.reference > docs/cli.md"
     )
 
 

@@ -272,7 +272,7 @@ def test_a_directory_is_one_line_naming_its_workflow_files(tmp_path) -> None:
 
 
 def test_a_budget_is_only_checked_against_the_shipped_prices_by_validate(tmp_path) -> None:
-    from flowrun.loader import load_workflow
+    from flowrun.format.loader import load_workflow
 
     wf = load_workflow(BROKEN / "budget_unpriced.yaml")  # a run may bring --prices
     assert wf.spec.budget is not None
@@ -317,7 +317,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = sorted(m for m in ("openai", "httpx", "flowrun.client", "asyncio") if m in sys.modules)
+heavy = sorted(m for m in ("openai", "httpx", "flowrun.provider.client", "asyncio") if m in sys.modules)
 print("IMPORTED:", ",".join(heavy) or "-")
 """
 
@@ -347,13 +347,13 @@ try:
     main(sys.argv[1:])
 except SystemExit as exc:
     assert exc.code == 0, exc.code
-heavy = ("jsonschema", "flowrun.tools", "networkx", "flowrun.pricing")
+heavy = ("jsonschema", "flowrun.engine.tools", "networkx", "flowrun.provider.pricing")
 print("IMPORTED:", ",".join(sorted(m for m in heavy if m in sys.modules)) or "-")
 """
 
 
 def test_validate_imports_only_what_the_file_needs(tmp_path) -> None:
-    """Plain schemas and tool signatures are checked without jsonschema and flowrun.tools
+    """Plain schemas and tool signatures are checked without jsonschema and flowrun.engine.tools
     (with its asyncio): most of a cold validate's time; a schema with other keywords loads
     jsonschema."""
     (tmp_path / "light_tools.py").write_text(

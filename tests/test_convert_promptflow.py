@@ -15,7 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from flowrun import load_workflow, run_workflow
 from flowrun.convert.pf_prompt import translate
-from flowrun.templating import render_text
+from flowrun.format.templating import render_text
 from flowrun.testing import Reply
 from tests.helpers import flowrun, flowrun_process
 from tests.imagefiles import png_bytes

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowrun import load_workflow, run_workflow
-from flowrun.catalog import load_data_file
+from flowrun.provider.catalog import load_data_file
 from flowrun.testing import Reply
 from tests.helpers import flowrun
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from flowrun import load_workflow
-from flowrun.locking import workflow_lock
+from flowrun.store.locking import workflow_lock
 from flowrun.testing import Reply
 from tests.helpers import REPO, WORKFLOWS, flowrun
 from tests.run_helpers import TWO_STEPS, start_flowrun, step_rows, wait_for, write

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tiktoken
 
-from flowrun.catalog import load_data_file
+from flowrun.provider.catalog import load_data_file
 from tests.helpers import WORKFLOWS, flowrun, flowrun_process
 from tests.imagefiles import jpeg_bytes, png_bytes
 
@@ -204,7 +204,7 @@ def test_without_tiktoken_encodings_or_network_it_warns_once_and_approximates(tm
 
 
 def test_a_structured_output_schema_counts_as_prompt(server, tmp_path):
-    from flowrun.strict_schema import to_strict
+    from flowrun.provider.strict_schema import to_strict
 
     schema = {
         "type": "object",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from flowrun import run_workflow
-from flowrun.strict_schema import NotStrictCompatible, drop_added_nulls, strict_copy
+from flowrun.provider.strict_schema import NotStrictCompatible, drop_added_nulls, strict_copy
 from flowrun.testing import Reply
 from tests.flow_files import make_flow
 from tests.helpers import flowrun

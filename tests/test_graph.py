@@ -6,7 +6,14 @@ import textwrap
 
 import pytest
 
-from flowrun.graph import ReadyQueue, build_graph, find_cycle, find_cycles, to_dot, to_mermaid
+from flowrun.format.graph import (
+    ReadyQueue,
+    build_graph,
+    find_cycle,
+    find_cycles,
+    to_dot,
+    to_mermaid,
+)
 from tests.helpers import WORKFLOWS, flowrun
 
 # --- cycles ------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from flowrun.errors import WorkflowInvalid
-from flowrun.loader import load_workflow, load_workflow_text
-from flowrun.yaml_source import parse_yaml
+from flowrun.format.loader import load_workflow, load_workflow_text
+from flowrun.format.yaml_source import parse_yaml
 
 
 def load(text: str, base_dir: Path | None = None):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrun.mock import example_instance
-from flowrun.validation import schema_errors
+from flowrun.format.validation import schema_errors
+from flowrun.provider.mock import example_instance
 from tests.helpers import WORKFLOWS, flowrun
 
 SCHEMAS = {

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from flowrun.migrations import MIGRATIONS
-from flowrun.store import RunStore, StoreError
+from flowrun.store.migrations import MIGRATIONS
+from flowrun.store.runs import RunStore, StoreError
 from flowrun.testing import Reply
 from tests.helpers import flowrun
 from tests.run_helpers import (
@@ -173,7 +173,7 @@ def test_a_failing_migration_leaves_the_schema_as_it_was(monkeypatch):
     def broken(db):
         db.executescript("CREATE TABLE half_done (x); CREATE TABLE nonsense (;")
 
-    monkeypatch.setattr("flowrun.migrations.MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr("flowrun.store.migrations.MIGRATIONS", [*MIGRATIONS, broken])
     res = flowrun("runs", "list")
     assert res.code == 1
     assert "Traceback" not in res.stderr
@@ -228,7 +228,8 @@ def test_a_step_result_waits_for_a_locked_store_and_is_saved_when_it_is_released
 
 
 def test_a_store_locked_for_too_long_still_reports_the_paid_result(server, tmp_path, monkeypatch):
-    from flowrun import executor, load_workflow, run_workflow
+    from flowrun import load_workflow, run_workflow
+    from flowrun.engine import executor
 
     monkeypatch.setenv("FLOWRUN_STORE_TIMEOUT", "0.1")
     monkeypatch.setattr(executor, "WRITE_PATIENCE_S", 0.5)

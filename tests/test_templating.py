@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from flowrun.loader import load_workflow_text
-from flowrun.templating import TemplateError, check_template, render, render_text
+from flowrun.format.loader import load_workflow_text
+from flowrun.format.templating import TemplateError, check_template, render, render_text
 
 CTX = {
     "inputs": {

@@ -389,7 +389,7 @@ def test_spec_violations_rejected_and_recorded(spec: OpenAPIValidator) -> None:
 def test_servers_the_suite_does_not_create_check_requests_too() -> None:
     """--mock runs and the flowrun_server fixture start their own servers: the session's spec
     validator (conftest) reaches them, so their requests are checked as well."""
-    from flowrun.mock import mock_openai
+    from flowrun.provider.mock import mock_openai
 
     with mock_openai() as srv:
         assert srv.validator is not None

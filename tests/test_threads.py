@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from flowrun import load_workflow, run_workflow
-from flowrun.catalog import model_info
+from flowrun.provider.catalog import model_info
+from flowrun.provider.tokens import count_messages
 from flowrun.testing import Reply
-from flowrun.tokens import count_messages
 from tests.helpers import flowrun
 from tests.run_helpers import write
 

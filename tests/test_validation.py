@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from flowrun.validation import _plainly_valid, schema_error
+from flowrun.format.validation import _plainly_valid, schema_error
 
 SCHEMAS = [
     True,

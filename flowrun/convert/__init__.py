@@ -8,9 +8,17 @@ print("\\n".join(report.lines()), report.runnable)
 
 from __future__ import annotations
 
-from .pf_yaml import check_overwrite, output_state, written_by_converter
-from .promptflow import Conversion, convert_promptflow, write_conversion
-from .report import ConversionFailed, FlowProblem, Issue, NodeEntry, NotAFlow, NotRunnable, Report
+from flowrun.convert.pf_yaml import check_overwrite, output_state, written_by_converter
+from flowrun.convert.promptflow import Conversion, convert_promptflow, write_conversion
+from flowrun.convert.report import (
+    ConversionFailed,
+    FlowProblem,
+    Issue,
+    NodeEntry,
+    NotAFlow,
+    NotRunnable,
+    Report,
+)
 
 __all__ = [
     "Conversion",

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import Problem, WorkflowInvalid
-from ..yaml_source import describe_yaml_error, parse_yaml
-from .report import FlowProblem, NotAFlow
+from flowrun.convert.report import FlowProblem, NotAFlow
+from flowrun.errors import Problem, WorkflowInvalid
+from flowrun.format.yaml_source import describe_yaml_error, parse_yaml
 
 DAG_FILES = ("flow.dag.yaml", "flow.dag.yml")
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")

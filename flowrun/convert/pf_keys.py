@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pf_flow import PfFlow, PfNode
-from .report import Report
+from flowrun.convert.pf_flow import PfFlow, PfNode
+from flowrun.convert.report import Report
 
 # Converted by the converter itself (inputs, outputs, nodes, variants, name, description).
 _TOP_CONVERTED = {"$schema", "inputs", "outputs", "nodes", "node_variants", "name", "description"}

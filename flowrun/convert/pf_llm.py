@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pf_flow import PfNode, parse_ref
-from .pf_values import json_value, number
-from .report import Report
+from flowrun.convert.pf_flow import PfNode, parse_ref
+from flowrun.convert.pf_values import json_value, number
+from flowrun.convert.report import Report
 
 # Inputs of promptflow's LLM tool that are not prompt variables.
 LLM_PARAMS = frozenset(

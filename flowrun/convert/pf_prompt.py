@@ -26,8 +26,8 @@ from typing import Any
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .pf_images import has_markers, take_images
-from .pf_undefined import SAFE_SUFFIX, mutations, safe_spans
+from flowrun.convert.pf_images import has_markers, take_images
+from flowrun.convert.pf_undefined import SAFE_SUFFIX, mutations, safe_spans
 
 # How promptflow renders prompts (``render_jinja_template(trim_blocks=True, keep_trailing_newline=True)``).
 _PF_ENV = Environment(trim_blocks=True, keep_trailing_newline=True)

@@ -3,7 +3,7 @@
 The Python files of a promptflow flow start with ``from promptflow.core import tool`` (or
 ``from promptflow import tool``). ``flowrun convert promptflow`` leaves those files as they
 are; when flowrun imports one of them for a tool step and promptflow is not installed,
-``flowrun.imports`` calls ``install_promptflow_stub()`` and imports the file again.
+``flowrun.format.imports`` calls ``install_promptflow_stub()`` and imports the file again.
 
 The stub is two modules put in ``sys.modules``: ``promptflow`` and ``promptflow.core``, each
 with a ``tool`` decorator that returns the function unchanged (``@tool`` and

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pf_flow import PfFlow, PfNode, Ref, access, parse_ref
-from .pf_prompt import jinja_literal
-from .pf_python import Param, PythonToolError, ToolFunction, find_tool
-from .pf_types import Kinds, input_kinds, mismatch, return_kinds
-from .pf_values import coerce, strings
-from .report import Report
+from flowrun.convert.pf_flow import PfFlow, PfNode, Ref, access, parse_ref
+from flowrun.convert.pf_prompt import jinja_literal
+from flowrun.convert.pf_python import Param, PythonToolError, ToolFunction, find_tool
+from flowrun.convert.pf_types import Kinds, input_kinds, mismatch, return_kinds
+from flowrun.convert.pf_values import coerce, strings
+from flowrun.convert.report import Report
 
 _LITERAL_KINDS: tuple[tuple[type, str], ...] = (
     (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import UsageError
-from .pf_flow import PfFlow
+from flowrun.convert.pf_flow import PfFlow
+from flowrun.errors import UsageError
 
 HEADER = "# Converted from promptflow by `flowrun convert promptflow`"
 _CHECKSUM = "# checksum sha256:"

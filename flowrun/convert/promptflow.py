@@ -35,17 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkflowInvalid
-from .pf_flow import PfFlow, PfNode, parse_ref, read_flow
-from .pf_images import image_value
-from .pf_keys import report_flow_keys
-from .pf_llm import LLM_PARAMS, connection_notes, model_params
-from .pf_prompt import PromptError, Translated, jinja_literal, translate
-from .pf_python import PythonToolError, find_tool
-from .pf_tool_args import ToolArgs, skipped
-from .pf_values import typed
-from .pf_yaml import dump_workflow
-from .report import ConversionFailed, FlowProblem, NodeEntry, Report
+from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
+from flowrun.convert.pf_images import image_value
+from flowrun.convert.pf_keys import report_flow_keys
+from flowrun.convert.pf_llm import LLM_PARAMS, connection_notes, model_params
+from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
+from flowrun.convert.pf_python import PythonToolError, find_tool
+from flowrun.convert.pf_tool_args import ToolArgs, skipped
+from flowrun.convert.pf_values import typed
+from flowrun.convert.pf_yaml import dump_workflow
+from flowrun.convert.report import ConversionFailed, FlowProblem, NodeEntry, Report
+from flowrun.errors import WorkflowInvalid
 
 RUNTIME = "flowrun.convert.pf_runtime"
 _INPUT_TYPES = {
@@ -88,7 +88,7 @@ def convert_promptflow(
 
 def write_conversion(conversion: Conversion) -> Report:
     """Write the workflow file, then validate it as ``flowrun validate`` does; the report says."""
-    from ..loader import load_workflow
+    from flowrun.format.loader import load_workflow
 
     conversion.out_path.parent.mkdir(parents=True, exist_ok=True)
     conversion.out_path.write_text(conversion.text, encoding="utf-8")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FlowrunError, UsageError
+from flowrun.errors import FlowrunError, UsageError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""Progress of a Batch API run: the batch display plus the current wave and its batches.
+
+On a terminal the bar gains a column (``wave 2 · batch_abc in_progress 450/600``); otherwise
+a plain line is printed when a wave is submitted and when it is done, besides the periodic
+progress lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from flowrun.batch.batch_api.coordinator import WaveStatus
+from flowrun.batch.progress import (
+    DEFAULT_EVERY_S,
+    PROGRESS_ENV,
+    PlainProgress,
+    Progress,
+    RichProgress,
+    describe,
+)
+
+
+def describe_wave(status: WaveStatus) -> str:
+    """``wave 2 · batch_abc in_progress · 450/600 requests (3 failed)``."""
+    head = f"wave {status.wave}"
+    if status.phase == "submitting":
+        return f"{head} · submitting {status.requests:,} requests"
+    done = failed = total = 0
+    states: Counter[str] = Counter()
+    for tracked in status.batches:
+        snap = tracked.snapshot
+        total += len(tracked.custom_ids)
+        if snap is not None:
+            done += snap.completed
+            failed += snap.failed
+        states[snap.status if snap is not None else "submitted"] += 1
+    if len(status.batches) == 1:
+        which = f"{status.batches[0].batch_id} {next(iter(states))}"
+    elif status.batches:
+        which = f"{len(status.batches)} batches: " + ", ".join(
+            f"{n} {s}" for s, n in sorted(states.items())
+        )
+    else:
+        which = "no batch submitted"
+    text = f"{head} · {which} · {done + failed:,}/{total:,} requests"
+    if failed:
+        text += f" ({failed:,} failed)"
+    if status.phase == "waiting":
+        text += " · done"
+    return text
+
+
+class WavePlainProgress(PlainProgress):
+    """Plain lines: the periodic progress line, and one line per wave event."""
+
+    def __init__(self, stream: TextIO, every: float) -> None:
+        super().__init__(stream, every)
+        self._wave_text = ""
+        self._phase: tuple[int, str] | None = None
+
+    def wave(self, status: WaveStatus) -> None:
+        self._wave_text = describe_wave(status)
+        key = (status.wave, status.phase)
+        if key != self._phase and status.phase in ("polling", "waiting"):
+            self._phase = key
+            print(f"batch api: {self._wave_text}", file=self.stream, flush=True)
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every:
+            self._last = now
+            f = describe(self.stats, now)
+            wave = f" · {self._wave_text}" if self._wave_text else ""
+            print(
+                f"progress: {f['done']} records{f['percent']} · {f['failed']} failed · "
+                f"{f['cost']}{wave}",
+                file=self.stream,
+                flush=True,
+            )
+
+
+class WaveRichProgress(RichProgress):
+    """The progress bar with the current wave and its batches in an extra column."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._wave_text = "waiting for the first wave"
+
+    def start(self, stats: Any) -> None:
+        from rich.progress import TextColumn
+
+        super().start(stats)
+        self._bar.columns = (*self._bar.columns, TextColumn("[cyan]{task.fields[wave]}[/]"))
+        self._bar.update(self._task, wave=self._wave_text)
+
+    def wave(self, status: WaveStatus) -> None:
+        self._wave_text = describe_wave(status)
+        self.tick()
+
+    def _refresh(self, now: float) -> None:
+        self._last = now
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                completed=self.stats.done,
+                wave=self._wave_text,
+                **describe(self.stats, now),
+            )
+
+
+def make_wave_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:
+    """Like ``flowrun.batch.progress.make_progress``, with the waves shown."""
+    stream = stream or sys.stderr
+    if quiet:
+        return Progress()
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        return WaveRichProgress(stream)
+    try:
+        every = float(os.environ.get(PROGRESS_ENV) or DEFAULT_EVERY_S)
+    except ValueError:
+        every = DEFAULT_EVERY_S
+    return WavePlainProgress(stream, max(every, 0.0))

@@ -1,0 +1,226 @@
+"""Batch runs through the Batch API: the live batch runner, advanced in waves.
+
+``WaveBatchRunner`` is ``flowrun.batch.runner.BatchRunner`` (records streamed from the file, results
+in input order, completed steps kept for resume) with three changes: the model client parks
+requests with a ``WaveCoordinator`` instead of calling the API, calls are priced at Batch
+API rates, and the budget is checked per wave. Every record is still an ordinary
+``Executor``, so tool steps, ``when``, ``foreach``, output validation, tool-calling rounds
+and extract repairs behave exactly as in live runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from flowrun.batch.batch_api.coordinator import (
+    WaveBudget,
+    WaveCoordinator,
+    WaveSettings,
+    WaveStatus,
+)
+from flowrun.batch.batch_api.transport import BatchTransport
+from flowrun.batch.batch_api.wave_client import CURRENT_LABEL, WaveClient
+from flowrun.batch.runner import CURRENT_RECORD, BatchRunner
+from flowrun.batch.summary import BatchResult
+from flowrun.engine.executor import Executor
+from flowrun.engine.services import Services
+from flowrun.engine.steps.base import StepEnv
+from flowrun.provider.client import ModelClient
+from flowrun.results import CallRecord, StepResult
+from flowrun.store.batch_api_state import BatchState
+
+#: Records in flight. A wave holds the requests of all of them, and each wave may take
+#: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
+#: few KB per record in flight (see benchmarks/batch_api.py).
+DEFAULT_WINDOW = 10_000
+FORGET_EVERY = 1_000  # written records whose request rows are deleted together
+
+
+@dataclass
+class BatchServices(Services):
+    """Services whose calls are priced at Batch API rates and labelled for their custom_id."""
+
+    async def chat(self, env: StepEnv, request: dict[str, Any]) -> Any:
+        token = CURRENT_LABEL.set(env.label)
+        try:
+            return await super().chat(env, request)
+        finally:
+            CURRENT_LABEL.reset(token)
+
+    async def embed(self, env: StepEnv, request: dict[str, Any]) -> Any:
+        token = CURRENT_LABEL.set(env.label)
+        try:
+            return await super().embed(env, request)
+        finally:
+            CURRENT_LABEL.reset(token)
+
+    def _record(
+        self,
+        env: StepEnv,
+        model: str,
+        usage: Any,
+        finish_reason: str | None,
+        duration: float,
+        retries: int,
+        *,
+        cached: bool = False,
+    ) -> float | None:
+        cost = 0.0 if cached else self.prices.cost(model, usage, batch=True)
+        discounted = not cached and self._has_batch_price(model)
+        env.record.calls.append(
+            CallRecord(model, usage, cost, 0.0, retries, finish_reason, cached, batch=discounted)
+        )
+        env.record.model = env.record.model or model
+        return cost
+
+    def _has_batch_price(self, model: str) -> bool:
+        """Whether the price table gives ``model`` a Batch API price (else the list price)."""
+        price = self.prices.price(model)
+        return price is not None and (
+            price.batch_input is not None or price.batch_output is not None
+        )
+
+
+class CountingToolbox:
+    """A toolbox whose tool calls count as busy for the coordinator (they may run in threads)."""
+
+    def __init__(self, inner: Any, coordinator: WaveCoordinator) -> None:
+        self.inner = inner
+        self.coordinator = coordinator
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def run_calls(self, *args: Any, **kwargs: Any) -> Any:
+        with self.coordinator.busy_span():
+            return await self.inner.run_calls(*args, **kwargs)
+
+
+class WaveExecutor(Executor):
+    """An executor whose tool steps count as busy for the coordinator."""
+
+    async def run_step(self, sid: str) -> StepResult:
+        if self.wf.spec.steps[sid].type != "tool":
+            return await super().run_step(sid)
+        with self.services.client.coordinator.busy_span():  # type: ignore[attr-defined]
+            return await super().run_step(sid)
+
+
+class WaveBatchRunner(BatchRunner):
+    """``BatchRunner`` over the Batch API. ``batch_id`` names the run in the Batch API tables."""
+
+    executor_class = WaveExecutor
+
+    def __init__(
+        self,
+        *args: Any,
+        state: BatchState,
+        settings: WaveSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        live: Services = self.services
+        client: ModelClient = live.client
+        budget = (
+            WaveBudget(live.budget.limit, live.prices, live.budget.spent)
+            if live.budget is not None
+            else None
+        )
+        self.coordinator = WaveCoordinator(
+            BatchTransport(client),
+            state,
+            self.batch_id,
+            settings=settings,
+            budget=budget,
+            on_status=self._on_status,
+            on_refusal=self._on_refusal,
+        )
+        fields = {f.name: getattr(live, f.name) for f in dataclasses.fields(Services)}
+        fields.update(
+            client=WaveClient(self.coordinator, CURRENT_RECORD.get),
+            budget=budget,
+            toolbox=CountingToolbox(live.toolbox, self.coordinator) if live.toolbox else None,
+            on_text=None,
+        )
+        self.services = BatchServices(**fields)
+        self.state = state
+        self.gate = None  # the wave budget refuses whole waves; no record is re-run
+        self._written: list[int] = []  # succeeded records whose request rows can go
+
+    async def results(self) -> AsyncIterator[BatchResult]:
+        import asyncio
+
+        waves = asyncio.create_task(self.coordinator.run(), name="flowrun-batch-api-waves")
+        complete = False
+        try:
+            async for result in super().results():
+                if waves.done():
+                    waves.result()  # an unexpected error in the wave loop: raise it
+                yield result
+            complete = True
+        finally:
+            waves.cancel()
+            await asyncio.gather(waves, return_exceptions=True)
+            self._forget_written()
+            if complete and self.summary.status == "succeeded":
+                self.state.forget_run(self.batch_id)  # nothing is left to resume
+            self.state.close()
+
+    def forget(self, result: BatchResult) -> None:
+        """The record's line is written: once it succeeded, its requests and results go too."""
+        super().forget(result)
+        if result.ok:
+            self._written.append(result.index)
+            if len(self._written) >= FORGET_EVERY:
+                self._forget_written()
+
+    def _forget_written(self) -> None:
+        if self._written:
+            self.state.forget_records(self.batch_id, self._written)
+            self._written = []
+
+    def _on_status(self, status: WaveStatus) -> None:
+        status.records_done = self.summary.done
+        status.records_failed = self.summary.failed
+        show = getattr(self.progress, "wave", None)
+        if show is not None:
+            show(status)
+
+    def _on_refusal(self, message: str) -> None:
+        if self.summary.stopped is None:
+            self.summary.stopped = message
+
+
+def wave_runner(
+    wf: Any,
+    records: Any,
+    mapping: Any,
+    services: Services,
+    *,
+    concurrency: int | None = None,
+    summary: Any = None,
+    settings: WaveSettings | None = None,
+) -> WaveBatchRunner:
+    """A runner for ``run_batch(..., via="batch-api")``: a new run id, the default run store."""
+    from flowrun.batch.job import new_batch_id
+    from flowrun.batch.summary import BatchSummary
+
+    summary = summary if summary is not None else BatchSummary()
+    summary.batch_id = summary.batch_id or new_batch_id()
+    return WaveBatchRunner(
+        wf,
+        records,
+        mapping,
+        services,
+        concurrency=concurrency or DEFAULT_WINDOW,
+        batch_id=summary.batch_id,
+        summary=summary,
+        state=BatchState(),
+        settings=settings,
+    )
+
+
+__all__ = ["DEFAULT_WINDOW", "BatchServices", "WaveBatchRunner", "wave_runner"]

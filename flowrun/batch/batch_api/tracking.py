@@ -1,0 +1,370 @@
+"""Following submitted batches: create each exactly once, poll, collect, hand out results.
+
+``BatchTracking`` is the part of ``WaveCoordinator`` that talks to the Batch API about one
+wave's files: it creates their batches (looking for a batch before creating again, so one
+file never gets two), re-attaches to batches an earlier process submitted, polls with
+backoff, cancels when the run is cancelled, holds back a batch refused for the
+enqueued-token limit and creates it again, and streams each finished batch's output and
+error files into the store and to the waiting requests, a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
+
+from flowrun.batch.batch_api.lines import Outcome, Pending, file_bytes, parse_result_line
+from flowrun.batch.batch_api.settings import WaveSettings
+from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
+from flowrun.provider.client import ModelCallError
+from flowrun.store.batch_api_state import TERMINAL, BatchState
+
+if TYPE_CHECKING:
+    from flowrun.batch.batch_api.coordinator import WaveStatus
+
+CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
+TOKEN_LIMIT = "token_limit_exceeded"  # the error of a batch refused for the enqueued tokens
+COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
+COLLECT_BYTES = 4 << 20  # ... or fewer, when they are this many bytes
+
+
+@dataclass
+class Tracked:
+    """A submitted file and its batch, followed until its results are stored."""
+
+    file_id: str
+    batch_id: str
+    endpoint: str
+    model: str
+    custom_ids: list[str]
+    snapshot: BatchSnapshot | None = None
+    poll_errors: int = 0
+    cancelled: bool = False  # this process asked the API to cancel it
+    holds: int = 0  # times it was created again after the enqueued-token limit refused it
+    earlier: set[str] = field(default_factory=set)  # those refused batches' ids
+
+
+class BatchTracking:
+    """Submitting, polling and collecting (mixed into ``WaveCoordinator``, which sets these)."""
+
+    transport: BatchTransport
+    state: BatchState
+    run_id: str
+    settings: WaveSettings
+    wave: int
+    known: dict[str, tuple[str, bool]]
+    waiting: dict[str, asyncio.Future[Outcome]]
+    submitted: int
+    local_seconds: float
+    on_status: Callable[[WaveStatus], None] | None
+    _current: WaveStatus | None
+
+    # --- submitting ------------------------------------------------------------------------
+    async def _submit(
+        self, endpoint: str, model: str, items: list[Pending], n: int
+    ) -> Tracked | None:
+        data = file_bytes(items)
+        cids = [p.custom_id for p in items]
+        name = f"flowrun-{self.run_id}-w{self.wave}-{n}.jsonl"
+        try:
+            file_id = await self.transport.upload(name, data)
+        except ModelCallError as exc:
+            for cid in cids:  # nothing was submitted: the next attempt goes in the next wave
+                self._resolve(
+                    cid, Outcome(False, error=f"upload failed: {exc}", retryable=exc.retryable)
+                )
+            return None
+        self.state.file_uploaded(self.run_id, self.wave, file_id, endpoint, model, cids, len(data))
+        self.submitted += len(cids)
+        return await self._create(file_id, endpoint, model, cids)
+
+    async def _create(
+        self,
+        file_id: str,
+        endpoint: str,
+        model: str,
+        cids: list[str],
+        since: float | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Tracked | None:
+        """Create the batch of an uploaded file, exactly once.
+
+        A create that timed out or failed with 5xx may still have created the batch, so
+        before trying again flowrun looks for a batch on this file; a retried create never
+        makes a second batch.
+        """
+        metadata = {"flowrun_run_id": self.run_id, "flowrun_wave": str(self.wave)}
+        since = time.time() - 600 if since is None else since
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                snapshot = await self.transport.create(file_id, endpoint, metadata)
+                break
+            except ModelCallError as exc:
+                if not exc.retryable:  # refused: no batch exists; its requests failed
+                    self.state.batch_status(file_id, "failed", error=str(exc))
+                    message = f"creating the batch failed: {exc}"
+                    self._finish_file(file_id, cids, set(), message, exc.status or 400)
+                    return None
+                failure = exc
+            found = await self._find_batch(file_id, since, exclude)
+            if found is not None:
+                snapshot = found
+                break
+            await asyncio.sleep(min(30.0, self.settings.poll_initial * 2**attempt))
+        else:
+            self._give_up(cids, f"creating the batch failed: {failure}")
+            return None
+        self.state.batch_status(file_id, snapshot.status, batch_id=snapshot.id)
+        tracked = Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+        if self.state.cancel_requested(self.run_id):  # cancelled while create was answering
+            await self._cancel(tracked)
+        return tracked
+
+    async def _find_batch(
+        self, file_id: str, since: float, exclude: frozenset[str] = frozenset()
+    ) -> BatchSnapshot | None:
+        with contextlib.suppress(ModelCallError):
+            return (await self.transport.find({file_id}, since, exclude)).get(file_id)
+        return None
+
+    async def _reattach(self, file_id: str) -> Tracked | None:
+        """Follow a file submitted before a crash: find its batch, or create it if none exists."""
+        row = self.state.file(file_id)
+        if row is None:  # pragma: no cover - the tables say otherwise
+            raise RuntimeError(f"file {file_id} is not in the run store")
+        cids = self.state.file_requests(self.run_id, file_id)
+        if row.batch_id is not None:
+            return Tracked(file_id, row.batch_id, row.endpoint, row.model, cids)
+        since = row.submitted_ts - 600
+        try:
+            found = (await self.transport.find({file_id}, since)).get(file_id)
+        except ModelCallError as exc:
+            self._give_up(cids, f"listing batches failed: {exc}")
+            return None
+        if found is None:
+            return await self._create(file_id, row.endpoint, row.model, cids, since)
+        self.state.batch_status(file_id, found.status, batch_id=found.id)
+        return Tracked(file_id, found.id, row.endpoint, row.model, cids, found)
+
+    # --- polling and collecting -----------------------------------------------------------------
+    async def _cancel(self, tracked: Tracked) -> None:
+        """Cancel a batch of a run the user cancelled (once; one that ended meanwhile stays)."""
+        tracked.cancelled = True
+        with contextlib.suppress(ModelCallError):  # 409: it finished meanwhile
+            self._update(tracked, await self.transport.cancel(tracked.batch_id))
+
+    async def _poll(self, live: list[Tracked]) -> None:
+        """Poll until every batch is collected. A batch refused for the enqueued-token limit
+        is held back and created again (on the same file, the same custom_ids: no attempt
+        is used) once the others are done, a bounded number of times."""
+        delay = self.settings.poll_initial
+        held: list[Tracked] = []
+        while live or held:
+            if not live:  # the rest of the wave is done: its tokens left the queue
+                await asyncio.sleep(self.settings.poll_max * (1 + max(t.holds for t in held)))
+                live = [t for t in held if await self._create_again(t)]
+                held, delay = [], self.settings.poll_initial
+                continue
+            pending = [t for t in live if not t.cancelled]
+            if pending and self.state.cancel_requested(self.run_id):
+                await asyncio.gather(*(self._cancel(t) for t in pending))
+            snapshots = await asyncio.gather(
+                *(self.transport.retrieve(t.batch_id) for t in live), return_exceptions=True
+            )
+            waiting: list[Tracked] = []
+            for tracked, snapshot in zip(live, snapshots, strict=True):
+                if isinstance(snapshot, ModelCallError):
+                    tracked.poll_errors += 1
+                    if snapshot.retryable and tracked.poll_errors < self.settings.max_poll_errors:
+                        waiting.append(tracked)
+                    else:
+                        message = f"polling batch {tracked.batch_id} failed: {snapshot}"
+                        self._give_up(tracked.custom_ids, message)
+                    continue
+                if isinstance(snapshot, BaseException):
+                    raise snapshot
+                tracked.poll_errors = 0
+                self._update(tracked, snapshot)
+                if self._over_token_limit(tracked, snapshot):
+                    held.append(tracked)
+                elif snapshot.status in TERMINAL:
+                    await self._collect(tracked, snapshot)
+                else:
+                    waiting.append(tracked)
+            self._report()
+            live = waiting
+            if live:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, self.settings.poll_max)
+
+    def _over_token_limit(self, tracked: Tracked, snapshot: BatchSnapshot) -> bool:
+        """The batch failed only because the enqueued-token limit was reached (nothing ran),
+        and may be created again."""
+        return (
+            snapshot.status == "failed"
+            and any(e.startswith(f"{TOKEN_LIMIT}:") for e in snapshot.errors)
+            and tracked.holds < self.settings.token_limit_holds
+            and not tracked.cancelled
+            and not self.state.cancel_requested(self.run_id)
+        )
+
+    async def _create_again(self, tracked: Tracked) -> bool:
+        """Create a held batch again on its file (the same requests: no attempt is used)."""
+        tracked.holds += 1
+        tracked.earlier.add(tracked.batch_id)
+        fresh = await self._create(
+            tracked.file_id,
+            tracked.endpoint,
+            tracked.model,
+            tracked.custom_ids,
+            exclude=frozenset(tracked.earlier),
+        )
+        if fresh is None:  # refused or lost: _create has settled its requests
+            return False
+        tracked.batch_id, tracked.cancelled = fresh.batch_id, fresh.cancelled
+        tracked.poll_errors = 0
+        self._update(tracked, fresh.snapshot)  # type: ignore[arg-type]
+        return True
+
+    def _update(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
+        old = tracked.snapshot
+        tracked.snapshot = snapshot
+        if old is None or (old.status, old.completed, old.failed) != (
+            snapshot.status,
+            snapshot.completed,
+            snapshot.failed,
+        ):
+            self.state.batch_status(
+                tracked.file_id,
+                snapshot.status,
+                completed=snapshot.completed,
+                failed=snapshot.failed,
+                error="; ".join(snapshot.errors) or None,
+            )
+
+    async def _collect(self, tracked: Tracked, snapshot: BatchSnapshot) -> None:
+        """Download the output and error files (streamed to a temporary file); parse, store
+        and hand out the results a chunk at a time, so neither a file nor its parsed bodies
+        are ever all in memory."""
+        wanted = set(tracked.custom_ids)
+        seen: set[str] = set()
+        cancelled = self.state.cancel_requested(self.run_id)
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if not file_id:
+                continue
+            with tempfile.TemporaryFile() as f:
+                try:
+                    await self.transport.download(file_id, f)
+                except ModelCallError as exc:
+                    missing = [cid for cid in tracked.custom_ids if cid not in seen]
+                    self._give_up(
+                        missing, f"downloading the results of batch {snapshot.id} failed: {exc}"
+                    )
+                    return
+                f.seek(0)
+                for raws in read_chunks(f):
+                    started = time.perf_counter()
+                    chunk: list[tuple[str, str, Outcome]] = []
+                    for raw in raws:
+                        with contextlib.suppress(ValueError, AttributeError, TypeError):
+                            cid, outcome = parse_result_line(raw)
+                            if cid in wanted and cid not in seen:
+                                seen.add(cid)
+                                chunk.append((cid, raw.decode("utf-8").rstrip("\n"), outcome))
+                    self.local_seconds += time.perf_counter() - started
+                    self._deliver(tracked.file_id, chunk, cancelled)
+        reason = f"batch {snapshot.id} ended {snapshot.status}"
+        if snapshot.errors:
+            reason += ": " + "; ".join(snapshot.errors[:3])
+        self._finish_file(tracked.file_id, tracked.custom_ids, seen, reason, None, cancelled)
+
+    def _finish_file(
+        self,
+        file_id: str,
+        cids: list[str],
+        seen: set[str],
+        reason: str,
+        status: int | None,
+        cancelled: bool = False,
+    ) -> None:
+        """Give every request of the file without a result line a failure (``reason``), and mark
+        the file collected: all its results are in the store."""
+        chunk = []
+        for cid in cids:
+            if cid not in seen:
+                raw = synthetic_line(cid, reason, status)
+                chunk.append((cid, raw, parse_result_line(raw)[1]))
+        self._deliver(file_id, chunk, cancelled)
+        self.state.file_collected(file_id)
+
+    def _deliver(
+        self, file_id: str, chunk: list[tuple[str, str, Outcome]], cancelled: bool
+    ) -> None:
+        """Store results, then hand them to the records waiting for them. Once the user
+        cancelled the run, failures are not retried."""
+        if not chunk:
+            return
+        started = time.perf_counter()
+        self.state.results_stored(self.run_id, [(cid, raw) for cid, raw, _ in chunk])
+        for cid, _, outcome in chunk:
+            if cid in self.known:
+                self.known[cid] = (file_id, True)
+            if cid in self.waiting:
+                if cancelled and not outcome.ok:
+                    outcome.retryable = False
+                    outcome.error = f"{outcome.error} (the run was cancelled)"
+                self._resolve(cid, outcome)
+        self.local_seconds += time.perf_counter() - started
+
+    def _give_up(self, cids: list[str], message: str) -> None:
+        """Fail these requests in this process without storing anything: their batch may still
+        answer, and a resumed run will wait for it again."""
+        outcome = Outcome(False, error=f"{message}; resume the run to collect it", retryable=False)
+        for cid in cids:
+            self._resolve(cid, outcome)
+
+    def _resolve(self, cid: str, outcome: Outcome) -> None:
+        future = self.waiting.pop(cid, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def _report(self) -> None:
+        if self.on_status is not None and self._current is not None:
+            self.on_status(self._current)
+
+    def fail_all(self, message: str) -> None:
+        """Resolve every waiting request with a failure (the run is stopping)."""
+        for cid in list(self.waiting):
+            self._resolve(cid, Outcome(False, error=message, retryable=False))
+
+
+def read_chunks(f: BinaryIO) -> Iterator[list[bytes]]:
+    """The lines of a downloaded file, at most ``COLLECT_CHUNK`` lines or about
+    ``COLLECT_BYTES`` bytes at a time."""
+    chunk: list[bytes] = []
+    size = 0
+    for raw in f:
+        chunk.append(raw)
+        size += len(raw)
+        if len(chunk) >= COLLECT_CHUNK or size >= COLLECT_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def synthetic_line(cid: str, message: str, status: int | None) -> str:
+    """A result line for a request the batch gave no line for (kept in the same format)."""
+    if status is not None and status != 200:
+        body = {"error": {"message": message}}
+        response = {"status_code": status, "request_id": None, "body": body}
+        return json.dumps({"custom_id": cid, "response": response, "error": None})
+    return json.dumps(
+        {"custom_id": cid, "response": None, "error": {"code": "batch_failed", "message": message}}
+    )

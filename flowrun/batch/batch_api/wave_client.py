@@ -1,0 +1,94 @@
+"""The model client of a Batch API run: it parks each request with the coordinator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from flowrun.batch.batch_api.lines import (
+    CHAT,
+    EMBEDDINGS,
+    Outcome,
+    batch_body,
+    body_digest,
+    custom_id,
+    encode_body,
+    encode_line,
+)
+from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError
+
+if TYPE_CHECKING:
+    from flowrun.batch.batch_api.coordinator import WaveCoordinator
+
+#: The step (or foreach item) label of the request being made; set by ``BatchServices``.
+CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call")
+DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
+
+
+class WaveClient:
+    """The model client of a Batch API run (same interface as ``flowrun.provider.client.ModelClient``):
+    it parks each request with the coordinator, under the record's and step's custom_id."""
+
+    def __init__(
+        self, coordinator: WaveCoordinator, record_index: Callable[[], int | None]
+    ) -> None:
+        self.coordinator = coordinator
+        self.record_index = record_index
+
+    async def chat(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        outcome, attempt = await self._call(CHAT, batch_body(request), 1, max_retries)
+        if not isinstance(outcome.reply, ChatReply):
+            raise ModelCallError("the batch answered a chat request with something else")
+        outcome.reply.retries = attempt
+        return outcome.reply
+
+    async def embed(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbedReply:
+        body = batch_body(request)
+        inputs = len(body["input"]) if isinstance(body.get("input"), list) else 1
+        outcome, attempt = await self._call(EMBEDDINGS, body, inputs, max_retries)
+        if not isinstance(outcome.reply, EmbedReply):
+            raise ModelCallError("the batch answered an embeddings request with something else")
+        outcome.reply.model = outcome.reply.model or body["model"]
+        outcome.reply.retries = attempt
+        return outcome.reply
+
+    async def _call(
+        self, url: str, body: dict[str, Any], inputs: int, max_retries: int | None
+    ) -> tuple[Outcome, int]:
+        index = self.record_index()
+        label = CURRENT_LABEL.get()
+        body_json = encode_body(body)
+        digest = body_digest(body_json)
+        tries = 1 + (DEFAULT_RETRIES if max_retries is None else max_retries)
+        attempt = made = 0
+        while True:
+            cid = custom_id(index or 0, label, digest, attempt)
+            line = encode_line(cid, url, body_json)
+            outcome = await self.coordinator.request(cid, url, body["model"], line, inputs)
+            attempt += 1
+            if outcome.stale:
+                continue
+            made += 1
+            if outcome.ok:
+                return outcome, made - 1
+            if not outcome.retryable or made >= tries:
+                break
+        attempts = f" (after {made} attempts)" if made > 1 else ""
+        raise ModelCallError(f"{outcome.error}{attempts}", retryable=outcome.retryable)
+
+    async def aclose(self) -> None:
+        return None

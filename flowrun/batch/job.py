@@ -1,0 +1,196 @@
+"""A batch from a records file to an output file: stored, resumable, one line per record.
+
+The output file is written in input order, one JSON line per record, line-buffered so each
+finished record reaches the file at once. ``--resume`` (or ``flowrun resume BATCH_ID``) reads
+the existing output, skips records whose line says they succeeded, runs the others (reusing
+the completed steps the batch store kept for them), and writes the merged result: the old
+lines of finished records and the new lines, in input order (``flowrun.batch.output_file``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowrun.batch.output_file import OutputWriter, previous_output
+from flowrun.batch.progress import Progress
+from flowrun.batch.records import ColumnMapping, RecordFile
+from flowrun.batch.run import make_batch_services
+from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
+from flowrun.batch.summary import BatchResult, BatchSummary
+from flowrun.errors import UsageError
+from flowrun.format.loader import LoadedWorkflow
+from flowrun.results import StepResult
+from flowrun.store.batches import BatchStore
+
+FAILURES_SHOWN = 5
+
+
+def new_batch_id() -> str:
+    """``batch-`` + UTC timestamp + random suffix (``flowrun resume`` tells batches by it)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"batch-{stamp}-{secrets.token_hex(3)}"
+
+
+# --- the job -----------------------------------------------------------------------------
+
+
+@dataclass
+class BatchJob:
+    """Everything a batch command needs (what ``flowrun resume BATCH_ID`` reloads)."""
+
+    wf: LoadedWorkflow
+    records: str
+    output: str | None
+    mapping: list[str] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = DEFAULT_CONCURRENCY
+    rpm: int | None = None
+    tpm: int | None = None
+    max_cost: float | None = None
+    prices: str | None = None
+    cache: bool = False
+    resume: bool = False
+    batch_id: str | None = None
+    via: str = "live"
+
+    def options(self) -> dict[str, Any]:
+        """What the batch row keeps, so ``flowrun resume BATCH_ID`` can run it again."""
+        return {
+            "mapping": self.mapping,
+            "constants": self.constants,
+            "concurrency": self.concurrency,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_cost": self.max_cost,
+            "prices": str(Path(self.prices).resolve()) if self.prices else None,
+            "cache": self.cache,
+            "via": self.via,
+        }
+
+
+async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> BatchSummary:
+    """Run (or continue) a batch into its output file; ``summary`` is filled as it goes."""
+    source = RecordFile(job.records)
+    mapping = ColumnMapping(job.wf.spec, job.mapping, job.constants, file=source.name)
+    mapping.check_file(source)
+    out = Path(job.output) if job.output else None
+    previous = previous_output(out, job.resume)
+    with BatchStore() as store:
+        batch_id, changed = _open_batch(store, job, source, out)
+        summary.batch_id = batch_id
+        summary.output = str(out) if out else None
+        stored = store.stored_records(batch_id)
+        if previous is not None:
+            summary.skipped = previous.succeeded_count
+            summary.earlier_cost_usd = previous.cost_usd
+            store.drop_records(batch_id, [i for i in stored if previous.is_done(i)])
+            stored = {i for i in stored if not previous.is_done(i)}
+        count = source.count()
+        summary.total = None if count is None else max(0, count - summary.skipped)
+
+        def reuse(index: int) -> dict[str, StepResult]:
+            if index not in stored:
+                return {}
+            steps = store.load_steps(batch_id, index)
+            return {
+                sid: r
+                for sid, r in steps.items()
+                if sid in job.wf.spec.steps and sid not in changed
+            }
+
+        services = make_batch_services(
+            job.wf,
+            prices=job.prices,
+            max_cost=job.max_cost,
+            cache=True if job.cache else None,
+            rpm=job.rpm,
+            tpm=job.tpm,
+        )
+        if services.budget is not None:
+            services.budget.spent += summary.earlier_cost_usd
+        runner_class = BatchRunner
+        extra: dict[str, Any] = {}
+        if job.via == "batch-api":
+            from flowrun.batch.batch_api.runner import WaveBatchRunner
+            from flowrun.store.batch_api_state import BatchState
+
+            runner_class, extra = WaveBatchRunner, {"state": BatchState(store.path)}
+        runner = runner_class(
+            job.wf,
+            source.read(skip=previous.is_done if previous else None),
+            mapping,
+            services,
+            concurrency=job.concurrency,
+            store=store,
+            batch_id=batch_id,
+            reuse=reuse,
+            summary=summary,
+            progress=progress,
+            check_first=previous is None,  # a resume must not stop at a bad line it reached
+            **extra,
+        )
+        writer = OutputWriter(out, previous)
+        ran = False
+        try:
+            progress.start(summary)
+            shown = 0
+            async for result in runner.results():
+                ran = True
+                writer.write(result)
+                if not result.ok:
+                    shown += 1
+                    if shown <= FAILURES_SHOWN:
+                        progress.note(_failure_line(result))
+                    elif shown == FAILURES_SHOWN + 1:
+                        progress.note("(further failures are only in the output file)")
+            ran = True
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            summary.interrupted = True
+            raise
+        finally:
+            progress.close()
+            writer.close(ran=ran or summary.interrupted)
+            store.finish(batch_id, summary.status if ran else "failed", summary.to_json())
+            await services.client.aclose()
+            if services.threads is not None:
+                services.threads.close()
+    return summary
+
+
+def _failure_line(result: BatchResult) -> str:
+    where = f" (line {result.line})" if result.line is not None else ""
+    return f"record {result.index}{where} failed: {result.error}"
+
+
+def _open_batch(
+    store: BatchStore, job: BatchJob, source: RecordFile, out: Path | None
+) -> tuple[str, set[str]]:
+    """The batch id (an earlier one when resuming) and the steps whose stored results are stale."""
+    from flowrun.engine.resume import changed_completed_steps
+
+    output = str(out.resolve()) if out else None
+    row = None
+    if job.batch_id:
+        row = store.get(job.batch_id)
+    elif job.resume and output:
+        row = store.latest_for_output(output)
+    records = None if source.stdin else str(source.path.resolve())
+    if row is None:
+        batch_id = job.batch_id or new_batch_id()
+        store.create(batch_id, job.wf, records, output, job.options())
+        return batch_id, set()
+    if row.running_elsewhere:
+        raise UsageError(
+            f"batch {row.id} is still running (pid {row.pid}); wait for it, or stop it first"
+        )
+    changed: set[str] = set()
+    if row.workflow_hash != job.wf.content_hash:
+        everything = {sid: None for sid in job.wf.spec.steps}
+        changed = set(changed_completed_steps(row.workflow_text, job.wf, everything))  # type: ignore[arg-type]
+    store.restart(row.id, job.wf, records, job.options())
+    return row.id, changed

@@ -1,0 +1,211 @@
+"""Batch runs from Python: ``run_batch`` / ``arun_batch``, one workflow over many records.
+
+```python
+from flowrun import load_workflow, run_batch
+for result in run_batch(load_workflow("triage.yaml"), "tickets.jsonl", concurrency=16):
+    print(result.index, result.status, result.outputs)
+```
+
+The runner itself is ``flowrun.batch.runner.BatchRunner`` (streaming, bounded memory,
+results in input order); results and totals are in ``flowrun.batch.summary``; a batch from
+a file to an output file, stored and resumable, is ``flowrun.batch.job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from flowrun.batch.records import ColumnMapping, RecordFile, SourceRecord, records_from
+from flowrun.batch.runner import (
+    CURRENT_RECORD,
+    DEFAULT_CONCURRENCY,
+    BatchBudgetGate,
+    BatchRunner,
+)
+from flowrun.batch.summary import BatchResult, BatchSummary
+from flowrun.engine.services import Services
+from flowrun.errors import UsageError
+from flowrun.format.loader import LoadedWorkflow, load_workflow
+
+__all__ = [
+    "CURRENT_RECORD",
+    "DEFAULT_CONCURRENCY",
+    "BatchResult",
+    "BatchRunner",
+    "BatchSummary",
+    "arun_batch",
+    "make_batch_services",
+    "run_batch",
+]
+
+
+def make_batch_services(
+    wf: LoadedWorkflow,
+    *,
+    client: Any = None,
+    prices: Any = None,
+    max_cost: float | None = None,
+    cache: Any = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> Services:
+    """The services a whole batch shares: one client (rate limited), prices, budget, cache."""
+    from flowrun.api import make_services
+    from flowrun.provider.client import ModelClient
+
+    cache_all = False
+    store = None
+    if cache is True or _needs_run_store(wf):
+        from flowrun.store.runs import RunStore
+
+        store = RunStore()
+        cache_all = cache is True
+        cache = store
+    client = client or ModelClient()
+    if rpm or tpm:
+        from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
+
+        client = RateLimitedClient(client, RateLimiter(rpm, tpm))
+    services = make_services(
+        wf, client=client, prices=prices, max_cost=max_cost, cache=cache or None
+    )
+    services.cache_all = cache_all
+    services.threads = store
+    if services.budget is not None:
+        services.budget = BatchBudgetGate(
+            services.budget.limit, services.budget.prices, services.budget.spent
+        )
+    return services
+
+
+def _needs_run_store(wf: LoadedWorkflow) -> bool:
+    """Whether a step uses the response cache or a conversation thread (both live there)."""
+    if wf.spec.defaults.cache:
+        return True
+    return any(
+        getattr(step, "cache", None) or getattr(step, "thread", None)
+        for step in wf.spec.steps.values()
+    )
+
+
+def _source(
+    wf: LoadedWorkflow,
+    records: str | Path | Iterable[Mapping[str, Any]],
+    mapping: Any,
+    inputs: Mapping[str, Any] | None,
+) -> tuple[Iterable[SourceRecord], ColumnMapping, RecordFile | None]:
+    if isinstance(records, (str, Path)):
+        file = RecordFile(records)
+        columns = ColumnMapping(wf.spec, mapping, inputs, file=file.name)
+        columns.check_file(file)
+        return file, columns, file
+    return records_from(records), ColumnMapping(wf.spec, mapping, inputs), None
+
+
+async def arun_batch(
+    workflow: LoadedWorkflow | str | Path,
+    records: str | Path | Iterable[Mapping[str, Any]],
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    mapping: Mapping[str, str] | None = None,
+    concurrency: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_cost: float | None = None,
+    prices: Any = None,
+    client: Any = None,
+    cache: Any = None,
+    via: str = "live",
+    summary: BatchSummary | None = None,
+) -> AsyncIterator[BatchResult]:
+    """Run ``workflow`` once per record; an async iterator of ``BatchResult`` in input order.
+
+    ``records`` is a JSONL/CSV path or an iterable of mappings. ``inputs`` are given to every
+    record; ``mapping`` takes an input from another column (``{"question": "q"}`` or
+    ``{"question": "${data.q}"}``); other columns are carried as ``result.extra``.
+    ``max_cost`` caps the whole batch. Pass a ``BatchSummary`` to read totals afterwards.
+    ``via="batch-api"`` runs it through the OpenAI Batch API in waves (``docs/batch-api.md``);
+    ``concurrency`` is then the window of records in flight (default 10,000).
+    """
+    _check_via(via)
+    wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
+    source, columns, _ = _source(wf, records, mapping, inputs)
+    services = make_batch_services(
+        wf, client=client, prices=prices, max_cost=max_cost, cache=cache, rpm=rpm, tpm=tpm
+    )
+    if via == "batch-api":
+        from flowrun.batch.batch_api.runner import wave_runner
+
+        runner: BatchRunner = wave_runner(
+            wf, source, columns, services, concurrency=concurrency, summary=summary
+        )
+    else:
+        runner = BatchRunner(
+            wf,
+            source,
+            columns,
+            services,
+            concurrency=concurrency or DEFAULT_CONCURRENCY,
+            summary=summary,
+        )
+    try:
+        async for result in runner.results():
+            yield result
+    finally:
+        await services.client.aclose()
+        if services.threads is not None:
+            services.threads.close()
+
+
+def run_batch(
+    workflow: LoadedWorkflow | str | Path,
+    records: str | Path | Iterable[Mapping[str, Any]],
+    **options: Any,
+) -> Iterator[BatchResult]:
+    """Synchronous ``arun_batch``: a generator of ``BatchResult`` in input order.
+
+    Works from plain scripts and from inside a running event loop (then in a worker thread).
+    """
+    agen = arun_batch(workflow, records, **options)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        yield from _drive(agen, None)
+        return
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        yield from _drive(agen, pool)
+
+
+def _drive(agen: Any, pool: Any) -> Iterator[Any]:
+    """Step an async generator from synchronous code on a private event loop."""
+    loop = asyncio.new_event_loop()
+
+    def step(coro: Any) -> Any:
+        if pool is None:
+            return loop.run_until_complete(coro)
+        return pool.submit(loop.run_until_complete, coro).result()
+
+    try:
+        while True:
+            try:
+                item = step(agen.__anext__())
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        try:
+            step(agen.aclose())
+            step(loop.shutdown_asyncgens())
+            step(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+def _check_via(via: str) -> None:
+    if via not in ("live", "batch-api"):
+        raise UsageError(f"unknown --via {via!r} (expected live or batch-api)")

@@ -1,0 +1,129 @@
+"""What a batch gives back: one ``BatchResult`` per record, and the ``BatchSummary`` of a run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowrun.results import CallRecord, CostReport, StepResult
+
+
+@dataclass
+class BatchResult:
+    """The outcome of one record: its output line is ``to_json()``."""
+
+    index: int
+    status: str  # succeeded | failed | not_run (refused by a spent budget before any call)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    failed_step: str | None = None
+    cost: CostReport = field(default_factory=CostReport)
+    extra: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+    duration_s: float = 0.0
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    new_calls: list[CallRecord] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The record's dollars; None when a model it called is unpriced."""
+        return None if self.cost.unpriced_models else self.cost.total_usd
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's line in the output file."""
+        data: dict[str, Any] = {"index": self.index}
+        if self.line is not None:
+            data["line"] = self.line
+        data["status"] = self.status
+        if self.ok:
+            data["outputs"] = self.outputs
+        else:
+            data["error"] = self.error
+            if self.failed_step:
+                data["failed_step"] = self.failed_step
+        cost = self.cost_usd
+        data["cost_usd"] = None if cost is None else round(cost, 8)
+        data["usage"] = {
+            "prompt_tokens": self.cost.prompt_tokens,
+            "completion_tokens": self.cost.completion_tokens,
+        }
+        data["duration_s"] = round(self.duration_s, 4)
+        if self.extra:
+            data["extra"] = self.extra
+        return data
+
+
+@dataclass
+class BatchSummary:
+    """Counts and cost of a batch run (this invocation), for progress and the final report."""
+
+    batch_id: str | None = None
+    total: int | None = None  # records in the input, when known (for ETA)
+    done: int = 0  # records finished in this invocation
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0  # already done by an earlier run (--resume)
+    not_run: int = 0  # records the budget stopped before they made any call (no output line)
+    cost: CostReport = field(default_factory=CostReport)
+    earlier_cost_usd: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    duration_s: float = 0.0
+    stopped: str | None = None  # why records were left unrun (the budget)
+    interrupted: bool = False
+    output: str | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    max_failures_listed: int = 20
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost.total_usd
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        if self.failed or self.stopped:
+            return "failed"
+        return "succeeded"
+
+    def record(self, result: BatchResult) -> None:
+        if result.status == "not_run":
+            self.not_run += 1
+            return
+        self.done += 1
+        if result.ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            if len(self.failures) < self.max_failures_listed:
+                where = {"line": result.line} if result.line is not None else {}
+                self.failures.append({"index": result.index, **where, "error": result.error})
+        for call in result.new_calls:
+            self.cost.add(call)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document of a batch."""
+        data: dict[str, Any] = {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "records": self.done + self.skipped,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "not_run": self.not_run,
+            "output": self.output,
+            "duration_s": round(self.duration_s, 4),
+            "cost": self.cost.to_json(),
+        }
+        if self.earlier_cost_usd:
+            data["earlier_cost_usd"] = round(self.earlier_cost_usd, 8)
+        if self.stopped:
+            data["stopped"] = self.stopped
+        if self.failures:
+            data["failures"] = self.failures
+        return data

@@ -1,0 +1,17 @@
+"""The ``flowrun`` command line: click commands that parse arguments, call the Python API and
+render the result as text (``text``) or JSON.
+
+``app`` holds the group, the one error handler and ``main`` (the console script); each other
+module holds one command family. May import anything in flowrun; nothing imports ``cli``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script ``flowrun``."""
+    from flowrun.cli.app import main as run_cli
+
+    run_cli(argv)

@@ -1,0 +1,85 @@
+"""The ``flowrun`` group and ``main``, the console script.
+
+Errors are handled in one place (``main``): a ``FlowrunError`` prints its lines to stderr and
+exits with its code; tracebacks appear only with ``--debug`` (anywhere on the line) or
+``FLOWRUN_DEBUG=1``. Commands live in their own modules and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from flowrun import __version__
+from flowrun.cli.common import CONTEXT, Group
+from flowrun.errors import FlowrunError
+from flowrun.redaction import redact
+
+COMMANDS = {
+    "validate": "flowrun.cli.check:validate",
+    "graph": "flowrun.cli.check:graph",
+    "schema": "flowrun.cli.check:schema",
+    "init": "flowrun.cli.init:init",
+    "run": "flowrun.cli.run:run",
+    "resume": "flowrun.cli.run:resume",
+    "estimate": "flowrun.cli.inspect_runs:estimate",
+    "runs": "flowrun.cli.inspect_runs:runs",
+    "batches": "flowrun.cli.batches:batches",
+    "threads": "flowrun.cli.threads:threads",
+    "convert": "flowrun.cli.convert:convert",
+}
+
+
+@click.group(cls=Group, context_settings=CONTEXT, lazy=COMMANDS)
+@click.version_option(__version__, "-V", "--version", prog_name="flowrun")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Run declarative YAML prompt-and-workflow files against the OpenAI API.
+
+    \b
+    Examples:
+      flowrun validate workflows/*.yaml
+      flowrun run workflows/summarize.yaml -i text="Long text..."
+      flowrun graph workflows/support-triage.yaml --format mermaid
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``flowrun`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FLOWRUN_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    try:
+        code = cli.main(args, prog_name="flowrun", standalone_mode=False)
+    except FlowrunError as exc:
+        if debug:
+            traceback.print_exc()
+        for line in exc.lines():
+            click.echo(redact(line), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            click.echo(f"hint: see '{exc.ctx.command_path} --help'", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in flowrun: say so plainly
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            redact(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            ),
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

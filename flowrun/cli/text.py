@@ -1,0 +1,144 @@
+"""Human-readable text for the CLI: outputs, the cost report, the estimate table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowrun.engine.estimate import Estimate
+from flowrun.results import RunResult
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def format_outputs(outputs: dict[str, Any]) -> str:
+    """``name: value`` per output; multi-line values start on their own indented lines."""
+    lines = []
+    for name, value in outputs.items():
+        text = format_value(value).rstrip("\n")
+        if "\n" in text:
+            lines.append(f"{name}:")
+            lines.extend(f"  {line}" for line in text.split("\n"))
+        else:
+            lines.append(f"{name}: {text}")
+    return "\n".join(lines)
+
+
+def _usd(value: float | None) -> str:
+    return "unpriced" if value is None else f"${value:.6f}"
+
+
+def table(rows: list[list[str]], right: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def format_cost_report(result: RunResult) -> str:
+    """The per-step table and the totals line of a run."""
+    rows = [["step", "status", "model", "calls", "prompt", "completion", "cost", "time"]]
+    for sid, step in result.steps.items():
+        u = step.usage
+        rows.append(
+            [
+                sid,
+                step.status,
+                step.model or "-",
+                str(len(step.replied_calls)),
+                str(u.prompt_tokens),
+                str(u.completion_tokens),
+                _step_cost(step),
+                f"{step.duration_s:.2f}s",
+            ]
+        )
+    c = result.cost
+    total = (
+        f"total: {c.calls} call{'' if c.calls == 1 else 's'}, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
+        f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), ${c.total_usd:.6f}"
+    )
+    if c.batch_discount:
+        total += " (Batch API price: 50% off)"
+    lines = [table(rows, right={3, 4, 5, 6, 7}), total]
+    if c.unpriced_models:
+        lines.append(f"unpriced models (not counted in the total): {', '.join(c.unpriced_models)}")
+    for warning in result.warnings:
+        lines.append(f"warning: {warning}")
+    lines.append(f"run {result.run_id} {result.status} in {result.duration_s:.2f}s")
+    return "\n".join(lines)
+
+
+def _step_cost(step: Any) -> str:
+    if not step.replied_calls:
+        return "-"
+    return "$0 (cached)" if step.cached else _usd(step.known_cost_usd)
+
+
+def format_estimate(est: Estimate) -> str:
+    rows = [["step", "type", "model", "calls", "prompt", "max output", "worst case", "note"]]
+    for sid, s in est.steps.items():
+        prompt = ("≥" if s.lower_bound else "") + ("~" if not est.exact_tokens else "")
+        prompt += str(s.prompt_tokens)
+        rows.append(
+            [
+                sid,
+                s.type,
+                s.model or "-",
+                str(s.calls),
+                prompt,
+                "unbounded" if s.unbounded else str(s.max_completion_tokens),
+                "unbounded" if s.unbounded else _usd(s.worst_case_usd),
+                s.note,
+            ]
+        )
+    total = f"total worst case: ${est.total_usd:.6f}"
+    if est.unbounded_steps:
+        steps = ", ".join(est.unbounded_steps)
+        total = f"total worst case: unbounded (no output limit known for: {steps})"
+    lines = [table(rows, right={3, 4, 5, 6}), total]
+    if est.unpriced_models:
+        lines.append(
+            f"unpriced models (not counted in the total): {', '.join(est.unpriced_models)}"
+        )
+    if any(s.lower_bound for s in est.steps.values()):
+        lines.append("≥: the prompt includes earlier steps' outputs, unknown before a run")
+    if not est.exact_tokens:
+        lines.append("~: approximate counts (the tiktoken encodings could not be loaded)")
+    return "\n".join(lines)
+
+
+def format_run_row(row: Any, steps: dict[str, Any]) -> str:
+    """``flowrun runs show``: the run's header, its steps, outputs and error."""
+    lines = [
+        f"run {row.id}: {row.workflow_name} ({row.workflow_path or 'inline'})",
+        f"status: {row.status}   started {row.started_at}   ended {row.ended_at or '-'}   cost ${row.cost_usd:.6f}",
+        f"inputs: {json.dumps(row.inputs, ensure_ascii=False)[:300]}",
+    ]
+    if steps:
+        rows = [["step", "status", "model", "calls", "cost", "time", "error"]]
+        for sid, s in steps.items():
+            rows.append(
+                [
+                    sid,
+                    s.status,
+                    s.model or "-",
+                    str(len(s.replied_calls)),
+                    f"${s.cost_usd:.6f}",
+                    f"{s.duration_s:.2f}s",
+                    (s.error or "")[:80],
+                ]
+            )
+        lines.append(table(rows, right={3, 4, 5}))
+    if row.outputs:
+        lines.append(format_outputs(row.outputs))
+    if row.error:
+        lines.append(f"error: {row.error}")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The async scheduler: start each step the moment its own dependencies are done.
+
+A failed step stops new steps from starting; steps already in flight finish (their calls
+are paid for) and are recorded. Each step's result is handed to the recorder the moment it
+completes, so nothing paid for is lost. When the run store is locked by another process, the
+result stays in memory and is written as soon as the lock goes (retried with backoff for up
+to ``WRITE_PATIENCE_S``); after that the run goes on, and its output says what was not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from flowrun.engine.services import CURRENT_RUN_ID, Services
+from flowrun.engine.steps import RUNNERS, StepEnv, StepError
+from flowrun.engine.steps.base import StepRecord
+from flowrun.engine.tools import STOPPING
+from flowrun.errors import BudgetExceeded, FlowrunError
+from flowrun.format.graph import ReadyQueue
+from flowrun.format.loader import LoadedWorkflow
+from flowrun.format.templating import TemplateError, render
+from flowrun.format.validation import schema_errors
+from flowrun.results import CostReport, RunResult, StepResult
+from flowrun.store.runs import StoreError, StoreLocked
+
+FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
+WRITE_PATIENCE_S = 600.0  # how long a step result waits for a locked run store
+
+
+class Recorder(Protocol):
+    """Where step results go as they complete (the run store implements this)."""
+
+    def step_finished(self, run_id: str, result: StepResult) -> None: ...
+
+
+def is_truthy(value: Any) -> bool:
+    """``when`` semantics: native falsy values, and texts like "false", "0", "no", "" are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSY_TEXT
+    return bool(value)
+
+
+class Executor:
+    """Runs one workflow with one set of inputs."""
+
+    def __init__(
+        self,
+        workflow: LoadedWorkflow,
+        inputs: dict[str, Any],
+        services: Services,
+        *,
+        run_id: str,
+        recorder: Recorder | None = None,
+        completed: dict[str, StepResult] | None = None,
+    ) -> None:
+        self.wf = workflow
+        self.inputs = inputs
+        self.services = services
+        self.run_id = run_id
+        self.recorder = recorder
+        self.results: dict[str, StepResult] = dict(completed or {})
+        self._unsaved: list[StepResult] = []  # results waiting for a locked run store
+        self._saver: asyncio.Task[str | None] | None = None
+        # what templates see as steps.<id>, built once per finished step
+        self._views = {sid: r.template_view() for sid, r in self.results.items()}
+
+    def scope(self) -> dict[str, Any]:
+        """The template names in scope: ``inputs`` and the finished ``steps``."""
+        return {"inputs": self.inputs, "steps": dict(self._views)}
+
+    async def run(self) -> RunResult:
+        token = CURRENT_RUN_ID.set(self.run_id)  # the steps' tasks inherit it
+        try:
+            return await self._run()
+        finally:
+            CURRENT_RUN_ID.reset(token)
+
+    async def _run(self) -> RunResult:
+        started = time.perf_counter()
+        queue = ReadyQueue(self.wf.graph)
+        for sid in self.results:
+            queue.mark_done(sid)
+        in_flight: dict[asyncio.Task[StepResult], str] = {}
+        finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
+        failure: StepResult | None = None
+        try:
+            while True:
+                if failure is None:
+                    for sid in queue.ready():
+                        if sid not in self.results:
+                            task = asyncio.create_task(self.run_step(sid), name=sid)
+                            task.add_done_callback(finished.put_nowait)
+                            in_flight[task] = sid
+                if not in_flight:
+                    break
+                task = await finished.get()  # one wake-up per finished step, however many run
+                sid = in_flight.pop(task)
+                result = task.result()
+                self._store(result)
+                queue.mark_done(sid)
+                if result.status == "failed" and failure is None:
+                    failure = result
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            if self._saver is not None:
+                self._saver.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+        problem = await self._saver if self._saver is not None else None
+        result = self._finish(failure, time.perf_counter() - started)
+        if self._unsaved:
+            steps = ", ".join(f"'{r.id}'" for r in self._unsaved)
+            result.warnings.append(
+                f"step(s) {steps} could not be saved in the run store ({problem}); their results "
+                "are only in this output, and a resume would run them again"
+            )
+        return result
+
+    def _store(self, result: StepResult) -> None:
+        """Make a step's result visible to later steps, and save it (now, or when unlocked)."""
+        self.results[result.id] = result
+        self._views[result.id] = result.template_view()
+        if self.recorder is None:
+            return
+        if self._unsaved:  # keep the order: behind the results already waiting
+            self._unsaved.append(result)
+            return
+        try:
+            self.recorder.step_finished(self.run_id, result)
+        except StoreLocked:
+            self._unsaved.append(result)
+            self._saver = asyncio.create_task(self._save_when_unlocked())
+
+    async def _save_when_unlocked(self) -> str | None:
+        """Write the waiting results as soon as the store is free; why it gave up, or None."""
+        assert self.recorder is not None
+        deadline = time.monotonic() + WRITE_PATIENCE_S
+        delay = 0.05
+        while self._unsaved:
+            try:
+                await asyncio.to_thread(self.recorder.step_finished, self.run_id, self._unsaved[0])
+            except StoreLocked as exc:
+                if time.monotonic() >= deadline:
+                    return f"still locked after {WRITE_PATIENCE_S:g}s: {exc.message}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except StoreError as exc:
+                return exc.message
+            self._unsaved.pop(0)
+        return None
+
+    def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
+        ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}
+        calls = [c for r in ordered.values() for c in r.calls]
+        result = RunResult(
+            run_id=self.run_id,
+            status="succeeded",
+            steps=ordered,
+            cost=CostReport.from_calls(calls),
+            duration_s=duration,
+        )
+        result.warnings = [w for r in ordered.values() for w in r.warnings]
+        if failure is not None:
+            result.status = "failed"
+            result.failed_step = failure.id
+            result.error = f"step '{failure.id}' failed: {failure.error}"
+            return result
+        scope = self.scope()
+        for name, template in self.wf.spec.outputs.items():
+            try:
+                result.outputs[name] = render(template, scope)
+            except TemplateError as exc:
+                result.status = "failed"
+                result.error = f"output '{name}': {exc}"
+                break
+        return result
+
+    async def run_step(self, sid: str) -> StepResult:
+        """Run one step (its condition, fan-out and schema check); never raises for step errors."""
+        step = self.wf.spec.steps[sid]
+        record = StepRecord()
+        started = time.perf_counter()
+        result = StepResult(id=sid, status="succeeded")
+        try:
+            scope = self.scope()
+            if step.when is not None and not is_truthy(render(step.when, scope)):
+                result.status = "skipped"
+            elif step.foreach is not None:
+                result.output = await self._run_foreach(sid, step, scope, record)
+            else:
+                result.output = await self._run_one(sid, step, scope, record, None)
+        except (StepError, TemplateError, BudgetExceeded) as exc:
+            result.status, result.error = "failed", str(exc)
+        except FlowrunError as exc:
+            result.status, result.error = "failed", exc.message
+        except Exception as exc:  # a bug in a step runner, or a user function's surprise
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:  # e.g. SystemExit from user code: the step failed
+            if isinstance(exc, STOPPING):
+                raise
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        result.model = record.model
+        result.calls = record.calls
+        result.tool_calls = record.tool_calls
+        result.warnings = record.warnings
+        result.finish_reason = record.finish_reason
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    async def _run_one(
+        self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None
+    ) -> Any:
+        env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
+        output = await RUNNERS[step.type](env)
+        schema = self.wf.schemas.get((sid, "output_schema"))
+        if schema is not None:
+            errors = schema_errors(output, schema)
+            if errors:
+                raise StepError("output does not match output_schema: " + "; ".join(errors))
+        return output
+
+    async def _run_foreach(
+        self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord
+    ) -> list[Any]:
+        items = render(step.foreach, scope)
+        if isinstance(items, dict):
+            items = list(items.items())
+        if not isinstance(items, (list, tuple)):
+            raise StepError(
+                f"foreach must give a list, got {type(items).__name__}: {str(items)[:80]!r}"
+            )
+        limit = asyncio.Semaphore(step.max_concurrency)
+
+        async def one(index: int, item: Any) -> Any:
+            async with limit:
+                try:
+                    return await self._run_one(
+                        sid, step, {**scope, "item": item, "index": index}, record, index
+                    )
+                except (StepError, TemplateError) as exc:
+                    raise StepError(f"item {index}: {exc}") from None
+                except BudgetExceeded as exc:
+                    raise BudgetExceeded(f"item {index}: {exc.message}") from None
+
+        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise

@@ -1,0 +1,268 @@
+"""The services a run shares: the model client, prices, budget, cache and tools.
+
+Every model call goes through ``Services.chat`` / ``Services.embed``: the context-window
+check, the budget reservation, the response cache, the call itself, pricing and recording.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowrun.engine.budget import BudgetGate
+from flowrun.engine.steps.base import StepEnv, StepError
+from flowrun.provider.catalog import model_info
+from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, ModelClient
+from flowrun.provider.pricing import PriceTable, load_price_table
+from flowrun.results import CallRecord
+
+if TYPE_CHECKING:
+    from flowrun.engine.tools import Toolbox
+
+# The run a step belongs to (set by the executor; services are shared by a batch's runs).
+CURRENT_RUN_ID: ContextVar[str | None] = ContextVar("flowrun_run_id", default=None)
+
+
+class ResponseCache:
+    """Interface of the opt-in response cache (the run store implements it)."""
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:  # pragma: no cover - interface
+        return None
+
+    def put(self, request: dict[str, Any], reply: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+
+@dataclass
+class Services:
+    client: ModelClient = field(default_factory=ModelClient)
+    prices: PriceTable = field(default_factory=load_price_table)
+    budget: BudgetGate | None = None
+    cache: ResponseCache | None = None
+    cache_all: bool = False
+    toolbox: Toolbox | None = None
+    on_text: Callable[[str, str], None] | None = None
+    threads: Any = None  # the run store, for chat steps with thread:
+    dry_run: bool = False  # estimate: requests are built but never sent
+
+    # --- chat ---------------------------------------------------------------------
+    async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:
+        """Make one chat call for ``env``'s step and record it."""
+        from flowrun.provider.tokens import count_request
+
+        model = request["model"]
+        env.record.model = env.record.model or model  # known even if the call fails
+        info = model_info(model)
+        max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
+        prompt_tokens: int | None = None
+        if info and _size_bound(request, model) + max_out > info.context_window:
+            prompt_tokens = count_request(request, model)
+            _check_window(env, request, prompt_tokens, info.context_window)
+        use_cache = self._use_cache(env)
+        if use_cache:
+            hit = self.cache.get(request)  # type: ignore[union-attr]
+            if hit is not None:
+                reply = ChatReply(**hit)
+                reply.usage = _usage(hit.get("usage"))
+                self._record(env, model, reply.usage, reply.finish_reason, 0.0, 0, cached=True)
+                return reply
+        reservation = None
+        if self.budget is not None:
+            if prompt_tokens is None:
+                prompt_tokens = count_request(request, model)
+            reservation = self.budget.reserve(env.label, model, prompt_tokens, max_out)
+        started = time.perf_counter()
+        on_text = (
+            (lambda text: self.on_text(env.label, text))
+            if self.on_text and request.get("stream")
+            else None
+        )
+        try:
+            reply = await self.client.chat(
+                request,
+                timeout_s=env.setting("timeout_s"),
+                max_retries=env.setting("max_retries"),
+                on_text=on_text,
+            )
+        except ModelCallError as exc:
+            if reservation is not None:
+                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
+            raise StepError(str(exc)) from None
+        cost = self._record(
+            env,
+            model,
+            reply.usage,
+            reply.finish_reason,
+            time.perf_counter() - started,
+            reply.retries,
+        )
+        if reservation is not None:
+            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        if use_cache:
+            self.cache.put(request, _reply_dict(reply))  # type: ignore[union-attr]
+        return reply
+
+    # --- embeddings ---------------------------------------------------------------
+    async def embed(self, env: StepEnv, request: dict[str, Any]) -> EmbedReply:
+        """Make one embeddings call for ``env``'s step and record it."""
+        from flowrun.provider.tokens import count_text, counts_exact
+
+        model = request["model"]
+        env.record.model = env.record.model or model
+        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+        info = model_info(model)
+        if info and info.embedding:  # each input must fit the model's window
+            for i, text in enumerate(texts):
+                if len(text.encode("utf-8")) > info.context_window:  # else it surely fits
+                    n = count_text(text, model)
+                    if n > info.context_window and not counts_exact(model):
+                        _warn_approximate(
+                            env,
+                            f"an input may pass {model}'s limit of "
+                            f"{info.context_window:,} tokens per input",
+                        )
+                    elif n > info.context_window:
+                        where = f"input {i}" if isinstance(request["input"], list) else "the input"
+                        raise StepError(
+                            f"{where} has {n:,} tokens, more than {model}'s limit of "
+                            f"{info.context_window:,} tokens per input; split it into chunks"
+                        )
+        use_cache = self._use_cache(env)
+        if use_cache:
+            hit = self.cache.get(request)  # type: ignore[union-attr]
+            if hit is not None and "vectors" in hit:
+                cached = EmbedReply(hit["vectors"], _usage(hit.get("usage")), hit.get("model", ""))
+                self._record(env, model, cached.usage, None, 0.0, 0, cached=True)
+                return cached
+        reservation = None
+        if self.budget is not None:
+            tokens = sum(count_text(t, model) for t in texts)
+            reservation = self.budget.reserve(env.label, model, tokens, 0)
+        started = time.perf_counter()
+        try:
+            reply = await self.client.embed(
+                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
+            )
+        except ModelCallError as exc:
+            if reservation is not None:
+                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
+            raise StepError(str(exc)) from None
+        cost = self._record(
+            env, model, reply.usage, None, time.perf_counter() - started, reply.retries
+        )
+        if reservation is not None:
+            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        if use_cache:
+            stored = {
+                "vectors": reply.vectors,
+                "usage": reply.usage.to_dict(),
+                "model": reply.model,
+            }
+            self.cache.put(request, stored)  # type: ignore[union-attr]
+        return reply
+
+    def _use_cache(self, env: StepEnv) -> bool:
+        """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
+        return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
+
+    def _record_failure(self, env: StepEnv, model: str, duration: float, retries: int) -> None:
+        """A call that failed after ``retries``: recorded for them, at no cost."""
+        env.record.calls.append(
+            CallRecord(model, _usage(None), 0.0, round(duration, 4), retries, failed=True)
+        )
+
+    def _record(
+        self,
+        env: StepEnv,
+        model: str,
+        usage: Any,
+        finish_reason: str | None,
+        duration: float,
+        retries: int,
+        *,
+        cached: bool = False,
+    ) -> float | None:
+        cost = 0.0 if cached else self.prices.cost(model, usage)
+        env.record.calls.append(
+            CallRecord(model, usage, cost, round(duration, 4), retries, finish_reason, cached)
+        )
+        env.record.model = env.record.model or model
+        return cost
+
+
+def _check_window(env: StepEnv, request: dict[str, Any], prompt_tokens: int, window: int) -> None:
+    """Refuse a prompt that cannot fit the context window, when the count is exact.
+
+    An approximate count (no tiktoken encodings) can be far off either way, so then the call
+    is made and the step warns instead.
+    """
+    from flowrun.provider.tokens import counts_exact
+
+    model, reserved = request["model"], request.get("max_completion_tokens") or 0
+    if prompt_tokens + reserved <= window:
+        return
+    if not counts_exact(model):
+        _warn_approximate(
+            env, f"the prompt may not fit {model}'s context window of {window:,} tokens"
+        )
+        return
+    raise StepError(
+        f"the prompt has {prompt_tokens:,} tokens"
+        + (f" + max_completion_tokens {reserved:,}" if reserved else "")
+        + f", more than {model}'s context window of {window:,} tokens; "
+        "shorten the input or use a larger model"
+    )
+
+
+def _warn_approximate(env: StepEnv, what: str) -> None:
+    """One warning per step that a limit was not enforced on an approximate count."""
+    env.warn(
+        f"step '{env.step_id}': {what} by an approximate count (the tiktoken encodings could "
+        "not be loaded), so it was sent anyway"
+    )
+
+
+def _size_bound(request: dict[str, Any], model: str) -> int:
+    """A cheap upper bound of the prompt's tokens: a token covers at least one UTF-8 byte."""
+    from flowrun.provider.tokens import count_image
+
+    size = 0
+    for message in request.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            size += len(content.encode("utf-8")) + 8
+        elif isinstance(content, list):
+            for part in content:
+                if part.get("type") == "image_url":
+                    size += count_image(part.get("image_url") or {}, model)
+                else:
+                    size += len(str(part.get("text", "")).encode("utf-8")) + 8
+        for call in message.get("tool_calls") or []:
+            size += len(json.dumps(call).encode("utf-8"))
+    for key in ("tools", "response_format"):
+        if request.get(key):
+            size += len(json.dumps(request[key]).encode("utf-8"))
+    return size
+
+
+def _usage(data: Any) -> Any:
+    from flowrun.results import Usage
+
+    return Usage.from_dict(data)
+
+
+def _reply_dict(reply: ChatReply) -> dict[str, Any]:
+    return {
+        "content": reply.content,
+        "tool_calls": reply.tool_calls,
+        "refusal": reply.refusal,
+        "finish_reason": reply.finish_reason,
+        "usage": reply.usage.to_dict(),
+        "model": reply.model,
+    }

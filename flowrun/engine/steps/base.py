@@ -1,0 +1,73 @@
+"""What a step runner gets: its spec, the template scope and the run's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowrun.results import CallRecord
+
+if TYPE_CHECKING:
+    from flowrun.engine.services import Services
+    from flowrun.format.loader import LoadedWorkflow
+
+
+class StepError(Exception):
+    """A step failed for a reason the user can act on; the message says which."""
+
+
+MODEL_PARAMS = ("temperature", "top_p", "max_completion_tokens", "seed", "stop", "reasoning_effort")
+
+
+@dataclass
+class StepRecord:
+    """What a step accumulates while it runs (shared by its foreach items)."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class StepEnv:
+    """One execution of a step (or of one foreach item)."""
+
+    step_id: str
+    step: Any
+    workflow: LoadedWorkflow
+    scope: dict[str, Any]
+    services: Services
+    record: StepRecord
+    index: int | None = None
+
+    def setting(self, name: str) -> Any:
+        """A model setting from the step, else from the workflow's defaults."""
+        value = getattr(self.step, name, None)
+        if value is None:
+            value = getattr(self.workflow.spec.defaults, name, None)
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.step_id if self.index is None else f"{self.step_id}[{self.index}]"
+
+    def base_request(self, model: str) -> dict[str, Any]:
+        """The request fields shared by chat and extract: model and its parameters."""
+        request: dict[str, Any] = {"model": model}
+        for name in MODEL_PARAMS:
+            value = self.setting(name)
+            if value is not None:
+                request[name] = value
+        extra = {
+            **(self.workflow.spec.defaults.extra or {}),
+            **(getattr(self.step, "extra", None) or {}),
+        }
+        if extra:
+            request["extra"] = extra
+        return request
+
+    def warn(self, message: str) -> None:
+        if message not in self.record.warnings:
+            self.record.warnings.append(message)

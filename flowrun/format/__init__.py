@@ -1,0 +1,8 @@
+"""The workflow file: YAML with positions (``yaml_source``), the file's pydantic models
+(``spec``) and their errors as problems (``spec_problems``), the loader, the checks
+(``checks``, ``model_checks``, ``tool_checks``), sandboxed templating, the step graph,
+``module:callable`` imports, JSON-schema validation and run inputs.
+
+Pure: no I/O but reading files. May import ``errors``, ``results`` and the model tables of
+``provider`` (catalog, prices: data, no client); never ``engine``, ``store``, ``batch``, ``cli``.
+"""

@@ -1,0 +1,114 @@
+"""Checking run inputs against the declared ones, and parsing ``-i KEY=VALUE`` and input files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowrun.errors import UsageError
+from flowrun.format.checks import input_type_ok
+from flowrun.format.spec import Workflow
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:
+    """Inputs with defaults filled in; unknown, missing or mistyped values raise ``UsageError``."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(spec.inputs))
+    if unknown:
+        declared = ", ".join(spec.inputs) or "none"
+        raise UsageError(f"unknown input '{unknown[0]}' (the workflow declares: {declared})")
+    values: dict[str, Any] = {}
+    for name, decl in spec.inputs.items():
+        if name in given:
+            value = given[name]
+            if value is None and decl.required:
+                raise UsageError(
+                    f"input '{name}' is required and cannot be null; give it a {decl.type} value"
+                )
+            if value is not None and not input_type_ok(value, decl.type):
+                raise UsageError(
+                    f"input '{name}' must be of type {decl.type}, got {type(value).__name__}: {str(value)[:60]!r}"
+                )
+            if decl.enum is not None and value not in decl.enum:
+                raise UsageError(f"input '{name}' must be one of {decl.enum}, got {value!r}")
+            values[name] = value
+        elif decl.required:
+            raise UsageError(
+                f"missing required input '{name}' (CLI: -i {name}=VALUE or --inputs-file)"
+            )
+        else:
+            values[name] = decl.default
+    return values
+
+
+def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
+    """Turn the text of ``-i name=text`` into the declared input type."""
+    decl = spec.inputs.get(name)
+    if decl is None:
+        declared = ", ".join(spec.inputs) or "none"
+        raise UsageError(f"unknown input '{name}' (the workflow declares: {declared})")
+    kind = decl.type
+    try:
+        if kind == "string":
+            return text
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            number = float(text)
+            return (
+                int(number)
+                if number.is_integer() and "." not in text and "e" not in text.lower()
+                else number
+            )
+        if kind == "boolean":
+            lowered = text.strip().lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError(text)
+        value = json.loads(text)
+    except ValueError:
+        hint = " (give JSON)" if kind in ("array", "object") else ""
+        raise UsageError(f"input '{name}' must be of type {kind}{hint}, got {text!r}") from None
+    return value
+
+
+def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as typed values; ``KEY=@file`` reads the value from a file."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-i expects KEY=VALUE, got {pair!r}")
+        if text.startswith("@") and len(text) > 1:
+            try:
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(
+                    f"input '{name}': cannot read {text[1:]}: {exc.strerror}"
+                ) from None
+        values[name] = parse_cli_value(spec, name, text)
+    return values
+
+
+def read_inputs_file(path: str | Path) -> dict[str, Any]:
+    """Inputs from a JSON or YAML file holding one mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the inputs file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UsageError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: the inputs file must hold one mapping of input names to values")
+    return data

@@ -1,0 +1,145 @@
+"""Load a workflow file: YAML with line marks -> pydantic model -> checked, graphed workflow.
+
+Every problem in the file is collected and raised together as ``WorkflowInvalid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from flowrun.errors import Problem, WorkflowInvalid
+from flowrun.format.spec import (
+    Workflow,
+)
+from flowrun.format.spec_problems import pydantic_problems, without_invalid_parts
+from flowrun.format.yaml_source import SourceMap, YamlTooLarge, describe_yaml_error, parse_yaml
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+@dataclass
+class LoadedWorkflow:
+    """A valid workflow with everything the executor needs resolved."""
+
+    spec: Workflow
+    text: str
+    source: SourceMap
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
+    schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)
+    _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The step DAG (edge ``dep -> step``), built on first use.
+
+        Built lazily so that ``flowrun validate`` does not pay for importing networkx;
+        the cycle check works on ``dependencies`` directly.
+        """
+        if self._graph is None:
+            from flowrun.format.graph import build_graph
+
+            self._graph = build_graph(self.dependencies)
+        return self._graph
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def content_hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+
+def load_workflow(path: str | Path, *, check_budget: bool = False) -> LoadedWorkflow:
+    """Load and check a workflow file; raises ``WorkflowInvalid`` listing every problem.
+
+    ``check_budget`` (``flowrun validate``): a ``budget:`` must be keepable with the shipped
+    price table (or ``$FLOWRUN_PRICES``); a run checks it with its own prices instead.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowInvalid([Problem(str(path), 1, 1, "no such file")]) from None
+    except IsADirectoryError:
+        hint = f"is a directory; give the workflow files in it, e.g. {path / '*.yaml'}"
+        raise WorkflowInvalid([Problem(str(path), 1, 1, hint)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc}")]) from None
+    return load_workflow_text(text, file=str(path), base_dir=path.parent, check_budget=check_budget)
+
+
+def load_workflow_text(
+    text: str,
+    file: str = "<string>",
+    base_dir: str | Path | None = None,
+    *,
+    check_budget: bool = False,
+) -> LoadedWorkflow:
+    """Load a workflow from YAML text; relative paths resolve against ``base_dir``.
+
+    Every problem is collected: when some keys or steps do not fit the model, they are
+    reported and left out, and the rest of the file is still checked (templates,
+    references, tools, schemas, models; the budget with ``check_budget``).
+    """
+    from flowrun.format.checks import Unchecked, check_workflow
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        data, smap, duplicates = parse_yaml(text, file)
+    except yaml.YAMLError as exc:
+        line, col, message = describe_yaml_error(exc, text)
+        raise WorkflowInvalid([Problem(file, line, col, message)]) from None
+    except YamlTooLarge as exc:
+        raise WorkflowInvalid([Problem(file, exc.line, exc.col, exc.message)]) from None
+    problems = [
+        Problem(
+            file,
+            d.line,
+            d.col,
+            f"duplicate key '{d.key}' (first defined on line {d.first_line}); keep only one",
+        )
+        for d in duplicates
+    ]
+    if not isinstance(data, dict):
+        problems.append(
+            Problem(
+                file, 1, 1, "a workflow file must be a YAML mapping with version, name and steps"
+            )
+        )
+        raise WorkflowInvalid(problems)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    for section in ("inputs", "defaults", "tools", "outputs", "budget"):
+        if section in data and data[section] is None:  # `inputs:` with nothing under it
+            del data[section]
+    unchecked = Unchecked()
+    try:
+        spec = Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, data, smap))
+        partial = without_invalid_parts(data, exc, unchecked)
+        if partial is None:
+            raise WorkflowInvalid(problems) from None
+        spec = partial
+    loaded = LoadedWorkflow(spec=spec, text=text, source=smap, base_dir=base)
+    if file != "<string>":
+        loaded.path = Path(file)
+    problems.extend(check_workflow(loaded, unchecked, check_budget=check_budget))
+    if problems:
+        raise WorkflowInvalid(problems)
+    return loaded

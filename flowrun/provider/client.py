@@ -1,0 +1,276 @@
+"""The only module that imports the openai SDK: chat and embedding calls, errors, retries.
+
+Configuration comes from the environment as the SDK reads it (``OPENAI_API_KEY``,
+``OPENAI_BASE_URL``), so any OpenAI-compatible server works. Retries on 429/5xx/timeouts are
+the SDK's own (respecting Retry-After); the number taken is reported back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowrun.redaction import redact
+from flowrun.results import Usage
+
+
+class ModelCallError(Exception):
+    """A model call failed after the SDK's retries; the message is safe to show."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retries = retries  # the SDK's retries before it gave up
+
+
+@dataclass
+class ChatReply:
+    content: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    refusal: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    retries: int = 0
+
+
+@dataclass
+class EmbedReply:
+    vectors: list[list[float]]
+    usage: Usage
+    model: str
+    retries: int = 0
+
+
+def usage_from(raw: Any) -> Usage:
+    """Usage from an SDK usage object (or dict), including cached and reasoning tokens."""
+    if raw is None:
+        return Usage()
+    get = raw.get if isinstance(raw, dict) else lambda k, d=None: getattr(raw, k, d)
+    prompt_details = get("prompt_tokens_details") or {}
+    completion_details = get("completion_tokens_details") or {}
+
+    def detail(obj: Any, key: str) -> int:
+        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        return int(value or 0)
+
+    return Usage(
+        prompt_tokens=int(get("prompt_tokens") or 0),
+        completion_tokens=int(get("completion_tokens") or 0),
+        cached_tokens=detail(prompt_details, "cached_tokens"),
+        reasoning_tokens=detail(completion_details, "reasoning_tokens"),
+    )
+
+
+class ModelClient:
+    """Async calls to an OpenAI-compatible API through ``openai.AsyncOpenAI``."""
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._root: Any = None
+        self._by_retries: dict[int | None, Any] = {}
+
+    def _sdk(self, max_retries: int | None) -> Any:
+        if self._root is None:
+            import openai
+
+            key = self._api_key or os.environ.get("OPENAI_API_KEY")
+            if not key:
+                raise ModelCallError(
+                    "OPENAI_API_KEY is not set: export it (or point OPENAI_BASE_URL at an "
+                    "OpenAI-compatible server and set any key)"
+                )
+            self._root = openai.AsyncOpenAI(api_key=key, base_url=self._base_url)
+            self._by_retries[None] = self._root
+        if max_retries not in self._by_retries:
+            self._by_retries[max_retries] = self._root.with_options(max_retries=max_retries)
+        return self._by_retries[max_retries]
+
+    async def chat(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        """One chat completion (streamed when ``request['stream']``), with usage."""
+        body = dict(request)
+        extra = body.pop("extra", None) or None
+        sdk = self._sdk(max_retries)
+        options: dict[str, Any] = {}
+        if timeout_s:
+            options["timeout"] = timeout_s
+        if extra:
+            options["extra_body"] = extra
+        try:
+            raw = await sdk.chat.completions.with_raw_response.create(**body, **options)
+            retries = getattr(raw, "retries_taken", 0)
+            parsed = raw.parse()
+            if body.get("stream"):
+                reply = await _collect_stream(parsed, on_text)
+            else:
+                reply = _reply_from_completion(parsed)
+        except ModelCallError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, timeout_s) from None
+        reply.retries = retries
+        return reply
+
+    async def embed(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbedReply:
+        """One embeddings request; vectors come back in input order."""
+        body = dict(request)
+        extra = body.pop("extra", None) or None
+        sdk = self._sdk(max_retries)
+        options: dict[str, Any] = {}
+        if timeout_s:
+            options["timeout"] = timeout_s
+        if extra:
+            options["extra_body"] = extra
+        try:
+            raw = await sdk.embeddings.with_raw_response.create(**body, **options)
+            parsed = raw.parse()
+        except Exception as exc:
+            raise _translate(exc, timeout_s) from None
+        data = sorted(parsed.data, key=lambda d: d.index)
+        return EmbedReply(
+            vectors=[list(d.embedding) for d in data],
+            usage=usage_from(parsed.usage),
+            model=parsed.model or body.get("model", ""),
+            retries=getattr(raw, "retries_taken", 0),
+        )
+
+    def sdk(self, max_retries: int | None = None) -> Any:
+        """The ``openai.AsyncOpenAI`` client, for the APIs beyond chat and embeddings (Batch API)."""
+        return self._sdk(max_retries)
+
+    async def aclose(self) -> None:
+        if self._root is not None:
+            await self._root.close()
+            self._root = None
+            self._by_retries.clear()
+
+
+def _reply_from_completion(completion: Any) -> ChatReply:
+    if not completion.choices:
+        raise ModelCallError("the API returned no choices")
+    choice = completion.choices[0]
+    message = choice.message
+    tool_calls = [
+        {
+            "id": tc.id,
+            "type": "function",
+            "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+        }
+        for tc in (message.tool_calls or [])
+    ]
+    return ChatReply(
+        content=message.content,
+        tool_calls=tool_calls,
+        refusal=getattr(message, "refusal", None),
+        finish_reason=choice.finish_reason,
+        usage=usage_from(completion.usage),
+        model=completion.model,
+    )
+
+
+async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) -> ChatReply:
+    parts: list[str] = []
+    refusal: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    reply = ChatReply(content=None)
+    async for chunk in stream:
+        reply.model = chunk.model or reply.model
+        if chunk.usage is not None:
+            reply.usage = usage_from(chunk.usage)
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                parts.append(delta.content)
+                if on_text:
+                    on_text(delta.content)
+            if getattr(delta, "refusal", None):
+                refusal.append(delta.refusal)
+            for tc in delta.tool_calls or []:
+                entry = calls.setdefault(
+                    tc.index,
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                if tc.id:
+                    entry["id"] = tc.id
+                if tc.function is not None:
+                    entry["function"]["name"] += tc.function.name or ""
+                    entry["function"]["arguments"] += tc.function.arguments or ""
+            if choice.finish_reason:
+                reply.finish_reason = choice.finish_reason
+    reply.content = "".join(parts) if parts else None
+    reply.refusal = "".join(refusal) or None
+    reply.tool_calls = [calls[i] for i in sorted(calls)]
+    return reply
+
+
+def api_error(exc: Exception) -> ModelCallError:
+    """An SDK exception as a ``ModelCallError`` whose message is safe to show."""
+    return exc if isinstance(exc, ModelCallError) else _translate(exc, None)
+
+
+def _translate(exc: Exception, timeout_s: float | None) -> ModelCallError:
+    error = _translated(exc, timeout_s)
+    error.retries = _retries_taken(exc)
+    return error
+
+
+def _retries_taken(exc: Exception) -> int:
+    """The SDK's retries before ``exc``: its last attempt's ``x-stainless-retry-count`` header."""
+    try:
+        return int(exc.request.headers.get("x-stainless-retry-count") or 0)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return 0
+
+
+def _translated(exc: Exception, timeout_s: float | None) -> ModelCallError:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelCallError(
+            f"the request timed out{f' after {timeout_s:g}s' if timeout_s else ''}", retryable=True
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        base = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        return ModelCallError(f"cannot reach the API at {base}: {redact(str(exc))}", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        message = _api_message(exc)
+        retryable = exc.status_code == 429 or exc.status_code >= 500
+        return ModelCallError(
+            f"API error {exc.status_code}: {redact(message)}",
+            status=exc.status_code,
+            retryable=retryable,
+        )
+    return ModelCallError(f"{type(exc).__name__}: {redact(str(exc))}")
+
+
+def _api_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return str(getattr(exc, "message", exc))

@@ -1,0 +1,262 @@
+"""What a Batch API run keeps in the run store, so a crash never loses or repeats a request.
+
+Every input file is recorded (with the custom_ids it holds) *before* its batch is created,
+and the batch id right after; downloaded results are stored by custom_id before any record
+sees them. On resume a request whose result is stored is answered from here, and one that
+sits in a submitted batch waits for that batch: no request is ever submitted twice.
+
+Tables (created by migration ``m005_batch_api`` in ``flowrun/migrations.py``):
+``batch_api_files`` (one row per uploaded input file and its batch), ``batch_api_requests``
+(custom_id -> file, and the result line once downloaded), ``batch_api_runs`` (cancel flag).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowrun.store.runs import RunStore, StoreError
+
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class FileRow:
+    """One uploaded input file and what became of its batch."""
+
+    file_id: str
+    run_id: str
+    wave: int
+    endpoint: str
+    model: str
+    requests: int
+    bytes: int
+    batch_id: str | None
+    status: (
+        str  # uploaded, then the batch's status: validating ... completed/failed/expired/cancelled
+    )
+    completed: int
+    failed: int
+    error: str | None
+    submitted_at: str
+    updated_at: str
+    collected: bool = False  # its results are downloaded and stored
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def submitted_ts(self) -> float:
+        """``submitted_at`` as unix seconds."""
+        return datetime.fromisoformat(self.submitted_at).timestamp()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "wave": self.wave,
+            "batch_id": self.batch_id,
+            "input_file_id": self.file_id,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "status": self.status,
+            "request_counts": {
+                "total": self.requests,
+                "completed": self.completed,
+                "failed": self.failed,
+            },
+            "bytes": self.bytes,
+            "error": self.error,
+            "submitted_at": self.submitted_at,
+            "updated_at": self.updated_at,
+            "collected": self.collected,
+        }
+
+
+class BatchState:
+    """The Batch API tables of the run store (its own connection to the same SQLite file)."""
+
+    def __init__(self, store: RunStore | str | Path | None = None) -> None:
+        if not isinstance(store, RunStore):
+            store = RunStore(store)  # creates the file and applies every migration
+            store.close()
+        self.path = Path(store.path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> BatchState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from None
+
+    # --- runs ------------------------------------------------------------------------
+    def cancel_requested(self, run_id: str) -> bool:
+        rows = self._run("SELECT cancel_requested FROM batch_api_runs WHERE run_id=?", (run_id,))
+        return bool(rows and rows[0][0])
+
+    def request_cancel(self, run_id: str) -> None:
+        self._run(
+            "INSERT INTO batch_api_runs (run_id, cancel_requested, created_at) VALUES (?, 1, ?)"
+            " ON CONFLICT(run_id) DO UPDATE SET cancel_requested=1",
+            (run_id, _now()),
+        )
+
+    def clear_cancel(self, run_id: str) -> None:
+        self._run("UPDATE batch_api_runs SET cancel_requested=0 WHERE run_id=?", (run_id,))
+
+    # --- files and requests ----------------------------------------------------------
+    def file_uploaded(
+        self,
+        run_id: str,
+        wave: int,
+        file_id: str,
+        endpoint: str,
+        model: str,
+        custom_ids: list[str],
+        size: int,
+    ) -> None:
+        """Record an uploaded file and its custom_ids in one transaction (before any batch)."""
+        now = _now()
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.execute(
+                        "INSERT INTO batch_api_files (file_id, run_id, wave, endpoint, model, requests, bytes,"
+                        " status, completed, failed, submitted_at, updated_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'uploaded', 0, 0, ?, ?)",
+                        (file_id, run_id, wave, endpoint, model, len(custom_ids), size, now, now),
+                    )
+                    self._db.executemany(
+                        "INSERT INTO batch_api_requests (run_id, custom_id, file_id) VALUES (?, ?, ?)",
+                        ((run_id, cid, file_id) for cid in custom_ids),
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def batch_status(
+        self,
+        file_id: str,
+        status: str,
+        *,
+        batch_id: str | None = None,
+        completed: int | None = None,
+        failed: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._run(
+            "UPDATE batch_api_files SET status=?, batch_id=COALESCE(?, batch_id),"
+            " completed=COALESCE(?, completed), failed=COALESCE(?, failed),"
+            " error=COALESCE(?, error), updated_at=? WHERE file_id=?",
+            (status, batch_id, completed, failed, error, _now(), file_id),
+        )
+
+    def results_stored(self, run_id: str, results: list[tuple[str, str]]) -> None:
+        """Store result lines by custom_id (in one transaction). In custom_id order: the rows
+        grow in place, and updating them in key order touches each B-tree page once, where
+        the output file's shuffled order made every update a random page access."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "UPDATE batch_api_requests SET result=? WHERE run_id=? AND custom_id=?",
+                        ((line, run_id, cid) for cid, line in sorted(results)),
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def file_collected(self, file_id: str) -> None:
+        """Every request of the file has its result stored."""
+        self._run(
+            "UPDATE batch_api_files SET collected=1, updated_at=? WHERE file_id=?",
+            (_now(), file_id),
+        )
+
+    def known_requests(self, run_id: str) -> dict[str, tuple[str, bool]]:
+        """custom_id -> (file_id, whether its result is stored), for resuming a run."""
+        rows = self._run(
+            "SELECT custom_id, file_id, result IS NOT NULL FROM batch_api_requests WHERE run_id=?",
+            (run_id,),
+        )
+        return {cid: (fid, bool(done)) for cid, fid, done in rows}
+
+    def result(self, run_id: str, cid: str) -> str | None:
+        rows = self._run(
+            "SELECT result FROM batch_api_requests WHERE run_id=? AND custom_id=?", (run_id, cid)
+        )
+        return rows[0][0] if rows else None
+
+    def file_requests(self, run_id: str, file_id: str) -> list[str]:
+        rows = self._run(
+            "SELECT custom_id FROM batch_api_requests WHERE run_id=? AND file_id=?",
+            (run_id, file_id),
+        )
+        return [r[0] for r in rows]
+
+    def forget_records(self, run_id: str, indices: Iterable[int]) -> None:
+        """Delete the requests and results of records whose output line is written (their
+        completed steps need no result any more; like ``BatchStore.forget``)."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "DELETE FROM batch_api_requests WHERE run_id=? AND custom_id >= ?"
+                        " AND custom_id < ?",  # custom_ids r{index}.* sort between the two
+                        ((run_id, f"r{i}.", f"r{i}/") for i in indices),
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from None
+
+    def forget_run(self, run_id: str) -> None:
+        """Delete every request row of a run whose records are all written and succeeded (its
+        files stay, for ``flowrun batches list``)."""
+        self._run("DELETE FROM batch_api_requests WHERE run_id=?", (run_id,))
+
+    def file(self, file_id: str) -> FileRow | None:
+        rows = self._run(f"SELECT {_FILE_COLUMNS} FROM batch_api_files WHERE file_id=?", (file_id,))
+        return FileRow(*rows[0]) if rows else None
+
+    def files(self, run_id: str | None = None, *, limit: int = 100) -> list[FileRow]:
+        """Files (and their batches) newest first, of one run or of all."""
+        where, params = ("WHERE run_id LIKE ?", (f"{run_id}%", limit)) if run_id else ("", (limit,))
+        rows = self._run(
+            f"SELECT {_FILE_COLUMNS} FROM batch_api_files {where}"
+            " ORDER BY submitted_at DESC, file_id DESC LIMIT ?",
+            params,
+        )
+        return [FileRow(*r) for r in rows]
+
+
+_FILE_COLUMNS = (
+    "file_id, run_id, wave, endpoint, model, requests, bytes, batch_id, status, completed,"
+    " failed, error, submitted_at, updated_at, collected"
+)

@@ -1,0 +1,277 @@
+"""Batches in the run store: one row per batch, and the completed steps of unfinished records.
+
+A record's line in the output file is the durable result of a finished record. Until that
+line is written, the record's completed steps (paid for) live here, so a record that fails,
+waits in the reorder buffer, or is cut off by a crash does not pay for them again on resume.
+
+Writes are batched: completed steps are buffered and committed together every
+``FLUSH_EVERY_S`` seconds (and on every exit but ``kill -9``); a record whose line is written
+before that never touches the database, and the rows of a record are deleted once its line
+says it succeeded. So a batch of quick records costs almost no store writes, and ``kill -9``
+loses at most the last ``FLUSH_EVERY_S`` seconds of completed steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowrun.errors import UsageError
+from flowrun.redaction import redact
+from flowrun.results import StepResult
+from flowrun.store.migrations import migrate
+from flowrun.store.runs import StoreError, _explain, flowrun_home
+
+FLUSH_EVERY_S = 0.2
+KEPT_STATUSES = ("succeeded", "skipped")  # steps a later run of the record can reuse
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class BatchRow:
+    id: str
+    workflow_name: str
+    workflow_path: str | None
+    workflow_hash: str
+    workflow_text: str
+    records_path: str | None
+    output_path: str | None
+    options: dict[str, Any]
+    status: str
+    started_at: str
+    ended_at: str | None
+    summary: dict[str, Any] | None
+    pid: int | None
+
+    @property
+    def running_elsewhere(self) -> bool:
+        """Another live process is running this batch now."""
+        return self.status == "running" and _alive(self.pid)
+
+
+class BatchStore:
+    """The ``batches`` and ``batch_steps`` tables of ``runs.db`` (own connection, WAL)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else flowrun_home() / "runs.db"
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], list[StepResult]] = {}
+        self._flushed: set[tuple[str, int]] = set()
+        self._deletes: list[tuple[str, int]] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(exc, self.path)) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the run store at {self.path}: {exc.strerror}"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> BatchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, sql: str, params: Any = (), many: bool = False) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                if many:
+                    self._db.executemany(sql, params)
+                    return []
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+
+    # --- batches ------------------------------------------------------------------------
+    def create(
+        self,
+        batch_id: str,
+        wf: Any,
+        records_path: str | None,
+        output_path: str | None,
+        options: dict[str, Any],
+    ) -> None:
+        self._run(
+            "INSERT INTO batches (id, workflow_name, workflow_path, workflow_hash, workflow_text,"
+            " records_path, output_path, options, status, started_at, pid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (
+                batch_id,
+                wf.name,
+                str(wf.path.resolve()) if wf.path else None,
+                wf.content_hash,
+                wf.text,
+                records_path,
+                output_path,
+                redact(json.dumps(options, default=str)),
+                _now(),
+                os.getpid(),
+            ),
+        )
+
+    def restart(
+        self, batch_id: str, wf: Any, records_path: str | None, options: dict[str, Any]
+    ) -> None:
+        """A resumed batch runs again (with the current workflow text, records and options)."""
+        self._run(
+            "UPDATE batches SET status='running', ended_at=NULL, pid=?, options=?,"
+            " workflow_hash=?, workflow_text=?, records_path=? WHERE id=?",
+            (
+                os.getpid(),
+                redact(json.dumps(options, default=str)),
+                wf.content_hash,
+                wf.text,
+                records_path,
+                batch_id,
+            ),
+        )
+
+    def finish(self, batch_id: str, status: str, summary: dict[str, Any]) -> None:
+        self._run(
+            "UPDATE batches SET status=?, ended_at=?, summary=? WHERE id=?",
+            (status, _now(), redact(json.dumps(summary, default=str)), batch_id),
+        )
+
+    def get(self, batch_id: str) -> BatchRow:
+        rows = self._run("SELECT * FROM batches WHERE id=?", (batch_id,))
+        if not rows:
+            rows = self._run("SELECT * FROM batches WHERE id LIKE ? LIMIT 2", (f"{batch_id}%",))
+            if len(rows) != 1:
+                raise UsageError(f"no batch '{batch_id}' in {self.path}")
+        return _row(rows[0])
+
+    def latest_for_output(self, output_path: str) -> BatchRow | None:
+        rows = self._run(
+            "SELECT * FROM batches WHERE output_path=? ORDER BY started_at DESC LIMIT 1",
+            (output_path,),
+        )
+        return _row(rows[0]) if rows else None
+
+    # --- completed steps of unfinished records ---------------------------------------------
+    def add_step(self, batch_id: str, index: int, result: StepResult) -> None:
+        """Buffer a completed step of a record (committed by the next ``flush``)."""
+        if result.status in KEPT_STATUSES:
+            self._pending.setdefault((batch_id, index), []).append(result)
+
+    def forget(self, batch_id: str, index: int) -> None:
+        """The record succeeded and its line is written: its steps are no longer needed."""
+        key = (batch_id, index)
+        self._pending.pop(key, None)
+        if key in self._flushed:
+            self._flushed.discard(key)
+            self._deletes.append(key)
+
+    def flush(self) -> None:
+        """Commit buffered steps and deletions in one transaction."""
+        if not self._pending and not self._deletes:
+            return
+        rows = [
+            (bid, index, r.id, r.cost_usd, redact(json.dumps(r.to_record(), default=str)))
+            for (bid, index), results in self._pending.items()
+            for r in results
+        ]
+        deletes = self._deletes
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd, record)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    self._db.executemany(
+                        "DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(_explain(exc, self.path)) from None
+        self._flushed.update(self._pending)
+        self._pending = {}
+        self._deletes = []
+
+    def stored_records(self, batch_id: str) -> set[int]:
+        """Indices of records with stored steps (from earlier runs of the batch)."""
+        rows = self._run(
+            "SELECT DISTINCT record_index FROM batch_steps WHERE batch_id=?", (batch_id,)
+        )
+        found = {r[0] for r in rows}
+        self._flushed.update((batch_id, i) for i in found)
+        return found
+
+    def load_steps(self, batch_id: str, index: int) -> dict[str, StepResult]:
+        rows = self._run(
+            "SELECT record FROM batch_steps WHERE batch_id=? AND record_index=?", (batch_id, index)
+        )
+        results = (StepResult.from_record(json.loads(row[0])) for row in rows)
+        return {r.id: r for r in results}
+
+    def drop_records(self, batch_id: str, indices: list[int]) -> None:
+        """Delete the stored steps of records that are already done."""
+        for index in indices:
+            self.forget(batch_id, index)
+
+
+def _row(row: tuple[Any, ...]) -> BatchRow:
+    (
+        bid,
+        name,
+        path,
+        whash,
+        text,
+        records,
+        output,
+        options,
+        status,
+        started,
+        ended,
+        summary,
+        pid,
+    ) = row
+    return BatchRow(
+        bid,
+        name,
+        path,
+        whash,
+        text,
+        records,
+        output,
+        json.loads(options or "{}"),
+        status,
+        started,
+        ended,
+        json.loads(summary) if summary else None,
+        pid,
+    )

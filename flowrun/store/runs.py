@@ -1,0 +1,405 @@
+"""The SQLite run store (WAL mode) under ``FLOWRUN_HOME``: runs, step results, cache, threads.
+
+Each step result is committed the moment the step completes, so a ``kill -9`` loses at most
+the calls in flight. Nothing written here contains the API key (values pass ``redact``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flowrun.errors import FlowrunError, UsageError
+from flowrun.redaction import redact
+from flowrun.results import RunResult, StepResult
+from flowrun.store.migrations import migrate
+
+_UPDATE_COST = (
+    "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?)"
+    " WHERE id=?"
+)
+HOME_ENV = "FLOWRUN_HOME"
+TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
+_ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
+
+
+class StoreError(FlowrunError):
+    """The run store cannot be opened or written (corrupt, locked, unwritable)."""
+
+    exit_code = 1
+
+
+class StoreLocked(StoreError):
+    """Another process held the run store's lock for longer than ``FLOWRUN_STORE_TIMEOUT``."""
+
+
+def flowrun_home() -> Path:
+    """``$FLOWRUN_HOME``, else the per-user state directory."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("flowrun", appauthor=False))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    return redact(json.dumps(value, ensure_ascii=False, default=str))
+
+
+@dataclass
+class RunRow:
+    id: str
+    workflow_name: str
+    workflow_path: str | None
+    workflow_hash: str
+    workflow_text: str
+    inputs: dict[str, Any]
+    status: str
+    started_at: str
+    ended_at: str | None
+    cost_usd: float
+    outputs: dict[str, Any] | None
+    error: str | None
+    failed_step: str | None
+    options: dict[str, Any]
+    pid: int | None = None
+
+    @property
+    def process_alive(self) -> bool:
+        """Whether the process that runs this run still exists (on this machine)."""
+        if not self.pid:
+            return False
+        if self.pid == os.getpid():
+            return self.id in _ACTIVE_RUNS
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.id,
+            "workflow": self.workflow_name,
+            "path": self.workflow_path,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "cost_usd": round(self.cost_usd, 8),
+            "error": self.error,
+        }
+
+
+class RunStore:
+    """Runs and their step results in one SQLite file (``runs.db`` under the home directory)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else flowrun_home() / "runs.db"
+        self._lock = threading.Lock()
+        timeout = _timeout()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the run store at {self.path}: {exc.strerror}"
+            ) from None
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from None
+        try:
+            _enable_wal(self._db, timeout)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _store_error(exc, self.path) from None
+
+    def close(self) -> None:
+        """Close the connection (do it: a connection left to the garbage collector keeps its locks)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+    def _transaction(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        """Run ``statements`` in one write transaction: all of them are committed, or none."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for sql, params in statements:
+                        self._db.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+    # --- runs -----------------------------------------------------------------------
+    def start_run(
+        self, run_id: str, wf: Any, inputs: dict[str, Any], options: dict[str, Any] | None = None
+    ) -> None:
+        self._write(
+            "INSERT INTO runs (id, workflow_name, workflow_path, workflow_hash, workflow_text, inputs, status, started_at, options, pid)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            (
+                run_id,
+                wf.name,
+                str(wf.path.resolve()) if wf.path else None,
+                wf.content_hash,
+                redact(wf.text),
+                _dumps(inputs),
+                _now(),
+                _dumps(options or {}),
+                os.getpid(),
+            ),
+        )
+        _ACTIVE_RUNS.add(run_id)
+
+    def step_finished(self, run_id: str, result: StepResult) -> None:
+        """Commit one step's result and the run's cost so far, in one transaction.
+
+        Called the moment the step completes, so a killed run's row still shows what it paid.
+        """
+        self._transaction(
+            (
+                "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    result.id,
+                    result.status,
+                    result.cost_usd,
+                    _dumps(result.to_record()),
+                    _now(),
+                ),
+            ),
+            (_UPDATE_COST, (run_id, run_id)),
+        )
+
+    def mark_resumed(self, run_id: str) -> None:
+        self._write(
+            "UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
+            (os.getpid(), run_id),
+        )
+        _ACTIVE_RUNS.add(run_id)
+
+    def finish_run(self, result: RunResult, status: str | None = None) -> None:
+        _ACTIVE_RUNS.discard(result.run_id)
+        cost = sum(s.cost_usd for s in self.load_steps(result.run_id).values())
+        self._write(
+            "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
+            (
+                status or result.status,
+                _now(),
+                cost,
+                _dumps(result.outputs),
+                redact(result.error or "") or None,
+                result.failed_step,
+                result.run_id,
+            ),
+        )
+
+    def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Record that a run stopped early (a signal, an unexpected error), with its cost so far."""
+        _ACTIVE_RUNS.discard(run_id)
+        self._transaction(
+            (
+                "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
+                (status, _now(), redact(error) if error else None, run_id),
+            ),
+            (_UPDATE_COST, (run_id, run_id)),
+        )
+
+    def get_run(self, run_id: str) -> RunRow:
+        rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            matches = self._read("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (f"{run_id}%",))
+            if len(matches) == 1:
+                return self.get_run(matches[0][0])
+            raise UsageError(f"no run '{run_id}' in {self.path} (see: flowrun runs list)")
+        return _row(rows[0])
+
+    def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:
+        """The newest runs first; ``status`` filters on what ``RunRow.status`` reports."""
+        order = " ORDER BY started_at DESC, id DESC"
+        if status is None:
+            return [_row(r) for r in self._read(f"SELECT * FROM runs{order} LIMIT ?", (limit,))]
+        # a "running" row whose process died reports "interrupted": filter after reading
+        stored = ("running", "interrupted") if status in ("running", "interrupted") else (status,)
+        rows = self._read(
+            f"SELECT * FROM runs WHERE status IN ({', '.join('?' * len(stored))}){order}", stored
+        )
+        return [run for run in map(_row, rows) if run.status == status][:limit]
+
+    def load_steps(self, run_id: str) -> dict[str, StepResult]:
+        rows = self._read("SELECT record FROM steps WHERE run_id=? ORDER BY finished_at", (run_id,))
+        return {r.id: r for r in (StepResult.from_record(json.loads(row[0])) for row in rows)}
+
+    # --- response cache ------------------------------------------------------------------
+    @staticmethod
+    def cache_key(request: dict[str, Any]) -> str:
+        """The request's hash, including the server it goes to (``OPENAI_BASE_URL``)."""
+        keyed = {"base_url": os.environ.get("OPENAI_BASE_URL") or "", "request": request}
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        rows = self._read("SELECT reply FROM cache WHERE key=?", (self.cache_key(request),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put(self, request: dict[str, Any], reply: dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO cache (key, model, reply, created_at) VALUES (?, ?, ?, ?)",
+            (self.cache_key(request), request.get("model"), _dumps(reply), _now()),
+        )
+
+    # --- conversation threads -------------------------------------------------------------
+    def thread_messages(self, thread: str) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT role, content FROM thread_messages WHERE thread=? ORDER BY seq", (thread,)
+        )
+        return [{"role": role, "content": json.loads(content)} for role, content in rows]
+
+    def append_thread(
+        self, thread: str, messages: list[dict[str, Any]], run_id: str | None
+    ) -> None:
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    (top,) = self._db.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?",
+                        (thread,),
+                    ).fetchone()
+                    for offset, m in enumerate(messages, start=1):
+                        self._db.execute(
+                            "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
+                        )
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+    def list_threads(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT thread, COUNT(*), MAX(created_at) FROM thread_messages GROUP BY thread ORDER BY MAX(created_at) DESC"
+        )
+        return [{"thread": t, "messages": n, "updated_at": at} for t, n, at in rows]
+
+    def clear_thread(self, thread: str) -> int:
+        """Forget a thread's messages; returns how many there were."""
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "DELETE FROM thread_messages WHERE thread=?", (thread,)
+                ).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+
+def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL mode (it stays so); retried, since SQLite does not wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+            if mode.lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get(TIMEOUT_ENV) or 10.0)
+    except ValueError:
+        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds") from None
+
+
+def _row(row: tuple[Any, ...]) -> RunRow:
+    (
+        rid,
+        name,
+        path,
+        whash,
+        text,
+        inputs,
+        status,
+        started,
+        ended,
+        cost,
+        outputs,
+        error,
+        failed,
+        options,
+        pid,
+    ) = row
+    run = RunRow(
+        rid,
+        name,
+        path,
+        whash,
+        text,
+        json.loads(inputs),
+        status,
+        started,
+        ended,
+        cost or 0.0,
+        json.loads(outputs) if outputs else None,
+        error,
+        failed,
+        json.loads(options or "{}"),
+        pid,
+    )
+    if run.status == "running" and not run.process_alive:
+        run.status = "interrupted"  # its process died (kill -9, power cut) without saying so
+    return run
+
+
+def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
+    locked = "locked" in str(exc) or "busy" in str(exc)
+    return (StoreLocked if locked else StoreError)(_explain(exc, path))
+
+
+def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"the run store {path} is locked by another process; try again, or set FLOWRUN_HOME to another folder"
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return f"the run store {path} is corrupted ({text}); move it aside (a new one is created) or set FLOWRUN_HOME"
+    return f"run store {path}: {text}"

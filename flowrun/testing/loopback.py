@@ -1,0 +1,497 @@
+"""A loopback, OpenAI-compatible HTTP server for offline tests of workflows.
+
+Scripted replies, error injection, latency, request recording and (optionally)
+validation of every request against the official OpenAPI spec::
+
+    with LoopbackServer() as server:
+        server.add(Reply(content="hi"))
+        client = OpenAI(base_url=server.url, api_key="sk-test")
+
+Stdlib-only at import time (the optional validator imports ``jsonschema`` lazily).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+import json
+import math
+import re
+import struct
+import threading
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowrun.testing.http_server import Handler, HTTPServer
+from flowrun.testing.openapi import REQUEST_SCHEMAS, OpenAPIValidator
+
+if TYPE_CHECKING:
+    from flowrun.testing.batches import BatchAPI
+
+__all__ = [
+    "LoopbackServer",
+    "OpenAPIValidator",
+    "RecordedRequest",
+    "Reply",
+    "ToolCall",
+    "validate_every_server",
+]
+
+CHAT = "/chat/completions"
+EMBEDDINGS = "/embeddings"
+DEFAULT_DIMENSIONS = 1536
+MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+_USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens"}
+_USAGE_KEYS |= {"cached_tokens", "reasoning_tokens"}
+
+
+@dataclass
+class ToolCall:
+    """A tool call the fake model makes; ``str`` arguments are sent verbatim (may be invalid JSON)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass
+class Reply:
+    """One scripted response. ``status != 200`` answers with an OpenAI-style error body."""
+
+    content: str | None = None
+    json: Any = _UNSET
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    status: int = 200
+    retry_after: float | None = None
+    latency: float | None = None
+    model: str | None = None
+    embedding: list[float] | None = None
+    error: str | None = None  #: error message for ``status != 200``
+    headers: dict[str, str] = field(default_factory=dict)  #: extra response headers
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.usage or ()) - _USAGE_KEYS:
+            raise ValueError(
+                f"unknown usage keys {sorted(unknown)}, allowed: {sorted(_USAGE_KEYS)}"
+            )
+
+    @property
+    def text(self) -> str | None:
+        """The message content actually sent (``json`` serialized when given)."""
+        return self.content if self.json is _UNSET else json.dumps(self.json)
+
+
+@dataclass
+class RecordedRequest:
+    """A request as received by the server."""
+
+    method: str
+    path: str  #: path after ``/v1``, without query string, e.g. ``"/chat/completions"``
+    headers: dict[str, str]  #: lower-case keys
+    body: Any  #: parsed JSON body, ``None`` when absent or unparsable
+    raw: bytes
+    query: str = ""
+    received_at: float = 0.0  #: ``time.monotonic()`` when the request body was read
+    replied_at: float | None = None  #: ``time.monotonic()`` when the reply was sent
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        body = self.body if isinstance(self.body, dict) else {}
+        messages = body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """The ``image_url`` objects (``{"url": ..., "detail": ...}``) of every message, in order."""
+        return [
+            part["image_url"]
+            for message in self.messages
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
+
+    @property
+    def last_user_text(self) -> str:
+        """Text of the last user message (string content or the text parts of a list)."""
+        for message in reversed(self.messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _content_text(message.get("content"))
+        return ""
+
+
+Responder = Callable[[RecordedRequest], "Reply | str"]
+Matcher = Callable[[RecordedRequest], Any]
+
+
+@dataclass
+class _Entry:
+    responder: Reply | Responder
+    match: str | Matcher | None
+    times: int | None
+    endpoint: str | None
+
+    def fits(self, req: RecordedRequest) -> bool:
+        if self.endpoint is not None and req.path != self.endpoint:
+            return False
+        if self.match is None:
+            return True
+        if callable(self.match):
+            return bool(self.match(req))
+        # the raw body has JSON escapes (e.g. "\\n"), so also look in the message texts
+        texts = (_content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
+        return self.match in req.text or any(self.match in t for t in texts)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p.get("text", "") if isinstance(p, dict) else str(p)
+            for p in content
+            if isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
+        )
+    return ""
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def echo(req: RecordedRequest) -> Reply:
+    """The built-in default responder: ``"echo: <last user message text>"``."""
+    return Reply(content=f"echo: {req.last_user_text}")
+
+
+def embed_text(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """Deterministic, L2-normalized signed hashing of lowercased character trigrams."""
+    vec = [0.0] * dimensions
+    padded = f"  {' '.join(text.lower().split())}  "
+    for i in range(len(padded) - 2):
+        h = zlib.crc32(padded[i : i + 3].encode("utf-8"))
+        vec[h % dimensions] += 1.0 if (h >> 31) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vec))
+    return [v / norm for v in vec] if norm else [1.0] + [0.0] * (dimensions - 1)
+
+
+def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
+    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
+    code = {429: "rate_limit_exceeded", 404: "not_found"}.get(status)
+    message = message or f"Loopback server injected HTTP {status}."
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _split(text: str, parts: int = 4) -> list[str]:
+    """Split text into up to ``parts`` non-empty pieces that concatenate back to it."""
+    if not text:
+        return []
+    size = max(1, -(-len(text) // parts))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+_default_validator: OpenAPIValidator | None = None
+
+
+def validate_every_server(validator: OpenAPIValidator | None) -> None:
+    """Make every ``LoopbackServer`` created without ``validator=`` check requests with this one.
+
+    A test suite calls it once per session, so that servers it does not create itself (those
+    of ``flowrun run --mock`` and of the ``flowrun_server`` fixture) check every request too.
+    """
+    global _default_validator
+    _default_validator = validator
+
+
+class LoopbackServer:
+    """An OpenAI-compatible server on ``127.0.0.1`` (random port), served from a daemon thread.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`. A request that breaks the
+    OpenAPI spec of ``validator`` (default: the one given to :func:`validate_every_server`) is
+    answered 400 and listed in ``spec_violations``.
+    """
+
+    def __init__(self, latency: float = 0.0, validator: OpenAPIValidator | None = None) -> None:
+        self.latency = latency
+        self.validator = validator if validator is not None else _default_validator
+        self.default: Reply | Responder = echo
+        self.requests: list[RecordedRequest] = []
+        self.spec_violations: list[str] = []
+        self.errors: list[str] = []  #: tracebacks of responders that raised (answered with 500)
+        self._entries: list[_Entry] = []
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._httpd: HTTPServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> LoopbackServer:
+        if self._httpd is None:
+            self._httpd = HTTPServer(("127.0.0.1", 0), Handler)
+            self._httpd.app = self
+            serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
+            threading.Thread(target=serve, name="flowrun-loopback", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("LoopbackServer is not started")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """Base URL including ``/v1``; use as ``OPENAI_BASE_URL``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def env(self) -> dict[str, str]:
+        return {"OPENAI_BASE_URL": self.url, "OPENAI_API_KEY": "sk-test-loopback"}
+
+    # -- scripting ---------------------------------------------------------------
+    def add(
+        self,
+        reply: Reply | Responder,
+        *,
+        match: str | Matcher | None = None,
+        times: int | None = 1,
+        endpoint: str | None = CHAT,
+    ) -> None:
+        """Script a reply (or a ``RecordedRequest -> Reply`` callable).
+
+        Used by the first request whose raw body contains ``match`` (or for which
+        ``match(req)`` is truthy) on ``endpoint`` (``None`` = any); ``times=None`` = forever.
+        """
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
+        with self._lock:
+            self._entries.append(_Entry(reply, match, times, endpoint))
+
+    @property
+    def pending(self) -> int:
+        """Number of scripted entries not yet used up."""
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def batch_api(self) -> BatchAPI:
+        """The Files and Batches endpoints' state and scripting (see ``flowrun.testing.batches``)."""
+        with self._lock:
+            if getattr(self, "_batch_api", None) is None:
+                from flowrun.testing.batches import BatchAPI
+
+                self._batch_api = BatchAPI(self)
+            return self._batch_api
+
+    def requests_to(self, suffix: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith(suffix)]
+
+    def reset(self) -> None:
+        """Forget scripted replies, recorded requests and spec violations."""
+        with self._lock:
+            self._entries.clear()
+            self.requests.clear()
+            self.spec_violations.clear()
+
+    def _take(self, req: RecordedRequest) -> Reply | Responder | None:
+        with self._lock:
+            for i, entry in enumerate(self._entries):
+                if entry.fits(req):
+                    if entry.times is not None:
+                        entry.times -= 1
+                        if entry.times <= 0:
+                            del self._entries[i]
+                    return entry.responder
+        return None
+
+    def _next_id(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}{next(self._ids)}"
+
+    # -- request handling ------------------------------------------------------------
+    def record(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> RecordedRequest:
+        """Log one request as it arrived (``target`` is the path with its query string)."""
+        path, _, query = target.partition("?")
+        path = re.sub(r"^/v1(?=/|$)", "", path) or "/"
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        req = RecordedRequest(method, path, headers, body, raw, query, time.monotonic())
+        with self._lock:
+            self.requests.append(req)
+        return req
+
+    def _dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        """Route a request: ``(status, JSON payload or list of stream chunks, headers)``."""
+        path, body = req.path, req.body
+        if req.method == "POST" and path in REQUEST_SCHEMAS and self.validator is not None:
+            errors = self.validator.validate(path, body)
+            if errors:
+                with self._lock:
+                    self.spec_violations.extend(f"POST {path}: {e}" for e in errors)
+                return 400, _error_body(400, "; ".join(errors)), {}
+        if req.method == "GET" and path == "/models":
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in MODELS
+            ]
+            return 200, {"object": "list", "data": data}, {}
+        if path.startswith(("/files", "/batches")):
+            return self.batch_api.dispatch(req)
+        if req.method != "POST" or path not in (CHAT, EMBEDDINGS):
+            return 404, _error_body(404, f"Unknown endpoint: {req.method} /v1{path}"), {}
+        if not isinstance(body, dict):
+            return 400, _error_body(400, "The request body is not a JSON object."), {}
+        try:
+            reply = self._respond(req)
+            delay = reply.latency if reply and reply.latency is not None else self.latency
+            if delay > 0:
+                time.sleep(delay)
+            headers = dict(reply.headers) if reply else {}
+            if reply and reply.retry_after is not None:
+                headers["Retry-After"] = f"{reply.retry_after:g}"
+            if reply and reply.status != 200:
+                return reply.status, _error_body(reply.status, reply.error), headers
+            if path == EMBEDDINGS:
+                return 200, self._embeddings(req, reply), headers
+            assert reply is not None
+            completion, calls = self._chat(req, reply)
+            if not body.get("stream"):
+                return 200, completion, headers
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return 200, list(self._chunks(completion, calls, include_usage)), headers
+        except Exception:
+            with self._lock:
+                self.errors.append(traceback.format_exc())
+            message = "Loopback responder failed:\n" + traceback.format_exc(limit=3)
+            return 500, _error_body(500, message), {"x-should-retry": "false"}
+
+    def _respond(self, req: RecordedRequest) -> Reply | None:
+        """Pick the reply for a chat/embeddings request (``None`` = compute a default)."""
+        responder = self._take(req)
+        if responder is None:
+            if req.path != CHAT:
+                return None
+            responder = self.default
+        reply = responder(req) if callable(responder) else responder
+        return Reply(content=reply) if isinstance(reply, str) else reply
+
+    def _chat(self, req: RecordedRequest, reply: Reply) -> tuple[dict[str, Any], list[dict]]:
+        """Build the ChatCompletion object and its tool calls (with ids assigned)."""
+        content, over = reply.text, reply.usage or {}
+        calls = [
+            {"id": tc.id or self._next_id("call_"), "type": "function"}
+            | {"function": {"name": tc.name, "arguments": tc.arguments_json}}
+            for tc in reply.tool_calls or []
+        ]
+        message = {"role": "assistant", "content": content, "refusal": reply.refusal}
+        message |= {"annotations": [], **({"tool_calls": calls} if calls else {})}
+        texts = [_content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
+        prompt = over.get("prompt_tokens", sum(_words(t) + 3 for t in texts))
+        reasoning = over.get("reasoning_tokens", 0)
+        out_words = _words(content) + _words(reply.refusal)
+        out_words += sum(_words(c["function"]["arguments"]) + 1 for c in calls)
+        completion = over.get("completion_tokens", max(1, out_words) + reasoning)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": over.get("total_tokens", prompt + completion),
+            "prompt_tokens_details": {"cached_tokens": over.get("cached_tokens", 0)}
+            | {"audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0}
+            | {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        }
+        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": self._next_id("chatcmpl-loopback-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model or req.body.get("model") or "gpt-4o-mini",
+            "system_fingerprint": "fp_loopback",
+            "service_tier": "default",
+            "choices": [choice],
+            "usage": usage,
+        }, calls
+
+    def _chunks(self, completion: dict[str, Any], calls: list[dict], usage: bool) -> Iterator[dict]:
+        """Yield ``chat.completion.chunk`` objects the way the OpenAI API streams them."""
+        keys = ("id", "created", "model", "system_fingerprint", "service_tier")
+        head = {k: completion[k] for k in keys} | {"object": "chat.completion.chunk"}
+        head |= {"usage": None} if usage else {}
+        choice = completion["choices"][0]
+        message = choice["message"]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return head | {
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            }
+
+        first = "" if message["content"] is not None else None
+        yield chunk({"role": "assistant", "content": first, "refusal": None})
+        for piece in _split(message["content"] or ""):
+            yield chunk({"content": piece})
+        for piece in _split(message["refusal"] or ""):
+            yield chunk({"refusal": piece})
+        for index, call in enumerate(calls):
+            fn = {"name": call["function"]["name"], "arguments": ""}
+            opening = {"index": index, "id": call["id"], "type": "function", "function": fn}
+            yield chunk({"tool_calls": [opening]})
+            for piece in _split(call["function"]["arguments"]):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        yield chunk({}, choice["finish_reason"])
+        if usage:
+            yield head | {"choices": [], "usage": completion["usage"]}
+
+    def _embeddings(self, req: RecordedRequest, reply: Reply | None) -> dict[str, Any]:
+        body = req.body
+        raw = body.get("input", "")
+        if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+            raw = [raw]
+        texts = [x if isinstance(x, str) else " ".join(map(str, x)) for x in raw]
+        dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+        data = []
+        for i, text in enumerate(texts):
+            vec = (
+                reply.embedding if reply and reply.embedding is not None else embed_text(text, dims)
+            )
+            value: Any = vec
+            if body.get("encoding_format") == "base64":  # little-endian float32, like the API
+                value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(len(x) if isinstance(x, list) else max(1, _words(x)) for x in raw)
+        model = (reply.model if reply else None) or body.get("model") or "text-embedding-3-small"
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": model, "usage": usage}
