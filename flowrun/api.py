@@ -1,4 +1,7 @@
-"""The Python API: run a loaded workflow (sync or async). The CLI calls exactly these."""
+"""The Python API: run a loaded workflow (sync or async). The CLI calls exactly these.
+
+May import: ``engine``, ``format``, ``provider``, ``store``, ``errors``, ``results``, ``redaction``.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None
 
     A budget needs every model priced: otherwise ``WorkflowInvalid`` at FILE:LINE of the model.
     """
-    from flowrun.engine.budget import budget_problems
+    from flowrun.format.budget_checks import budget_problems
 
     if max_cost is not None:
         limit, source = max_cost, f"--max-cost {max_cost:g}"

@@ -12,6 +12,8 @@ The hierarchy::
 
 The CLI catches ``FlowrunError`` in one place, prints ``show()`` to stderr and exits with
 ``exit_code``. Messages never carry tracebacks; ``--debug`` adds them.
+
+May import: nothing in flowrun.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class Problem:
 
     def __str__(self) -> str:
         return one_line(f"{self.file}:{self.line}:{self.col}: {self.message}")
+
+
+class StepError(Exception):
+    """A step failed for a reason the user can act on; the message says which.
+
+    Internal to a run: the executor turns it into the step's error and the run's ``StepFailed``.
+    """
 
 
 class FlowrunError(Exception):

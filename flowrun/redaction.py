@@ -1,4 +1,7 @@
-"""Keeping the API key out of everything flowrun prints or stores."""
+"""Keeping the API key out of everything flowrun prints or stores.
+
+May import: nothing in flowrun.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What a run produces: step results, the cost report and the run result (with its JSON shape)."""
+"""What a run produces: step results, the cost report and the run result (with its JSON shape).
+
+May import: ``errors``.
+"""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ file to an output file and the run store, ``output_file`` writes and merges that
 ``summary`` counts what happened and ``progress`` shows it. ``batch_api/`` runs the same
 records through the OpenAI Files and Batches APIs.
 
-May import: ``engine``, ``format``, ``provider``, ``store``, ``errors``, ``results``; never
-``cli``. The names below are loaded on first use so that importing a submodule stays light.
+May import: ``api``, ``engine``, ``format``, ``provider``, ``store``, ``errors``, ``results``,
+``redaction``; never ``cli``. The names below are loaded on first use so that importing a submodule stays light.
 """
 
 from __future__ import annotations

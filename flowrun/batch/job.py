@@ -10,9 +10,7 @@ lines of finished records and the new lines, in input order (``flowrun.batch.out
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,13 @@ from flowrun.batch.progress import Progress
 from flowrun.batch.records import ColumnMapping, RecordFile
 from flowrun.batch.run import make_batch_services
 from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
-from flowrun.batch.summary import BatchResult, BatchSummary
+from flowrun.batch.summary import BatchResult, BatchSummary, new_batch_id
 from flowrun.errors import UsageError
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.results import StepResult
 from flowrun.store.batches import BatchStore
 
 FAILURES_SHOWN = 5
-
-
-def new_batch_id() -> str:
-    """``batch-`` + UTC timestamp + random suffix (``flowrun resume`` tells batches by it)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"batch-{stamp}-{secrets.token_hex(3)}"
 
 
 # --- the job -----------------------------------------------------------------------------

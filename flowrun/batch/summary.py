@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from flowrun.results import CallRecord, CostReport, StepResult
+
+
+def new_batch_id() -> str:
+    """``batch-`` + UTC timestamp + random suffix (``flowrun resume`` tells batches by it)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"batch-{stamp}-{secrets.token_hex(3)}"
 
 
 @dataclass

@@ -2,7 +2,10 @@
 render the result as text (``text``) or JSON.
 
 ``app`` holds the group, the one error handler and ``main`` (the console script); each other
-module holds one command family. May import anything in flowrun; nothing imports ``cli``.
+module holds one command family. Nothing imports ``cli``.
+
+May import: ``flowrun``, ``api``, ``batch``, ``engine``, ``format``, ``provider``, ``store``,
+``convert``, ``errors``, ``results``, ``redaction``; never ``testing``.
 """
 
 from __future__ import annotations

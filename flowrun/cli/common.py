@@ -77,5 +77,3 @@ class Group(click.Group):
 
 
 Group.group_class = Group
-
-

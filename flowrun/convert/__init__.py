@@ -1,5 +1,7 @@
 """Converting flows written for other tools into flowrun workflows.
 
+May import: ``format``, ``errors``, ``results``.
+
 from flowrun.convert import convert_promptflow, write_conversion
 conversion = convert_promptflow("flows/chat-basic")       # reads, converts, writes nothing
 report = write_conversion(conversion)                      # writes flows/chat-basic/flowrun.yaml

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# What the stand-in promptflow (flowrun.convert.pf_shim) provides.
+# What the stand-in promptflow (flowrun.format.promptflow_stub) provides.
 _SHIMMED = {("promptflow", "tool"), ("promptflow.core", "tool")}
 _NO_LITERAL: Any = object()
 

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from flowrun.errors import BudgetExceeded, Problem
-from flowrun.format.spec import INVALID_MODEL
+from flowrun.errors import BudgetExceeded
 from flowrun.provider.pricing import PriceTable
-
-if TYPE_CHECKING:
-    from flowrun.format.loader import LoadedWorkflow
 
 
 @dataclass
@@ -60,64 +55,3 @@ class BudgetGate:
     def settle(self, reservation: Reservation, actual: float | None) -> None:
         self.reserved = max(0.0, self.reserved - reservation.amount)
         self.spent += actual if actual is not None else reservation.amount
-
-
-def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list[Problem]:
-    """Why a budget (named by ``source``) cannot be kept: unpriced models, unknown output limits.
-
-    One problem per place in the file: a step's ``model:``, ``defaults.model`` (listing the
-    steps that use it), or an embed step that relies on the default embedding model.
-    """
-    from flowrun.provider.catalog import DEFAULT_EMBED_MODEL
-
-    users: dict[tuple[tuple[str, ...], str], list[str]] = {}
-    unbounded: list[Problem] = []
-    for sid, step in wf.spec.steps.items():
-        if step.type == "tool":
-            continue
-        if getattr(step, "model", None):
-            where, model = ("steps", sid, "model"), step.model
-        elif step.type == "embed":
-            where, model = ("steps", sid), DEFAULT_EMBED_MODEL
-        else:
-            where, model = ("defaults", "model"), wf.spec.defaults.model
-        if model == INVALID_MODEL:
-            continue  # not a model name: reported by the loader
-        if model and not prices.is_priced(model):
-            users.setdefault((where, model), []).append(sid)
-        elif model and step.type != "embed" and not _output_bound(wf, step, model):
-            line, col = wf.source.locate(("steps", sid), key=True)
-            unbounded.append(
-                Problem(
-                    wf.file,
-                    line,
-                    col,
-                    f"step '{sid}': the output limit of {model} is unknown, so the budget "
-                    f"({source}) cannot be kept: set max_completion_tokens on the step or under defaults",
-                )
-            )
-    problems = unbounded
-    for (where, model), steps in users.items():
-        line, col = wf.source.locate(where, key=len(where) == 2 and where[0] == "steps")
-        named = ", ".join(f"'{s}'" for s in steps)
-        problems.append(
-            Problem(
-                wf.file,
-                line,
-                col,
-                f"model {model} (step{'s' if len(steps) > 1 else ''} {named}) has no price, so "
-                f"the budget ({source}) cannot be kept: add it to a price file (--prices or "
-                "FLOWRUN_PRICES) or use a priced model",
-            )
-        )
-    return problems
-
-
-def _output_bound(wf: LoadedWorkflow, step: object, model: str) -> bool:
-    """Whether a model step's worst-case output is known (its setting, or the model table's)."""
-    from flowrun.provider.catalog import model_info
-
-    if getattr(step, "max_completion_tokens", None) or wf.spec.defaults.max_completion_tokens:
-        return True
-    info = model_info(model)
-    return bool(info and info.max_output_tokens)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowrun.engine.budget import BudgetGate
-from flowrun.engine.steps.base import StepEnv, StepError
+from flowrun.engine.step_record import CallSite
+from flowrun.errors import StepError
 from flowrun.provider.catalog import model_info
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
@@ -50,7 +51,7 @@ class Services:
     dry_run: bool = False  # estimate: requests are built but never sent
 
     # --- chat ---------------------------------------------------------------------
-    async def chat(self, env: StepEnv, request: dict[str, Any]) -> ChatReply:
+    async def chat(self, env: CallSite, request: dict[str, Any]) -> ChatReply:
         """Make one chat call for ``env``'s step and record it."""
         from flowrun.provider.tokens import count_request
 
@@ -108,7 +109,7 @@ class Services:
         return reply
 
     # --- embeddings ---------------------------------------------------------------
-    async def embed(self, env: StepEnv, request: dict[str, Any]) -> EmbedReply:
+    async def embed(self, env: CallSite, request: dict[str, Any]) -> EmbedReply:
         """Make one embeddings call for ``env``'s step and record it."""
         from flowrun.provider.tokens import count_text, counts_exact
 
@@ -167,11 +168,11 @@ class Services:
             self.cache.put(request, stored)  # type: ignore[union-attr]
         return reply
 
-    def _use_cache(self, env: StepEnv) -> bool:
+    def _use_cache(self, env: CallSite) -> bool:
         """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
         return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
 
-    def _record_failure(self, env: StepEnv, model: str, duration: float, retries: int) -> None:
+    def _record_failure(self, env: CallSite, model: str, duration: float, retries: int) -> None:
         """A call that failed after ``retries``: recorded for them, at no cost."""
         env.record.calls.append(
             CallRecord(model, _usage(None), 0.0, round(duration, 4), retries, failed=True)
@@ -179,7 +180,7 @@ class Services:
 
     def _record(
         self,
-        env: StepEnv,
+        env: CallSite,
         model: str,
         usage: Any,
         finish_reason: str | None,
@@ -196,7 +197,7 @@ class Services:
         return cost
 
 
-def _check_window(env: StepEnv, request: dict[str, Any], prompt_tokens: int, window: int) -> None:
+def _check_window(env: CallSite, request: dict[str, Any], prompt_tokens: int, window: int) -> None:
     """Refuse a prompt that cannot fit the context window, when the count is exact.
 
     An approximate count (no tiktoken encodings) can be far off either way, so then the call
@@ -220,7 +221,7 @@ def _check_window(env: StepEnv, request: dict[str, Any], prompt_tokens: int, win
     )
 
 
-def _warn_approximate(env: StepEnv, what: str) -> None:
+def _warn_approximate(env: CallSite, what: str) -> None:
     """One warning per step that a limit was not enforced on an approximate count."""
     env.warn(
         f"step '{env.step_id}': {what} by an approximate count (the tiktoken encodings could "

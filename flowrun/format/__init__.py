@@ -3,6 +3,8 @@
 (``checks``, ``model_checks``, ``tool_checks``), sandboxed templating, the step graph,
 ``module:callable`` imports, JSON-schema validation and run inputs.
 
-Pure: no I/O but reading files. May import ``errors``, ``results`` and the model tables of
-``provider`` (catalog, prices: data, no client); never ``engine``, ``store``, ``batch``, ``cli``.
+Pure: no I/O but reading files.
+
+May import: ``errors``, ``results``, ``provider.catalog``, ``provider.pricing`` (the model
+tables: data, no client); never ``engine``, ``store``, ``batch``, ``cli``.
 """

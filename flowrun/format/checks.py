@@ -27,7 +27,7 @@ from flowrun.format.validation import schema_error
 from flowrun.format.yaml_source import YamlTooLarge, describe_yaml_error, parse_yaml
 
 if TYPE_CHECKING:
-    from flowrun.format.loader import LoadedWorkflow
+    from flowrun.format.workflow import LoadedWorkflow
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 # Step fields whose strings are never rendered (they configure the step itself).
@@ -346,8 +346,8 @@ class _Checker:
 
     def budget_problems(self) -> list[Problem]:
         """Why ``budget.max_cost_usd`` cannot be kept with the default prices, if it cannot."""
-        from flowrun.engine.budget import budget_problems
         from flowrun.errors import FlowrunError
+        from flowrun.format.budget_checks import budget_problems
         from flowrun.provider.pricing import load_price_table
 
         try:

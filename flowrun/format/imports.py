@@ -141,7 +141,7 @@ def _with_promptflow_stub(load: Any) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name != "promptflow":
             raise
-        from flowrun.convert.pf_shim import install_promptflow_stub
+        from flowrun.format.promptflow_stub import install_promptflow_stub
 
         install_promptflow_stub()
         return load()

@@ -1,13 +1,12 @@
 """Load a workflow file: YAML with line marks -> pydantic model -> checked, graphed workflow.
 
 Every problem in the file is collected and raised together as ``WorkflowInvalid``.
+(``LoadedWorkflow`` itself lives in ``workflow``; it is re-exported here.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -17,52 +16,10 @@ from flowrun.format.spec import (
     Workflow,
 )
 from flowrun.format.spec_problems import pydantic_problems, without_invalid_parts
-from flowrun.format.yaml_source import SourceMap, YamlTooLarge, describe_yaml_error, parse_yaml
+from flowrun.format.workflow import LoadedWorkflow
+from flowrun.format.yaml_source import YamlTooLarge, describe_yaml_error, parse_yaml
 
-if TYPE_CHECKING:
-    import networkx as nx
-
-
-@dataclass
-class LoadedWorkflow:
-    """A valid workflow with everything the executor needs resolved."""
-
-    spec: Workflow
-    text: str
-    source: SourceMap
-    path: Path | None = None
-    base_dir: Path = field(default_factory=Path.cwd)
-    dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
-    schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    functions: dict[str, Any] = field(default_factory=dict)
-    _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def graph(self) -> nx.DiGraph:
-        """The step DAG (edge ``dep -> step``), built on first use.
-
-        Built lazily so that ``flowrun validate`` does not pay for importing networkx;
-        the cycle check works on ``dependencies`` directly.
-        """
-        if self._graph is None:
-            from flowrun.format.graph import build_graph
-
-            self._graph = build_graph(self.dependencies)
-        return self._graph
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def content_hash(self) -> str:
-        import hashlib
-
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-    @property
-    def file(self) -> str:
-        return self.source.file
+__all__ = ["LoadedWorkflow", "load_workflow", "load_workflow_text"]
 
 
 def load_workflow(path: str | Path, *, check_budget: bool = False) -> LoadedWorkflow:

@@ -13,7 +13,7 @@ from flowrun.format.spec import ChatStep, ToolStep
 from flowrun.format.validation import schema_error
 
 if TYPE_CHECKING:
-    from flowrun.format.loader import LoadedWorkflow
+    from flowrun.format.workflow import LoadedWorkflow
 
 
 class ToolChecks:
@@ -66,7 +66,7 @@ class ToolChecks:
 
     def check_tool_schema(self, name: str, tool: Any) -> None:
         """The tool's parameters: an explicit JSON schema, or one derived from the signature."""
-        from flowrun.engine.tools import SignatureProblem, signature_schema
+        from flowrun.format.signatures import SignatureProblem, signature_schema
 
         if tool.parameters is not None:
             where = ("tools", name, "parameters")
@@ -94,7 +94,7 @@ class ToolChecks:
             return
         params = _plain_parameters(function)
         if params is None:  # types that need pydantic to tell whether they have a schema
-            from flowrun.engine.tools import SignatureProblem, args_model
+            from flowrun.format.signatures import SignatureProblem, args_model
 
             try:
                 model = args_model(function)
@@ -138,9 +138,10 @@ _PLAIN_TYPES: frozenset[Any] = frozenset(
 
 def _plain_parameters(function: Any) -> dict[str, bool] | None:
     """Parameter name -> required, for a plain function whose parameters are all unannotated
-    or of a builtin JSON type (so ``tools.args_model`` surely accepts it); else None.
+    or of a builtin JSON type (so ``signatures.args_model`` surely accepts it); else None.
 
-    Saves importing ``flowrun.engine.tools`` (and asyncio) when validating simple tool steps.
+    Saves importing ``flowrun.format.signatures`` (and building pydantic models) when validating
+    simple tool steps.
     """
     import inspect
 

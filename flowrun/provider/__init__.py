@@ -4,6 +4,7 @@ imports openai), the rate-limited wrapper (``ratelimit``), the in-process ``--mo
 (``tokens``), image sizes (``images``) and OpenAI's strict structured-output subset
 (``strict_schema``).
 
-May import: ``errors``, ``results``, ``redaction``, ``format.validation``; never ``engine``,
-``store``, ``batch`` or ``cli``.
+May import: ``errors``, ``results``, ``redaction``, ``format.validation``, ``testing.loopback``
+(the ``--mock`` server, until the mock runs in-process); never ``engine``, ``store``, ``batch`` or
+``cli``.
 """

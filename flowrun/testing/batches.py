@@ -21,18 +21,32 @@ order different from the input's, as the real API may.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import itertools
 import json
 import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from flowrun.testing.loopback import LoopbackServer, RecordedRequest
+from flowrun.testing.http_server import parse_multipart
+from flowrun.testing.replies import EMBEDDINGS, RecordedRequest, Reply, _Entry, _error_body
+
+
+class Server(Protocol):
+    """What the Batch API needs of the server it belongs to (``loopback.LoopbackServer``)."""
+
+    _lock: Any
+    validator: Any
+    spec_violations: list[str]
+    errors: list[str]
+
+    def _respond(self, req: RecordedRequest) -> Reply | None: ...
+
+    def _chat(self, req: RecordedRequest, reply: Reply) -> tuple[dict[str, Any], list[dict]]: ...
+
+    def _embeddings(self, req: RecordedRequest, reply: Reply | None) -> dict[str, Any]: ...
+
 
 __all__ = ["BatchAPI", "BatchFailure", "BatchRecord", "StoredFile"]
 
@@ -131,7 +145,7 @@ class BatchRecord:
 class BatchAPI:
     """State and request handling of ``/v1/files`` and ``/v1/batches`` for one server."""
 
-    def __init__(self, server: LoopbackServer) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.completion_delay = 0.0
         #: seconds ``POST /batches`` waits after creating the batch, before it answers
@@ -196,7 +210,7 @@ class BatchAPI:
             with self.server._lock:
                 if self.fail_after_create > 0 and answer[0] == 200:
                     self.fail_after_create -= 1
-                    return 500, _error(500, "the server failed after creating the batch"), {}
+                    return 500, _error_body(500, "the server failed after creating the batch"), {}
         return answer
 
     def _dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
@@ -228,19 +242,19 @@ class BatchAPI:
 
     # -- files -------------------------------------------------------------------------
     def _upload(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
-        fields, files = _multipart(req.headers.get("content-type", ""), req.raw)
+        fields, files = parse_multipart(req.headers.get("content-type", ""), req.raw)
         purpose = fields.get("purpose")
         if self.server.validator is not None:
             form = {"purpose": purpose, **({"file": "<binary>"} if files else {})}
             errors = self.server.validator.validate_schema("CreateFileRequest", form)
             if errors:
                 self.server.spec_violations.extend(f"POST /files: {e}" for e in errors)
-                return 400, _error(400, "; ".join(errors)), {}
+                return 400, _error_body(400, "; ".join(errors)), {}
         if not files or purpose is None:
-            return 400, _error(400, "Upload needs a 'file' part and a 'purpose' field."), {}
+            return 400, _error_body(400, "Upload needs a 'file' part and a 'purpose' field."), {}
         filename, data = files[0]
         if purpose == "batch" and not filename.endswith(".jsonl"):
-            return 400, _error(400, f"Batch input files must be .jsonl, got '{filename}'."), {}
+            return 400, _error_body(400, f"Batch input files must be .jsonl, got '{filename}'."), {}
         stored = self._store(filename, purpose, data)
         return 200, stored.to_json(), {}
 
@@ -252,13 +266,13 @@ class BatchAPI:
     # -- batches -----------------------------------------------------------------------
     def _create(self, body: Any) -> tuple[int, Any, dict[str, str]]:
         if not isinstance(body, dict):
-            return 400, _error(400, "The request body is not a JSON object."), {}
+            return 400, _error_body(400, "The request body is not a JSON object."), {}
         endpoint, file_id = body.get("endpoint"), body.get("input_file_id")
         if endpoint not in LINE_PATHS:
-            return 400, _error(400, f"The loopback server does not batch {endpoint!r}."), {}
+            return 400, _error_body(400, f"The loopback server does not batch {endpoint!r}."), {}
         stored = self.files.get(file_id or "")
         if stored is None or stored.purpose != "batch":
-            return 400, _error(400, f"No file with id '{file_id}' and purpose 'batch'."), {}
+            return 400, _error_body(400, f"No file with id '{file_id}' and purpose 'batch'."), {}
         batch = BatchRecord(
             f"batch_loopback{next(self._ids)}",
             endpoint,
@@ -346,7 +360,7 @@ class BatchAPI:
     def _cancel(self, batch: BatchRecord) -> tuple[int, Any, dict[str, str]]:
         if batch.status in TERMINAL:
             message = f"Cannot cancel a batch with status '{batch.status}'."
-            return 409, _error(409, message), {}
+            return 409, _error_body(409, message), {}
         batch.status = "cancelling"
         batch.times["cancelling"] = _now()
         return 200, batch.to_json(), {}
@@ -412,8 +426,6 @@ class BatchAPI:
         self, endpoint: str, line: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """One line through the server's responders: ``(response, error)`` as in the output file."""
-        from flowrun.testing.loopback import EMBEDDINGS, RecordedRequest, _error_body
-
         server, body = self.server, line["body"]
         path = LINE_PATHS[endpoint]
         raw = json.dumps(body).encode("utf-8")
@@ -449,8 +461,6 @@ class BatchAPI:
             return answer(500, _error_body(500, f"Loopback responder failed: {exc!r}"))
 
     def _take_failure(self, req: RecordedRequest) -> BatchFailure | None:
-        from flowrun.testing.loopback import _Entry
-
         for i, failure in enumerate(self._failures):
             if _Entry(failure, failure.match, None, None).fits(req):
                 if failure.times is not None:
@@ -461,37 +471,12 @@ class BatchAPI:
         return None
 
 
-def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
-    """Form fields and ``(filename, data)`` file parts of a multipart/form-data body."""
-    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    fields: dict[str, str] = {}
-    files: list[tuple[str, bytes]] = []
-    if not message.is_multipart():
-        return fields, files
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        data = part.get_payload(decode=True) or b""
-        filename = part.get_filename()
-        if filename is not None:
-            files.append((filename, data))
-        elif name:
-            fields[str(name)] = data.decode("utf-8")
-    return fields, files
-
-
 def _problem(code: str, message: str, line: int | None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": None, "line": line}
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
-    from flowrun.testing.loopback import _error_body
-
-    return _error_body(status, message)
-
-
 def _not_found(req: RecordedRequest, kind: str, name: str) -> tuple[int, Any, dict[str, str]]:
-    return 404, _error(404, f"No {kind} '{name}' ({req.method} /v1{req.path})."), {}
+    return 404, _error_body(404, f"No {kind} '{name}' ({req.method} /v1{req.path})."), {}
 
 
 def _now() -> int:

@@ -6,20 +6,30 @@ answer as JSON or as server-sent events (chunked, so connections stay alive).
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from flowrun.testing.loopback import LoopbackServer
+
+class App(Protocol):
+    """What the handler needs of the server behind it (``loopback.LoopbackServer``)."""
+
+    _lock: Any
+    errors: list[str]
+
+    def record(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Any: ...
+
+    def _dispatch(self, req: Any) -> tuple[int, Any, dict[str, str]]: ...
 
 
 class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # many concurrent connects must not overflow the listen backlog
-    app: LoopbackServer
+    app: App
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (a timeout, a cancelled run) is normal; anything else is kept.
@@ -99,3 +109,24 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def parse_multipart(
+    content_type: str, raw: bytes
+) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """Form fields and ``(filename, data)`` file parts of a multipart/form-data body."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    fields: dict[str, str] = {}
+    files: list[tuple[str, bytes]] = []
+    if not message.is_multipart():
+        return fields, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files.append((filename, data))
+        elif name:
+            fields[str(name)] = data.decode("utf-8")
+    return fields, files

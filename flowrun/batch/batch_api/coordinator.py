@@ -19,27 +19,14 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from flowrun.batch.batch_api.lines import Outcome, Pending, pack, parse_result_line
 from flowrun.batch.batch_api.settings import WaveBudget, WaveSettings
-from flowrun.batch.batch_api.tracking import BatchTracking, Tracked
+from flowrun.batch.batch_api.tracking import BatchTracking, Tracked, WaveStatus
 from flowrun.batch.batch_api.transport import BatchTransport
 from flowrun.store.batch_api_state import BatchState
 
 __all__ = ["Tracked", "WaveBudget", "WaveCoordinator", "WaveSettings", "WaveStatus"]
-
-
-@dataclass
-class WaveStatus:
-    """What the progress display shows."""
-
-    wave: int
-    phase: str  # waiting | submitting | polling | collecting
-    batches: list[Tracked]
-    requests: int
-    records_done: int = 0
-    records_failed: int = 0
 
 
 class WaveCoordinator(BatchTracking):

@@ -205,8 +205,7 @@ def wave_runner(
     settings: WaveSettings | None = None,
 ) -> WaveBatchRunner:
     """A runner for ``run_batch(..., via="batch-api")``: a new run id, the default run store."""
-    from flowrun.batch.job import new_batch_id
-    from flowrun.batch.summary import BatchSummary
+    from flowrun.batch.summary import BatchSummary, new_batch_id
 
     summary = summary if summary is not None else BatchSummary()
     summary.batch_id = summary.batch_id or new_batch_id()

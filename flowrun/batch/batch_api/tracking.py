@@ -17,16 +17,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from flowrun.batch.batch_api.lines import Outcome, Pending, file_bytes, parse_result_line
 from flowrun.batch.batch_api.settings import WaveSettings
 from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
 from flowrun.provider.client import ModelCallError
 from flowrun.store.batch_api_state import TERMINAL, BatchState
-
-if TYPE_CHECKING:
-    from flowrun.batch.batch_api.coordinator import WaveStatus
 
 CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
 TOKEN_LIMIT = "token_limit_exceeded"  # the error of a batch refused for the enqueued tokens
@@ -48,6 +45,18 @@ class Tracked:
     cancelled: bool = False  # this process asked the API to cancel it
     holds: int = 0  # times it was created again after the enqueued-token limit refused it
     earlier: set[str] = field(default_factory=set)  # those refused batches' ids
+
+
+@dataclass
+class WaveStatus:
+    """What the progress display shows."""
+
+    wave: int
+    phase: str  # waiting | submitting | polling | collecting
+    batches: list[Tracked]
+    requests: int
+    records_done: int = 0
+    records_failed: int = 0
 
 
 class BatchTracking:

@@ -1,33 +1,24 @@
-"""What a step runner gets: its spec, the template scope and the run's services."""
+"""What a step runner gets: its spec, the template scope and the run's services.
+
+(``StepRecord`` and ``StepError`` are re-exported here for the step modules.)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowrun.results import CallRecord
+from flowrun.engine.step_record import StepRecord
+from flowrun.errors import StepError
 
 if TYPE_CHECKING:
     from flowrun.engine.services import Services
     from flowrun.format.loader import LoadedWorkflow
 
 
-class StepError(Exception):
-    """A step failed for a reason the user can act on; the message says which."""
-
+__all__ = ["MODEL_PARAMS", "StepEnv", "StepError", "StepRecord"]
 
 MODEL_PARAMS = ("temperature", "top_p", "max_completion_tokens", "seed", "stop", "reasoning_effort")
-
-
-@dataclass
-class StepRecord:
-    """What a step accumulates while it runs (shared by its foreach items)."""
-
-    calls: list[CallRecord] = field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
-    model: str | None = None
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""A loaded workflow: the file's model, its text and positions, and what the loader resolved
+(dependencies, schemas, tool functions). Built by ``loader``; read by the checks and the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowrun.format.spec import Workflow
+from flowrun.format.yaml_source import SourceMap
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+@dataclass
+class LoadedWorkflow:
+    """A valid workflow with everything the executor needs resolved."""
+
+    spec: Workflow
+    text: str
+    source: SourceMap
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
+    schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)
+    _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The step DAG (edge ``dep -> step``), built on first use.
+
+        Built lazily so that ``flowrun validate`` does not pay for importing networkx;
+        the cycle check works on ``dependencies`` directly.
+        """
+        if self._graph is None:
+            from flowrun.format.graph import build_graph
+
+            self._graph = build_graph(self.dependencies)
+        return self._graph
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def content_hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def file(self) -> str:
+        return self.source.file

@@ -1,0 +1,182 @@
+"""What the loopback server speaks, without the server: scripted replies (``Reply``,
+``ToolCall``), recorded requests, how a scripted entry matches a request, the default echo
+responder, deterministic embeddings and OpenAI-style error bodies.
+
+Shared by the HTTP server (``loopback``) and its Files and Batches APIs (``batches``).
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+CHAT = "/chat/completions"
+EMBEDDINGS = "/embeddings"
+DEFAULT_DIMENSIONS = 1536
+MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+_USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens"}
+_USAGE_KEYS |= {"cached_tokens", "reasoning_tokens"}
+
+
+@dataclass
+class ToolCall:
+    """A tool call the fake model makes; ``str`` arguments are sent verbatim (may be invalid JSON)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass
+class Reply:
+    """One scripted response. ``status != 200`` answers with an OpenAI-style error body."""
+
+    content: str | None = None
+    json: Any = _UNSET
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    status: int = 200
+    retry_after: float | None = None
+    latency: float | None = None
+    model: str | None = None
+    embedding: list[float] | None = None
+    error: str | None = None  #: error message for ``status != 200``
+    headers: dict[str, str] = field(default_factory=dict)  #: extra response headers
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.usage or ()) - _USAGE_KEYS:
+            raise ValueError(
+                f"unknown usage keys {sorted(unknown)}, allowed: {sorted(_USAGE_KEYS)}"
+            )
+
+    @property
+    def text(self) -> str | None:
+        """The message content actually sent (``json`` serialized when given)."""
+        return self.content if self.json is _UNSET else json.dumps(self.json)
+
+
+@dataclass
+class RecordedRequest:
+    """A request as received by the server."""
+
+    method: str
+    path: str  #: path after ``/v1``, without query string, e.g. ``"/chat/completions"``
+    headers: dict[str, str]  #: lower-case keys
+    body: Any  #: parsed JSON body, ``None`` when absent or unparsable
+    raw: bytes
+    query: str = ""
+    received_at: float = 0.0  #: ``time.monotonic()`` when the request body was read
+    replied_at: float | None = None  #: ``time.monotonic()`` when the reply was sent
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        body = self.body if isinstance(self.body, dict) else {}
+        messages = body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """The ``image_url`` objects (``{"url": ..., "detail": ...}``) of every message, in order."""
+        return [
+            part["image_url"]
+            for message in self.messages
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
+
+    @property
+    def last_user_text(self) -> str:
+        """Text of the last user message (string content or the text parts of a list)."""
+        for message in reversed(self.messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _content_text(message.get("content"))
+        return ""
+
+
+Responder = Callable[[RecordedRequest], "Reply | str"]
+Matcher = Callable[[RecordedRequest], Any]
+
+
+@dataclass
+class _Entry:
+    responder: Reply | Responder
+    match: str | Matcher | None
+    times: int | None
+    endpoint: str | None
+
+    def fits(self, req: RecordedRequest) -> bool:
+        if self.endpoint is not None and req.path != self.endpoint:
+            return False
+        if self.match is None:
+            return True
+        if callable(self.match):
+            return bool(self.match(req))
+        # the raw body has JSON escapes (e.g. "\\n"), so also look in the message texts
+        texts = (_content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
+        return self.match in req.text or any(self.match in t for t in texts)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p.get("text", "") if isinstance(p, dict) else str(p)
+            for p in content
+            if isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
+        )
+    return ""
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def echo(req: RecordedRequest) -> Reply:
+    """The built-in default responder: ``"echo: <last user message text>"``."""
+    return Reply(content=f"echo: {req.last_user_text}")
+
+
+def embed_text(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """Deterministic, L2-normalized signed hashing of lowercased character trigrams."""
+    vec = [0.0] * dimensions
+    padded = f"  {' '.join(text.lower().split())}  "
+    for i in range(len(padded) - 2):
+        h = zlib.crc32(padded[i : i + 3].encode("utf-8"))
+        vec[h % dimensions] += 1.0 if (h >> 31) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vec))
+    return [v / norm for v in vec] if norm else [1.0] + [0.0] * (dimensions - 1)
+
+
+def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
+    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
+    code = {429: "rate_limit_exceeded", 404: "not_found"}.get(status)
+    message = message or f"Loopback server injected HTTP {status}."
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _split(text: str, parts: int = 4) -> list[str]:
+    """Split text into up to ``parts`` non-empty pieces that concatenate back to it."""
+    if not text:
+        return []
+    size = max(1, -(-len(text) // parts))
+    return [text[i : i + size] for i in range(0, len(text), size)]
