@@ -44,6 +44,7 @@ def flowrun_process(
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float = 60,
+    stdin: str | None = None,
 ) -> CliResult:
     """Run ``python -m flowrun ARGS`` as a subprocess (for signals, tracebacks, import checks)."""
     full_env = {**os.environ, **(env or {})}
@@ -52,6 +53,7 @@ def flowrun_process(
         [sys.executable, "-m", "flowrun", *map(str, args)],
         capture_output=True,
         text=True,
+        input=stdin,
         env=full_env,
         cwd=cwd,
         timeout=timeout,

@@ -75,7 +75,11 @@ def test_defaults_fill_optional_inputs(server, inputs_wf):
             ["-i", "text=x", "-i", "tags=[1,"],
             "input 'tags' must be of type array (give JSON), got '[1,'",
         ),
-        (["-i", "text"], "-i expects KEY=VALUE, got 'text'"),
+        (
+            ["-i", "text"],
+            "-i expects KEY=VALUE, got 'text'\n"
+            "hint: write -i NAME=VALUE, or -i NAME=@FILE to read the value from a file",
+        ),
         (
             ["-i", "text=@/no/such/file.txt"],
             "input 'text': cannot read /no/such/file.txt: No such file or directory",
@@ -134,7 +138,7 @@ def test_inputs_file_json_and_yaml_and_command_line_wins(server, inputs_wf, tmp_
             '{"text": "x", "n": "seven"}',
             "input 'n' must be of type integer, got str: 'seven'",
         ),
-        ("in.yaml", "text: x\nextra: 1\n", "unknown input 'extra' (the workflow declares: "),
+        ("in.yaml", "text: x\ncolour: 1\n", "unknown input 'colour' (the workflow declares: "),
         ("in.yaml", "- a\n- b\n", "{p}: the inputs file must hold one mapping of input names"),
         ("in.json", "{oops", "{p}: not valid JSON: "),
     ],

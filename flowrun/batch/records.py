@@ -305,8 +305,9 @@ class ColumnMapping:
                 self.plain.add(name)
         unknown = sorted(set(self.constants) - set(spec.inputs))
         if unknown:
-            declared = ", ".join(spec.inputs) or "none"
-            raise UsageError(f"unknown input '{unknown[0]}' (the workflow declares: {declared})")
+            from flowrun.format.inputs import unknown_input
+
+            raise unknown_input(unknown[0], spec.inputs)
         # Inputs taken from a column of the same name, unless mapped or given as constants.
         self.implicit = [
             n for n in spec.inputs if n not in self.sources and n not in self.constants

@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for line in exc.lines():
             click.echo(redact(line), err=True)
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `flowrun`, `flowrun runs`: plain help
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -23,7 +23,9 @@ def emit_json(data: Any) -> None:
 def input_options(f: Any) -> Any:
     """``-i KEY=VALUE`` (repeatable) and ``--inputs-file``: the inputs of run and estimate."""
     f = click.option(
-        "--inputs-file", type=click.Path(dir_okay=False), help="A JSON or YAML file of inputs."
+        "--inputs-file",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="A JSON or YAML file of inputs; - reads them from standard input.",
     )(f)
     return click.option(
         "-i",
@@ -31,7 +33,8 @@ def input_options(f: Any) -> Any:
         "pairs",
         multiple=True,
         metavar="KEY=VALUE",
-        help="An input value; repeat for more. KEY=@path reads the value from a file.",
+        help="An input value; repeat for more. KEY=@path reads the value from a file, KEY=@- from "
+        "standard input.",
     )(f)
 
 

@@ -30,10 +30,11 @@ def estimate(
     """
     from flowrun.cli.text import format_estimate
     from flowrun.engine.estimate import estimate_workflow
-    from flowrun.format.inputs import parse_cli_inputs, read_inputs_file
+    from flowrun.format.inputs import check_one_stdin, parse_cli_inputs, read_inputs_file
     from flowrun.format.loader import load_workflow
     from flowrun.provider.pricing import load_price_table
 
+    check_one_stdin(pairs, inputs_file)
     wf = load_workflow(file)
     inputs = read_inputs_file(inputs_file) if inputs_file else {}
     inputs.update(parse_cli_inputs(wf.spec, pairs))

@@ -240,10 +240,11 @@ def run(
     """
     from flowrun.api import new_run_id, run_workflow
     from flowrun.errors import UsageError
-    from flowrun.format.inputs import parse_cli_inputs, read_inputs_file
+    from flowrun.format.inputs import check_one_stdin, parse_cli_inputs, read_inputs_file
     from flowrun.format.loader import load_workflow
     from flowrun.store.locking import workflow_lock
 
+    check_one_stdin(pairs, inputs_file, records)
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
     with _stdout_for_json(as_json) as json_stdout:
         wf = load_workflow(file)  # (what its tool modules print on import goes to stderr)

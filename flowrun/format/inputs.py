@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from flowrun.errors import UsageError
+from flowrun.errors import UsageError, did_you_mean
 from flowrun.format.checks import input_type_ok
 from flowrun.format.spec import Workflow
 
@@ -16,13 +18,41 @@ _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
 
+STDIN = "-"
+
+
+def unknown_input(name: str, declared: Iterable[str]) -> UsageError:
+    """``unknown input 'txt' (did you mean 'text'?)``, with the declared inputs as the hint."""
+    names = list(declared)
+    listed = ", ".join(names) or "none"
+    return UsageError(
+        f"unknown input '{name}'{did_you_mean(name, names)} (the workflow declares: {listed})"
+    )
+
+
+def check_one_stdin(
+    pairs: Iterable[str], inputs_file: str | None, batch: str | None = None
+) -> None:
+    """Standard input can be read once: by ``--batch -``, ``--inputs-file -`` or one ``-i KEY=@-``."""
+    readers = [f"-i {p.partition('=')[0]}=@-" for p in pairs if p.partition("=")[2] == "@-"]
+    if inputs_file == STDIN:
+        readers.append("--inputs-file -")
+    if batch == STDIN:
+        readers.append("--batch -")
+    if len(readers) > 1:
+        raise UsageError(
+            f"standard input can be read only once, but {' and '.join(readers)}"
+            f" {'both' if len(readers) == 2 else 'all'} read it",
+            hint="read the other values from files (KEY=@path, --inputs-file PATH)",
+        )
+
+
 def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:
     """Inputs with defaults filled in; unknown, missing or mistyped values raise ``UsageError``."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(spec.inputs))
     if unknown:
-        declared = ", ".join(spec.inputs) or "none"
-        raise UsageError(f"unknown input '{unknown[0]}' (the workflow declares: {declared})")
+        raise unknown_input(unknown[0], spec.inputs)
     values: dict[str, Any] = {}
     for name, decl in spec.inputs.items():
         if name in given:
@@ -51,8 +81,7 @@ def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
     """Turn the text of ``-i name=text`` into the declared input type."""
     decl = spec.inputs.get(name)
     if decl is None:
-        declared = ", ".join(spec.inputs) or "none"
-        raise UsageError(f"unknown input '{name}' (the workflow declares: {declared})")
+        raise unknown_input(name, spec.inputs)
     kind = decl.type
     try:
         if kind == "string":
@@ -79,13 +108,21 @@ def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
 
 
 def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as typed values; ``KEY=@file`` reads the value from a file."""
+    """``KEY=VALUE`` pairs as typed values; ``KEY=@file`` reads the value from a file and
+    ``KEY=@-`` from standard input."""
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"-i expects KEY=VALUE, got {pair!r}")
-        if text.startswith("@") and len(text) > 1:
+            raise UsageError(
+                f"-i expects KEY=VALUE, got {pair!r}",
+                hint="write -i NAME=VALUE, or -i NAME=@FILE to read the value from a file",
+            )
+        if text == "@" + STDIN:
+            if name not in spec.inputs:
+                raise unknown_input(name, spec.inputs)
+            text = sys.stdin.read()
+        elif text.startswith("@") and len(text) > 1:
             try:
                 text = Path(text[1:]).read_text(encoding="utf-8")
             except OSError as exc:
@@ -97,7 +134,22 @@ def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict
 
 
 def read_inputs_file(path: str | Path) -> dict[str, Any]:
-    """Inputs from a JSON or YAML file holding one mapping."""
+    """Inputs from a JSON or YAML file holding one mapping; ``-`` reads standard input."""
+    if str(path) == STDIN:
+        text = sys.stdin.read()
+        try:
+            data = yaml.safe_load(text)  # JSON is YAML too
+        except yaml.YAMLError as exc:
+            raise UsageError(
+                f"standard input: not valid JSON or YAML: {' '.join(str(exc).split())}",
+                hint='pipe one mapping of input names to values, e.g. {"text": "..."}',
+            ) from None
+        if not isinstance(data, dict):
+            raise UsageError(
+                "standard input: the inputs must be one mapping of input names to values",
+                hint='pipe e.g. {"text": "..."} (JSON) or text: ... (YAML)',
+            )
+        return data
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -107,7 +159,8 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise UsageError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+            + " ".join(str(exc).split())
         ) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the inputs file must hold one mapping of input names to values")
