@@ -159,7 +159,9 @@ def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path):
     assert res.code == 0, res.stderr
     assert len(arrivals) == 3
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert min(gaps) >= 0.9, gaps  # each retry took a token: one per second
+    # each retry took a token (one per second), not the SDK's ~0.5 s backoff; the arrival
+    # times jitter under load around the token times, hence the margin
+    assert min(gaps) >= 0.75, gaps
     out = (tmp_path / "o.jsonl").read_text()
     assert '"status": "succeeded"' in out
 
