@@ -171,7 +171,8 @@ def test_diamond_takes_exactly_two_chat_batches(
         "usage",
         "duration_s",
     }
-    assert "batch api: wave 2 · " in result.stderr and "300/300 requests · done" in result.stderr
+    assert "batch api: wave 2 · " in result.stderr
+    assert "300/300 requests · collected" in result.stderr
     assert "Batch API price: 50% off" in result.stderr
 
 

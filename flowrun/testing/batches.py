@@ -7,16 +7,14 @@ responders as live requests (scripted ``Reply``, ``match=``, callables, the defa
     server.batch_api.fail(match="ticket 7", status=500)            # one line fails
     server.batch_api.fail(match="ticket 8", code="batch_expired")   # one line expires
     server.batch_api.fail_batch("failed")        # the next batch fails: enqueued-token limit
-    server.batch_api.fail_batch("failed", code="invalid_request", message="...")  # or else
     server.batch_api.create_latency = 5          # POST /batches answers late (to test crashes)
     server.batch_api.fail_after_create = 1       # the next create makes the batch, answers 500
     server.batch_api.batches[0].custom_ids       # what each created batch contained
     server.batch_api.max_embedding_inputs = 10   # per-batch limits (also max_requests, max_bytes)
 
-Lifecycle: ``validating`` on create, ``in_progress`` from the first retrieve, ``completed``
-once ``completion_delay`` has passed (lines are processed then, lazily, on a retrieve or
-list); ``cancelling`` -> ``cancelled`` after a cancel. The output file lists the lines in an
-order different from the input's, as the real API may.
+Lifecycle: ``validating`` -> ``in_progress`` (first retrieve) -> ``completed`` after
+``completion_delay`` (lines run then, lazily); ``cancelling`` -> ``cancelled``. Output lines
+come shuffled, as the real API's may. ``hold`` and ``events``: see ``batch_holds``.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from flowrun.testing.batch_holds import BatchHolds
 from flowrun.testing.http_server import parse_multipart
 from flowrun.testing.replies import EMBEDDINGS, RecordedRequest, Reply, _Entry, _error_body
 
@@ -142,7 +141,7 @@ class BatchRecord:
         return data
 
 
-class BatchAPI:
+class BatchAPI(BatchHolds):
     """State and request handling of ``/v1/files`` and ``/v1/batches`` for one server."""
 
     def __init__(self, server: Server) -> None:
@@ -161,6 +160,7 @@ class BatchAPI:
         self._failures: list[BatchFailure] = []
         self._batch_failures: list[tuple[str, str, str]] = []
         self._ids = itertools.count(1)
+        self._init_holds()
 
     # -- scripting -----------------------------------------------------------------
     def fail(
@@ -190,15 +190,6 @@ class BatchAPI:
             raise ValueError(f"outcome must be 'failed' or 'expired', not {outcome!r}")
         with self.server._lock:
             self._batch_failures.extend([(outcome, code, message)] * times)
-
-    def submitted_custom_ids(self) -> list[str]:
-        """Every custom_id of every created batch, in submission order (duplicates kept)."""
-        with self.server._lock:
-            return [cid for b in self.batches for cid in b.custom_ids]
-
-    def batches_for(self, endpoint: str = "/v1/chat/completions") -> list[BatchRecord]:
-        with self.server._lock:
-            return [b for b in self.batches if b.endpoint == endpoint]
 
     # -- routing ---------------------------------------------------------------------
     def dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
@@ -286,6 +277,7 @@ class BatchAPI:
             batch.forced, *error = self._batch_failures.pop(0)
             batch.forced_error = (error[0], error[1])
         self.batches.append(batch)
+        self._event("created", batch.id)
         return 200, batch.to_json(), {}
 
     def _check_file(self, batch: BatchRecord, data: bytes) -> None:
@@ -375,13 +367,14 @@ class BatchAPI:
         if batch.status == "validating":
             batch.status = "in_progress"
             batch.times["in_progress"] = _now()
-        if time.time() - batch.created_at < self.completion_delay:
+        if time.time() - batch.created_at < self.completion_delay or self._held(batch):
             return
         if batch.forced == "failed":
             batch.status, batch.lines = "failed", []
             code, message = batch.forced_error or ("token_limit_exceeded", "")
             batch.errors = [_problem(code, message, None)]  # no line was run
             batch.times["failed"] = _now()
+            self._event("failed", batch.id)
         elif batch.forced == "expired":
             self._finish(batch, "expired", "batch_expired")
         else:
@@ -421,6 +414,7 @@ class BatchAPI:
         batch.status = status
         batch.times[status] = _now()
         batch.lines = []
+        self._event(status, batch.id)
 
     def _run_line(
         self, endpoint: str, line: dict[str, Any]

@@ -34,6 +34,12 @@ class Pending:
     line: bytes
     inputs: int = 1  # embedding inputs (for the per-batch input limit)
 
+    @property
+    def tokens(self) -> int:
+        """An upper estimate of the request's input tokens (for the enqueued-token limit): a
+        token is at least one byte and usually four; a quarter of the line, JSON included."""
+        return len(self.line) // 4 + 1
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -53,6 +59,11 @@ class Limits:
     max_requests: int = MAX_REQUESTS
     max_bytes: int = MAX_BYTES
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS
+
+
+def file_tokens(items: list[Pending]) -> int:
+    """The estimated input tokens of a file's requests (see ``Pending.tokens``)."""
+    return sum(p.tokens for p in items)
 
 
 def batch_body(request: dict[str, Any]) -> dict[str, Any]:
@@ -80,20 +91,24 @@ def encode_line(cid: str, url: str, body_json: str) -> bytes:
     return f'{head[:-1]},"body":{body_json}}}'.encode()
 
 
-def pack(pending: list[Pending], limits: Limits) -> list[list[Pending]]:
-    """Split one endpoint's and model's requests into files within the limits, in order."""
+def pack(
+    pending: list[Pending], limits: Limits, max_tokens: int | None = None
+) -> list[list[Pending]]:
+    """Split one endpoint's and model's requests into files within the limits (and, given
+    ``max_tokens``, the enqueued-token limit: no file alone over it), in order."""
     files: list[list[Pending]] = []
     current: list[Pending] = []
-    size = inputs = 0
+    size = inputs = tokens = 0
     for item in pending:
         grows = len(item.line) + 1
         if current and (
             len(current) >= limits.max_requests
             or size + grows > limits.max_bytes
             or inputs + item.inputs > limits.max_embedding_inputs
+            or (max_tokens is not None and tokens + item.tokens > max_tokens)
         ):
             files.append(current)
-            current, size, inputs = [], 0, 0
+            current, size, inputs, tokens = [], 0, 0, 0
         if grows > limits.max_bytes:
             raise ValueError(
                 f"request {item.custom_id} is {grows:,} bytes, more than a batch file may hold "
@@ -102,6 +117,7 @@ def pack(pending: list[Pending], limits: Limits) -> list[list[Pending]]:
         current.append(item)
         size += grows
         inputs += item.inputs
+        tokens += item.tokens
     if current:
         files.append(current)
     return files

@@ -1,8 +1,8 @@
 """Progress of a Batch API run: the batch display plus the current wave and its batches.
 
-On a terminal the bar gains a column (``wave 2 · batch_abc in_progress 450/600``); otherwise
-a plain line is printed when a wave is submitted and when it is done, besides the periodic
-progress lines.
+On a terminal the bar gains a column (``wave 2 · 3 batches in flight (...) · 450/600 requests
+· ~2m left``); otherwise a plain line is printed when a round is submitted and when a batch
+is created, held or collected, besides the periodic progress lines.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from flowrun.batch.progress import (
 )
 
 
-def describe_wave(status: WaveStatus) -> str:
-    """``wave 2 · batch_abc in_progress · 450/600 requests (3 failed)``."""
-    head = f"wave {status.wave}"
-    if status.phase == "submitting":
-        return f"{head} · submitting {status.requests:,} requests"
+def describe_wave(status: WaveStatus, now: float | None = None) -> str:
+    """``2 batches in flight (1 in_progress, 1 validating) · 450/600 requests (3 failed) ·
+    ~2m left``: the batches in flight, their own progress counts and the estimate they give."""
+    if not status.batches:
+        return f"wave {status.wave} · no batch in flight · {status.collected} collected"
     done = failed = total = 0
     states: Counter[str] = Counter()
     for tracked in status.batches:
@@ -38,20 +38,25 @@ def describe_wave(status: WaveStatus) -> str:
             done += snap.completed
             failed += snap.failed
         states[snap.status if snap is not None else "submitted"] += 1
-    if len(status.batches) == 1:
-        which = f"{status.batches[0].batch_id} {next(iter(states))}"
-    elif status.batches:
-        which = f"{len(status.batches)} batches: " + ", ".join(
-            f"{n} {s}" for s, n in sorted(states.items())
-        )
-    else:
-        which = "no batch submitted"
-    text = f"{head} · {which} · {done + failed:,}/{total:,} requests"
+    count = len(status.batches)
+    which = f"{count} batch{'es' if count > 1 else ''} in flight (" + ", ".join(
+        f"{n} {s}" for s, n in sorted(states.items())
+    ) + ")"
+    text = f"wave {status.wave} · {which} · {done + failed:,}/{total:,} requests"
     if failed:
         text += f" ({failed:,} failed)"
-    if status.phase == "waiting":
-        text += " · done"
+    left = status.estimate(time.monotonic() if now is None else now)
+    if left is not None:
+        text += f" · ~{_duration(left)} left"
     return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 class WavePlainProgress(PlainProgress):
@@ -60,14 +65,17 @@ class WavePlainProgress(PlainProgress):
     def __init__(self, stream: TextIO, every: float) -> None:
         super().__init__(stream, every)
         self._wave_text = ""
-        self._phase: tuple[int, str] | None = None
 
     def wave(self, status: WaveStatus) -> None:
         self._wave_text = describe_wave(status)
-        key = (status.wave, status.phase)
-        if key != self._phase and status.phase in ("polling", "waiting"):
-            self._phase = key
-            print(f"batch api: {self._wave_text}", file=self.stream, flush=True)
+        if status.event:  # a round submitted; a batch created, held or collected
+            flight = len(status.batches)
+            print(
+                f"batch api: wave {status.wave} · {status.event} · {flight} in flight · "
+                f"{status.records_done:,} records done",
+                file=self.stream,
+                flush=True,
+            )
 
     def tick(self) -> None:
         now = time.perf_counter()

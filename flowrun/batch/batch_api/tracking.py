@@ -1,11 +1,12 @@
 """Following submitted batches: create each exactly once, poll, collect, hand out results.
 
 ``BatchTracking`` is the part of ``WaveCoordinator`` that talks to the Batch API about one
-wave's files: it creates their batches (looking for a batch before creating again, so one
-file never gets two), re-attaches to batches an earlier process submitted, polls with
-backoff, cancels when the run is cancelled, holds back a batch refused for the
-enqueued-token limit and creates it again, and streams each finished batch's output and
-error files into the store and to the waiting requests, a chunk at a time.
+file at a time: it creates its batch (looking for a batch before creating again, so one
+file never gets two), re-attaches to a batch an earlier process submitted, polls it with
+backoff, cancels it when the run is cancelled, holds it back when it was refused for the
+enqueued-token limit and creates it again, and streams its output and error files into the
+store and to the waiting requests, a chunk at a time. Every batch is followed by its own
+task, so batches overlap.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flowrun.batch.batch_api.lines import Outcome, Pending, file_bytes, parse_result_line
-from flowrun.batch.batch_api.settings import WaveSettings
+from flowrun.batch.batch_api.settings import TokenQueue, WaveSettings
 from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
 from flowrun.provider.client import ModelCallError
 from flowrun.store.batch_api_state import TERMINAL, BatchState
@@ -41,6 +43,9 @@ class Tracked:
     model: str
     custom_ids: list[str]
     snapshot: BatchSnapshot | None = None
+    wave: int = 0
+    tokens: int = 0  # estimated input tokens (the enqueued-token limit)
+    started: float = field(default_factory=time.monotonic)  # when this process began following
     poll_errors: int = 0
     cancelled: bool = False  # this process asked the API to cancel it
     holds: int = 0  # times it was created again after the enqueued-token limit refused it
@@ -49,14 +54,34 @@ class Tracked:
 
 @dataclass
 class WaveStatus:
-    """What the progress display shows."""
+    """What the progress display shows: the batches in flight and what just happened."""
 
-    wave: int
-    phase: str  # waiting | submitting | polling | collecting
-    batches: list[Tracked]
-    requests: int
+    wave: int  # rounds submitted so far
+    batches: list[Tracked] = field(default_factory=list)  # in flight
+    event: str = ""  # what just happened ("" when only the counts changed)
+    collected: int = 0  # batches collected so far
     records_done: int = 0
     records_failed: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(len(t.custom_ids) for t in self.batches)
+
+    def estimate(self, now: float) -> float | None:
+        """Seconds until the batches in flight are done, from their own progress counts (the
+        slowest one's rate so far); None before any of them has made progress."""
+        worst: float | None = None
+        for tracked in self.batches:
+            snap = tracked.snapshot
+            if snap is None or not snap.total:
+                continue
+            done = snap.completed + snap.failed
+            elapsed = now - tracked.started
+            if done <= 0 or elapsed <= 0:
+                return None
+            left = (snap.total - done) * elapsed / done
+            worst = left if worst is None else max(worst, left)
+        return worst
 
 
 class BatchTracking:
@@ -66,21 +91,26 @@ class BatchTracking:
     state: BatchState
     run_id: str
     settings: WaveSettings
-    wave: int
     known: dict[str, tuple[str, bool]]
     waiting: dict[str, asyncio.Future[Outcome]]
+    live: dict[str, Tracked]
+    queue: TokenQueue
     submitted: int
     local_seconds: float
     on_status: Callable[[WaveStatus], None] | None
-    _current: WaveStatus | None
+    status: WaveStatus
+
+    def busy_span(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
 
     # --- submitting ------------------------------------------------------------------------
     async def _submit(
-        self, endpoint: str, model: str, items: list[Pending], n: int
+        self, endpoint: str, model: str, items: list[Pending], wave: int, n: int
     ) -> Tracked | None:
         data = file_bytes(items)
         cids = [p.custom_id for p in items]
-        name = f"flowrun-{self.run_id}-w{self.wave}-{n}.jsonl"
+        del items  # the lines are in ``data`` now
+        name = f"flowrun-{self.run_id}-w{wave}-{n}.jsonl"
         try:
             file_id = await self.transport.upload(name, data)
         except ModelCallError as exc:
@@ -89,9 +119,9 @@ class BatchTracking:
                     cid, Outcome(False, error=f"upload failed: {exc}", retryable=exc.retryable)
                 )
             return None
-        self.state.file_uploaded(self.run_id, self.wave, file_id, endpoint, model, cids, len(data))
+        self.state.file_uploaded(self.run_id, wave, file_id, endpoint, model, cids, len(data))
         self.submitted += len(cids)
-        return await self._create(file_id, endpoint, model, cids)
+        return await self._create(file_id, endpoint, model, cids, wave)
 
     async def _create(
         self,
@@ -99,6 +129,7 @@ class BatchTracking:
         endpoint: str,
         model: str,
         cids: list[str],
+        wave: int,
         since: float | None = None,
         exclude: frozenset[str] = frozenset(),
     ) -> Tracked | None:
@@ -108,7 +139,7 @@ class BatchTracking:
         before trying again flowrun looks for a batch on this file; a retried create never
         makes a second batch.
         """
-        metadata = {"flowrun_run_id": self.run_id, "flowrun_wave": str(self.wave)}
+        metadata = {"flowrun_run_id": self.run_id, "flowrun_wave": str(wave)}
         since = time.time() - 600 if since is None else since
         for attempt in range(CREATE_ATTEMPTS):
             try:
@@ -130,7 +161,7 @@ class BatchTracking:
             self._give_up(cids, f"creating the batch failed: {failure}")
             return None
         self.state.batch_status(file_id, snapshot.status, batch_id=snapshot.id)
-        tracked = Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot)
+        tracked = Tracked(file_id, snapshot.id, endpoint, model, cids, snapshot, wave)
         if self.state.cancel_requested(self.run_id):  # cancelled while create was answering
             await self._cancel(tracked)
         return tracked
@@ -149,7 +180,7 @@ class BatchTracking:
             raise RuntimeError(f"file {file_id} is not in the run store")
         cids = self.state.file_requests(self.run_id, file_id)
         if row.batch_id is not None:
-            return Tracked(file_id, row.batch_id, row.endpoint, row.model, cids)
+            return Tracked(file_id, row.batch_id, row.endpoint, row.model, cids, wave=row.wave)
         since = row.submitted_ts - 600
         try:
             found = (await self.transport.find({file_id}, since)).get(file_id)
@@ -157,9 +188,9 @@ class BatchTracking:
             self._give_up(cids, f"listing batches failed: {exc}")
             return None
         if found is None:
-            return await self._create(file_id, row.endpoint, row.model, cids, since)
+            return await self._create(file_id, row.endpoint, row.model, cids, row.wave, since)
         self.state.batch_status(file_id, found.status, batch_id=found.id)
-        return Tracked(file_id, found.id, row.endpoint, row.model, cids, found)
+        return Tracked(file_id, found.id, row.endpoint, row.model, cids, found, row.wave)
 
     # --- polling and collecting -----------------------------------------------------------------
     async def _cancel(self, tracked: Tracked) -> None:
@@ -168,49 +199,71 @@ class BatchTracking:
         with contextlib.suppress(ModelCallError):  # 409: it finished meanwhile
             self._update(tracked, await self.transport.cancel(tracked.batch_id))
 
-    async def _poll(self, live: list[Tracked]) -> None:
-        """Poll until every batch is collected. A batch refused for the enqueued-token limit
-        is held back and created again (on the same file, the same custom_ids: no attempt
-        is used) once the others are done, a bounded number of times."""
+    async def _follow(self, tracked: Tracked) -> None:
+        """Poll one batch until it is collected. One refused for the enqueued-token limit is
+        held back and created again (on the same file, the same custom_ids: no attempt is
+        used) once there is room, a bounded number of times."""
+        self.live[tracked.file_id] = tracked
+        self.status.batches = list(self.live.values())
+        self._report(f"{tracked.batch_id} created ({len(tracked.custom_ids):,} requests)")
         delay = self.settings.poll_initial
-        held: list[Tracked] = []
-        while live or held:
-            if not live:  # the rest of the wave is done: its tokens left the queue
-                await asyncio.sleep(self.settings.poll_max * (1 + max(t.holds for t in held)))
-                live = [t for t in held if await self._create_again(t)]
-                held, delay = [], self.settings.poll_initial
-                continue
-            pending = [t for t in live if not t.cancelled]
-            if pending and self.state.cancel_requested(self.run_id):
-                await asyncio.gather(*(self._cancel(t) for t in pending))
-            snapshots = await asyncio.gather(
-                *(self.transport.retrieve(t.batch_id) for t in live), return_exceptions=True
-            )
-            waiting: list[Tracked] = []
-            for tracked, snapshot in zip(live, snapshots, strict=True):
-                if isinstance(snapshot, ModelCallError):
+        collected = False
+        try:
+            while True:
+                if not tracked.cancelled and self.state.cancel_requested(self.run_id):
+                    await self._cancel(tracked)
+                try:
+                    snapshot = await self.transport.retrieve(tracked.batch_id)
+                except ModelCallError as exc:
                     tracked.poll_errors += 1
-                    if snapshot.retryable and tracked.poll_errors < self.settings.max_poll_errors:
-                        waiting.append(tracked)
-                    else:
-                        message = f"polling batch {tracked.batch_id} failed: {snapshot}"
+                    if not exc.retryable or tracked.poll_errors >= self.settings.max_poll_errors:
+                        message = f"polling batch {tracked.batch_id} failed: {exc}"
                         self._give_up(tracked.custom_ids, message)
-                    continue
-                if isinstance(snapshot, BaseException):
-                    raise snapshot
-                tracked.poll_errors = 0
-                self._update(tracked, snapshot)
-                if self._over_token_limit(tracked, snapshot):
-                    held.append(tracked)
-                elif snapshot.status in TERMINAL:
-                    await self._collect(tracked, snapshot)
+                        return
                 else:
-                    waiting.append(tracked)
-            self._report()
-            live = waiting
-            if live:
+                    tracked.poll_errors = 0
+                    self._update(tracked, snapshot)
+                    if self._over_token_limit(tracked, snapshot):
+                        if not await self._hold(tracked):
+                            return
+                        delay = self.settings.poll_initial
+                        continue
+                    if snapshot.status in TERMINAL:
+                        with self.busy_span():  # no round goes out with half its results
+                            await self._collect(tracked, snapshot)
+                        self.status.collected += 1
+                        collected = True
+                        return
+                    self._report()
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, self.settings.poll_max)
+        finally:
+            self.live.pop(tracked.file_id, None)
+            self.status.batches = list(self.live.values())
+            snap = tracked.snapshot
+            if snap is None:
+                counts = "unknown"
+            else:
+                counts = f"{snap.status} · {snap.completed + snap.failed:,}/{snap.total:,} requests"
+            done = "collected" if collected else "left (resume the run to collect it)"
+            self._report(f"{tracked.batch_id} {counts} · {done}")
+
+    async def _hold(self, tracked: Tracked) -> bool:
+        """The batch was refused for the enqueued-token limit: lower the limit, wait until
+        the model's other batches leave room (and the longest poll interval, times the holds
+        so far), then create it again. Whether it was."""
+        self.queue.refused(tracked.model)
+        self.queue.leave(tracked.model, tracked.tokens)
+        self.live.pop(tracked.file_id, None)
+        self.status.batches = list(self.live.values())
+        self._report(f"{tracked.batch_id} held: the enqueued-token limit was reached")
+        await self.queue.enter(tracked.model, tracked.tokens)
+        await asyncio.sleep(self.settings.poll_max * (1 + tracked.holds))
+        if not await self._create_again(tracked):
+            return False
+        self.live[tracked.file_id] = tracked
+        self.status.batches = list(self.live.values())
+        return True
 
     def _over_token_limit(self, tracked: Tracked, snapshot: BatchSnapshot) -> bool:
         """The batch failed only because the enqueued-token limit was reached (nothing ran),
@@ -232,6 +285,7 @@ class BatchTracking:
             tracked.endpoint,
             tracked.model,
             tracked.custom_ids,
+            tracked.wave,
             exclude=frozenset(tracked.earlier),
         )
         if fresh is None:  # refused or lost: _create has settled its requests
@@ -343,9 +397,10 @@ class BatchTracking:
         if future is not None and not future.done():
             future.set_result(outcome)
 
-    def _report(self) -> None:
-        if self.on_status is not None and self._current is not None:
-            self.on_status(self._current)
+    def _report(self, event: str = "") -> None:
+        if self.on_status is not None:
+            self.status.event = event
+            self.on_status(self.status)
 
     def fail_all(self, message: str) -> None:
         """Resolve every waiting request with a failure (the run is stopping)."""
