@@ -17,10 +17,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flowrun.testing.batches import BatchRecord
+BatchRecord = Any  # flowrun.testing.batches.BatchRecord (which imports this module)
 
 __all__ = ["BatchHolds", "Hold"]
 
