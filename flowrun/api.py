@@ -43,6 +43,7 @@ def make_services(
     cache: ResponseCache | None = None,
     cache_all: bool = False,
     on_text: Callable[[str, str], None] | None = None,
+    transcripts: bool = True,
 ) -> Services:
     """The services one run (or one batch) shares."""
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
@@ -55,6 +56,7 @@ def make_services(
         cache_all=cache_all,
         toolbox=Toolbox.from_workflow(wf),
         on_text=on_text,
+        transcripts=transcripts,
     )
 
 
@@ -124,7 +126,8 @@ async def arun_workflow(
 
     Every step result is written to the run store (``store=True``: the one under
     ``FLOWRUN_HOME``; pass a ``RunStore`` or ``False``) the moment it completes.
-    ``service_options`` (``client``, ``prices``, ``max_cost``, ``cache``, ``on_text``) build the
+    ``service_options`` (``client``, ``prices``, ``max_cost``, ``cache``, ``on_text``,
+    ``transcripts``: False stores no transcripts) build the
     run's services when ``services`` is not given. Invalid inputs raise ``UsageError``.
     """
     wf = _as_workflow(workflow)
@@ -200,7 +203,7 @@ def _mark_stopped(db: Any, run_id: str, exc: BaseException) -> None:
 
 
 def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
-    keep = ("max_cost", "prices")  # what resume reuses; a PriceTable object cannot be stored
+    keep = ("max_cost", "prices", "transcripts")  # what resume reuses; a PriceTable object cannot be stored
     return {
         k: str(v) if isinstance(v, Path) else v
         for k, v in options.items()

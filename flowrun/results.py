@@ -85,6 +85,8 @@ class StepResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    # what each model call sent and got (stored beside the record, not in it; see transcripts.py)
+    transcript: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def skipped(self) -> bool:

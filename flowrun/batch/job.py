@@ -49,6 +49,7 @@ class BatchJob:
     resume: bool = False
     batch_id: str | None = None
     via: str = "live"
+    transcripts: bool = True  # keep what each model call sent and got
 
     def options(self) -> dict[str, Any]:
         """What the batch row keeps, so ``flowrun resume BATCH_ID`` can run it again."""
@@ -62,6 +63,7 @@ class BatchJob:
             "prices": str(Path(self.prices).resolve()) if self.prices else None,
             "cache": self.cache,
             "via": self.via,
+            "transcripts": self.transcripts,
         }
 
 
@@ -103,6 +105,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             rpm=job.rpm,
             tpm=job.tpm,
         )
+        services.transcripts = job.transcripts
         if services.budget is not None:
             services.budget.spent += summary.earlier_cost_usd
         runner_class = BatchRunner
@@ -134,6 +137,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             async for result in runner.results():
                 ran = True
                 writer.write(result)
+                store.record_done(batch_id, result)
                 if not result.ok:
                     shown += 1
                     if shown <= FAILURES_SHOWN:

@@ -27,7 +27,7 @@ COMMANDS = {
     "run": "flowrun.cli.run:run",
     "resume": "flowrun.cli.run:resume",
     "estimate": "flowrun.cli.inspect_runs:estimate",
-    "runs": "flowrun.cli.inspect_runs:runs",
+    "runs": "flowrun.cli.history:runs",
     "batches": "flowrun.cli.batches:batches",
     "threads": "flowrun.cli.threads:threads",
     "convert": "flowrun.cli.convert:convert",

@@ -61,6 +61,7 @@ def run_batch_command(
     max_cost: float | None = None,
     prices: str | None = None,
     cache: bool | None = None,
+    transcripts: bool = True,
 ) -> None:
     """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
     from flowrun.batch.job import BatchJob
@@ -90,6 +91,7 @@ def run_batch_command(
         cache=bool(cache),
         resume=resume,
         via=via,
+        transcripts=transcripts,
     )
     _run(job, as_json=as_json, quiet=quiet)
 
@@ -141,6 +143,7 @@ def resume_batch_command(
         resume=True,
         batch_id=row.id,
         via=via,
+        transcripts=opts.get("transcripts", True) is not False,
     )
     _run(job, as_json=as_json, quiet=quiet)
 

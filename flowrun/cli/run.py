@@ -204,6 +204,11 @@ def run_options(f: Any) -> Any:
     is_flag=True,
     help="Exit 1 at once if another run of this workflow is still running (for cron).",
 )
+@click.option(
+    "--no-transcripts",
+    is_flag=True,
+    help="Do not store what model calls sent and got (for sensitive data).",
+)
 @run_options
 def run(
     file: str,
@@ -219,6 +224,7 @@ def run(
     via: str,
     mock: bool,
     no_overlap: bool,
+    no_transcripts: bool,
     as_json: bool,
     quiet: bool,
     max_cost: float | None,
@@ -246,6 +252,8 @@ def run(
 
     check_one_stdin(pairs, inputs_file, records)
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
+    if no_transcripts:
+        options["transcripts"] = False
     with _stdout_for_json(as_json) as json_stdout:
         wf = load_workflow(file)  # (what its tool modules print on import goes to stderr)
         if records is None:

@@ -208,6 +208,7 @@ class Executor:
         result.tool_calls = record.tool_calls
         result.warnings = record.warnings
         result.finish_reason = record.finish_reason
+        result.transcript = record.transcript
         result.duration_s = time.perf_counter() - started
         return result
 

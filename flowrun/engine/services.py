@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.step_record import CallSite
 from flowrun.errors import StepError
+from flowrun.engine.transcripts import chat_entry, embed_entry
 from flowrun.provider.catalog import model_info
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
@@ -49,6 +50,7 @@ class Services:
     on_text: Callable[[str, str], None] | None = None
     threads: Any = None  # the run store, for chat steps with thread:
     dry_run: bool = False  # estimate: requests are built but never sent
+    transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
 
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: CallSite, request: dict[str, Any]) -> ChatReply:
@@ -70,6 +72,10 @@ class Services:
                 reply = ChatReply(**hit)
                 reply.usage = _usage(hit.get("usage"))
                 self._record(env, model, reply.usage, reply.finish_reason, 0.0, 0, cached=True)
+                if self._transcribe(env):
+                    env.record.transcript.append(
+                        chat_entry(request, reply, latency_s=0.0, cached=True)
+                    )
                 return reply
         reservation = None
         if self.budget is not None:
@@ -92,16 +98,19 @@ class Services:
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
-            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
+            latency = time.perf_counter() - started
+            self._record_failure(env, model, latency, exc.retries)
+            if self._transcribe(env):
+                env.record.transcript.append(
+                    chat_entry(request, latency_s=latency, retries=exc.retries, error=str(exc))
+                )
             raise StepError(str(exc)) from None
-        cost = self._record(
-            env,
-            model,
-            reply.usage,
-            reply.finish_reason,
-            time.perf_counter() - started,
-            reply.retries,
-        )
+        latency = time.perf_counter() - started
+        cost = self._record(env, model, reply.usage, reply.finish_reason, latency, reply.retries)
+        if self._transcribe(env):
+            env.record.transcript.append(
+                chat_entry(request, reply, latency_s=latency, retries=reply.retries)
+            )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
         if use_cache:
@@ -139,6 +148,10 @@ class Services:
             if hit is not None and "vectors" in hit:
                 cached = EmbedReply(hit["vectors"], _usage(hit.get("usage")), hit.get("model", ""))
                 self._record(env, model, cached.usage, None, 0.0, 0, cached=True)
+                if self._transcribe(env):
+                    env.record.transcript.append(
+                        embed_entry(request, cached, latency_s=0.0, cached=True)
+                    )
                 return cached
         reservation = None
         if self.budget is not None:
@@ -152,11 +165,19 @@ class Services:
         except ModelCallError as exc:
             if reservation is not None:
                 self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
-            self._record_failure(env, model, time.perf_counter() - started, exc.retries)
+            latency = time.perf_counter() - started
+            self._record_failure(env, model, latency, exc.retries)
+            if self._transcribe(env):
+                env.record.transcript.append(
+                    embed_entry(request, latency_s=latency, retries=exc.retries, error=str(exc))
+                )
             raise StepError(str(exc)) from None
-        cost = self._record(
-            env, model, reply.usage, None, time.perf_counter() - started, reply.retries
-        )
+        latency = time.perf_counter() - started
+        cost = self._record(env, model, reply.usage, None, latency, reply.retries)
+        if self._transcribe(env):
+            env.record.transcript.append(
+                embed_entry(request, reply, latency_s=latency, retries=reply.retries)
+            )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
         if use_cache:
@@ -167,6 +188,10 @@ class Services:
             }
             self.cache.put(request, stored)  # type: ignore[union-attr]
         return reply
+
+    def _transcribe(self, env: CallSite) -> bool:
+        """Transcripts are on unless ``--no-transcripts`` or ``defaults: {transcripts: false}``."""
+        return self.transcripts and env.setting("transcripts") is not False
 
     def _use_cache(self, env: CallSite) -> bool:
         """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""

@@ -21,6 +21,7 @@ class StepRecord:
     warnings: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     model: str | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)  # one entry per model call
 
 
 class CallSite(Protocol):

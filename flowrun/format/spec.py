@@ -50,6 +50,10 @@ class Defaults(ModelParams):
     """Defaults for every model step unless the step overrides them."""
 
     cache: bool | None = None
+    transcripts: bool | None = Field(
+        None,
+        description="false: do not store what model calls sent and got (sensitive data).",
+    )
 
 
 class Budget(_Strict):

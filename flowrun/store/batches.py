@@ -27,6 +27,7 @@ from flowrun.redaction import redact
 from flowrun.results import StepResult
 from flowrun.store.migrations import migrate
 from flowrun.store.runs import StoreError, _explain, flowrun_home
+from flowrun.store.transcripts import dump_transcript
 
 FLUSH_EVERY_S = 0.2
 KEPT_STATUSES = ("succeeded", "skipped")  # steps a later run of the record can reuse
@@ -79,6 +80,7 @@ class BatchStore:
         self._pending: dict[tuple[str, int], list[StepResult]] = {}
         self._flushed: set[tuple[str, int]] = set()
         self._deletes: list[tuple[str, int]] = []
+        self._records: list[tuple[Any, ...]] = []  # finished records' rows, for the history
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -160,6 +162,7 @@ class BatchStore:
         )
 
     def finish(self, batch_id: str, status: str, summary: dict[str, Any]) -> None:
+        self.flush()
         self._run(
             "UPDATE batches SET status=?, ended_at=?, summary=? WHERE id=?",
             (status, _now(), redact(json.dumps(summary, default=str)), batch_id),
@@ -194,16 +197,23 @@ class BatchStore:
             self._flushed.discard(key)
             self._deletes.append(key)
 
+    def record_done(self, batch_id: str, result: Any) -> None:
+        """Keep a finished record's outcome and steps (with transcripts), for ``runs show``.
+
+        Buffered like the steps, and committed by the next ``flush``.
+        """
+        self._records.append(record_row(batch_id, result))
+
     def flush(self) -> None:
-        """Commit buffered steps and deletions in one transaction."""
-        if not self._pending and not self._deletes:
+        """Commit buffered steps, finished records and deletions in one transaction."""
+        if not self._pending and not self._deletes and not self._records:
             return
         rows = [
             (bid, index, r.id, r.cost_usd, redact(json.dumps(r.to_record(), default=str)))
             for (bid, index), results in self._pending.items()
             for r in results
         ]
-        deletes = self._deletes
+        deletes, records = self._deletes, self._records
         with self._lock:
             try:
                 with self._db:
@@ -216,11 +226,17 @@ class BatchStore:
                     self._db.executemany(
                         "DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes
                     )
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO batch_records (batch_id, record_index, status,"
+                        " cost_usd, duration_s, line, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        records,
+                    )
             except sqlite3.DatabaseError as exc:
                 raise StoreError(_explain(exc, self.path)) from None
         self._flushed.update(self._pending)
         self._pending = {}
         self._deletes = []
+        self._records = []
 
     def stored_records(self, batch_id: str) -> set[int]:
         """Indices of records with stored steps (from earlier runs of the batch)."""
@@ -242,6 +258,29 @@ class BatchStore:
         """Delete the stored steps of records that are already done."""
         for index in indices:
             self.forget(batch_id, index)
+
+
+def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
+    """A ``batch_records`` row for a ``BatchResult``: its steps as ``--json`` shows them.
+
+    A step's transcript is added as the (capped, redacted) JSON the run store keeps.
+    """
+    parts = []
+    for sid, step in result.steps.items():
+        text = json.dumps(step.to_json(), ensure_ascii=False, default=str)
+        if step.transcript:
+            text = f'{text[:-1]}, "transcript": {dump_transcript(step.transcript)}}}'
+        parts.append(f"{json.dumps(sid)}: {text}")
+    return (
+        batch_id,
+        result.index,
+        result.status,
+        result.cost_usd,
+        round(result.duration_s, 4),
+        result.line,
+        redact(result.error) if result.error else None,
+        redact("{" + ", ".join(parts) + "}"),
+    )
 
 
 def _row(row: tuple[Any, ...]) -> BatchRow:

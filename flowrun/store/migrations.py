@@ -144,12 +144,36 @@ def m005_batch_api(db: sqlite3.Connection) -> None:
     )
 
 
+def m006_history_and_transcripts(db: sqlite3.Connection) -> None:
+    """Step transcripts, every batch record's outcome (with its steps), history indexes."""
+    db.executescript(
+        """
+        ALTER TABLE steps ADD COLUMN transcript TEXT;
+        CREATE TABLE batch_records (
+            batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+            record_index INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            cost_usd REAL,
+            duration_s REAL NOT NULL DEFAULT 0,
+            line INTEGER,
+            error TEXT,
+            steps TEXT NOT NULL,
+            PRIMARY KEY (batch_id, record_index)
+        ) WITHOUT ROWID;
+        CREATE INDEX runs_workflow ON runs(workflow_name, started_at);
+        CREATE INDEX runs_status ON runs(status, started_at);
+        CREATE INDEX batches_started ON batches(started_at);
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
     m003_threads,
     m004_batches,
     m005_batch_api,
+    m006_history_and_transcripts,
 ]
 
 

@@ -21,6 +21,7 @@ from flowrun.errors import FlowrunError, UsageError
 from flowrun.redaction import redact
 from flowrun.results import RunResult, StepResult
 from flowrun.store.migrations import migrate
+from flowrun.store.transcripts import dump_transcript, load_transcript
 
 _UPDATE_COST = (
     "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?)"
@@ -197,7 +198,7 @@ class RunStore:
         """
         self._transaction(
             (
-                "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at, transcript) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     result.id,
@@ -205,6 +206,7 @@ class RunStore:
                     result.cost_usd,
                     _dumps(result.to_record()),
                     _now(),
+                    dump_transcript(result.transcript) if result.transcript else None,
                 ),
             ),
             (_UPDATE_COST, (run_id, run_id)),
@@ -268,6 +270,28 @@ class RunStore:
     def load_steps(self, run_id: str) -> dict[str, StepResult]:
         rows = self._read("SELECT record FROM steps WHERE run_id=? ORDER BY finished_at", (run_id,))
         return {r.id: r for r in (StepResult.from_record(json.loads(row[0])) for row in rows)}
+
+    def load_transcript(self, run_id: str, step_id: str) -> list[dict[str, Any]]:
+        """What the step's model calls sent and got (empty when transcripts were off)."""
+        rows = self._read(
+            "SELECT transcript FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+        )
+        return load_transcript(rows[0][0]) if rows else []
+
+    def write_many(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Each ``(sql, rows)`` as ``executemany``, all in one write transaction."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for sql, rows in statements:
+                        self._db.executemany(sql, rows)
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(exc, self.path) from None
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (the history and the viewer query through this)."""
+        return self._read(sql, params)
 
     # --- response cache ------------------------------------------------------------------
     @staticmethod
