@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.step_record import CallSite
-from flowrun.errors import StepError
 from flowrun.engine.transcripts import chat_entry, embed_entry
+from flowrun.errors import StepError
 from flowrun.provider.catalog import model_info
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
