@@ -110,11 +110,11 @@ def time_flowrun(path: Path, store: bool) -> tuple[float, float, float]:
     """Wall time of one run, its start-up (until the first call is handed to the client), CPU."""
     from flowrun import load_workflow
     from flowrun.api import arun_workflow
-    from flowrun.provider.client import ModelClient
+    from flowrun.provider.client import OpenAIClient
 
     wf = load_workflow(path)
     first: list[float] = []
-    client = ModelClient()
+    client = OpenAIClient()
     original = client.chat
 
     async def chat(*args, **kwargs):  # note when the first call leaves
@@ -168,10 +168,10 @@ def engine_only(path: Path, repeat: int, store: bool) -> float:
     """Best seconds per step of a run whose model calls return at once from memory."""
     from flowrun import load_workflow
     from flowrun.api import arun_workflow
-    from flowrun.provider.client import ChatReply, ModelClient
+    from flowrun.provider.client import ChatReply, OpenAIClient
     from flowrun.results import Usage
 
-    class InMemory(ModelClient):
+    class InMemory(OpenAIClient):
         async def chat(self, request, **options):  # type: ignore[override]
             return ChatReply("ok", finish_reason="stop", usage=Usage(5, 1), model=request["model"])
 

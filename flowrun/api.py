@@ -20,7 +20,7 @@ from flowrun.engine.tools import Toolbox
 from flowrun.errors import UsageError, WorkflowInvalid
 from flowrun.format.inputs import resolve_inputs
 from flowrun.format.loader import LoadedWorkflow, load_workflow
-from flowrun.provider.client import ModelClient
+from flowrun.provider.interface import ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
 from flowrun.results import RunResult
 
@@ -49,7 +49,7 @@ def make_services(
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
     limit = _check_priced(wf, table, max_cost)
     return Services(
-        client=client or ModelClient(),
+        client=client or _openai_client(),
         prices=table,
         budget=BudgetGate(limit, table) if limit is not None else None,
         cache=cache,
@@ -58,6 +58,12 @@ def make_services(
         on_text=on_text,
         transcripts=transcripts,
     )
+
+
+def _openai_client() -> ModelClient:
+    from flowrun.provider.client import OpenAIClient
+
+    return OpenAIClient()
 
 
 def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None) -> float | None:

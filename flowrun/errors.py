@@ -73,6 +73,26 @@ class StepError(Exception):
     """
 
 
+class ModelCallError(Exception):
+    """A model call failed after the client's retries; the message is safe to show.
+
+    Internal to a run, like ``StepError``: the step that made the call fails with its message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retries = retries  # the SDK's retries before it gave up
+
+
 class FlowrunError(Exception):
     """Base of every error flowrun raises on purpose."""
 

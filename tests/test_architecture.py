@@ -176,7 +176,5 @@ def test_the_architecture_map_names_every_room() -> None:
 def test_the_architecture_map_names_every_module() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     words = set(re.findall(r"[a-z_]+", text))
-    missing = sorted(
-        m for m in MODULES if m.count(".") >= 2 and m.rpartition(".")[2] not in words
-    )
+    missing = sorted(m for m in MODULES if m.count(".") >= 2 and m.rpartition(".")[2] not in words)
     assert missing == []

@@ -10,7 +10,7 @@ import tracemalloc
 from flowrun.batch.batch_api.coordinator import Tracked, WaveCoordinator, WaveSettings
 from flowrun.batch.batch_api.lines import CHAT
 from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
-from flowrun.provider.client import ModelClient
+from flowrun.provider.client import OpenAIClient
 from flowrun.store.batch_api_state import BatchState
 from flowrun.testing import LoopbackServer
 from flowrun.testing.batches import StoredFile
@@ -35,7 +35,7 @@ def test_a_30_mb_output_file_is_collected_in_a_few_mb(server: LoopbackServer) ->
     del data
 
     async def collect() -> tuple[int, object]:
-        transport = BatchTransport(ModelClient())
+        transport = BatchTransport(OpenAIClient())
         transport.client.sdk()  # the SDK client exists before measuring
         with BatchState() as state:
             coordinator = WaveCoordinator(transport, state, "run-x", settings=WaveSettings())

@@ -162,3 +162,49 @@ def test_mock_runs_the_vision_example_offline(monkeypatch):
     import os
 
     assert "OPENAI_BASE_URL" not in os.environ  # restored after the run
+
+
+def test_mock_runs_in_process_without_touching_the_environment(monkeypatch):
+    """--mock starts no server and sets no variable: the run's client is the fake model."""
+    import os
+
+    from flowrun.testing.loopback import LoopbackServer
+
+    def no_server(self):
+        raise AssertionError("--mock started a server")
+
+    monkeypatch.setattr(LoopbackServer, "start", no_server)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    seen: list[dict[str, str]] = []
+    real_environ = dict(os.environ)
+    from flowrun.provider import mock as mock_module
+
+    original = mock_module.MockClient.chat
+
+    async def chat(self, request, **options):
+        seen.append({k: os.environ.get(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL")})
+        return await original(self, request, **options)
+
+    monkeypatch.setattr(mock_module.MockClient, "chat", chat)
+    res = flowrun("run", WORKFLOWS / "vision-receipt.yaml", "--mock", "--json")
+    assert res.code == 0, res.stderr
+    assert seen == [{"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None}]
+    assert dict(os.environ) == real_environ
+
+
+def test_every_model_client_implements_the_protocol():
+    from flowrun.batch.batch_api.wave_client import WaveClient
+    from flowrun.provider.client import OpenAIClient
+    from flowrun.provider.interface import ModelClient
+    from flowrun.provider.mock import MockClient
+    from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
+
+    clients = [
+        OpenAIClient(api_key="sk-test"),
+        MockClient(),
+        RateLimitedClient(MockClient(), RateLimiter(60, None)),
+        WaveClient(coordinator=None, record_index=lambda: 0),  # type: ignore[arg-type]
+    ]
+    assert [isinstance(c, ModelClient) for c in clients] == [True] * 4
+    assert not isinstance(object(), ModelClient)

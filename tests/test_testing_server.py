@@ -387,11 +387,20 @@ def test_spec_violations_rejected_and_recorded(spec: OpenAPIValidator) -> None:
 
 
 def test_servers_the_suite_does_not_create_check_requests_too() -> None:
-    """--mock runs and the flowrun_server fixture start their own servers: the session's spec
+    """--mock runs and the flowrun_server fixture make their own model: the session's spec
     validator (conftest) reaches them, so their requests are checked as well."""
-    from flowrun.provider.mock import mock_openai
+    from flowrun.errors import ModelCallError
+    from flowrun.provider.mock import MockClient
 
-    with mock_openai() as srv:
+    mock = MockClient()  # the in-process model of --mock: no server
+    assert mock.check is not None
+    with pytest.raises(ModelCallError) as caught:
+        asyncio.run(mock.chat({"model": MODEL}))
+    assert caught.value.status == 400
+    assert mock.spec_violations == [
+        "POST /chat/completions: CreateChatCompletionRequest $: 'messages' is a required property"
+    ]
+    with LoopbackServer() as srv:  # a server the test did not give a validator
         assert srv.validator is not None
         resp = httpx2.post(srv.url + "/chat/completions", json={"model": MODEL})
         assert resp.status_code == 400

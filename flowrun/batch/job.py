@@ -22,6 +22,7 @@ from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
 from flowrun.batch.summary import BatchResult, BatchSummary, new_batch_id
 from flowrun.errors import UsageError
 from flowrun.format.loader import LoadedWorkflow
+from flowrun.provider.interface import ModelClient
 from flowrun.results import StepResult
 from flowrun.store.batches import BatchStore
 
@@ -50,6 +51,7 @@ class BatchJob:
     batch_id: str | None = None
     via: str = "live"
     transcripts: bool = True  # keep what each model call sent and got
+    client: ModelClient | None = field(default=None, repr=False)  # default: OpenAIClient()
 
     def options(self) -> dict[str, Any]:
         """What the batch row keeps, so ``flowrun resume BATCH_ID`` can run it again."""
@@ -99,6 +101,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
 
         services = make_batch_services(
             job.wf,
+            client=job.client,
             prices=job.prices,
             max_cost=job.max_cost,
             cache=True if job.cache else None,

@@ -54,7 +54,7 @@ def make_batch_services(
 ) -> Services:
     """The services a whole batch shares: one client (rate limited), prices, budget, cache."""
     from flowrun.api import make_services
-    from flowrun.provider.client import ModelClient
+    from flowrun.provider.client import OpenAIClient
 
     cache_all = False
     store = None
@@ -64,7 +64,7 @@ def make_batch_services(
         store = RunStore()
         cache_all = cache is True
         cache = store
-    client = client or ModelClient()
+    client = client or OpenAIClient()
     if rpm or tpm:
         from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
 

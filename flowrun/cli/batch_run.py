@@ -62,6 +62,7 @@ def run_batch_command(
     prices: str | None = None,
     cache: bool | None = None,
     transcripts: bool = True,
+    client: Any = None,
 ) -> None:
     """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
     from flowrun.batch.job import BatchJob
@@ -92,6 +93,7 @@ def run_batch_command(
         resume=resume,
         via=via,
         transcripts=transcripts,
+        client=client,
     )
     _run(job, as_json=as_json, quiet=quiet)
 

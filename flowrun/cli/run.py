@@ -117,12 +117,27 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         )
 
 
-def _maybe_mock(enabled: bool, workflow: Any = None) -> Any:
+@contextlib.contextmanager
+def _mock_client(enabled: bool, workflow: Any, via: str) -> Iterator[Any]:
+    """``--mock``: the in-process fake model, or None. The Batch API has no in-process stand-in,
+    so ``--mock --via batch-api`` talks to a loopback server whose model is that fake model."""
     if not enabled:
-        return contextlib.nullcontext()
-    from flowrun.provider.mock import mock_openai
+        yield None
+        return
+    from flowrun.provider.mock import MockClient
 
-    return mock_openai(workflow)
+    mock = MockClient(workflow)
+    if via != "batch-api":
+        yield mock
+        return
+    from flowrun.provider.client import OpenAIClient
+    from flowrun.provider.mock import mock_text
+    from flowrun.testing.loopback import LoopbackServer
+    from flowrun.testing.replies import Reply
+
+    with LoopbackServer() as server:
+        server.default = lambda req: Reply(content=mock_text(req.body or {}, mock.schemas))
+        yield OpenAIClient(api_key="sk-mock", base_url=server.url)
 
 
 def run_options(f: Any) -> Any:
@@ -269,7 +284,9 @@ def run(
                 if value:
                     raise UsageError(f"{flag} goes with --batch")
         _terminate_on_sigterm()
-        with workflow_lock(wf, enabled=no_overlap), _maybe_mock(mock, wf):
+        with workflow_lock(wf, enabled=no_overlap), _mock_client(mock, wf, via) as client:
+            if client is not None:
+                options["client"] = client
             if records is not None:
                 from flowrun.cli.batch_run import run_batch_command
 

@@ -118,7 +118,9 @@ def estimate_workflow(
 
     prices = prices or load_price_table()
     values = resolve_inputs(wf.spec, inputs)
-    services = Services(prices=prices, toolbox=Toolbox.from_workflow(wf), dry_run=True)
+    services = Services(
+        client=_NoCalls(), prices=prices, toolbox=Toolbox.from_workflow(wf), dry_run=True
+    )
     steps_view = {sid: _placeholder_view(sid) for sid in wf.spec.steps}
     scope = {"inputs": values, "steps": steps_view}
     report = Estimate(exact_tokens=tokens.encodings_available())
@@ -257,3 +259,16 @@ def _placeholder_view(sid: str) -> dict[str, Any]:
         "cost_usd": 0.0,
         "model": None,
     }
+
+
+class _NoCalls:
+    """The model client of an estimate: requests are built, never sent."""
+
+    async def chat(self, request: dict[str, Any], **options: Any) -> Any:
+        raise AssertionError("an estimate makes no model call")
+
+    async def embed(self, request: dict[str, Any], **options: Any) -> Any:
+        raise AssertionError("an estimate makes no model call")
+
+    async def aclose(self) -> None:
+        return None

@@ -18,7 +18,7 @@ from flowrun.engine.step_record import CallSite
 from flowrun.engine.transcripts import chat_entry, embed_entry
 from flowrun.errors import StepError
 from flowrun.provider.catalog import model_info
-from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, ModelClient
+from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
 from flowrun.results import CallRecord
 
@@ -41,7 +41,7 @@ class ResponseCache:
 
 @dataclass
 class Services:
-    client: ModelClient = field(default_factory=ModelClient)
+    client: ModelClient
     prices: PriceTable = field(default_factory=load_price_table)
     budget: BudgetGate | None = None
     cache: ResponseCache | None = None

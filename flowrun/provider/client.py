@@ -9,47 +9,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from flowrun.errors import ModelCallError
+from flowrun.provider.interface import ChatReply, EmbedReply, ModelClient
 from flowrun.redaction import redact
 from flowrun.results import Usage
 
-
-class ModelCallError(Exception):
-    """A model call failed after the SDK's retries; the message is safe to show."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool = False,
-        retries: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retries = retries  # the SDK's retries before it gave up
-
-
-@dataclass
-class ChatReply:
-    content: str | None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    refusal: str | None = None
-    finish_reason: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    model: str = ""
-    retries: int = 0
-
-
-@dataclass
-class EmbedReply:
-    vectors: list[list[float]]
-    usage: Usage
-    model: str
-    retries: int = 0
+__all__ = [
+    "ChatReply",
+    "EmbedReply",
+    "ModelCallError",
+    "ModelClient",
+    "OpenAIClient",
+    "api_error",
+    "usage_from",
+]
 
 
 def usage_from(raw: Any) -> Usage:
@@ -72,8 +47,8 @@ def usage_from(raw: Any) -> Usage:
     )
 
 
-class ModelClient:
-    """Async calls to an OpenAI-compatible API through ``openai.AsyncOpenAI``."""
+class OpenAIClient:
+    """A ``ModelClient``: async calls to an OpenAI-compatible API through ``openai.AsyncOpenAI``."""
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key

@@ -1,314 +1,186 @@
-"""``flowrun run --mock``: run a workflow against an in-process fake model, offline and free.
+"""``flowrun run --mock``: an in-process fake model, offline and free (a ``ModelClient``).
 
 Text replies echo the prompt; structured-output requests get a small instance that validates
-against the step's schema (the workflow's own schema when the run passes the workflow, so the
-constraints strict mode leaves out, such as ``minLength``, hold too); JSON mode gets the
-instance of the schema written into the prompt, or a small object. Useful to try a
-workflow's wiring before paying.
+against the step's schema (the workflow's own schema when the client is given the workflow,
+so the constraints strict mode leaves out, such as ``minLength``, hold too); JSON mode gets
+the instance of the schema written into the prompt, or a small object. Embeddings are
+deterministic vectors of the text's trigrams. Usage counts words, as the loopback server does.
+No server, no socket, no environment variable: the client answers in the process.
+
+``check_every_request(check)`` makes every ``MockClient`` created after it check the requests
+it receives (the test suite passes its OpenAPI validator, as it does to every loopback server).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
-from collections.abc import Callable, Iterator
+import struct
+import zlib
+from collections.abc import Callable
 from typing import Any
 
-from flowrun.testing.loopback import LoopbackServer, RecordedRequest, Reply
+from flowrun.errors import ModelCallError
+from flowrun.provider.interface import ChatReply, EmbedReply
+from flowrun.provider.schema_examples import example_instance
+from flowrun.results import Usage
 
-_FORMATS = {
-    "date": "2024-01-01",
-    "date-time": "2024-01-01T00:00:00Z",
-    "time": "12:00:00Z",
-    "email": "user@example.com",
-    "uri": "https://example.com",
-    "url": "https://example.com",
-    "hostname": "example.com",
-    "ipv4": "192.0.2.1",
-    "ipv6": "2001:db8::1",
-    "uuid": "00000000-0000-4000-8000-000000000000",
-}
+__all__ = [
+    "DEFAULT_DIMENSIONS",
+    "MockClient",
+    "check_every_request",
+    "embed_text",
+    "example_instance",
+    "mock_text",
+]
+
+CHAT = "/chat/completions"
+EMBEDDINGS = "/embeddings"
+DEFAULT_DIMENSIONS = 1536
 # What extract.py writes into the prompt when a schema cannot use strict structured output.
 _SCHEMA_IN_PROMPT = "validates against this JSON schema:\n"
 
-
-def example_instance(schema: Any, root: Any = None, variant: int = 0) -> Any:
-    """A small value that satisfies ``schema`` (enough for wiring tests, not realistic data).
-
-    ``variant`` > 0 gives a different value of the same shape (for ``uniqueItems``).
-    """
-    candidates = [_Gen(root if root is not None else schema, full=f) for f in (True, False)]
-    first = None
-    for gen in candidates:
-        value = gen.make(schema, variant)
-        first = value if first is None else first
-        if _valid(value, schema, root):
-            return value
-    return first
+#: ``check(path, body) -> problems``; an empty list means the request is valid.
+RequestCheck = Callable[[str, dict[str, Any]], list[str]]
+_default_check: RequestCheck | None = None
 
 
-def _valid(value: Any, schema: Any, root: Any = None) -> bool:
-    from flowrun.format.validation import schema_errors
-
-    if not isinstance(schema, dict):
-        return True
-    if root is not None and root is not schema:
-        schema = {
-            **schema,
-            "$defs": root.get("$defs", {}),
-            "definitions": root.get("definitions", {}),
-        }
-    try:
-        return not schema_errors(value, schema, limit=1)
-    except Exception:  # an invalid schema: nothing better to offer
-        return True
+def check_every_request(check: RequestCheck | None) -> None:
+    """Make every ``MockClient`` created from now on check its requests with ``check``."""
+    global _default_check
+    _default_check = check
 
 
-class _Gen:
-    def __init__(self, root: Any, *, full: bool) -> None:
-        self.root = root
-        self.full = full  # fill optional properties too (so templates can read them)
+class MockClient:
+    """The fake model of ``--mock``; ``workflow`` (a ``LoadedWorkflow``) lends its full schemas."""
 
-    def make(self, node: Any, variant: int = 0, depth: int = 0) -> Any:
-        if node is True or node == {} or depth > 12:
-            return f"example-{variant}" if variant else "example"
-        if not isinstance(node, dict):
-            return None
-        node = self._flatten(node)
-        if "const" in node:
-            return node["const"]
-        if node.get("enum"):
-            return node["enum"][variant % len(node["enum"])]
-        for key in ("anyOf", "oneOf"):
-            if key in node:
-                options = [
-                    o for o in node[key] if not (isinstance(o, dict) and o.get("type") == "null")
-                ]
-                rest = {k: v for k, v in node.items() if k != key}
-                for option in options or node[key]:
-                    merged = self._merge(rest, option) if isinstance(option, dict) else option
-                    value = self.make(merged, variant, depth + 1)
-                    if _valid(value, node, self.root):
-                        return value
-                return self.make(self._merge(rest, (options or node[key])[0]), variant, depth + 1)
-        kind = self._kind(node)
-        maker = getattr(self, f"_{kind}", None)
-        return maker(node, variant, depth) if maker else None
+    def __init__(self, workflow: Any = None, *, check: RequestCheck | None = None) -> None:
+        self.schemas = _workflow_schemas(workflow)
+        self.check = check if check is not None else _default_check
+        self.spec_violations: list[str] = []  #: requests ``check`` refused (each answered 400)
 
-    # --- structure ----------------------------------------------------------------
-    def _flatten(self, node: dict[str, Any]) -> dict[str, Any]:
-        """Resolve ``$ref`` and merge ``allOf`` into one schema."""
-        for _ in range(20):
-            if isinstance(node.get("$ref"), str) and node["$ref"].startswith("#"):
-                target = self._resolve(node["$ref"])
-                node = self._merge({k: v for k, v in node.items() if k != "$ref"}, target)
-            elif isinstance(node.get("allOf"), list):
-                merged = {k: v for k, v in node.items() if k != "allOf"}
-                for part in node["allOf"]:
-                    if isinstance(part, dict):
-                        merged = self._merge(merged, part)
-                node = merged
-            else:
-                return node
-        return node
+    async def chat(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        body = self._checked(CHAT, request)
+        content = mock_text(body, self.schemas)
+        if on_text is not None and body.get("stream"):
+            for piece in split_text(content):
+                on_text(piece)
+        texts = [content_text(m.get("content")) for m in _messages(body)]
+        usage = Usage(sum(word_count(t) + 3 for t in texts), max(1, word_count(content)))
+        model = body.get("model") or "gpt-4o-mini"
+        return ChatReply(content, finish_reason="stop", usage=usage, model=model)
 
-    def _resolve(self, ref: str) -> Any:
-        target: Any = self.root
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        return target if isinstance(target, dict) else {}
+    async def embed(
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbedReply:
+        body = self._checked(EMBEDDINGS, request)
+        raw = body.get("input", "")
+        if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+            raw = [raw]
+        texts = [x if isinstance(x, str) else " ".join(map(str, x)) for x in raw]
+        dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+        vectors = [embed_text(text, dims) for text in texts]
+        if body.get("encoding_format") != "float":  # the SDK asks for float32 (base64)
+            vectors = [
+                list(struct.unpack(f"<{len(v)}f", struct.pack(f"<{len(v)}f", *v))) for v in vectors
+            ]
+        tokens = sum(len(x) if isinstance(x, list) else max(1, word_count(x)) for x in raw)
+        model = body.get("model") or "text-embedding-3-small"
+        return EmbedReply(vectors, Usage(prompt_tokens=tokens), model)
 
-    @staticmethod
-    def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        out = {**a, **b}
-        if "properties" in a and "properties" in b:
-            out["properties"] = {**a["properties"], **b["properties"]}
-        if "required" in a and "required" in b:
-            out["required"] = list(dict.fromkeys([*a["required"], *b["required"]]))
-        return out
-
-    @staticmethod
-    def _kind(node: dict[str, Any]) -> str:
-        kind = node.get("type")
-        if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), "null")
-        if kind:
-            return str(kind)
-        if {"properties", "required", "additionalProperties"} & node.keys():
-            return "object"
-        if {"items", "prefixItems", "minItems"} & node.keys():
-            return "array"
-        if {
-            "minimum",
-            "maximum",
-            "exclusiveMinimum",
-            "exclusiveMaximum",
-            "multipleOf",
-        } & node.keys():
-            return "number"
-        return "string"
-
-    # --- one maker per JSON type ------------------------------------------------------
-    def _object(self, node: dict[str, Any], variant: int, depth: int) -> dict[str, Any]:
-        props = node.get("properties") or {}
-        required = list(node.get("required") or [])
-        names = list(props) if self.full else [n for n in props if n in required]
-        names += [n for n in required if n not in names]
-        out = {n: self.make(props.get(n, True), variant, depth + 1) for n in names}
-        extra = node.get("additionalProperties", True)
-        i = 0
-        while len(out) < node.get("minProperties", 0) and extra is not False:
-            i += 1
-            out[f"extra{i}"] = self.make(extra, variant, depth + 1)
-        return out
-
-    def _array(self, node: dict[str, Any], variant: int, depth: int) -> list[Any]:
-        prefix = node.get("prefixItems") or []
-        items = node.get("items", True)
-        count = max(node.get("minItems", 0), len(prefix), 1 if self.full else 0)
-        count = min(count, node.get("maxItems", count))
-        out = [
-            self.make(prefix[i] if i < len(prefix) else items, variant + i, depth + 1)
-            for i in range(count)
-        ]
-        if "contains" in node and not any(_valid(v, node["contains"], self.root) for v in out):
-            out[:1] = [self.make(node["contains"], variant, depth + 1)]
-        return out
-
-    def _string(self, node: dict[str, Any], variant: int, depth: int) -> str:
-        text = _FORMATS.get(node.get("format", ""), "example")
-        if variant and text == "example":
-            text = f"example-{variant}"
-        pattern = node.get("pattern")
-        if pattern and not _search(pattern, text):
-            text = _sample_regex(pattern, variant) or text
-        low, high = node.get("minLength", 0), node.get("maxLength")
-        if len(text) < low:
-            text += "x" * (low - len(text))
-        if high is not None and len(text) > high:
-            text = text[:high]
-        return text
-
-    def _integer(self, node: dict[str, Any], variant: int, depth: int) -> int:
-        return int(self._number(node, variant, depth, integer=True))
-
-    def _number(
-        self, node: dict[str, Any], variant: int, depth: int, *, integer: bool = False
-    ) -> float | int:
-        low, high = node.get("minimum"), node.get("maximum")
-        ex_low, ex_high = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
-        step = 1 if integer else 0.5
-        if isinstance(ex_low, (int, float)) and not isinstance(ex_low, bool):
-            low = max(low if low is not None else ex_low + step, ex_low + step)
-        if isinstance(ex_high, (int, float)) and not isinstance(ex_high, bool):
-            high = min(high if high is not None else ex_high - step, ex_high - step)
-        value: float = variant
-        if low is not None:
-            value = max(value, math.ceil(low) if integer else low)
-        if high is not None and value > high:
-            value = math.floor(high) if integer else high
-        multiple = node.get("multipleOf")
-        if multiple:
-            value = math.ceil(value / multiple) * multiple
-        return int(value) if integer or float(value).is_integer() else value
-
-    def _boolean(self, node: dict[str, Any], variant: int, depth: int) -> bool:
-        return variant % 2 == 1
-
-    def _null(self, node: dict[str, Any], variant: int, depth: int) -> None:
+    async def aclose(self) -> None:
         return None
 
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return True
-
-
-def _sample_regex(pattern: str, variant: int = 0) -> str | None:
-    """A string matching a simple regular expression (literals, classes, repeats, groups)."""
-    try:
-        from re import _parser as sre  # type: ignore[attr-defined]
-    except ImportError:  # Python < 3.11
-        import sre_parse as sre  # type: ignore[no-redef]
-    try:
-        parsed = sre.parse(pattern)
-    except Exception:
-        return None
-
-    def emit(items: Any) -> str:
-        out = []
-        for op, arg in items:
-            name = str(op)
-            if name == "LITERAL":
-                out.append(chr(arg))
-            elif name == "ANY":
-                out.append("x")
-            elif name == "IN":
-                out.append(pick(arg))
-            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-                low, _high, sub = arg
-                out.append(emit(sub) * max(low, 1 if low == 0 and variant else low))
-            elif name == "SUBPATTERN":
-                out.append(emit(arg[-1]))
-            elif name == "BRANCH":
-                out.append(emit(arg[1][0]))
-            elif name == "CATEGORY":
-                out.append(category(str(arg)))
-        return "".join(out)
-
-    def pick(choices: Any) -> str:
-        negate = False
-        for op, arg in choices:
-            name = str(op)
-            if name == "NEGATE":
-                negate = True
-            elif negate:
-                break
-            elif name == "LITERAL":
-                return chr(arg)
-            elif name == "RANGE":
-                return chr(arg[0])
-            elif name == "CATEGORY":
-                return category(str(arg))
-        return "x" if not negate else "~"
-
-    def category(name: str) -> str:
-        return {"CATEGORY_DIGIT": "0", "CATEGORY_SPACE": " ", "CATEGORY_NOT_DIGIT": "x"}.get(
-            name, "x"
-        )
-
-    text = emit(parsed)
-    return text if _search(pattern, text) else None
+    def _checked(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The body as it would be sent (``extra`` merged in), refused if ``check`` finds problems."""
+        body = {k: v for k, v in request.items() if k != "extra"} | (request.get("extra") or {})
+        if self.check is not None:
+            problems = self.check(path, body)
+            if problems:
+                self.spec_violations.extend(f"POST {path}: {e}" for e in problems)
+                raise ModelCallError(f"API error 400: {'; '.join(problems)}", status=400)
+        return body
 
 
-# --- the fake model ---------------------------------------------------------------------
-
-
-def mock_reply(req: RecordedRequest, schemas: dict[str, Any] | None = None) -> Reply:
-    """The fake model's answer to any chat request (``schemas``: original schemas by name)."""
-    body = req.body or {}
+def mock_text(body: dict[str, Any], schemas: dict[str, Any] | None = None) -> str:
+    """The fake model's answer to a chat request body (``schemas``: original schemas by name)."""
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         spec = fmt.get("json_schema") or {}
         schema = (schemas or {}).get(spec.get("name")) or spec.get("schema") or {}
-        return Reply(json=example_instance(schema))
+        return json.dumps(example_instance(schema))
     if fmt.get("type") == "json_object":
-        schema = _schema_in_prompt(req)
+        schema = _schema_in_prompt(body)
         if schema is not None:
-            return Reply(json=example_instance(schema))
-        return Reply(json={"echo": req.last_user_text})
-    return Reply(content=f"echo: {req.last_user_text}")
+            return json.dumps(example_instance(schema))
+        return json.dumps({"echo": last_user_text(body)})
+    return f"echo: {last_user_text(body)}"
 
 
-def _schema_in_prompt(req: RecordedRequest) -> dict[str, Any] | None:
-    for message in req.messages:
-        content = message.get("content") if isinstance(message, dict) else None
+def embed_text(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """Deterministic, L2-normalized signed hashing of lowercased character trigrams."""
+    vec = [0.0] * dimensions
+    padded = f"  {' '.join(text.lower().split())}  "
+    for i in range(len(padded) - 2):
+        h = zlib.crc32(padded[i : i + 3].encode("utf-8"))
+        vec[h % dimensions] += 1.0 if (h >> 31) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vec))
+    return [v / norm for v in vec] if norm else [1.0] + [0.0] * (dimensions - 1)
+
+
+def content_text(content: Any) -> str:
+    """A message's text: string content, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p.get("text", "") if isinstance(p, dict) else str(p)
+            for p in content
+            if isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
+        )
+    return ""
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """Text of the last user message of a chat request body."""
+    for message in reversed(_messages(body)):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def _messages(body: Any) -> list[dict[str, Any]]:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def word_count(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def split_text(text: str, parts: int = 4) -> list[str]:
+    """Split text into up to ``parts`` non-empty pieces that concatenate back to it."""
+    if not text:
+        return []
+    size = max(1, -(-len(text) // parts))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _schema_in_prompt(body: dict[str, Any]) -> dict[str, Any] | None:
+    for message in _messages(body):
+        content = message.get("content")
         if isinstance(content, str) and _SCHEMA_IN_PROMPT in content:
             try:
                 schema = json.loads(content.split(_SCHEMA_IN_PROMPT, 1)[1])
@@ -318,33 +190,10 @@ def _schema_in_prompt(req: RecordedRequest) -> dict[str, Any] | None:
     return None
 
 
-def _responder(workflow: Any) -> Callable[[RecordedRequest], Reply]:
-    """``mock_reply`` that knows the workflow's own extract schemas (by strict-schema name)."""
+def _workflow_schemas(workflow: Any) -> dict[str, Any]:
+    """The workflow's own extract schemas, by the name strict mode gives them."""
     schemas: dict[str, Any] = {}
     for (sid, kind), schema in (getattr(workflow, "schemas", None) or {}).items():
         if kind == "schema":
             schemas[re.sub(r"[^A-Za-z0-9_-]", "_", sid)[:64]] = schema
-    return lambda req: mock_reply(req, schemas)
-
-
-@contextlib.contextmanager
-def mock_openai(workflow: Any = None) -> Iterator[LoopbackServer]:
-    """Point the openai SDK at a fresh in-process fake server for the duration of the block.
-
-    Given the ``LoadedWorkflow``, structured replies satisfy its full schemas.
-    """
-    saved = {k: os.environ.get(k) for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
-    with LoopbackServer() as server:
-        server.default = _responder(workflow)
-        os.environ.update(server.env())
-        try:
-            yield server
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-__all__ = ["example_instance", "mock_openai", "mock_reply"]
+    return schemas

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flowrun.provider.client import ModelCallError
+from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, ModelClient
 
 SDK_RETRIES = 2  # the openai SDK's default, for calls that set no max_retries
 RETRY_STATUSES = frozenset({408, 409, 429})  # besides 5xx, as the SDK retries
@@ -106,11 +106,12 @@ class RateLimiter:
 
 
 class RateLimitedClient:
-    """A ``ModelClient`` whose every attempt (first call and retries) waits for the limiter."""
+    """A ``ModelClient`` around another whose every attempt (first call and retries) waits for
+    the limiter."""
 
     def __init__(
         self,
-        inner: Any,
+        inner: ModelClient,
         limiter: RateLimiter,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
@@ -119,8 +120,13 @@ class RateLimitedClient:
         self._sleep = sleep
 
     async def chat(
-        self, request: dict[str, Any], *, max_retries: int | None = None, **options: Any
-    ) -> Any:
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
         estimate = 0
         if self.limiter.counts_tokens:
             from flowrun.provider.tokens import count_messages
@@ -129,17 +135,17 @@ class RateLimitedClient:
                 request["messages"], request["model"], request.get("tools")
             ) + (request.get("max_completion_tokens") or 0)
         streamed = False
-        on_text = options.get("on_text")
+        relay = None
         if on_text is not None:
+            show = on_text
 
-            def relay(*args: Any) -> None:
+            def relay(text: str) -> None:
                 nonlocal streamed
                 streamed = True  # text was shown: a retry would show it twice
-                on_text(*args)
+                show(text)
 
-            options["on_text"] = relay
         reply = await self._attempts(
-            lambda: self.inner.chat(request, max_retries=0, **options),
+            lambda: self.inner.chat(request, timeout_s=timeout_s, max_retries=0, on_text=relay),
             estimate,
             max_retries,
             lambda: streamed,
@@ -149,8 +155,12 @@ class RateLimitedClient:
         return reply
 
     async def embed(
-        self, request: dict[str, Any], *, max_retries: int | None = None, **options: Any
-    ) -> Any:
+        self,
+        request: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbedReply:
         estimate = 0
         if self.limiter.counts_tokens:
             from flowrun.provider.tokens import count_text
@@ -158,7 +168,7 @@ class RateLimitedClient:
             texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
             estimate = sum(count_text(t, request["model"]) for t in texts if isinstance(t, str))
         reply = await self._attempts(
-            lambda: self.inner.embed(request, max_retries=0, **options),
+            lambda: self.inner.embed(request, timeout_s=timeout_s, max_retries=0),
             estimate,
             max_retries,
             lambda: False,

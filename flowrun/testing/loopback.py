@@ -24,11 +24,17 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flowrun.provider.mock import (
+    DEFAULT_DIMENSIONS,
+    content_text,
+    embed_text,
+    split_text,
+    word_count,
+)
 from flowrun.testing.http_server import Handler, HTTPServer
 from flowrun.testing.openapi import REQUEST_SCHEMAS, OpenAPIValidator
 from flowrun.testing.replies import (
     CHAT,
-    DEFAULT_DIMENSIONS,
     EMBEDDINGS,
     MODELS,
     Matcher,
@@ -36,13 +42,9 @@ from flowrun.testing.replies import (
     Reply,
     Responder,
     ToolCall,
-    _content_text,
     _Entry,
     _error_body,
-    _split,
-    _words,
     echo,
-    embed_text,
 )
 
 if TYPE_CHECKING:
@@ -65,11 +67,15 @@ _default_validator: OpenAPIValidator | None = None
 def validate_every_server(validator: OpenAPIValidator | None) -> None:
     """Make every ``LoopbackServer`` created without ``validator=`` check requests with this one.
 
-    A test suite calls it once per session, so that servers it does not create itself (those
-    of ``flowrun run --mock`` and of the ``flowrun_server`` fixture) check every request too.
+    A test suite calls it once per session, so that servers it does not create itself (that of
+    the ``flowrun_server`` fixture) check every request too; so does ``flowrun run --mock``'s
+    in-process model (``provider.mock.check_every_request``).
     """
+    from flowrun.provider.mock import check_every_request
+
     global _default_validator
     _default_validator = validator
+    check_every_request(validator.validate if validator is not None else None)
 
 
 class LoopbackServer:
@@ -268,11 +274,11 @@ class LoopbackServer:
         ]
         message = {"role": "assistant", "content": content, "refusal": reply.refusal}
         message |= {"annotations": [], **({"tool_calls": calls} if calls else {})}
-        texts = [_content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
-        prompt = over.get("prompt_tokens", sum(_words(t) + 3 for t in texts))
+        texts = [content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
+        prompt = over.get("prompt_tokens", sum(word_count(t) + 3 for t in texts))
         reasoning = over.get("reasoning_tokens", 0)
-        out_words = _words(content) + _words(reply.refusal)
-        out_words += sum(_words(c["function"]["arguments"]) + 1 for c in calls)
+        out_words = word_count(content) + word_count(reply.refusal)
+        out_words += sum(word_count(c["function"]["arguments"]) + 1 for c in calls)
         completion = over.get("completion_tokens", max(1, out_words) + reasoning)
         usage = {
             "prompt_tokens": prompt,
@@ -311,15 +317,15 @@ class LoopbackServer:
 
         first = "" if message["content"] is not None else None
         yield chunk({"role": "assistant", "content": first, "refusal": None})
-        for piece in _split(message["content"] or ""):
+        for piece in split_text(message["content"] or ""):
             yield chunk({"content": piece})
-        for piece in _split(message["refusal"] or ""):
+        for piece in split_text(message["refusal"] or ""):
             yield chunk({"refusal": piece})
         for index, call in enumerate(calls):
             fn = {"name": call["function"]["name"], "arguments": ""}
             opening = {"index": index, "id": call["id"], "type": "function", "function": fn}
             yield chunk({"tool_calls": [opening]})
-            for piece in _split(call["function"]["arguments"]):
+            for piece in split_text(call["function"]["arguments"]):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, choice["finish_reason"])
         if usage:
@@ -341,7 +347,7 @@ class LoopbackServer:
             if body.get("encoding_format") == "base64":  # little-endian float32, like the API
                 value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
             data.append({"object": "embedding", "index": i, "embedding": value})
-        tokens = sum(len(x) if isinstance(x, list) else max(1, _words(x)) for x in raw)
+        tokens = sum(len(x) if isinstance(x, list) else max(1, word_count(x)) for x in raw)
         model = (reply.model if reply else None) or body.get("model") or "text-embedding-3-small"
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "data": data, "model": model, "usage": usage}

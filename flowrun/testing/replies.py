@@ -3,21 +3,21 @@
 responder, deterministic embeddings and OpenAI-style error bodies.
 
 Shared by the HTTP server (``loopback``) and its Files and Batches APIs (``batches``).
-Stdlib only.
+The fake model's text helpers and embeddings are ``provider.mock``'s (``--mock`` answers the
+same way, in process).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowrun.provider.mock import content_text
+
 CHAT = "/chat/completions"
 EMBEDDINGS = "/embeddings"
-DEFAULT_DIMENSIONS = 1536
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 _USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens"}
@@ -106,7 +106,7 @@ class RecordedRequest:
         """Text of the last user message (string content or the text parts of a list)."""
         for message in reversed(self.messages):
             if isinstance(message, dict) and message.get("role") == "user":
-                return _content_text(message.get("content"))
+                return content_text(message.get("content"))
         return ""
 
 
@@ -129,40 +129,13 @@ class _Entry:
         if callable(self.match):
             return bool(self.match(req))
         # the raw body has JSON escapes (e.g. "\\n"), so also look in the message texts
-        texts = (_content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
+        texts = (content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
         return self.match in req.text or any(self.match in t for t in texts)
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            p.get("text", "") if isinstance(p, dict) else str(p)
-            for p in content
-            if isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
-        )
-    return ""
-
-
-def _words(text: str | None) -> int:
-    return len(text.split()) if text else 0
 
 
 def echo(req: RecordedRequest) -> Reply:
     """The built-in default responder: ``"echo: <last user message text>"``."""
     return Reply(content=f"echo: {req.last_user_text}")
-
-
-def embed_text(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
-    """Deterministic, L2-normalized signed hashing of lowercased character trigrams."""
-    vec = [0.0] * dimensions
-    padded = f"  {' '.join(text.lower().split())}  "
-    for i in range(len(padded) - 2):
-        h = zlib.crc32(padded[i : i + 3].encode("utf-8"))
-        vec[h % dimensions] += 1.0 if (h >> 31) & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vec))
-    return [v / norm for v in vec] if norm else [1.0] + [0.0] * (dimensions - 1)
 
 
 def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
@@ -172,11 +145,3 @@ def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
     code = {429: "rate_limit_exceeded", 404: "not_found"}.get(status)
     message = message or f"Loopback server injected HTTP {status}."
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _split(text: str, parts: int = 4) -> list[str]:
-    """Split text into up to ``parts`` non-empty pieces that concatenate back to it."""
-    if not text:
-        return []
-    size = max(1, -(-len(text) // parts))
-    return [text[i : i + size] for i in range(0, len(text), size)]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flowrun.batch.batch_api.transport import BatchTransport
 from flowrun.errors import UsageError
-from flowrun.provider.client import ModelCallError, ModelClient
+from flowrun.provider.client import ModelCallError, OpenAIClient
 from flowrun.store.batch_api_state import TERMINAL, BatchState, FileRow
 
 
@@ -44,7 +44,7 @@ async def list_batches(
         stale = [r for r in rows if r.status not in TERMINAL]
         if not (refresh and stale):
             return Listing(rows)
-        client = ModelClient()
+        client = OpenAIClient()
         transport = BatchTransport(client)
         try:
             await find_lost_batches(transport, state, stale)
@@ -78,7 +78,7 @@ async def cancel_run(run_id: str) -> tuple[str, list[tuple[str, str]]]:
         live = [r for r in rows if r.status not in TERMINAL]
         if not live:
             return full, []
-        client = ModelClient()
+        client = OpenAIClient()
         transport = BatchTransport(client)
         cancelled: list[tuple[str, str]] = []
         try:

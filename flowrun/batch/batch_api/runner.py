@@ -28,7 +28,7 @@ from flowrun.batch.summary import BatchResult
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import Services
 from flowrun.engine.steps.base import StepEnv
-from flowrun.provider.client import ModelClient
+from flowrun.provider.client import OpenAIClient
 from flowrun.results import CallRecord, StepResult
 from flowrun.store.batch_api_state import BatchState
 
@@ -123,7 +123,7 @@ class WaveBatchRunner(BatchRunner):
     ) -> None:
         super().__init__(*args, **kwargs)
         live: Services = self.services
-        client: ModelClient = live.client
+        client: OpenAIClient = live.client
         budget = (
             WaveBudget(live.budget.limit, live.prices, live.budget.spent)
             if live.budget is not None

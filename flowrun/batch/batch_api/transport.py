@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from flowrun.provider.client import ModelClient, api_error
+from flowrun.provider.client import OpenAIClient, api_error
 
 DOWNLOAD_CHUNK = 1 << 20  # bytes read from the response at a time
 
@@ -58,7 +58,7 @@ class BatchSnapshot:
 class BatchTransport:
     """Upload, create, retrieve, cancel, list and download; ``seconds`` sums the time spent."""
 
-    def __init__(self, client: ModelClient) -> None:
+    def __init__(self, client: OpenAIClient) -> None:
         self.client = client
         self.seconds = 0.0  # time spent waiting on the API (for the local-overhead figure)
 

@@ -16,7 +16,7 @@ from flowrun.batch.batch_api.lines import (
     encode_body,
     encode_line,
 )
-from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError
+from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError
 
 if TYPE_CHECKING:
     from flowrun.batch.batch_api.coordinator import WaveCoordinator
@@ -27,7 +27,7 @@ DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_re
 
 
 class WaveClient:
-    """The model client of a Batch API run (same interface as ``flowrun.provider.client.ModelClient``):
+    """The model client of a Batch API run (a ``flowrun.provider.interface.ModelClient``):
     it parks each request with the coordinator, under the record's and step's custom_id."""
 
     def __init__(
