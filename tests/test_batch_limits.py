@@ -143,13 +143,26 @@ def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, t
 RETRYING = ASK.replace("max_retries: 0", "max_retries: 2")
 
 
-def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path):
-    """--rpm 60 allows one request per second; the SDK would retry after about 0.5 s."""
-    arrivals: list[float] = []
+def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path, monkeypatch):
+    """--rpm 60 allows one request per second; the SDK would retry after about 0.5 s.
+
+    Causality, not wall time: every attempt is sent after a token was granted for it, and the
+    limiter grants one token a second (the first send may lag its grant: the SDK starts up).
+    """
+    from flowrun.provider.ratelimit import RateLimiter
+
+    events: list[tuple[str, float]] = []
     answers = iter([Reply(status=500, error="busy"), Reply(status=503, error="busy")])
+    acquire = RateLimiter.acquire
+
+    async def granted(self, tokens=0):
+        await acquire(self, tokens)
+        events.append(("grant", time.monotonic()))
+
+    monkeypatch.setattr(RateLimiter, "acquire", granted)
 
     def flaky(req):
-        arrivals.append(time.monotonic())
+        events.append(("send", time.monotonic()))
         return next(answers, Reply(content="ok"))
 
     server.default = flaky
@@ -157,11 +170,10 @@ def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path):
     data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}])
     res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--rpm", "60")
     assert res.code == 0, res.stderr
-    assert len(arrivals) == 3
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    # each retry took a token (one per second), not the SDK's ~0.5 s backoff; the arrival
-    # times jitter under load around the token times, hence the margin
-    assert min(gaps) >= 0.75, gaps
+    assert [kind for kind, _ in events] == ["grant", "send"] * 3  # each retry took a token
+    grants = [t for kind, t in events if kind == "grant"]
+    gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
+    assert min(gaps) >= 0.9, gaps  # one token a second
     out = (tmp_path / "o.jsonl").read_text()
     assert '"status": "succeeded"' in out
 
