@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowrun.convert.pf_flow import PfNode, parse_ref
+from flowrun.convert.pf_prompt import Translated
 from flowrun.convert.pf_values import json_value, number
 from flowrun.convert.report import Report
 
@@ -91,7 +92,7 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
     stream = value("stream")
     if stream is True or str(stream).strip().lower() == "true":
         out["stream"] = True
-    for name in ("suffix", "logprobs", "echo", "best_of", "prompt"):
+    for name in ("suffix", "logprobs", "echo", "best_of"):
         if not _unset(value(name)):
             report.add(
                 node.name,
@@ -131,3 +132,32 @@ def connection_notes(node: PfNode, report: Report) -> None:
 
 def _unset(value: Any) -> bool:
     return value in (None, False, 0, [], {}) or str(value).strip().lower() in ("false", "0", "none")
+
+
+def prompt_input(node: PfNode, report: Report) -> Translated | str | None:
+    """An ``llm`` node's input named ``prompt``, which replaces its template file in promptflow
+    (the tool is bound as ``partial(..., prompt=template)`` and a node input of the same name
+    overrides it): a reference's value becomes the messages as they are (``Translated``), a
+    literal is the template itself (``str``); None when the node has no such input."""
+    raw = node.inputs.get("prompt")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    path = node.source.get("path")
+    report.add(
+        node.name,
+        "input 'prompt'",
+        f"it replaces the node's template file{f' {path}' if path else ''}, as in promptflow",
+        blocking=False,
+    )
+    ref = parse_ref(raw)
+    if ref is None:
+        return raw if isinstance(raw, str) else str(raw)
+    report.add(
+        node.name,
+        f"prompt: {raw}",
+        "the value is split into messages at its role lines as in promptflow, but it is not "
+        "rendered again as a Jinja template (flowrun never renders values): a value holding "
+        "{{ ... }} is sent as it is",
+        blocking=False,
+    )
+    return Translated("{{ " + ref.expr() + " }}")

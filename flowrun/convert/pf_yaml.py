@@ -87,24 +87,41 @@ def _yaml(data: Any) -> str:
 
 
 def dump_workflow(workflow: dict[str, Any], flow: PfFlow) -> str:
-    """The workflow as YAML: a header, then one block per section and per step."""
+    """The workflow as YAML: a header, then the document, dumped once (a prompt ending with a
+    blank line is a ``|+`` block, which a document of its own would close with ``...``), with a
+    blank line between sections and between steps wherever that leaves every value as it is."""
     lines = [
-        f"{HEADER} from {flow.dir.name}/{flow.dag.name}",
+        f"{HEADER} from {flow.dir.absolute().name}/{flow.dag.name}",
         "# yaml-language-server: $schema=https://flowrun.dev/schemas/workflow.schema.json",
         "# The flow's own files are not modified: its prompts are copied below, its Python",
         "# files are imported from next to this file.",
     ]
-    head = {k: workflow[k] for k in ("version", "name", "description") if k in workflow}
-    blocks = ["\n".join(lines) + "\n" + _yaml(head)]
-    if "inputs" in workflow:
-        blocks.append(_yaml({"inputs": workflow["inputs"]}))
-    steps = workflow.get("steps") or {}
-    step_blocks = [_indent(_yaml({sid: step})) for sid, step in steps.items()]
-    blocks.append("steps:\n" + "\n".join(step_blocks))
-    if "outputs" in workflow:
-        blocks.append(_yaml({"outputs": workflow["outputs"]}))
-    return _with_checksum("\n".join(blocks))
+    body = _yaml(workflow)
+    if body.endswith("\n...\n"):
+        body = body[: -len("...\n")]
+    spaced = _spaced(body, workflow)
+    return _with_checksum("\n".join(lines) + "\n" + spaced)
 
 
-def _indent(text: str) -> str:
-    return "".join("  " + line if line.strip() else line for line in text.splitlines(True))
+def _spaced(body: str, workflow: dict[str, Any]) -> str:
+    """``body`` with a blank line before each top-level key after the head and before each step
+    but the first; unchanged when a blank line would change a value (after a ``|+`` block)."""
+    out: list[str] = []
+    section = ""
+    first_step = True
+    for line in body.splitlines(True):
+        if line[:1] not in ("", " ", "\n", "#"):
+            section = line.split(":", 1)[0]
+            if section in ("inputs", "steps", "outputs", "tools", "defaults", "budget"):
+                out.append("\n")
+        elif section == "steps" and line.startswith("  ") and line[2:3] not in (" ", "\n", ""):
+            if not first_step:
+                out.append("\n")
+            first_step = False
+        out.append(line)
+    spaced = "".join(out)
+    try:
+        same = yaml.safe_load(spaced) == workflow
+    except yaml.YAMLError:
+        same = False
+    return spaced if same else body

@@ -38,7 +38,7 @@ from typing import Any
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
 from flowrun.convert.pf_images import image_value
 from flowrun.convert.pf_keys import report_flow_keys
-from flowrun.convert.pf_llm import LLM_PARAMS, connection_notes, model_params
+from flowrun.convert.pf_llm import LLM_PARAMS, connection_notes, model_params, prompt_input
 from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
 from flowrun.convert.pf_python import PythonToolError, find_tool
 from flowrun.convert.pf_tool_args import ToolArgs, skipped
@@ -119,7 +119,7 @@ class _Converter:
             "name": _name(str(data.get("name") or self.flow.dir.resolve().name)),
             "description": str(description)
             if description
-            else f"Converted from the promptflow flow in {self.flow.dir.name}/",
+            else f"Converted from the promptflow flow in {self.flow.dir.absolute().name}/",
         }
         inputs = self.inputs()
         if inputs:
@@ -146,11 +146,15 @@ class _Converter:
                 self.report.add(None, f"input '{name}'", f"type '{spec.type}' is read as a string")
                 kind = "string"
             entry: dict[str, Any] = {"type": kind}
+            if spec.type == "string":  # promptflow turns any value into text with str()
+                entry["coerce"] = True
             if spec.description:
                 entry["description"] = spec.description
             if spec.has_default:
                 default = image_value(spec.default) if spec.type == "image" else spec.default
                 entry["default"] = typed(default, kind)
+                if entry.get("coerce") and not isinstance(default, str):
+                    entry["default"] = str(default)
             if spec.enum:
                 entry["enum"] = spec.enum
             if spec.type == "image":
@@ -292,12 +296,25 @@ class _Converter:
         self, node: PfNode, file: Path, bindings: dict[str, str], *, chat: bool = False
     ) -> Translated | None:
         try:
-            translated = translate(file.read_text(encoding="utf-8"), bindings, chat=chat)
-        except PromptError as exc:
-            self.problems.append(FlowProblem(str(file), node.name, str(exc)))
-            return None
+            source = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             self.problems.append(FlowProblem(str(file), node.name, f"cannot read: {exc}"))
+            return None
+        return self.template_text(node, source, bindings, chat=chat, where=str(file))
+
+    def template_text(
+        self,
+        node: PfNode,
+        source: str,
+        bindings: dict[str, str],
+        *,
+        chat: bool = False,
+        where: str | None = None,
+    ) -> Translated | None:
+        try:
+            translated = translate(source, bindings, chat=chat)
+        except PromptError as exc:
+            self.problems.append(FlowProblem(where or self.file, node.name, str(exc)))
             return None
         if translated.unbound:
             names = ", ".join(translated.unbound)
@@ -331,24 +348,34 @@ class _Converter:
         return out
 
     def llm(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
-        file = self.source_file(node, "prompt file")
-        if file is None:
-            return None, ""
         inputs = node.inputs
         variables = [k for k in inputs if k not in LLM_PARAMS]
         api = str(node.data.get("api") or "chat")
-        translated = self.template(node, file, self.bindings(node, variables), chat=api == "chat")
+        given = prompt_input(node, self.report)
+        if isinstance(given, Translated):  # a reference: its value is the prompt
+            translated, source_name = given, "its 'prompt' input"
+        elif given is not None:  # a literal: it is the template
+            bindings = self.bindings(node, variables)
+            translated = self.template_text(node, given, bindings, chat=api == "chat")
+            source_name = "its 'prompt' input"
+        else:
+            file = self.source_file(node, "prompt file")
+            if file is None:
+                return None, ""
+            bindings = self.bindings(node, variables)
+            translated = self.template(node, file, bindings, chat=api == "chat")
+            source_name = file.name
         if translated is None:
             return None, ""
         text = translated.text
         step: dict[str, Any] = {
             "type": "chat",
-            "description": f"promptflow llm node '{node.name}' ({file.name})",
+            "description": f"promptflow llm node '{node.name}' ({source_name})",
         }
         step.update(model_params(node, self.report))
         if api == "chat":
             step["messages_template"] = text
-            became = f"chat step, messages from {file.name}"
+            became = f"chat step, messages from {source_name}"
             if translated.images:
                 step["images"] = ["{{ " + expr + " }}" for expr in translated.images]
                 became += f", {len(translated.images)} image" + (
@@ -356,7 +383,7 @@ class _Converter:
                 )
         else:
             step["prompt"] = text
-            became = f"chat step, one user message from {file.name}"
+            became = f"chat step, one user message from {source_name}"
             self.report.add(
                 node.name,
                 f"api: {api}",

@@ -270,6 +270,12 @@ class _Checker:
 
     def check_inputs(self) -> None:
         for name, spec in self.spec.inputs.items():
+            if spec.coerce and spec.type != "string":
+                self.add(
+                    ("inputs", name, "coerce"),
+                    f"input '{name}': coerce applies to type string only (this one is "
+                    f"{spec.type}); remove it",
+                )
             if spec.required or spec.default is None:
                 continue
             if not input_type_ok(spec.default, spec.type):

@@ -57,6 +57,8 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
     for name, decl in spec.inputs.items():
         if name in given:
             value = given[name]
+            if decl.coerce and decl.type == "string" and value is not None:
+                value = value if isinstance(value, str) else str(value)
             if value is None and decl.required:
                 raise UsageError(
                     f"input '{name}' is required and cannot be null; give it a {decl.type} value"

@@ -25,6 +25,11 @@ class InputSpec(_Strict):
     description: str | None = None
     default: Any = None
     enum: list[Any] | None = None
+    coerce: bool = Field(
+        False,
+        description="type string only: a value of another type is turned into text as "
+        "Python's str() does (promptflow's rule for its string inputs), instead of refused.",
+    )
 
     @property
     def required(self) -> bool:
