@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowrun.convert.pf_flow import PfFlow, PfNode
+from flowrun.convert.pf_includes import missing_includes
 from flowrun.convert.report import Report
 
 # Converted by the converter itself (inputs, outputs, nodes, variants, name, description).
@@ -36,11 +37,15 @@ def report_flow_keys(flow: PfFlow, report: Report) -> None:
             setup=True,
         )
     if data.get("additional_includes"):
+        missing = missing_includes(flow.dir, data)
         report.add(
             None,
             "additional_includes",
-            "the listed files are not copied next to the flow; tool steps import from the "
-            "flow folder",
+            f"not found: {', '.join(missing)}"
+            if missing
+            else "nothing is copied: prompts are read from where the includes are, and tool "
+            "steps name included Python files by their path",
+            blocking=bool(missing),
         )
     _message_format(data, report)
     language = str(data.get("language") or "python").lower()

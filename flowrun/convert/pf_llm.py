@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowrun.convert.pf_flow import PfNode, parse_ref
+from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref
 from flowrun.convert.pf_prompt import Translated
 from flowrun.convert.pf_values import json_value, number
 from flowrun.convert.report import Report
@@ -161,3 +161,19 @@ def prompt_input(node: PfNode, report: Report) -> Translated | str | None:
         blocking=False,
     )
     return Translated("{{ " + ref.expr() + " }}")
+
+
+def chat_role_notes(node: PfNode, flow: PfFlow, variables: list[str], report: Report) -> None:
+    """A list or object flow input templated into a chat prompt: role lines inside its values
+    stay text in flowrun, where promptflow splits them into messages (it escapes only text)."""
+    for name in variables:
+        ref = parse_ref(node.inputs.get(name))
+        spec = flow.inputs.get(ref.name) if ref is not None and ref.kind == "input" else None
+        if spec is not None and spec.type in ("list", "object"):
+            report.add(
+                node.name,
+                f"{ref.text if ref else name} in the prompt",
+                f"a role line ('# system:') inside a value of this {spec.type} stays text in "
+                "flowrun, as in a text input; promptflow starts a new message there",
+                blocking=False,
+            )

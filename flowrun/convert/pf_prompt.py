@@ -20,6 +20,7 @@ The role lines stay in the text: a chat step's ``messages_template`` splits it a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,10 @@ _UNSUPPORTED = {
 }
 
 
+# promptflow's role lines that a flowrun messages_template does not send (function results).
+_OTHER_ROLE = re.compile(r"^\s*#?\s*(function|tool)\s*:\s*$", re.IGNORECASE | re.MULTILINE)
+
+
 class PromptError(Exception):
     """A prompt file that cannot be translated (a Jinja syntax error); the message says where."""
 
@@ -57,6 +62,7 @@ class Translated:
     mutations: list[str] = field(default_factory=list)  #: in-place methods flowrun refuses
     images: list[str] = field(default_factory=list)  #: flowrun expressions of the images
     image_markers: list[tuple[str, str]] = field(default_factory=list)  #: not converted: why
+    other_roles: list[str] = field(default_factory=list)  #: role lines flowrun cannot send
 
 
 def translate(source: str, bindings: dict[str, str], *, chat: bool = False) -> Translated:
@@ -90,6 +96,8 @@ def translate(source: str, bindings: dict[str, str], *, chat: bool = False) -> T
         raise PromptError(f"could not translate the prompt: {exc.message}") from None
     unsupported = sorted({label for kind, label in _UNSUPPORTED.items() if any(ast.find_all(kind))})
     out = Translated(text, variables, unbound, unsupported, mutations(ast))
+    if chat:
+        out.other_roles = sorted({m.lower() for m in _OTHER_ROLE.findall(source)})
     if images is not None:
         out.images = [bindings[name] for name in images.variables]
         out.image_markers = images.unconverted

@@ -4,6 +4,7 @@ multi-line prompts as literal blocks."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +43,21 @@ def written_by_converter(path: Path) -> bool:
     return output_state(path) == "converted"
 
 
+def refuse_link(path: Path) -> None:
+    """Raise ``UsageError`` when ``path`` is a symbolic link: writing through it would replace
+    the file it points to (another flow's, say), even with --force."""
+    if path.is_symlink():
+        raise UsageError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); flowrun convert does not "
+            "write through links",
+            hint="remove the link, or pass -o to write elsewhere",
+        )
+
+
 def check_overwrite(path: Path) -> None:
-    """Raise ``UsageError`` unless ``path`` is absent or an unedited file this command wrote."""
+    """Raise ``UsageError`` unless ``path`` is absent or an unedited file this command wrote
+    (and is not a symbolic link)."""
+    refuse_link(path)
     state = output_state(path)
     if state == "foreign":
         raise UsageError(

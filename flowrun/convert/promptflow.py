@@ -30,6 +30,7 @@ import the flow's Python files.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +38,20 @@ from typing import Any
 
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
 from flowrun.convert.pf_images import image_value
+from flowrun.convert.pf_includes import absolute, find_source
 from flowrun.convert.pf_keys import report_flow_keys
-from flowrun.convert.pf_llm import LLM_PARAMS, connection_notes, model_params, prompt_input
+from flowrun.convert.pf_llm import (
+    LLM_PARAMS,
+    chat_role_notes,
+    connection_notes,
+    model_params,
+    prompt_input,
+)
 from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
 from flowrun.convert.pf_python import PythonToolError, find_tool
 from flowrun.convert.pf_tool_args import ToolArgs, skipped
 from flowrun.convert.pf_values import typed
-from flowrun.convert.pf_yaml import dump_workflow
+from flowrun.convert.pf_yaml import dump_workflow, refuse_link
 from flowrun.convert.report import ConversionFailed, FlowProblem, NodeEntry, Report
 from flowrun.errors import WorkflowInvalid
 
@@ -76,8 +84,9 @@ def convert_promptflow(
 ) -> Conversion:
     """Convert a flow folder (nothing is written). Raises ``NotAFlow`` / ``ConversionFailed``."""
     flow = read_flow(flow_dir, variants)
-    out_path = Path(out) if out is not None else flow.dir / "flowrun.yaml"
-    converter = _Converter(flow, out_path)
+    shown = Path(out) if out is not None else flow.dir / "flowrun.yaml"
+    out_path = absolute(shown)  # once: the file written is the one checked and reported
+    converter = _Converter(flow, out_path, shown)
     workflow = converter.run()
     if converter.problems:
         raise ConversionFailed(converter.problems)
@@ -90,21 +99,22 @@ def write_conversion(conversion: Conversion) -> Report:
     """Write the workflow file, then validate it as ``flowrun validate`` does; the report says."""
     from flowrun.format.loader import load_workflow
 
+    refuse_link(conversion.out_path)
     conversion.out_path.parent.mkdir(parents=True, exist_ok=True)
     conversion.out_path.write_text(conversion.text, encoding="utf-8")
     try:
-        load_workflow(conversion.out_path)
+        load_workflow(conversion.report.out_file)  # the same file, named as the user did
     except WorkflowInvalid as exc:
         conversion.report.problems = [str(p) for p in exc.problems]
     return conversion.report
 
 
 class _Converter:
-    def __init__(self, flow: PfFlow, out_path: Path) -> None:
+    def __init__(self, flow: PfFlow, out_path: Path, shown: Path) -> None:
         self.flow = flow
         self.file = str(flow.dag)
-        self.out_dir = out_path.resolve().parent
-        self.report = Report(flow.dag, out_path)
+        self.out_dir = out_path.parent
+        self.report = Report(flow.dag, shown)
         self.problems: list[FlowProblem] = list(flow.problems)
         self.steps: dict[str, dict[str, Any]] = {}
         self.bypassable: set[str] = set()
@@ -286,10 +296,12 @@ class _Converter:
         if not path:
             self.problems.append(FlowProblem(self.file, node.name, f"no source path ({what})"))
             return None
-        file = self.flow.dir / str(path)
-        if not file.is_file():
-            self.problems.append(FlowProblem(str(file), node.name, f"{what} not found"))
-            return None
+        file = find_source(self.flow.dir, self.flow.data, str(path))
+        if file is None:
+            where = str(self.flow.dir / str(path))
+            if self.flow.data.get("additional_includes"):
+                what += " (not in the folder nor in its additional_includes)"
+            self.problems.append(FlowProblem(where, node.name, f"{what} not found"))
         return file
 
     def template(
@@ -337,6 +349,15 @@ class _Converter:
             )
         for marker, reason in translated.image_markers:
             self.report.add(node.name, f"{marker} in the prompt", reason)
+        for role in translated.other_roles:
+            self.report.add(
+                node.name,
+                f"'# {role}:' messages in the prompt",
+                "a messages_template sends system, user and assistant messages only: the step "
+                f"fails when the prompt renders a '{role}:' message",
+            )
+        if chat:
+            chat_role_notes(node, self.flow, translated.variables, self.report)
         return translated
 
     def bindings(self, node: PfNode, names: Any) -> dict[str, str]:
@@ -442,8 +463,10 @@ class _Converter:
 
     def module_name(self, node: PfNode, file: Path) -> str:
         try:
-            rel = file.resolve().relative_to(self.out_dir)
+            rel = file.relative_to(self.out_dir)
         except ValueError:
+            if not file.is_relative_to(absolute(self.flow.dir)):  # an additional include
+                return Path(os.path.relpath(file, self.out_dir)).as_posix()
             self.outside.append(file.name)
             return file.stem
         parts = [*rel.parent.parts, rel.stem]

@@ -71,7 +71,12 @@ def import_callable(spec: str, base_dir: Path | None = None) -> Any:
 
 
 def _load(module_name: str, base_dir: Path | None) -> ModuleType:
-    """The module: from its file next to the workflow when there is one, else by name."""
+    """The module: from its file next to the workflow when there is one, else by name.
+
+    A name ending in ``.py`` is a file path, relative to the workflow's folder
+    (``../shared/clean.py:clean``); its own folder is on ``sys.path`` while it loads."""
+    if module_name.endswith(".py"):
+        return _load_file(Path(module_name), base_dir)
     folder = Path(base_dir).resolve() if base_dir is not None else None
     top, _, rest = module_name.partition(".")
     source = _local_source(folder, top, package_needed=bool(rest)) if folder else None
@@ -93,6 +98,22 @@ def _load(module_name: str, base_dir: Path | None) -> ModuleType:
                 raise
             missing = top + (exc.name or "")[len(name) :]
             raise ModuleNotFoundError(f"No module named '{missing}'", name=missing) from None
+    finally:
+        if added:
+            sys.path.remove(entry)
+
+
+def _load_file(path: Path, base_dir: Path | None) -> ModuleType:
+    source = (Path(base_dir) / path if base_dir is not None else path).resolve()
+    if not source.is_file():
+        raise ModuleNotFoundError(f"No file {path}", name=str(path))
+    entry = str(source.parent)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        name = _local_name(source, source.stem.replace("-", "_").replace(".", "_"))
+        return _with_promptflow_stub(lambda: _exec_local(name, source))
     finally:
         if added:
             sys.path.remove(entry)

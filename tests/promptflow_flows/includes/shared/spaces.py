@@ -1,0 +1,2 @@
+def squash(text: str) -> str:
+    return " ".join(text.split())
