@@ -172,7 +172,9 @@ def test_invoice_extract_gives_up_after_max_repairs(server):
     assert res.code == 1
     assert len(server.requests_to("/chat/completions")) == 3  # max_repairs: 2
     error = json.loads(res.stdout)["steps"]["invoice"]["error"]
-    assert error.startswith("the reply did not match the schema after 2 repair(s): (root): ")
+    assert error.startswith(
+        "the reply did not match the schema after 2 repair(s): replies 1-3: (root): "
+    )
     assert "'invoice_number' is a required property" in error
 
 

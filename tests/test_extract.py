@@ -252,9 +252,10 @@ def test_extraction_gives_up_after_max_repairs(server, tmp_path, max_repairs):
     repairs = 2 if max_repairs is None else max_repairs
     assert len(server.requests_to("/chat/completions")) == repairs + 1
     doc = json.loads(res.stdout)
+    every = "" if repairs == 0 else f"replies 1-{repairs + 1}: "
     assert doc["steps"]["classify"]["error"] == (
         f"the reply did not match the schema after {repairs} repair(s): "
-        "(root): 'urgent' is a required property"
+        f"{every}(root): 'urgent' is a required property"
     )
     assert doc["steps"]["classify"]["calls"] == repairs + 1
     assert doc["cost"]["calls"] == repairs + 1
@@ -419,3 +420,16 @@ def test_a_property_schema_of_true_falls_back_to_json_mode_when_run(server, tmp_
     assert result.steps["any"].output == {"x": 1}
     (request,) = server.requests_to("/chat/completions")
     assert request.body["response_format"] == {"type": "json_object"}
+
+
+def test_a_failed_extraction_names_every_replys_reason(server, tmp_path):
+    """A repair answered differently (here: the server's echo) does not hide the first reason."""
+    server.add(Reply(json={"category": "outage", "urgent": True}), match="Classify")
+    res = flowrun("run", ticket_flow(tmp_path), "-i", "ticket=x", "--json")
+    assert res.code == 1
+    error = json.loads(res.stdout)["steps"]["classify"]["error"]
+    assert error.startswith(
+        "the reply did not match the schema after 2 repair(s): reply 1: /category: 'outage' is "
+        "not one of "
+    )
+    assert "; replies 2-3: the reply is not valid JSON: " in error

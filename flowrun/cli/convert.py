@@ -16,7 +16,7 @@ def convert() -> None:
 
     \b
     Example:
-      flowrun convert promptflow flows/web-classification -o web-classification.yaml
+      flowrun convert promptflow examples/promptflow/ticket-triage
     """
 
 
@@ -54,10 +54,10 @@ def promptflow(
 
     \b
     Examples:
-      flowrun convert promptflow flows/web-classification
-      flowrun run flows/web-classification/flowrun.yaml -i url=https://example.com
-      flowrun run flows/web-classification/flowrun.yaml \\
-          --batch flows/web-classification/data.jsonl --output results.jsonl
+      flowrun convert promptflow examples/promptflow/ticket-triage
+      flowrun run examples/promptflow/ticket-triage/flowrun.yaml -i ticket="I was charged twice"
+      flowrun run examples/promptflow/ticket-triage/flowrun.yaml \\
+          --batch examples/promptflow/ticket-triage/data.jsonl --output results.jsonl
     """
     from flowrun.convert import NotRunnable, check_overwrite, convert_promptflow, write_conversion
 

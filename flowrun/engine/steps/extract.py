@@ -66,6 +66,7 @@ async def run_extract(env: StepEnv) -> Any:
     _, key = wrap_schema(schema)
     strict = request["response_format"]["type"] == "json_schema"
     attempts = env.step.max_repairs + 1
+    reasons: list[str] = []  # why each reply was refused, in order
     for attempt in range(attempts):
         reply = await env.services.chat(env, request)
         env.record.finish_reason = reply.finish_reason
@@ -86,6 +87,7 @@ async def run_extract(env: StepEnv) -> Any:
             errors = schema_errors(data, schema)
             if not errors:
                 return data
+        reasons.append("; ".join(errors))
         if attempt == attempts - 1:
             break
         messages.append({"role": "assistant", "content": content})
@@ -99,5 +101,18 @@ async def run_extract(env: StepEnv) -> Any:
         )
     raise StepError(
         f"the reply did not match the schema after {env.step.max_repairs} repair(s): "
-        + "; ".join(errors)
+        + each_reply(reasons)
     )
+
+
+def each_reply(reasons: list[str]) -> str:
+    """Why each reply was refused: ``replies 1-2: X; reply 3: Y`` (just ``X`` for one reply)."""
+    if len(reasons) == 1:
+        return reasons[0]
+    runs: list[tuple[int, int, str]] = []  # (first, last, reason), 1-based
+    for number, reason in enumerate(reasons, 1):
+        if runs and runs[-1][2] == reason:
+            runs[-1] = (runs[-1][0], number, reason)
+        else:
+            runs.append((number, number, reason))
+    return "; ".join(f"reply {a}: {r}" if a == b else f"replies {a}-{b}: {r}" for a, b, r in runs)
