@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrun.provider.mock import mock_reply
-from flowrun.testing import LoopbackServer
+from flowrun.provider.mock import mock_text
+from flowrun.testing import LoopbackServer, RecordedRequest, Reply
 from tests.doc_snippets import marker_problems, session_script, snippets
 from tests.helpers import REPO
 
@@ -72,9 +72,14 @@ def run_document(doc: Path, root: Path, folder: Path, server: LoopbackServer) ->
     )
 
 
+def as_mock(req: RecordedRequest) -> Reply:
+    """What ``--mock`` answers: the prompt echoed; for structured output, a valid instance."""
+    return Reply(content=mock_text(req.body))
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_every_snippet_in_the_docs_runs(doc, server, tmp_path):
-    server.default = mock_reply  # as `--mock` answers: structured output gets a valid instance
+    server.default = as_mock  # structured output gets a valid instance
     failure = run_document(doc, REPO, tmp_path, server)
     if failure:
         pytest.fail(failure, pytrace=False)
