@@ -74,7 +74,7 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None
     from flowrun.format.budget_checks import budget_problems
 
     if max_cost is not None:
-        limit, source = max_cost, f"--max-cost {max_cost:g}"
+        limit, source = max_cost, f"max_cost={max_cost:g}"
     elif wf.spec.budget is not None:
         limit, source = wf.spec.budget.max_cost_usd, "budget.max_cost_usd"
     else:

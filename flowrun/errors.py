@@ -1,17 +1,41 @@
-"""Every error flowrun reports, with its exit code and source location.
+"""Every exception flowrun defines, with its exit code; ``Problem`` (FILE:LINE:COL: message).
 
-The hierarchy::
+The tree::
 
-    FlowrunError                 exit 1 unless a subclass says otherwise
-    ├── UsageError               exit 2: a bad argument, input value or option
-    ├── WorkflowInvalid          exit 2: one or more Problems in a workflow file
-    └── RunFailed                exit 1: the run started and did not succeed
-        ├── StepFailed           a step raised, or its output broke its schema
-        ├── BudgetExceeded       a call could take the run past its budget
-        └── RunInterrupted       SIGINT / SIGTERM
+    FlowrunError                  exit 1 unless a subclass says otherwise; the CLI prints lines()
+    ├── UsageError                exit 2: a bad argument, input value or option
+    │   ├── UnknownRun            no run or batch has this id (the CLI adds: see flowrun runs list)
+    │   └── NotAFlow              convert: the folder is not a promptflow flow
+    ├── WorkflowInvalid           exit 2: one or more Problems in a workflow file
+    ├── RunFailed                 exit 1: the run started and did not succeed
+    │   ├── StepFailed            a step raised, or its output broke its schema
+    │   ├── BudgetExceeded        a call could take the run past its budget
+    │   ├── RunInterrupted        SIGINT / SIGTERM
+    │   └── AlreadyRunning        another run of the workflow holds its lock (no-overlap)
+    ├── StoreError                the run store cannot be opened or written
+    │   └── StoreLocked           another process held its lock too long
+    ├── ConversionFailed          convert: problems stop the conversion (nothing written)
+    └── NotRunnable               convert: written, but parts of the flow did not convert
 
-The CLI catches ``FlowrunError`` in one place, prints ``show()`` to stderr and exits with
-``exit_code``. Messages never carry tracebacks; ``--debug`` adds them.
+    Internal: raised and caught inside flowrun, reported as a step's error, a Problem or an Issue
+    StepError                     a step failed; the executor makes it the step's error
+    └── ImageFileError            a local image that is missing or not an image
+    ModelCallError                a model call failed after the client's retries
+    ToolArgumentError, ToolExit   a tool got bad arguments, or called sys.exit()
+    ToolTimeout (TimeoutError)    a tool ran past its timeout_s
+    TemplateError                 a template failed to parse or render   -> Problem or StepError
+    ImportProblem                 module:callable cannot be resolved      -> Problem
+    SignatureProblem              a function's signature has no JSON schema -> Problem
+    DuplicateKey, YamlTooLarge    the YAML itself                         -> Problem
+    NotStrictCompatible           a schema strict mode cannot express     -> JSON mode instead
+    RecordError                   one batch record cannot become inputs   -> that record fails
+    PromptError, PythonToolError  convert: a prompt or a python node      -> an Issue
+
+The CLI catches ``FlowrunError`` in one place (``cli/app.py``), prints its lines to stderr in
+the CLI's words (messages name the Python API's settings, ``the run's max_cost``; the CLI
+prints ``--max-cost``) and exits with ``exit_code``. Messages never carry tracebacks;
+``--debug`` adds them. The other modules import these classes from here; the names they used
+to define stay importable from them.
 
 May import: nothing in flowrun.
 """
@@ -66,33 +90,6 @@ class Problem:
         return one_line(f"{self.file}:{self.line}:{self.col}: {self.message}")
 
 
-class StepError(Exception):
-    """A step failed for a reason the user can act on; the message says which.
-
-    Internal to a run: the executor turns it into the step's error and the run's ``StepFailed``.
-    """
-
-
-class ModelCallError(Exception):
-    """A model call failed after the client's retries; the message is safe to show.
-
-    Internal to a run, like ``StepError``: the step that made the call fails with its message.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool = False,
-        retries: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retries = retries  # the SDK's retries before it gave up
-
-
 class FlowrunError(Exception):
     """Base of every error flowrun raises on purpose."""
 
@@ -129,6 +126,14 @@ class WorkflowInvalid(FlowrunError):
         return [str(p) for p in self.problems]
 
 
+class UnknownRun(UsageError):
+    """No run (or batch) in the store has this id or an id starting with it."""
+
+    def __init__(self, run_id: str, store: object) -> None:
+        super().__init__(f"no run '{run_id}' in {store}")
+        self.run_id = run_id
+
+
 class RunFailed(FlowrunError):
     """The run started and did not succeed."""
 
@@ -150,3 +155,144 @@ class BudgetExceeded(RunFailed):
 
 class RunInterrupted(RunFailed):
     """The run was stopped by a signal."""
+
+
+class NotAFlow(UsageError):
+    """The folder is not a promptflow DAG flow (exit 2)."""
+
+
+class AlreadyRunning(RunFailed):
+    """Another run of the same workflow holds the lock."""
+
+
+class StoreError(FlowrunError):
+    """The run store cannot be opened or written (corrupt, locked, unwritable)."""
+
+    exit_code = 1
+
+
+class StoreLocked(StoreError):
+    """Another process held the run store's lock for longer than ``FLOWRUN_STORE_TIMEOUT``."""
+
+
+class ConversionFailed(FlowrunError):
+    """The flow has problems that stop the conversion; each is one line naming file and node."""
+
+    exit_code = 1
+
+    def __init__(self, problems: list[Any]) -> None:
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{problems[0]}{more}")
+
+    def lines(self) -> list[str]:
+        return [f"error: {p}" for p in self.problems] + ["nothing was written"]
+
+
+class NotRunnable(FlowrunError):
+    """The workflow was written, but parts of the flow did not convert (exit 1)."""
+
+    exit_code = 1
+
+
+# --- internal: raised and caught inside flowrun, reported as one of the above or a Problem
+
+
+class StepError(Exception):
+    """A step failed for a reason the user can act on; the message says which.
+
+    Internal to a run: the executor turns it into the step's error and the run's ``StepFailed``.
+    """
+
+
+class ModelCallError(Exception):
+    """A model call failed after the client's retries; the message is safe to show.
+
+    Internal to a run, like ``StepError``: the step that made the call fails with its message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retries = retries  # the SDK's retries before it gave up
+
+
+class ImageFileError(StepError):
+    """A local image that is missing, unreadable or not an image (an invalid argument)."""
+
+
+class ToolArgumentError(Exception):
+    """Arguments that do not fit a function's signature; the message names them."""
+
+
+class ToolTimeout(TimeoutError):
+    """A tool ran longer than its ``timeout_s``."""
+
+
+class ToolExit(Exception):
+    """A tool raised ``SystemExit`` (``sys.exit()``) or another ``BaseException``."""
+
+
+class TemplateError(Exception):
+    """A template failed to parse or render; ``lineno`` is its line within the template."""
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+
+
+class ImportProblem(Exception):
+    """A ``module:attr`` reference that cannot be resolved; the message says why.
+
+    ``missing`` names the module that was not found (it may be one the module imports).
+    """
+
+    def __init__(self, message: str, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class SignatureProblem(Exception):
+    """A signature that cannot be turned into a JSON schema; the message names the parameter."""
+
+
+class DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, col: int, first_line: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.col, self.first_line = key, line, col, first_line
+
+
+class YamlTooLarge(Exception):
+    """The document cannot be expanded safely: its aliases nest too deep or into themselves."""
+
+    def __init__(self, line: int, col: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.col, self.message = line, col, message
+
+
+class NotStrictCompatible(Exception):
+    """The schema uses something strict mode cannot express; the message says what."""
+
+
+class RecordError(Exception):
+    """One record cannot be turned into inputs; the message names its FILE:LINE."""
+
+    def __init__(self, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.extra = extra or {}
+
+
+class PromptError(Exception):
+    """A prompt file that cannot be translated (a Jinja syntax error); the message says where."""
+
+
+class PythonToolError(Exception):
+    """The file has no usable ``@tool`` function; the message says why."""

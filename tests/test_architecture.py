@@ -178,3 +178,38 @@ def test_the_architecture_map_names_every_module() -> None:
     words = set(re.findall(r"[a-z_]+", text))
     missing = sorted(m for m in MODULES if m.count(".") >= 2 and m.rpartition(".")[2] not in words)
     assert missing == []
+
+
+def _exception_names() -> set[str]:
+    import builtins
+
+    names = {
+        n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+    }
+    return names | {n.name for n in TREES["flowrun.errors"].body if isinstance(n, ast.ClassDef)}
+
+
+def test_every_exception_class_lives_in_errors_py() -> None:
+    exceptions = _exception_names()
+    elsewhere = []
+    for module, tree in TREES.items():
+        if module == "flowrun.errors" or _room(module) == "testing":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = {
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                }
+                if bases & exceptions:
+                    elsewhere.append(f"{module}.{node.name}")
+    assert elsewhere == []
+
+
+def test_the_errors_docstring_draws_every_exception() -> None:
+    doc = ast.get_docstring(TREES["flowrun.errors"]) or ""
+    classes = [
+        n.name
+        for n in TREES["flowrun.errors"].body
+        if isinstance(n, ast.ClassDef) and n.name != "Problem"
+    ]
+    assert [c for c in classes if not re.search(rf"\b{c}\b", doc)] == []

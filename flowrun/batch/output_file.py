@@ -70,12 +70,12 @@ def scan_output(path: Path) -> PreviousOutput:
             except (ValueError, KeyError, TypeError):
                 # only the very last line may be broken: a crash cut it off
                 pending_error = (
-                    f"{path}:{lineno}: not a result line, so --resume cannot continue it"
+                    f"{path}:{lineno}: not a result line, so resume=True cannot continue it"
                 )
                 continue
             if index <= last:
                 raise UsageError(
-                    f"{path}:{lineno}: record {index} is out of order; --resume needs the output "
+                    f"{path}:{lineno}: record {index} is out of order; resume=True needs the output "
                     "as flowrun wrote it (in input order)"
                 )
             last = index
@@ -172,22 +172,22 @@ def previous_output(out: Path | None, resume: bool) -> PreviousOutput | None:
     """What an existing OUT says (None for a fresh output); finishes a killed resume's merge."""
     if out is None:
         if resume:
-            raise UsageError("--resume needs --output (the file it continues)")
+            raise UsageError("resume=True needs an output= file (the file it continues)")
         return None
     if out.is_dir():
-        raise UsageError(f"--output {out} is a directory")
+        raise UsageError(f"output= {out} is a directory")
     partial = partial_path(out)
     if not resume:
         if out.exists() and out.stat().st_size > 0:
             raise UsageError(
                 f"the output {out} already exists",
-                hint="continue it with --resume (only records not yet succeeded are run), "
-                "or choose another --output",
+                hint="continue it with resume=True (only records not yet succeeded are run), "
+                "or choose another output=",
             )
         if partial.exists():
             raise UsageError(
                 f"{partial} holds the results of a resume that was cut off",
-                hint="continue it with --resume, or delete it to start afresh",
+                hint="continue it with resume=True, or delete it to start afresh",
             )
         return None
     if partial.exists():
@@ -220,7 +220,7 @@ def _indexed_lines(f: Iterator[bytes], path: Path) -> Iterator[tuple[int, int]]:
     for raw in f:
         if broken:
             raise UsageError(
-                f"{path} is damaged, so --resume cannot finish it",
+                f"{path} is damaged, so resume=True cannot finish it",
                 hint="delete it: the records it finished then run again",
             )
         offset += len(raw)

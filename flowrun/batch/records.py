@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from flowrun.errors import RecordError as RecordError
 from flowrun.errors import UsageError
 from flowrun.format.inputs import parse_cli_value, resolve_inputs
 from flowrun.format.spec import Workflow
@@ -38,14 +39,6 @@ CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 _DATA_REF = re.compile(r"^\$\{\s*data\.(?P<column>[^}]+?)\s*\}$")
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-class RecordError(Exception):
-    """One record cannot be turned into inputs; the message names its FILE:LINE."""
-
-    def __init__(self, message: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.extra = extra or {}
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ import click
 
 from flowrun import __version__
 from flowrun.cli.common import CONTEXT, Group
-from flowrun.errors import FlowrunError
+from flowrun.errors import FlowrunError, UnknownRun
 from flowrun.redaction import redact
 
 COMMANDS = {
@@ -48,6 +48,36 @@ def cli(debug: bool) -> None:
     """
 
 
+# The Python API's words for a setting (in core messages) -> the CLI's flag for it, in order.
+CLI_WORDS = (
+    ("resume=True needs an output= file", "--resume needs --output"),
+    ("or choose another output=", "or choose another --output"),
+    ("output= ", "--output "),
+    ("resume=True", "--resume"),
+    ("the run's max_cost", "--max-cost"),
+    ("max_cost=", "--max-cost "),
+    ("the run's prices", "--prices"),
+)
+# What the CLI adds to an error's first line: the command that shows what exists.
+CLI_HINTS: dict[type[FlowrunError], str] = {UnknownRun: " (see: flowrun runs list)"}
+
+
+def cli_text(text: str) -> str:
+    """A core message in the CLI's words: ``the run's max_cost`` -> ``--max-cost``."""
+    for api, flag in CLI_WORDS:
+        text = text.replace(api, flag)
+    return text
+
+
+def cli_lines(exc: FlowrunError) -> list[str]:
+    """The lines the CLI prints for ``exc``: its own, in CLI words, with the CLI's hint."""
+    lines = [cli_text(line) for line in exc.lines()]
+    suffix = next((s for kind, s in CLI_HINTS.items() if isinstance(exc, kind)), "")
+    if lines and suffix:
+        lines[0] += suffix
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``flowrun`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -58,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except FlowrunError as exc:
         if debug:
             traceback.print_exc()
-        for line in exc.lines():
+        for line in cli_lines(exc):
             click.echo(redact(line), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:  # `flowrun`, `flowrun runs`: plain help

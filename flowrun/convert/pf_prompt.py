@@ -29,6 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowrun.convert.pf_images import has_markers, take_images
 from flowrun.convert.pf_undefined import SAFE_SUFFIX, mutations, safe_spans
+from flowrun.errors import PromptError as PromptError
 
 # How promptflow renders prompts (``render_jinja_template(trim_blocks=True, keep_trailing_newline=True)``).
 _PF_ENV = Environment(trim_blocks=True, keep_trailing_newline=True)
@@ -45,10 +46,6 @@ _UNSUPPORTED = {
 
 # promptflow's role lines that a flowrun messages_template does not send (function results).
 _OTHER_ROLE = re.compile(r"^\s*#?\s*(function|tool)\s*:\s*$", re.IGNORECASE | re.MULTILINE)
-
-
-class PromptError(Exception):
-    """A prompt file that cannot be translated (a Jinja syntax error); the message says where."""
 
 
 @dataclass

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowrun.errors import PythonToolError as PythonToolError
+
 # What the stand-in promptflow (flowrun.format.promptflow_stub) provides.
 _SHIMMED = {("promptflow", "tool"), ("promptflow.core", "tool")}
 _NO_LITERAL: Any = object()
-
-
-class PythonToolError(Exception):
-    """The file has no usable ``@tool`` function; the message says why."""
 
 
 @dataclass

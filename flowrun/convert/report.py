@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowrun.errors import FlowrunError, UsageError
+from flowrun.errors import ConversionFailed as ConversionFailed
+from flowrun.errors import NotAFlow as NotAFlow
+from flowrun.errors import NotRunnable as NotRunnable
 
 
 @dataclass(frozen=True)
@@ -27,30 +29,6 @@ class FlowProblem:
     def __str__(self) -> str:
         where = f"{self.file}: node '{self.node}'" if self.node else self.file
         return f"{where}: {self.message}"
-
-
-class NotAFlow(UsageError):
-    """The folder is not a promptflow DAG flow (exit 2)."""
-
-
-class ConversionFailed(FlowrunError):
-    """The flow has problems that stop the conversion; each is one line naming file and node."""
-
-    exit_code = 1
-
-    def __init__(self, problems: list[FlowProblem]) -> None:
-        self.problems = problems
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{problems[0]}{more}")
-
-    def lines(self) -> list[str]:
-        return [f"error: {p}" for p in self.problems] + ["nothing was written"]
-
-
-class NotRunnable(FlowrunError):
-    """The workflow was written, but parts of the flow did not convert (exit 1)."""
-
-    exit_code = 1
 
 
 @dataclass

@@ -40,14 +40,14 @@ class BudgetGate:
         worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
         if worst is None:
             raise BudgetExceeded(
-                f"budget: model {model} is unpriced, so the budget cannot be kept; add it to a price file (--prices)"
+                f"budget: model {model} is unpriced, so the budget cannot be kept; add it to a price file (the run's prices)"
             )
         if self.spent + self.reserved + worst > self.limit + 1e-12:
             raise BudgetExceeded(
                 f"budget: the call could cost up to ${worst:.6f} ({prompt_tokens} prompt + "
                 f"{max_completion_tokens} completion tokens of {model}), which could take the run past "
                 f"its budget of ${self.limit:g} (spent ${self.spent:.6f}, in flight ${self.reserved:.6f}); "
-                "no call was made. Raise budget.max_cost_usd or --max-cost, or lower max_completion_tokens."
+                "no call was made. Raise budget.max_cost_usd or the run's max_cost, or lower max_completion_tokens."
             )
         self.reserved += worst
         return Reservation(worst)

@@ -26,6 +26,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from flowrun.errors import ToolArgumentError as ToolArgumentError
+from flowrun.errors import ToolExit as ToolExit
+from flowrun.errors import ToolTimeout as ToolTimeout
 from flowrun.format.signatures import (
     args_model,
     docstring_summary,
@@ -35,18 +38,6 @@ from flowrun.format.signatures import (
 # Sync tools get their own pool: the loop's default executor has only cpu+4 threads, which
 # would quietly cap a foreach of sync tool steps far below its max_concurrency.
 _THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="flowrun-tool")
-
-
-class ToolArgumentError(Exception):
-    """Arguments that do not fit a function's signature; the message names them."""
-
-
-class ToolTimeout(TimeoutError):
-    """A tool ran longer than its ``timeout_s``."""
-
-
-class ToolExit(Exception):
-    """A tool raised ``SystemExit`` (``sys.exit()``) or another ``BaseException``."""
 
 
 # What a tool may raise that is not the tool failing: the run itself is being stopped.

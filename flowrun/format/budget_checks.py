@@ -1,7 +1,7 @@
 """Whether a budget can be kept at all: every model priced, every output bounded.
 
 Run by ``flowrun validate`` (for ``budget.max_cost_usd``) and by the API before a run with a
-budget (``--max-cost``), with the price table the run will use.
+budget (``max_cost``), with the price table the run will use.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
                 line,
                 col,
                 f"model {model} (step{'s' if len(steps) > 1 else ''} {named}) has no price, so "
-                f"the budget ({source}) cannot be kept: add it to a price file (--prices or "
+                f"the budget ({source}) cannot be kept: add it to a price file (the run's prices or "
                 "FLOWRUN_PRICES) or use a priced model",
             )
         )

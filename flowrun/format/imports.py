@@ -19,19 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from flowrun.errors import ImportProblem as ImportProblem
+
 _lock = threading.RLock()
 LOCAL_PREFIX = "flowrun_local_"
-
-
-class ImportProblem(Exception):
-    """A ``module:attr`` reference that cannot be resolved; the message says why.
-
-    ``missing`` names the module that was not found (it may be one the module imports).
-    """
-
-    def __init__(self, message: str, missing: str | None = None) -> None:
-        super().__init__(message)
-        self.missing = missing
 
 
 def import_object(spec: str, base_dir: Path | None = None) -> Any:

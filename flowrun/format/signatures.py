@@ -14,9 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-
-class SignatureProblem(Exception):
-    """A signature that cannot be turned into a JSON schema; the message names the parameter."""
+from flowrun.errors import SignatureProblem as SignatureProblem
 
 
 def _parameters(function: Any) -> list[tuple[str, Any, Any]]:

@@ -15,6 +15,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flowrun.errors import TemplateError as TemplateError
 from flowrun.errors import did_you_mean
 
 STEP_ATTRIBUTES = frozenset(
@@ -45,14 +46,6 @@ _env = _DataFirstEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
 _env.filters["tojson"] = _tojson
-
-
-class TemplateError(Exception):
-    """A template failed to parse or render; ``lineno`` is its line within the template."""
-
-    def __init__(self, message: str, lineno: int | None = None) -> None:
-        super().__init__(message)
-        self.lineno = lineno
 
 
 def is_template(value: Any) -> bool:

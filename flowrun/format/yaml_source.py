@@ -12,6 +12,9 @@ from typing import Any
 
 import yaml
 
+from flowrun.errors import DuplicateKey as DuplicateKey
+from flowrun.errors import YamlTooLarge as YamlTooLarge
+
 Path = tuple[Any, ...]
 
 _FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,20 +56,6 @@ class SourceMap:
         line += lineno
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         return line, len(text) - len(text.lstrip(" ")) + 1
-
-
-class DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int, col: int, first_line: int) -> None:
-        super().__init__(key)
-        self.key, self.line, self.col, self.first_line = key, line, col, first_line
-
-
-class YamlTooLarge(Exception):
-    """The document cannot be expanded safely: its aliases nest too deep or into themselves."""
-
-    def __init__(self, line: int, col: int, message: str) -> None:
-        super().__init__(message)
-        self.line, self.col, self.message = line, col, message
 
 
 # A workflow has hundreds of values; aliases that expand beyond this are an attack (a

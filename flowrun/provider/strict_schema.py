@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from flowrun.errors import NotStrictCompatible as NotStrictCompatible
+
 # Keywords strict mode cannot express; a schema using them falls back to JSON mode.
 UNSUPPORTED = frozenset(
     {
@@ -59,10 +61,6 @@ DROPPED = frozenset(
 
 # A sub-schema says what type its value has through one of these.
 _TYPED = frozenset({"type", "$ref", "anyOf", "enum", "const"})
-
-
-class NotStrictCompatible(Exception):
-    """The schema uses something strict mode cannot express; the message says what."""
 
 
 def to_strict(schema: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flowrun.errors import UsageError
+from flowrun.errors import UnknownRun, UsageError
 from flowrun.store.runs import RunStore
 from flowrun.store.transcripts import load_transcript
 
@@ -250,7 +250,7 @@ def find(store: RunStore, run_id: str) -> tuple[str, str]:
         return found[0]
     if len(found) > 1:
         raise UsageError(f"'{run_id}' names more than one run; give more of the id")
-    raise UsageError(f"no run '{run_id}' in {store.path} (see: flowrun runs list)")
+    raise UnknownRun(run_id, store.path)
 
 
 def _alive(pid: int | None, run_id: str) -> bool:

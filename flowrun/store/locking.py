@@ -9,11 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowrun.errors import RunFailed
-
-
-class AlreadyRunning(RunFailed):
-    """Another run of the same workflow holds the lock."""
+from flowrun.errors import AlreadyRunning as AlreadyRunning
 
 
 def lock_key(wf: Any) -> str:

@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flowrun.errors import FlowrunError, UsageError
+from flowrun.errors import StoreError as StoreError
+from flowrun.errors import StoreLocked as StoreLocked
+from flowrun.errors import UnknownRun, UsageError
 from flowrun.redaction import redact
 from flowrun.results import RunResult, StepResult
 from flowrun.store.migrations import migrate
@@ -30,16 +32,6 @@ _UPDATE_COST = (
 HOME_ENV = "FLOWRUN_HOME"
 TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
 _ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
-
-
-class StoreError(FlowrunError):
-    """The run store cannot be opened or written (corrupt, locked, unwritable)."""
-
-    exit_code = 1
-
-
-class StoreLocked(StoreError):
-    """Another process held the run store's lock for longer than ``FLOWRUN_STORE_TIMEOUT``."""
 
 
 def flowrun_home() -> Path:
@@ -252,7 +244,7 @@ class RunStore:
             matches = self._read("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (f"{run_id}%",))
             if len(matches) == 1:
                 return self.get_run(matches[0][0])
-            raise UsageError(f"no run '{run_id}' in {self.path} (see: flowrun runs list)")
+            raise UnknownRun(run_id, self.path)
         return _row(rows[0])
 
     def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:

@@ -78,7 +78,7 @@ class WaveBudget(BudgetGate):
             f"budget: wave {wave} ({requests} requests) could cost up to ${self.reserved:.6f} at "
             f"Batch API prices, which could take the run past its budget of ${self.limit:g} "
             f"(spent ${self.spent:.6f}); nothing was submitted. Raise budget.max_cost_usd or "
-            "--max-cost, or lower max_completion_tokens."
+            "the run's max_cost, or lower max_completion_tokens."
         )
 
 

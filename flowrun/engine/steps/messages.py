@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from flowrun.engine.steps.base import StepEnv, StepError
+from flowrun.errors import ImageFileError as ImageFileError
 from flowrun.format.templating import render, render_text
 from flowrun.provider.images import sniff_mime
-
-
-class ImageFileError(StepError):
-    """A local image that is missing, unreadable or not an image (an invalid argument)."""
 
 
 def build_messages(env: StepEnv) -> list[dict[str, Any]]:
