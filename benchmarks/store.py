@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "tiktoken-cache"
-if SHARED.is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED))
+# The encodings the test suite ships, so the benchmark needs no network either.
+ENCODINGS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiktoken-cache"
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ENCODINGS))
 
 from flowrun import load_workflow_text, run_workflow  # noqa: E402
 from flowrun.results import StepResult  # noqa: E402

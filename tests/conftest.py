@@ -1,4 +1,10 @@
-"""Shared fixtures: an offline OpenAI-compatible server validated against the OpenAPI spec."""
+"""Shared fixtures: an offline OpenAI-compatible server validated against the OpenAPI spec.
+
+The suite needs nothing outside the repository: the request schemas are the subset of the
+official spec vendored in ``flowrun/testing/data/openai-openapi`` and the tiktoken encodings
+are test data in ``tests/data/tiktoken-cache`` (tiktoken's own cache layout and file names;
+tiktoken checks each file's sha256), so token counts never need the network.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +17,19 @@ import pytest
 from flowrun.testing import LoopbackServer, OpenAPIValidator, validate_every_server
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SPEC_PATH = SHARED / "openai-openapi" / "openapi.json"
-
-if (SHARED / "tiktoken-cache").is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
+TIKTOKEN_CACHE = REPO / "tests" / "data" / "tiktoken-cache"
+# Set (not defaulted) so every run, and every CLI subprocess a test starts, counts with these.
+os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def openapi_validator() -> Iterator[OpenAPIValidator | None]:
-    """The official OpenAI OpenAPI spec, loaded once per session.
+def openapi_validator() -> Iterator[OpenAPIValidator]:
+    """The vendored subset of the official OpenAI OpenAPI spec, loaded once per session.
 
     Every loopback server of the session checks its requests with it, including those the
-    tests do not create themselves (``--mock`` runs, the ``flowrun_server`` fixture). Without
-    the spec the suite does not run (set FLOWRUN_TESTS_WITHOUT_OPENAPI=1 to run it unchecked).
+    tests do not create themselves (``--mock`` runs, the ``flowrun_server`` fixture).
     """
-    if not SPEC_PATH.is_file():
-        if os.environ.get("FLOWRUN_TESTS_WITHOUT_OPENAPI") != "1":
-            pytest.exit(
-                f"{SPEC_PATH} not found: the tests check every request against the OpenAI "
-                "OpenAPI spec (set FLOWRUN_TESTS_WITHOUT_OPENAPI=1 to run them unchecked)",
-                returncode=1,
-            )
-        yield None
-        return
-    validator = OpenAPIValidator(SPEC_PATH)
+    validator = OpenAPIValidator()
     validate_every_server(validator)
     yield validator
     validate_every_server(None)

@@ -61,7 +61,7 @@ def assert_complete(out: Path) -> None:
 
 
 def test_kill_9_while_polling_then_resume(server: LoopbackServer, tmp_path: Path) -> None:
-    server.batch_api.completion_delay = 0.4
+    server.batch_api.completion_delay = 3600  # completes only when the test says so
     proc, out = start_batch(tmp_path)
     try:
         wait_for(lambda: server.batch_api.batches, what="the first batch")
@@ -81,6 +81,7 @@ def test_kill_9_while_polling_then_resume(server: LoopbackServer, tmp_path: Path
         rf"{batch.id}\s+chat/completions\s+gpt-4o-mini\s+{batch.status}", listing.stdout
     )
 
+    server.batch_api.completion_delay = 0
     result = flowrun("resume", run_id_of(server))
     assert result.code == 0, result.output
     assert_nothing_submitted_twice(server)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import openai
 import pytest
@@ -47,7 +46,7 @@ def client(server: LoopbackServer) -> OpenAI:
 
 def test_lifecycle_output_matched_by_custom_id(server: LoopbackServer, client: OpenAI) -> None:
     server.add(Reply(content="scripted"), match="two")
-    server.batch_api.completion_delay = 0.3
+    server.batch_api.completion_delay = 3600  # completes only when the test says so
     created = submit(client, [line(f"c{i}", w) for i, w in enumerate(["one", "two", "three"])])
     assert created.status == "validating"
     assert created.completion_window == "24h" and created.metadata == {"purpose": "test"}
@@ -55,7 +54,7 @@ def test_lifecycle_output_matched_by_custom_id(server: LoopbackServer, client: O
     running = client.batches.retrieve(created.id)
     assert running.status == "in_progress" and running.output_file_id is None
     assert server.batch_api.requests == []  # nothing is processed before the delay
-    time.sleep(0.35)
+    server.batch_api.completion_delay = 0
     done = client.batches.retrieve(created.id)
     assert done.status == "completed"
     assert (done.request_counts.total, done.request_counts.completed) == (3, 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -72,37 +71,61 @@ def test_limiter_charges_tokens_used_beyond_the_estimate():
     assert clock.sleeps == [pytest.approx(0.6)]
 
 
-def test_rpm_keeps_a_batch_under_the_request_rate(server, tmp_path):
-    arrivals: list[float] = []
-    lock = threading.Lock()
+class LimiterClock(FakeClock):
+    """A fake clock for a batch's rate limiter, with the limiter time of every grant."""
 
-    def record(req):
-        with lock:
-            arrivals.append(time.monotonic())
-        return Reply(content="ok")
+    def __init__(self) -> None:
+        super().__init__()
+        self.grants: list[float] = []
 
-    server.default = record
+
+@pytest.fixture
+def limiter_clock(monkeypatch) -> LimiterClock:
+    """The batch's rate limiter runs on a fake clock: its waits advance the clock, not the test.
+
+    Limiter time is what the limits are about, and no load on the machine can shift it: a
+    grant stamped ``t`` came after the limiter had waited ``t`` seconds in all.
+    """
+    from flowrun.provider import ratelimit
+
+    clock = LimiterClock()
+    real = ratelimit.RateLimiter
+
+    class OnFakeClock(real):
+        async def acquire(self, tokens: int = 0) -> None:
+            await super().acquire(tokens)
+            clock.grants.append(clock())
+
+    def make(rpm=None, tpm=None, **_: object) -> RateLimiter:
+        return OnFakeClock(rpm, tpm, clock=clock, sleep=clock.sleep)
+
+    monkeypatch.setattr(ratelimit, "RateLimiter", make)
+    return clock
+
+
+def test_rpm_keeps_a_batch_under_the_request_rate(server, tmp_path, limiter_clock):
     wf = write(tmp_path, ASK)
     data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(25)])
-    started = time.monotonic()
     res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--rpm", "600")
-    elapsed = time.monotonic() - started
     assert res.code == 0, res.stderr
-    assert len(arrivals) == 25
-    # 10 at once, then 10 per second: about 1.5 s, where unlimited it takes a few ms
-    assert elapsed >= 1.2
-    assert arrivals[-1] - arrivals[0] >= 1.0
+    assert len(server.requests_to("/chat/completions")) == len(limiter_clock.grants) == 25
+    # 10 at once, then 10 per second: by limiter time t at most 10 + 10*t requests were let go
+    assert limiter_clock.grants[:10] == [0.0] * 10
+    for sent, stamp in enumerate(limiter_clock.grants, start=1):
+        assert sent <= 10 + 10 * stamp + 1e-6, (sent, stamp)
+    assert limiter_clock.grants[-1] == pytest.approx(1.5)
 
 
-def test_tpm_counts_prompt_and_max_completion_tokens(server, tmp_path):
-    arrivals: list[float] = []
-    server.default = lambda req: arrivals.append(time.monotonic()) or Reply(content="ok")
+def test_tpm_counts_prompt_and_max_completion_tokens(server, tmp_path, limiter_clock):
     wf = write(tmp_path, ASK)  # max_completion_tokens: 50, so each request counts > 50 tokens
     data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(4)])
     res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--tpm", "6000")
     assert res.code == 0, res.stderr
-    # 100 tokens per second: at most one ~60-token request at once, then one per ~0.6 s
-    assert arrivals[-1] - arrivals[0] >= 1.2
+    assert len(server.requests_to("/chat/completions")) == len(limiter_clock.grants) == 4
+    # 100 tokens per second: one ~60-token request at once, then one per ~0.6 s
+    grants = limiter_clock.grants
+    assert grants[0] == 0.0 and grants[-1] >= 1.2
+    assert all(b - a >= 0.5 for a, b in zip(grants[1:], grants[2:], strict=False))
 
 
 def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, tmp_path):
@@ -143,26 +166,13 @@ def test_flowrun_resume_batch_id_overrides_concurrency_and_rate_limits(server, t
 RETRYING = ASK.replace("max_retries: 0", "max_retries: 2")
 
 
-def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path, monkeypatch):
-    """--rpm 60 allows one request per second; the SDK would retry after about 0.5 s.
-
-    Causality, not wall time: every attempt is sent after a token was granted for it, and the
-    limiter grants one token a second (the first send may lag its grant: the SDK starts up).
-    """
-    from flowrun.provider.ratelimit import RateLimiter
-
-    events: list[tuple[str, float]] = []
+def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path, limiter_clock):
+    """--rpm 60 allows one request per second; the SDK would retry after about 0.5 s."""
+    arrivals: list[float] = []
     answers = iter([Reply(status=500, error="busy"), Reply(status=503, error="busy")])
-    acquire = RateLimiter.acquire
-
-    async def granted(self, tokens=0):
-        await acquire(self, tokens)
-        events.append(("grant", time.monotonic()))
-
-    monkeypatch.setattr(RateLimiter, "acquire", granted)
 
     def flaky(req):
-        events.append(("send", time.monotonic()))
+        arrivals.append(limiter_clock())  # one record: the limiter is idle while it is served
         return next(answers, Reply(content="ok"))
 
     server.default = flaky
@@ -170,10 +180,9 @@ def test_retries_after_a_500_also_wait_for_the_rate_limit(server, tmp_path, monk
     data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}])
     res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--rpm", "60")
     assert res.code == 0, res.stderr
-    assert [kind for kind, _ in events] == ["grant", "send"] * 3  # each retry took a token
-    grants = [t for kind, t in events if kind == "grant"]
-    gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
-    assert min(gaps) >= 0.9, gaps  # one token a second
+    # each retry waited for its own token: sent one limiter second after the attempt before
+    assert arrivals == [0.0, pytest.approx(1.0), pytest.approx(2.0)]
+    assert limiter_clock.sleeps == [pytest.approx(1.0), pytest.approx(1.0)]
     out = (tmp_path / "o.jsonl").read_text()
     assert '"status": "succeeded"' in out
 

@@ -29,6 +29,7 @@ from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, Mo
 SDK_RETRIES = 2  # the openai SDK's default, for calls that set no max_retries
 RETRY_STATUSES = frozenset({408, 409, 429})  # besides 5xx, as the SDK retries
 MAX_RETRY_AFTER_S = 60.0
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -52,7 +53,9 @@ class TokenBucket:
         """Seconds until ``amount`` can be taken (0 if now)."""
         self._refill()
         need = min(amount, self.capacity)
-        return 0.0 if self.level >= need else (need - self.level) / self.rate
+        # within rounding of enough counts as enough: a refill of exactly the missing amount
+        # can land a hair short, and waiting "1e-17 s" again can never add to the clock
+        return 0.0 if self.level >= need - _EPSILON else (need - self.level) / self.rate
 
     def take(self, amount: float) -> None:
         self._refill()

@@ -1,5 +1,11 @@
 """Validate request/response bodies against the official OpenAI OpenAPI 3.1 spec.
 
+flowrun ships the part of the spec it needs (``data/openai-openapi/openapi-subset.json``: the
+request schemas of the endpoints flowrun calls and the replies the loopback server sends, with
+every schema they reference), generated from the official spec by
+``scripts/vendor_openapi.py``; the spec's LICENSE and SOURCE (upstream commit) sit beside it.
+``OpenAPIValidator()`` loads that subset; give it a path to check against a whole spec.
+
 ``jsonschema`` and ``referencing`` are imported lazily so that importing
 :mod:`flowrun.testing` stays stdlib-only.
 """
@@ -11,7 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OpenAPIValidator", "REQUEST_SCHEMAS"]
+__all__ = ["OpenAPIValidator", "REQUEST_SCHEMAS", "VENDORED_SPEC"]
+
+#: The vendored subset of the official spec (see the module docstring).
+VENDORED_SPEC = Path(__file__).resolve().parent / "data" / "openai-openapi" / "openapi-subset.json"
 
 #: Request path (after ``/v1``) -> component schema validating its JSON body.
 REQUEST_SCHEMAS: dict[str, str] = {
@@ -59,10 +68,11 @@ def _normalize(node: Any) -> Any:
 class OpenAPIValidator:
     """Validates JSON bodies against component schemas of an OpenAI OpenAPI spec file.
 
-    The spec is loaded once; one validator per component is built lazily and cached.
+    The spec (default: the vendored subset, :data:`VENDORED_SPEC`) is loaded once; one
+    validator per component is built lazily and cached.
     """
 
-    def __init__(self, spec_path: str | Path) -> None:
+    def __init__(self, spec_path: str | Path = VENDORED_SPEC) -> None:
         from referencing import Registry
         from referencing.jsonschema import DRAFT202012
 
