@@ -326,3 +326,48 @@ def test_a_model_without_a_known_output_limit_is_unbounded_not_zero(server, tmp_
     lines = flowrun("estimate", path, "--prices", prices).stdout.splitlines()
     assert "total worst case: unbounded (no output limit known for: local)" in lines
     assert not any(line.startswith("total worst case: $") for line in lines)
+
+
+SAMPLE_INPUTS = {"string": "A customer writes: order A1001 is late.", "integer": 3, "number": 0.5}
+
+
+@pytest.mark.parametrize(
+    "path", sorted(WORKFLOWS.glob("*.yaml")), ids=lambda p: p.name if isinstance(p, Path) else p
+)
+def test_estimate_prices_every_example_workflow(path, tmp_path, server):
+    """Every shipped example estimates, including prompts reading fields of earlier outputs."""
+    from flowrun import load_workflow
+
+    spec = load_workflow(path).spec
+    inputs = {
+        name: ["first text", "second text"] if item.type == "array" else SAMPLE_INPUTS[item.type]
+        for name, item in spec.inputs.items()
+        if item.required
+    }
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs), encoding="utf-8")
+    doc = estimate_json(path, "--inputs-file", tmp_path / "inputs.json")
+    assert set(doc["steps"]) == set(spec.steps)
+    assert doc["total_worst_case_usd"] is None or doc["total_worst_case_usd"] > 0
+    assert server.requests == []  # no model was called
+
+
+def test_estimate_renders_a_field_of_an_earlier_steps_output(tmp_path, server):
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        name: t
+        defaults: {model: gpt-4o-mini, max_completion_tokens: 10}
+        steps:
+          classify:
+            type: extract
+            prompt: Classify it.
+            schema: {type: object, properties: {category: {type: string}}}
+          answer:
+            type: chat
+            prompt: "Answer as {{ steps.classify.output.category }} would: {{ steps.classify.output['tone'] }}"
+        """,
+    )
+    step = estimate_json(path)["steps"]["answer"]
+    rendered = "Answer as <steps.classify.output.category> would: <steps.classify.output['tone']>"
+    assert step["prompt_tokens"] == chat_tokens(rendered) and step["lower_bound"] is True

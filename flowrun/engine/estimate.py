@@ -30,16 +30,67 @@ class Placeholder(str):
     def __new__(cls, name: str) -> Placeholder:
         return super().__new__(cls, f"<{name}>")
 
+    @property
+    def _name(self) -> str:
+        # str's own slicing: ``self[1:-1]`` would be this class's __getitem__, a placeholder
+        return str.__getitem__(self, slice(1, -1))
+
     def __getattr__(self, name: str) -> Placeholder:
         if name.startswith("__"):
             raise AttributeError(name)
-        return Placeholder(f"{self[1:-1]}.{name}")
+        return Placeholder(f"{self._name}.{name}")
 
     def __getitem__(self, key: Any) -> Placeholder:  # type: ignore[override]
-        return Placeholder(f"{self[1:-1]}[{key!r}]")
+        return Placeholder(f"{self._name}[{key!r}]")
 
     def __iter__(self):  # type: ignore[override]
-        return iter([Placeholder(f"{self[1:-1]}[0]")])
+        return iter([Placeholder(f"{self._name}[0]")])
+
+    # A comparison with an unknown value is unknown: ``when: steps.x.output.rate > 0.05`` is
+    # counted as a step that may run, and ``{% if %}`` on it renders its (longer) body.
+    def _compared(self, op: str, other: Any) -> Placeholder:
+        return Placeholder(f"{self._name} {op} {other!r}")
+
+    def __lt__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        return self._compared("<", other)
+
+    def __le__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        return self._compared("<=", other)
+
+    def __gt__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        return self._compared(">", other)
+
+    def __ge__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        return self._compared(">=", other)
+
+    # Arithmetic on an unknown value is unknown too (``output.rate * 100``: not "<...>" * 100).
+    def __add__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        if isinstance(other, str):
+            return Placeholder(self._name + other)
+        return self._compared("+", other)
+
+    def __mul__(self, other: Any) -> Placeholder:  # type: ignore[override]
+        return self._compared("*", other)
+
+    def _arith(op: str) -> Any:  # builds the methods below; deleted after
+        def method(self: Placeholder, other: Any) -> Placeholder:
+            return self._compared(op, other)
+
+        return method
+
+    __radd__ = __rmul__ = __rmod__ = _arith("?")
+    __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __floordiv__ = __pow__ = _arith("?")
+    __mod__ = _arith("%")
+    del _arith
+
+    def __round__(self, ndigits: int | None = None) -> Placeholder:
+        return self
+
+    def __neg__(self) -> Placeholder:
+        return self
+
+    __abs__ = __neg__
+    __hash__ = str.__hash__
 
 
 @dataclass
