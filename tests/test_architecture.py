@@ -213,3 +213,17 @@ def test_the_errors_docstring_draws_every_exception() -> None:
         if isinstance(n, ast.ClassDef) and n.name != "Problem"
     ]
     assert [c for c in classes if not re.search(rf"\b{c}\b", doc)] == []
+
+
+def test_sqlite_connections_are_opened_by_the_store_helper_only() -> None:
+    opening = sorted(
+        f"{MODULES[m].relative_to(ROOT)}:{node.lineno}"
+        for m, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "connect"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sqlite3"
+    )
+    assert [o for o in opening if not o.startswith("flowrun/store/sqlite.py:")] == []
+    assert opening != []  # the helper itself opens them

@@ -12,15 +12,14 @@ Tables (created by migration ``m005_batch_api`` in ``flowrun/migrations.py``):
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flowrun.store.runs import RunStore, StoreError
+from flowrun.store.runs import RunStore, flowrun_home
+from flowrun.store.sqlite import Database, Row
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -86,22 +85,15 @@ class BatchState:
     """The Batch API tables of the run store (its own connection to the same SQLite file)."""
 
     def __init__(self, store: RunStore | str | Path | None = None) -> None:
-        if not isinstance(store, RunStore):
-            store = RunStore(store)  # creates the file and applies every migration
-            store.close()
-        self.path = Path(store.path)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"run store {self.path}: {exc}") from None
+        if isinstance(store, RunStore):
+            path = store.path
+        else:
+            path = Path(store) if store else flowrun_home() / "runs.db"
+        self.db = Database(path)  # creates the file and applies every migration
+        self.path = self.db.path
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def __enter__(self) -> BatchState:
         return self
@@ -109,12 +101,8 @@ class BatchState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, tuple(params)).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from None
+    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return self.db.read(sql, params)
 
     # --- runs ------------------------------------------------------------------------
     def cancel_requested(self, run_id: str) -> bool:
@@ -144,22 +132,17 @@ class BatchState:
     ) -> None:
         """Record an uploaded file and its custom_ids in one transaction (before any batch)."""
         now = _now()
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN")
-                    self._db.execute(
-                        "INSERT INTO batch_api_files (file_id, run_id, wave, endpoint, model, requests, bytes,"
-                        " status, completed, failed, submitted_at, updated_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'uploaded', 0, 0, ?, ?)",
-                        (file_id, run_id, wave, endpoint, model, len(custom_ids), size, now, now),
-                    )
-                    self._db.executemany(
-                        "INSERT INTO batch_api_requests (run_id, custom_id, file_id) VALUES (?, ?, ?)",
-                        ((run_id, cid, file_id) for cid in custom_ids),
-                    )
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from None
+        with self.db.transaction() as db:
+            db.execute(
+                "INSERT INTO batch_api_files (file_id, run_id, wave, endpoint, model, requests, bytes,"
+                " status, completed, failed, submitted_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'uploaded', 0, 0, ?, ?)",
+                (file_id, run_id, wave, endpoint, model, len(custom_ids), size, now, now),
+            )
+            db.executemany(
+                "INSERT INTO batch_api_requests (run_id, custom_id, file_id) VALUES (?, ?, ?)",
+                ((run_id, cid, file_id) for cid in custom_ids),
+            )
 
     def batch_status(
         self,
@@ -182,16 +165,11 @@ class BatchState:
         """Store result lines by custom_id (in one transaction). In custom_id order: the rows
         grow in place, and updating them in key order touches each B-tree page once, where
         the output file's shuffled order made every update a random page access."""
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN")
-                    self._db.executemany(
-                        "UPDATE batch_api_requests SET result=? WHERE run_id=? AND custom_id=?",
-                        ((line, run_id, cid) for cid, line in sorted(results)),
-                    )
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from None
+        with self.db.transaction() as db:
+            db.executemany(
+                "UPDATE batch_api_requests SET result=? WHERE run_id=? AND custom_id=?",
+                ((line, run_id, cid) for cid, line in sorted(results)),
+            )
 
     def file_collected(self, file_id: str) -> None:
         """Every request of the file has its result stored."""
@@ -224,17 +202,12 @@ class BatchState:
     def forget_records(self, run_id: str, indices: Iterable[int]) -> None:
         """Delete the requests and results of records whose output line is written (their
         completed steps need no result any more; like ``BatchStore.forget``)."""
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN")
-                    self._db.executemany(
-                        "DELETE FROM batch_api_requests WHERE run_id=? AND custom_id >= ?"
-                        " AND custom_id < ?",  # custom_ids r{index}.* sort between the two
-                        ((run_id, f"r{i}.", f"r{i}/") for i in indices),
-                    )
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from None
+        with self.db.transaction() as db:
+            db.executemany(
+                "DELETE FROM batch_api_requests WHERE run_id=? AND custom_id >= ?"
+                " AND custom_id < ?",  # custom_ids r{index}.* sort between the two
+                ((run_id, f"r{i}.", f"r{i}/") for i in indices),
+            )
 
     def forget_run(self, run_id: str) -> None:
         """Delete every request row of a run whose records are all written and succeeded (its

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +23,8 @@ from typing import Any
 from flowrun.errors import UsageError
 from flowrun.redaction import redact
 from flowrun.results import StepResult
-from flowrun.store.migrations import migrate
-from flowrun.store.runs import StoreError, _explain, flowrun_home
+from flowrun.store.runs import flowrun_home
+from flowrun.store.sqlite import Database, Row
 from flowrun.store.transcripts import dump_transcript
 
 FLUSH_EVERY_S = 0.2
@@ -76,30 +74,14 @@ class BatchStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else flowrun_home() / "runs.db"
-        self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], list[StepResult]] = {}
         self._flushed: set[tuple[str, int]] = set()
         self._deletes: list[tuple[str, int]] = []
         self._records: list[tuple[Any, ...]] = []  # finished records' rows, for the history
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(_explain(exc, self.path)) from None
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the run store at {self.path}: {exc.strerror}"
-            ) from None
+        self.db = Database(self.path)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def __enter__(self) -> BatchStore:
         return self
@@ -107,15 +89,11 @@ class BatchStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, sql: str, params: Any = (), many: bool = False) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                if many:
-                    self._db.executemany(sql, params)
-                    return []
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+    def _run(self, sql: str, params: Any = (), many: bool = False) -> list[Row]:
+        if many:
+            self.db.write_many(sql, params)
+            return []
+        return self.db.read(sql, params)
 
     # --- batches ------------------------------------------------------------------------
     def create(
@@ -214,25 +192,18 @@ class BatchStore:
             for r in results
         ]
         deletes, records = self._deletes, self._records
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN")
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd, record)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    self._db.executemany(
-                        "DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes
-                    )
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO batch_records (batch_id, record_index, status,"
-                        " cost_usd, duration_s, line, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        records,
-                    )
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(_explain(exc, self.path)) from None
+        with self.db.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd, record)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany("DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes)
+            db.executemany(
+                "INSERT OR REPLACE INTO batch_records (batch_id, record_index, status,"
+                " cost_usd, duration_s, line, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
         self._flushed.update(self._pending)
         self._pending = {}
         self._deletes = []

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flowrun.store.history import list_history
-from flowrun.store.runs import RunStore, StoreError, _explain
+from flowrun.store.runs import RunStore
 
 
 @dataclass
@@ -67,14 +66,7 @@ def prune(
 
 def _compact(store: RunStore) -> None:
     """VACUUM, then fold the write-ahead log back so the file on disk shrinks."""
-    db = sqlite3.connect(store.path, timeout=10.0, isolation_level=None)
-    try:
-        db.execute("VACUUM")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(_explain(exc, store.path)) from None
-    finally:
-        db.close()
+    store.db.compact()
 
 
 def _size(store: RunStore) -> int:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +16,12 @@ from typing import Any
 
 from flowrun.errors import StoreError as StoreError
 from flowrun.errors import StoreLocked as StoreLocked
-from flowrun.errors import UnknownRun, UsageError
+from flowrun.errors import UnknownRun
 from flowrun.redaction import redact
 from flowrun.results import RunResult, StepResult
-from flowrun.store.migrations import migrate
+from flowrun.store.sqlite import TIMEOUT_ENV as TIMEOUT_ENV
+from flowrun.store.sqlite import Database, Row
+from flowrun.store.sqlite import store_error as store_error
 from flowrun.store.transcripts import dump_transcript, load_transcript
 
 _UPDATE_COST = (
@@ -30,7 +29,6 @@ _UPDATE_COST = (
     " WHERE id=?"
 )
 HOME_ENV = "FLOWRUN_HOME"
-TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
 _ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
 
 
@@ -102,34 +100,12 @@ class RunStore:
     """Runs and their step results in one SQLite file (``runs.db`` under the home directory)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else flowrun_home() / "runs.db"
-        self._lock = threading.Lock()
-        timeout = _timeout()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the run store at {self.path}: {exc.strerror}"
-            ) from None
-        try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, check_same_thread=False, isolation_level=None
-            )
-        except sqlite3.Error as exc:
-            raise _store_error(exc, self.path) from None
-        try:
-            _enable_wal(self._db, timeout)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise _store_error(exc, self.path) from None
+        self.db = Database(Path(path) if path else flowrun_home() / "runs.db")
+        self.path = self.db.path
 
     def close(self) -> None:
         """Close the connection (do it: a connection left to the garbage collector keeps its locks)."""
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def __enter__(self) -> RunStore:
         return self
@@ -138,29 +114,16 @@ class RunStore:
         self.close()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        with self._lock:
-            try:
-                self._db.execute(sql, params)
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+        self.db.write(sql, params)
 
     def _transaction(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
         """Run ``statements`` in one write transaction: all of them are committed, or none."""
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    for sql, params in statements:
-                        self._db.execute(sql, params)
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+        with self.db.transaction() as db:
+            for sql, params in statements:
+                db.execute(sql, params)
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        return self.db.read(sql, params)
 
     # --- runs -----------------------------------------------------------------------
     def start_run(
@@ -272,16 +235,11 @@ class RunStore:
 
     def write_many(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """Each ``(sql, rows)`` as ``executemany``, all in one write transaction."""
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    for sql, rows in statements:
-                        self._db.executemany(sql, rows)
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+        with self.db.transaction() as db:
+            for sql, rows in statements:
+                db.executemany(sql, rows)
 
-    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         """Rows of a read-only query (the history and the viewer query through this)."""
         return self._read(sql, params)
 
@@ -312,21 +270,16 @@ class RunStore:
     def append_thread(
         self, thread: str, messages: list[dict[str, Any]], run_id: str | None
     ) -> None:
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    (top,) = self._db.execute(
-                        "SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?",
-                        (thread,),
-                    ).fetchone()
-                    for offset, m in enumerate(messages, start=1):
-                        self._db.execute(
-                            "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
-                        )
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+        with self.db.transaction() as db:
+            (top,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM thread_messages WHERE thread=?",
+                (thread,),
+            ).fetchone()
+            for offset, m in enumerate(messages, start=1):
+                db.execute(
+                    "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
+                )
 
     def list_threads(self) -> list[dict[str, Any]]:
         rows = self._read(
@@ -336,86 +289,28 @@ class RunStore:
 
     def clear_thread(self, thread: str) -> int:
         """Forget a thread's messages; returns how many there were."""
-        with self._lock:
-            try:
-                return self._db.execute(
-                    "DELETE FROM thread_messages WHERE thread=?", (thread,)
-                ).rowcount
-            except sqlite3.DatabaseError as exc:
-                raise _store_error(exc, self.path) from None
+        return self.db.write("DELETE FROM thread_messages WHERE thread=?", (thread,))
 
 
-def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
-    """Switch the file to WAL mode (it stays so); retried, since SQLite does not wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            (mode,) = db.execute("PRAGMA journal_mode").fetchone()
-            if mode.lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _timeout() -> float:
-    try:
-        return float(os.environ.get(TIMEOUT_ENV) or 10.0)
-    except ValueError:
-        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds") from None
-
-
-def _row(row: tuple[Any, ...]) -> RunRow:
-    (
-        rid,
-        name,
-        path,
-        whash,
-        text,
-        inputs,
-        status,
-        started,
-        ended,
-        cost,
-        outputs,
-        error,
-        failed,
-        options,
-        pid,
-    ) = row
+def _row(row: Row) -> RunRow:
+    """A ``runs`` row (``SELECT *``), decoded by column name."""
     run = RunRow(
-        rid,
-        name,
-        path,
-        whash,
-        text,
-        json.loads(inputs),
-        status,
-        started,
-        ended,
-        cost or 0.0,
-        json.loads(outputs) if outputs else None,
-        error,
-        failed,
-        json.loads(options or "{}"),
-        pid,
+        row["id"],
+        row["workflow_name"],
+        row["workflow_path"],
+        row["workflow_hash"],
+        row["workflow_text"],
+        json.loads(row["inputs"]),
+        row["status"],
+        row["started_at"],
+        row["ended_at"],
+        row["cost_usd"] or 0.0,
+        json.loads(row["outputs"]) if row["outputs"] else None,
+        row["error"],
+        row["failed_step"],
+        json.loads(row["options"] or "{}"),
+        row["pid"],
     )
     if run.status == "running" and not run.process_alive:
         run.status = "interrupted"  # its process died (kill -9, power cut) without saying so
     return run
-
-
-def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
-    locked = "locked" in str(exc) or "busy" in str(exc)
-    return (StoreLocked if locked else StoreError)(_explain(exc, path))
-
-
-def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return f"the run store {path} is locked by another process; try again, or set FLOWRUN_HOME to another folder"
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return f"the run store {path} is corrupted ({text}); move it aside (a new one is created) or set FLOWRUN_HOME"
-    return f"run store {path}: {text}"
