@@ -3,9 +3,11 @@ one terminal session per document, against a loopback server; or says why it can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -45,26 +47,33 @@ def run_document(doc: Path, root: Path, folder: Path, server: LoopbackServer) ->
         NO_COLOR="1",
         COLUMNS="100",
     )
-    proc = subprocess.run(
-        ["bash", "-c", script],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-    )
-    failed = re.search(r"^@@ failed (\d+) (\d+)$", proc.stdout, re.M)
-    if proc.returncode == 0 and not failed:
+    log = folder / "_session.log"
+    with log.open("w", encoding="utf-8") as out:  # a file: a leftover `&` job cannot hang us
+        proc = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what the snippets left running
+    output = log.read_text(encoding="utf-8", errors="replace")
+    failed = re.search(r"^@@ failed (\d+) (\d+)$", output, re.M)
+    if code == 0 and not failed:
         return None
     if not failed:
-        return f"{doc.relative_to(root)}: the session failed:\n{proc.stdout[-3000:]}"
+        return f"{doc.relative_to(root)}: the session failed:\n{output[-3000:]}"
     line, code = int(failed[1]), failed[2]
     block = next(s for s in found if s.line == line)
-    start = proc.stdout.rfind(f"@@ {line}\n")
-    output = proc.stdout[start + len(f"@@ {line}\n") : failed.start()].rstrip()
-    tail = "\n".join(output.splitlines()[-40:]) or "(no output)"
+    start = output.rfind(f"@@ {line}\n")
+    said = output[start + len(f"@@ {line}\n") : failed.start()].rstrip()
+    tail = "\n".join(said.splitlines()[-40:]) or "(no output)"
     return (
         f"{block.where}: this ```{block.lang} block exited {code}:\n"
         f"{textwrap.indent(block.text.rstrip(), '    ')}\n"

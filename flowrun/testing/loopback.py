@@ -86,8 +86,11 @@ class LoopbackServer:
     answered 400 and listed in ``spec_violations``.
     """
 
-    def __init__(self, latency: float = 0.0, validator: OpenAPIValidator | None = None) -> None:
+    def __init__(
+        self, latency: float = 0.0, validator: OpenAPIValidator | None = None, port: int = 0
+    ) -> None:
         self.latency = latency
+        self.requested_port = port  #: 0: a free port chosen at start
         self.validator = validator if validator is not None else _default_validator
         self.default: Reply | Responder = echo
         self.requests: list[RecordedRequest] = []
@@ -101,7 +104,7 @@ class LoopbackServer:
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> LoopbackServer:
         if self._httpd is None:
-            self._httpd = HTTPServer(("127.0.0.1", 0), Handler)
+            self._httpd = HTTPServer(("127.0.0.1", self.requested_port), Handler)
             self._httpd.app = self
             serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
             threading.Thread(target=serve, name="flowrun-loopback", daemon=True).start()
