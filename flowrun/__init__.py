@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_workflow_text": "format.loader",
     "LoadedWorkflow": "format.loader",
     "run_workflow": "api",
+    "log_metric": "metrics",
     "arun_workflow": "api",
     "resume_run": "api",
     "aresume_run": "api",

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flowrun.engine.aggregate import aggregate_single
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import ResponseCache, Services
@@ -20,6 +21,7 @@ from flowrun.engine.tools import Toolbox
 from flowrun.errors import UsageError, WorkflowInvalid
 from flowrun.format.inputs import resolve_inputs
 from flowrun.format.loader import LoadedWorkflow, load_workflow
+from flowrun.format.spec import aggregate_steps
 from flowrun.provider.interface import ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
 from flowrun.results import RunResult
@@ -175,6 +177,8 @@ async def _execute(
     executor = Executor(wf, values, services, run_id=run_id, recorder=db, completed=completed)
     try:
         result = await executor.run()
+        if result.ok and aggregate_steps(wf.spec):  # a single run: the aggregate of one record
+            await aggregate_single(wf, values, result, services, db)
     except BaseException as exc:
         if db is not None:
             _mark_stopped(db, run_id, exc)

@@ -282,6 +282,7 @@ class RunResult:
     failed_step: str | None = None
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    metrics: dict[str, Any] | None = None  #: what aggregate steps logged (None: none ran)
 
     @property
     def ok(self) -> bool:
@@ -300,6 +301,8 @@ class RunResult:
         if self.error:
             data["error"] = self.error
             data["failed_step"] = self.failed_step
+        if self.metrics is not None:
+            data["metrics"] = self.metrics
         if self.warnings:
             data["warnings"] = self.warnings
         return data

@@ -343,15 +343,18 @@ def test_package_tools_and_aggregation_nodes_are_reported_and_exit_1(flow_copy, 
     ] == [
         "  - search: python node: package tool 'promptflow.tools.serpapi.SerpAPI.search' "
         "(only code in the flow converts)",
-        "  - accuracy: aggregation node: it runs once over all the lines of a batch; flowrun runs "
-        "each record on its own (compute it from the --output file)",
+        "result: needs changes before it runs as the flow did",
     ]
+    assert (
+        "  accuracy  python, aggregation  -> tool step, accuracy_tool:accuracy, aggregate: once "
+        "over every record"
+    ) in lines
     assert res.stderr.splitlines() == [
         f"error: {flow}/flowrun.yaml was written, but it does not run as the flow did (see the report)"
     ]
     wf = flow / "flowrun.yaml"
     assert flowrun("validate", wf).code == 0  # the stand-in step keeps the file valid
-    assert "accuracy" not in load_workflow(wf).spec.steps
+    assert load_workflow(wf).spec.steps["accuracy"].aggregate is True
     run = flowrun("run", wf)
     assert run.code == 1
     assert (
@@ -445,10 +448,7 @@ def test_report_as_json(flow_copy):
     doc = json.loads(res.stdout)
     assert doc["runnable"] is False
     assert [n["node"] for n in doc["nodes"]] == ["search", "answer", "grade", "accuracy"]
-    assert [(i["node"], i["blocking"]) for i in doc["not_converted"]] == [
-        ("search", True),
-        ("accuracy", True),
-    ]
+    assert [(i["node"], i["blocking"]) for i in doc["not_converted"]] == [("search", True)]
 
 
 # --- bad input: one line naming the file and the node --------------------------------------------

@@ -154,6 +154,8 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
         finally:
             progress.close()
             writer.close(ran=ran or summary.interrupted)
+            if summary.metrics:
+                store.save_metrics(batch_id, summary.metrics)
             store.finish(batch_id, summary.status if ran else "failed", summary.to_json())
             await services.client.aclose()
             if services.threads is not None:

@@ -23,11 +23,13 @@ from typing import Any
 from flowrun.batch.progress import Progress
 from flowrun.batch.records import ColumnMapping, RecordError, SourceRecord
 from flowrun.batch.summary import BatchResult, BatchSummary
+from flowrun.engine.aggregate import AggregateRows, run_aggregates
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import Services
 from flowrun.errors import BudgetExceeded, UsageError
 from flowrun.format.loader import LoadedWorkflow
+from flowrun.format.spec import aggregate_steps
 from flowrun.results import CallRecord, CostReport, StepResult
 
 DEFAULT_CONCURRENCY = 32
@@ -120,6 +122,8 @@ class BatchRunner:
         self.gate = services.budget if isinstance(services.budget, BatchBudgetGate) else None
         self._budget_waiters = 0
         self._in_flight = 0
+        # what aggregate steps read, kept from each succeeded record (only when there are any)
+        self.rows = AggregateRows(wf) if aggregate_steps(wf.spec) else None
 
     # --- one record ---------------------------------------------------------------------
     def _prepare(self, rec: SourceRecord) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -192,6 +196,8 @@ class BatchRunner:
         finally:
             if retrying:
                 self._budget_waiters -= 1
+        if self.rows is not None and run.ok:
+            self.rows.add(rec.index, inputs, run.steps)
         calls = [c for r in run.steps.values() for c in r.calls]
         new_calls = [c for sid, r in run.steps.items() if sid not in reused for c in r.calls]
         return BatchResult(
@@ -312,6 +318,8 @@ class BatchRunner:
                 for result in batch:
                     yield result
                     self.forget(result)
+            if self.rows is not None and not summary.stopped:
+                await self._aggregate()
         finally:
             ticker.cancel()
             for task in list(tasks.values()):
@@ -320,6 +328,20 @@ class BatchRunner:
             summary.duration_s = time.perf_counter() - summary.started
             if self.store is not None:
                 self.store.flush()
+
+    async def _aggregate(self) -> None:
+        """Run the aggregate steps once over the succeeded records; metrics into the summary."""
+        assert self.rows is not None
+        done = await run_aggregates(self.wf, self.rows, self.services, self.batch_id)
+        summary = self.summary
+        summary.metrics = done.metrics
+        summary.metrics_records = len(self.rows.rows)
+        for step in done.steps.values():
+            for call in step.calls:
+                summary.cost.add(call)
+        failed = done.failed
+        if failed is not None:
+            summary.aggregate_error = f"step '{failed.id}' failed: {failed.error}"
 
     def _check_first(self, rec: SourceRecord) -> None:
         """Mistakes the first record shows (bad line, missing column) stop the batch: exit 2.

@@ -86,6 +86,9 @@ class BatchSummary:
     output: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
     max_failures_listed: int = 20
+    metrics: dict[str, Any] | None = None  # what the aggregate steps logged (None: none ran)
+    metrics_records: int = 0  # how many records they ran over (the succeeded ones)
+    aggregate_error: str | None = None  # an aggregate step failed
 
     @property
     def cost_usd(self) -> float:
@@ -95,7 +98,7 @@ class BatchSummary:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
-        if self.failed or self.stopped:
+        if self.failed or self.stopped or self.aggregate_error:
             return "failed"
         return "succeeded"
 
@@ -134,4 +137,9 @@ class BatchSummary:
             data["stopped"] = self.stopped
         if self.failures:
             data["failures"] = self.failures
+        if self.metrics is not None:
+            data["metrics"] = self.metrics
+            data["metrics_records"] = self.metrics_records
+        if self.aggregate_error:
+            data["aggregate_error"] = self.aggregate_error
         return data

@@ -195,6 +195,8 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
             f"batch stopped: {summary.stopped}",
             hint=f"raise --max-cost and continue with: {resume} --max-cost USD",
         )
+    if summary.aggregate_error:
+        raise RunFailed(f"aggregate {summary.aggregate_error}")
     if summary.failed:
         raise RunFailed(
             f"{summary.failed:,} of {summary.done:,} records failed (see {summary.output or 'the output'})",
@@ -224,6 +226,12 @@ def format_summary(summary: BatchSummary) -> str:
     if cost.batch_discount:
         tokens += " · Batch API price: 50% off"
     lines = [head, tokens]
+    if summary.metrics:
+        from flowrun.cli.text import metric_text
+
+        over = f"over {summary.metrics_records:,} records"
+        lines.append(f"metrics ({over}): {metric_text(summary.metrics)}")
     if summary.output:
         lines.append(f"output: {summary.output}")
     return "\n".join(lines)
+

@@ -110,6 +110,10 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         if result.outputs:
             click.echo(redact(format_outputs(result.outputs)))
         click.echo(redact(format_cost_report(result)), err=True)
+        if result.metrics:
+            from flowrun.cli.text import metric_text
+
+            click.echo(redact(f"metrics: {metric_text(result.metrics)}"), err=True)
     if not result.ok:
         raise RunFailed(
             result.error or "the run failed",

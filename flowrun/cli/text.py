@@ -142,3 +142,8 @@ def format_run_row(row: Any, steps: dict[str, Any]) -> str:
     if row.error:
         lines.append(f"error: {row.error}")
     return "\n".join(lines)
+
+
+def metric_text(metrics: dict[str, Any]) -> str:
+    """``accuracy=0.75, grade="A"``: a run's or a batch's metrics on one line."""
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in metrics.items())

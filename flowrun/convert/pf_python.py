@@ -16,7 +16,14 @@ from typing import Any
 from flowrun.errors import PythonToolError as PythonToolError
 
 # What the stand-in promptflow (flowrun.format.promptflow_stub) provides.
-_SHIMMED = {("promptflow", "tool"), ("promptflow.core", "tool")}
+_SHIMMED = {
+    (module, name)
+    for module in ("promptflow", "promptflow.core")
+    for name in ("tool", "log_metric")
+} | {
+    ("promptflow.connections", name)
+    for name in ("OpenAIConnection", "AzureOpenAIConnection", "CustomConnection")
+}
 _NO_LITERAL: Any = object()
 
 
@@ -104,7 +111,8 @@ def _promptflow_imports(tree: ast.Module) -> tuple[set[str], list[str]]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "promptflow":
             for alias in node.names:
                 if (node.module, alias.name) in _SHIMMED:
-                    aliases.add(alias.asname or alias.name)
+                    if alias.name == "tool":
+                        aliases.add(alias.asname or alias.name)
                 else:
                     unsupported.append(f"from {node.module} import {alias.name}")
         elif isinstance(node, ast.Import):

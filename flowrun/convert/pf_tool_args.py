@@ -54,6 +54,8 @@ class ToolArgs:
             if any("{{" in s or "{%" in s or "{#" in s for s in strings(value)):
                 return "{{ " + jinja_literal(value) + " }}"
             return value
+        if node.aggregation:  # the values are lists over the records: no bypass, no type check
+            return "{{ " + ref.expr() + " }}"
         bypassable = ref.kind == "node" and ref.name in self.bypassable
         # The node still runs with the other bypassed only when it reads another node too.
         runs_without = bypassable and any(n != ref.name for n in _node_refs(node))

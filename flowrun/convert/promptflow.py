@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
-from flowrun.convert.pf_images import image_value
 from flowrun.convert.pf_includes import absolute, find_source
+from flowrun.convert.pf_inputs import convert_inputs
 from flowrun.convert.pf_keys import report_flow_keys
 from flowrun.convert.pf_llm import (
     LLM_PARAMS,
@@ -50,21 +50,11 @@ from flowrun.convert.pf_llm import (
 from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
 from flowrun.convert.pf_python import PythonToolError, find_tool
 from flowrun.convert.pf_tool_args import ToolArgs, skipped
-from flowrun.convert.pf_values import typed
 from flowrun.convert.pf_yaml import dump_workflow, refuse_link
 from flowrun.convert.report import ConversionFailed, FlowProblem, NodeEntry, Report
 from flowrun.errors import WorkflowInvalid
 
 RUNTIME = "flowrun.convert.pf_runtime"
-_INPUT_TYPES = {
-    "string": "string",
-    "int": "integer",
-    "double": "number",
-    "bool": "boolean",
-    "list": "array",
-    "object": "object",
-    "image": "string",
-}
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
 
 
@@ -147,36 +137,8 @@ class _Converter:
         self.report.steps = len(self.steps)
         return workflow
 
-    # --- flow inputs and outputs ------------------------------------------------------
     def inputs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, spec in self.flow.inputs.items():
-            kind = _INPUT_TYPES.get(spec.type)
-            if kind is None:
-                self.report.add(None, f"input '{name}'", f"type '{spec.type}' is read as a string")
-                kind = "string"
-            entry: dict[str, Any] = {"type": kind}
-            if spec.type == "string":  # promptflow turns any value into text with str()
-                entry["coerce"] = True
-            if spec.description:
-                entry["description"] = spec.description
-            if spec.has_default:
-                default = image_value(spec.default) if spec.type == "image" else spec.default
-                entry["default"] = typed(default, kind)
-                if entry.get("coerce") and not isinstance(default, str):
-                    entry["default"] = str(default)
-            if spec.enum:
-                entry["enum"] = spec.enum
-            if spec.type == "image":
-                self.report.add(
-                    None,
-                    f"input '{name}'",
-                    "an image input is a path or URL string in flowrun; give a path or URL, not "
-                    'promptflow\'s {"data:image/png;path": ...} object',
-                    blocking=False,
-                )
-            out[name] = entry
-        return out
+        return convert_inputs(self.flow, self.report)
 
     def outputs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -244,14 +206,25 @@ class _Converter:
     # --- nodes --------------------------------------------------------------------------
     def node(self, node: PfNode) -> None:
         kind = node.type or "?"
-        if node.aggregation:
+        if node.aggregation and kind != "python":
             self.report.nodes.append(_entry(node, f"{kind}, aggregation", "left out"))
             self.report.add(
                 node.name,
                 "aggregation node",
-                "it runs once over all the lines of a batch; flowrun runs each record on its "
-                "own (compute it from the --output file)",
+                "only a python aggregation node converts (to a tool step with aggregate: true)",
             )
+            return
+        if node.aggregation:
+            step, became = self.python(node)
+            if step is None:
+                return
+            if step.get("function") != f"{RUNTIME}:not_converted":
+                step["aggregate"] = True
+                became += ", aggregate: once over every record"
+            if node.activate is not None:
+                self.report.add(node.name, "activate", "an aggregate step always runs; left out")
+            self.report.nodes.append(_entry(node, f"{kind}, aggregation", became))
+            self.steps[node.name] = step
             return
         if kind == "llm":
             step, became = self.llm(node)
@@ -449,7 +422,8 @@ class _Converter:
             self.report.add(
                 node.name,
                 line,
-                "flowrun stands in only for promptflow's @tool; install promptflow or drop it",
+                "flowrun's stand-in promptflow has only tool, log_metric and the OpenAI, "
+                "AzureOpenAI and Custom connections: install promptflow or drop it",
             )
         args = self.tool_args.args(node, function)
         spec = f"{module}:{function.name}"

@@ -3,6 +3,6 @@ one module per step type (``steps/``), the services a run shares (``services``: 
 client, budget gate, cache, tools), the budget, Python tools at run time, conversation
 threads, ``estimate`` (worst case, no call) and ``resume`` (which stored steps a resume keeps).
 
-May import: ``format``, ``provider``, ``store``, ``errors``, ``results``, ``redaction``; never
-``api``, ``batch`` or ``cli``.
+May import: ``format``, ``provider``, ``store``, ``errors``, ``results``, ``metrics``,
+``redaction``; never ``api``, ``batch`` or ``cli``.
 """

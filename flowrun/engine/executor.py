@@ -20,6 +20,7 @@ from flowrun.engine.tools import STOPPING
 from flowrun.errors import BudgetExceeded, FlowrunError
 from flowrun.format.graph import ReadyQueue
 from flowrun.format.loader import LoadedWorkflow
+from flowrun.format.spec import aggregate_steps
 from flowrun.format.templating import TemplateError, render
 from flowrun.format.validation import schema_errors
 from flowrun.results import CostReport, RunResult, StepResult
@@ -66,6 +67,10 @@ class Executor:
         # what templates see as steps.<id>, built once per finished step
         self._views = {sid: r.template_view() for sid, r in self.results.items()}
 
+    def set_view(self, sid: str, view: dict[str, Any]) -> None:
+        """What templates see as ``steps.<sid>`` (aggregate steps see lists over records)."""
+        self._views[sid] = view
+
     def scope(self) -> dict[str, Any]:
         """The template names in scope: ``inputs`` and the finished ``steps``."""
         return {"inputs": self.inputs, "steps": dict(self._views)}
@@ -85,11 +90,12 @@ class Executor:
         in_flight: dict[asyncio.Task[StepResult], str] = {}
         finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
         failure: StepResult | None = None
+        later = set(aggregate_steps(self.wf.spec))  # they run once after every record
         try:
             while True:
                 if failure is None:
                     for sid in queue.ready():
-                        if sid not in self.results:
+                        if sid not in self.results and sid not in later:
                             task = asyncio.create_task(self.run_step(sid), name=sid)
                             task.add_done_callback(finished.put_nowait)
                             in_flight[task] = sid

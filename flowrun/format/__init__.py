@@ -5,6 +5,6 @@
 
 Pure: no I/O but reading files.
 
-May import: ``errors``, ``results``, ``provider.catalog``, ``provider.pricing`` (the model
+May import: ``errors``, ``results``, ``metrics``, ``provider.catalog``, ``provider.pricing`` (the model
 tables: data, no client); never ``engine``, ``store``, ``batch``, ``cli``.
 """

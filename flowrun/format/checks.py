@@ -13,7 +13,7 @@ from flowrun.errors import Problem, did_you_mean, field_text
 from flowrun.format import graph as dag
 from flowrun.format.imports import ImportProblem, import_object
 from flowrun.format.model_checks import ModelChecks
-from flowrun.format.spec import ExtractStep
+from flowrun.format.spec import ExtractStep, aggregate_steps
 from flowrun.format.templating import (
     SCOPE_NAMES,
     STEP_ATTRIBUTES,
@@ -239,6 +239,12 @@ class _Checker:
             scope = frozenset({"inputs", "steps"})
             refs = self.template_refs(("outputs", name), value, scope, owner, in_step=False)
             for dep, where in refs.items():
+                if dep in aggregate_steps(self.spec):
+                    self.add(
+                        where,
+                        f"{owner} reads the aggregate step '{dep}': outputs are per record; "
+                        "an aggregate step's results are the run's metrics (flowrun.log_metric)",
+                    )
                 if dep not in self.known_steps:
                     self.add(
                         where,
@@ -257,6 +263,15 @@ class _Checker:
                 key=True,
             )
         self.wf.dependencies = dependencies
+        later = set(aggregate_steps(self.spec))
+        for sid, deps in dependencies.items():
+            for dep in sorted(deps & later if sid not in later else set()):
+                self.add(
+                    ("steps", sid),
+                    f"step '{sid}' reads the aggregate step '{dep}', which runs once after "
+                    "every record: only another aggregate step can read it",
+                    key=True,
+                )
 
     # --- inputs ------------------------------------------------------------------
     def check_defaults(self) -> None:

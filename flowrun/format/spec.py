@@ -136,6 +136,17 @@ class ToolStep(StepBase):
     function: str = Field(description="module:callable")
     args: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)
+    aggregate: bool = Field(
+        False,
+        description="Run once after every record of a batch (after the other steps in a "
+        "single run): inputs.X and steps.Y.* are lists over the succeeded records, in input "
+        "order. Values given to flowrun.log_metric become the run's metrics.",
+    )
+
+
+def aggregate_steps(spec: Workflow) -> list[str]:
+    """The ids of the steps that run once over all records (``aggregate: true``), in order."""
+    return [sid for sid, step in spec.steps.items() if getattr(step, "aggregate", False)]
 
 
 class EmbedStep(StepBase):

@@ -146,6 +146,19 @@ class BatchStore:
             (status, _now(), redact(json.dumps(summary, default=str)), batch_id),
         )
 
+    def save_metrics(self, batch_id: str, metrics: dict[str, Any]) -> None:
+        """Store what the batch's aggregate steps logged (table ``metrics``, kind ``batch``)."""
+        now = _now()
+        rows = [
+            (batch_id, "batch", name, redact(json.dumps(value, default=str)), now)
+            for name, value in metrics.items()
+        ]
+        self._run(
+            "INSERT OR REPLACE INTO metrics (owner, kind, name, value, logged_at) VALUES (?, ?, ?, ?, ?)",
+            rows,
+            many=True,
+        )
+
     def get(self, batch_id: str) -> BatchRow:
         rows = self._run("SELECT * FROM batches WHERE id=?", (batch_id,))
         if not rows:

@@ -167,6 +167,23 @@ def m006_history_and_transcripts(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_metrics(db: sqlite3.Connection) -> None:
+    """The metrics a run's aggregate steps logged (flowrun.log_metric): one row per name.
+    ``owner`` is a run id (a single run) or a batch id; ``value`` is JSON."""
+    db.executescript(
+        """
+        CREATE TABLE metrics (
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            logged_at TEXT NOT NULL,
+            PRIMARY KEY (owner, name)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -174,6 +191,7 @@ MIGRATIONS: list[Migration] = [
     m004_batches,
     m005_batch_api,
     m006_history_and_transcripts,
+    m007_metrics,
 ]
 
 

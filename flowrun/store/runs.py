@@ -190,6 +190,24 @@ class RunStore:
             ),
         )
 
+    def save_metrics(self, owner: str, metrics: dict[str, Any], kind: str = "run") -> None:
+        """Store what a run's (or a batch's: ``kind="batch"``) aggregate steps logged."""
+        now = _now()
+        self._transaction(
+            *(
+                (
+                    "INSERT OR REPLACE INTO metrics (owner, kind, name, value, logged_at) VALUES (?, ?, ?, ?, ?)",
+                    (owner, kind, name, _dumps(value), now),
+                )
+                for name, value in metrics.items()
+            )
+        )
+
+    def metrics(self, owner: str) -> dict[str, Any]:
+        """The metrics stored for a run or batch id, by name."""
+        rows = self._read("SELECT name, value FROM metrics WHERE owner=? ORDER BY name", (owner,))
+        return {name: json.loads(value) for name, value in rows}
+
     def mark_status(self, run_id: str, status: str, error: str | None = None) -> None:
         """Record that a run stopped early (a signal, an unexpected error), with its cost so far."""
         _ACTIVE_RUNS.discard(run_id)
