@@ -5,7 +5,7 @@ render the result as text (``text``) or JSON.
 module holds one command family. Nothing imports ``cli``.
 
 May import: ``flowrun``, ``api``, ``batch``, ``engine``, ``format``, ``provider``, ``store``,
-``convert``, ``errors``, ``results``, ``redaction``, ``testing.loopback``, ``testing.replies``
+``convert``, ``view``, ``errors``, ``results``, ``redaction``, ``testing.loopback``, ``testing.replies``
 (``--mock --via batch-api`` answers from a loopback server: the Batch API has no in-process mock).
 """
 

@@ -31,6 +31,7 @@ COMMANDS = {
     "batches": "flowrun.cli.batches:batches",
     "threads": "flowrun.cli.threads:threads",
     "convert": "flowrun.cli.convert:convert",
+    "view": "flowrun.cli.view:view",
 }
 
 

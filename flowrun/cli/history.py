@@ -157,11 +157,12 @@ def _show_run(store: Any, run_id: str, step_id: str | None, as_json: bool) -> No
 def _show_batch(store: Any, batch_id: str, as_json: bool) -> None:
     from flowrun.cli.history_text import format_batch
     from flowrun.store.batches import BatchStore
-    from flowrun.store.history import batch_counts, list_history
+    from flowrun.store.history import batch_counts, get_item
 
     with BatchStore(store.path) as batches:
         row = batches.get(batch_id)
-    item = next(r for r in list_history(store, limit=None) if r.id == batch_id)
+    item = get_item(store, batch_id)
+    assert item is not None  # (find() found it)
     counts = batch_counts(store, batch_id)
     if as_json:
         emit_json(

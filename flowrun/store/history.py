@@ -106,9 +106,13 @@ def list_history(
     status: str | None = None,
     kind: str | None = None,
     since: str | None = None,
+    ident: str | None = None,
 ) -> list[HistoryRow]:
     """Runs and batches, newest first, filtered; ``since`` is a stored timestamp."""
     where, params = [], []
+    if ident:
+        where.append("id = ?")
+        params.append(ident)
     if workflow:
         where.append("workflow_name = ?")
         params.append(workflow)
@@ -141,6 +145,12 @@ def list_history(
         if limit is not None:
             rows = rows[offset : offset + limit]
     return rows
+
+
+def get_item(store: RunStore, run_id: str) -> HistoryRow | None:
+    """The history line of one run or batch (by its full id)."""
+    rows = list_history(store, limit=1, ident=run_id)
+    return rows[0] if rows else None
 
 
 def _history_row(store: RunStore, row: tuple[Any, ...]) -> HistoryRow:
