@@ -1,7 +1,7 @@
 """The viewer's pages: the runs list, a run (DAG and a step), a batch (records, a record).
 
 Each function takes the run store and the query parameters and returns ``(status, html)``.
-Unknown runs, steps and records are a 404 page.
+Unknown runs, steps and records raise ``UsageError`` (the server answers a 404 page).
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from flowrun.view import dag
 from flowrun.view.html import badge, esc, facts, page, pretty, seconds, step_panel, usd
 
 PAGE_SIZE = 50
-
-
-class NotFound(Exception):
-    """What the page names does not exist (a 404)."""
 
 
 def not_found(message: str) -> str:
@@ -118,11 +114,11 @@ def run_page(store: RunStore, run_id: str, q: dict[str, str]) -> str:
     try:
         row = store.get_run(run_id)
     except UsageError:
-        raise NotFound(f"no run '{run_id}' in the run store") from None
+        raise UsageError(f"no run '{run_id}' in the run store") from None
     steps = {sid: s.to_json() for sid, s in store.load_steps(row.id).items()}
     chosen = q.get("step")
     if chosen is not None and chosen not in steps:
-        raise NotFound(f"run {row.id} has no step '{chosen}' (yet)")
+        raise UsageError(f"run {row.id} has no step '{chosen}' (yet)")
     deps = dag.dependencies(row.workflow_text)
     live = row.status == "running"
     nodes = {}
@@ -175,7 +171,7 @@ def batch_page(store: RunStore, batch_id: str, q: dict[str, str]) -> str:
         (batch_id,),
     )
     if not rows:
-        raise NotFound(f"no batch '{batch_id}' in the run store")
+        raise UsageError(f"no batch '{batch_id}' in the run store")
     (
         bid,
         name,
@@ -192,7 +188,7 @@ def batch_page(store: RunStore, batch_id: str, q: dict[str, str]) -> str:
     ) = rows[0]
     item = history.get_item(store, bid)
     if item is None:
-        raise NotFound(f"no batch '{batch_id}' in the run store")
+        raise UsageError(f"no batch '{batch_id}' in the run store")
     summary = json.loads(summary_text) if summary_text else {}
     counts = history.batch_counts(store, bid)
     live = item.status == "running"
@@ -279,10 +275,10 @@ def _record_panel(store: RunStore, bid: str, text: str, record: str, step: str |
     try:
         data = history.batch_record(store, bid, int(record))
     except (UsageError, ValueError):
-        raise NotFound(f"batch {bid} has no record {record}") from None
+        raise UsageError(f"batch {bid} has no record {record}") from None
     steps = data["steps"]
     if step is not None and step not in steps:
-        raise NotFound(f"record {record} of batch {bid} has no step '{step}'")
+        raise UsageError(f"record {record} of batch {bid} has no step '{step}'")
     deps = dag.dependencies(text)
     nodes = {sid: dag.node_for(sid, steps.get(sid), "not run") for sid in deps}
     link = f"/batch/{quote(bid)}?{urlencode({'record': record})}&step="

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from flowrun.errors import UsageError
 from flowrun.store.runs import RunStore
 from flowrun.view import pages
 
@@ -68,9 +69,9 @@ class Handler(BaseHTTPRequestHandler):
             elif route == "/favicon.ico":
                 status, body = 404, ""
             else:
-                raise pages.NotFound(f"no page {url.path}")
-        except pages.NotFound as exc:
-            status, body = 404, pages.not_found(str(exc))
+                raise UsageError(f"no page {url.path}")
+        except UsageError as exc:
+            status, body = 404, pages.not_found(exc.message)
         self._send(status, body, send_body)
 
     def _send(
