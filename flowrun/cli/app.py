@@ -32,10 +32,18 @@ COMMANDS = {
     "threads": "flowrun.cli.threads:threads",
     "convert": "flowrun.cli.convert:convert",
     "view": "flowrun.cli.view:view",
+    "completion": "flowrun.cli.completion:completion",
 }
 
+EPILOG = """\b
+Run store (runs, cache, threads, locks): $FLOWRUN_HOME, default the per-user state
+directory: ~/.local/state/flowrun (Linux), ~/Library/Application Support/flowrun (macOS),
+%LOCALAPPDATA%\\flowrun (Windows).
+Shell completion: eval "$(flowrun completion bash)" (or zsh, fish).
+Docs: README.md and docs/ in the repository; every option: docs/cli.md."""
 
-@click.group(cls=Group, context_settings=CONTEXT, lazy=COMMANDS)
+
+@click.group(cls=Group, context_settings=CONTEXT, lazy=COMMANDS, epilog=EPILOG)
 @click.version_option(__version__, "-V", "--version", prog_name="flowrun")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def cli(debug: bool) -> None:

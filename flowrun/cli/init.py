@@ -11,7 +11,7 @@ from flowrun.cli.common import CONTEXT, Command
 from flowrun.errors import UsageError
 
 STARTER = """\
-# yaml-language-server: $schema={schema}
+{modeline}
 # {name}: a starter workflow written by `flowrun init`.
 # Try it offline:   flowrun run {file} --mock -i topic="tide pools"
 # Run it for real:  OPENAI_API_KEY=sk-... flowrun run {file} -i topic="tide pools"
@@ -52,11 +52,11 @@ outputs:
 """
 
 
-def starter_text(name: str, file: Path) -> str:
+def starter_text(name: str, file: Path, schema_file: Path) -> str:
     """The starter workflow for ``name`` written at ``file`` (the modeline points at the schema)."""
-    return STARTER.format(
-        name=name, file=file, schema="https://flowrun.dev/schemas/workflow.schema.json"
-    )
+    from flowrun.format.schema_file import modeline
+
+    return STARTER.format(name=name, file=file, modeline=modeline(file, schema_file))
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
@@ -73,7 +73,9 @@ def starter_text(name: str, file: Path) -> str:
 def init(name: str, folder: str, force: bool) -> None:
     """Write a starter workflow NAME.yaml, ready to run.
 
-    The file starts with the editor schema modeline (completion and checks in VS Code).
+    The file starts with the editor schema modeline (completion and checks in VS Code),
+    pointing at the nearest schemas/workflow.schema.json; with none in the folder or its
+    parents, that file is written too.
 
     \b
     Example:
@@ -86,6 +88,12 @@ def init(name: str, folder: str, force: bool) -> None:
     path = Path(folder) / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     if path.exists() and not force:
         raise UsageError(f"{path} already exists (use --force to overwrite)")
+    from flowrun.format.schema_file import find_schema_file, write_schema_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(starter_text(path.stem, path), encoding="utf-8")
+    schema_file = find_schema_file(path.parent)
+    if schema_file is None:
+        schema_file = write_schema_file(path.parent)
+        click.echo(f"wrote {schema_file} (the file format, for completion in editors)")
+    path.write_text(starter_text(path.stem, path, schema_file), encoding="utf-8")
     click.echo(f'wrote {path}\nnext: flowrun run {path} --mock -i topic="tide pools"')

@@ -28,7 +28,12 @@ each on stderr, followed by a `hint:` line saying what to do next where there is
 
 Environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL` (read by the openai SDK, so any
 OpenAI-compatible server works), `FLOWRUN_HOME` (run store, cache and locks; default: the
-per-user state directory), `TIKTOKEN_CACHE_DIR` (token encodings, for machines offline).
+per-user state directory: `~/.local/state/flowrun` on Linux, `~/Library/Application
+Support/flowrun` on macOS, `%LOCALAPPDATA%\\flowrun` on Windows), `TIKTOKEN_CACHE_DIR` (token encodings, for machines offline).
+
+Shell completion: `flowrun completion bash|zsh|fish` prints the script; add
+`eval "$(flowrun completion bash)"` to `~/.bashrc` (zsh likewise; for fish,
+`flowrun completion fish > ~/.config/fish/completions/flowrun.fish`).
 """
 
 

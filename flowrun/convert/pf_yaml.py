@@ -100,13 +100,16 @@ def _yaml(data: Any) -> str:
     )
 
 
-def dump_workflow(workflow: dict[str, Any], flow: PfFlow) -> str:
+def dump_workflow(workflow: dict[str, Any], flow: PfFlow, out_path: Path) -> str:
     """The workflow as YAML: a header, then the document, dumped once (a prompt ending with a
     blank line is a ``|+`` block, which a document of its own would close with ``...``), with a
     blank line between sections and between steps wherever that leaves every value as it is."""
+    from flowrun.format.schema_file import find_schema_file, modeline
+
+    schema_file = find_schema_file(out_path.parent)  # none found: no modeline, not a dead link
     lines = [
         f"{HEADER} from {flow.dir.absolute().name}/{flow.dag.name}",
-        "# yaml-language-server: $schema=https://flowrun.dev/schemas/workflow.schema.json",
+        *([modeline(out_path, schema_file)] if schema_file else []),
         "# The flow's own files are not modified: its prompts are copied below, its Python",
         "# files are imported from next to this file.",
     ]

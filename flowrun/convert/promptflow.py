@@ -81,7 +81,7 @@ def convert_promptflow(
     if converter.problems:
         raise ConversionFailed(converter.problems)
     conversion = Conversion(flow, out_path, workflow, converter.report)
-    conversion.text = dump_workflow(workflow, flow)
+    conversion.text = dump_workflow(workflow, flow, out_path)
     return conversion
 
 
