@@ -61,7 +61,7 @@ outputs:
 async def one_run(wf: object, records: int, measure_memory: bool = False) -> dict[str, float]:
     from flowrun.batch import BatchSummary, make_batch_services
     from flowrun.batch.batch_api.coordinator import WaveSettings
-    from flowrun.batch.batch_api.runner import wave_runner
+    from flowrun.batch.modes import BATCH_API
     from flowrun.batch.records import ColumnMapping, records_from
 
     rows = [
@@ -70,7 +70,7 @@ async def one_run(wf: object, records: int, measure_memory: bool = False) -> dic
     ]
     services = make_batch_services(wf)  # type: ignore[arg-type]
     services.client.sdk()  # the SDK client exists before timing (a one-off, live runs pay it too)
-    runner = wave_runner(
+    runner = BATCH_API.runner(
         wf,
         records_from(rows),
         ColumnMapping(wf.spec, None, None),  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import pytest
 
 from flowrun.batch import BatchSummary, make_batch_services
 from flowrun.batch.batch_api.coordinator import WaveSettings
-from flowrun.batch.batch_api.runner import wave_runner
+from flowrun.batch.modes import BATCH_API
 from flowrun.batch.records import ColumnMapping, records_from
 from flowrun.format.loader import load_workflow
 from flowrun.testing import LoopbackServer
@@ -59,7 +59,7 @@ def test_holding_back_is_bounded(server: LoopbackServer, tmp_path: Path) -> None
     wf = load_workflow(make_flow(tmp_path, no_retries))
     services = make_batch_services(wf)
     settings = WaveSettings(poll_initial=0.01, poll_max=0.02, token_limit_holds=2)
-    runner = wave_runner(
+    runner = BATCH_API.runner(
         wf, records_from([{"text": "ticket 1"}]), ColumnMapping(wf.spec), services,
         summary=BatchSummary(), settings=settings,
     )  # fmt: skip

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowrun.batch.modes import LIVE, BatchMode
 from flowrun.batch.output_file import OutputWriter, previous_output
 from flowrun.batch.progress import Progress
 from flowrun.batch.records import ColumnMapping, RecordFile
 from flowrun.batch.run import make_batch_services
-from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
+from flowrun.batch.runner import DEFAULT_CONCURRENCY
 from flowrun.batch.summary import BatchResult, BatchSummary, new_batch_id
 from flowrun.errors import UsageError
 from flowrun.format.loader import LoadedWorkflow
@@ -49,7 +50,7 @@ class BatchJob:
     cache: bool = False
     resume: bool = False
     batch_id: str | None = None
-    via: str = "live"
+    mode: BatchMode = LIVE  # live calls or the Batch API, chosen once
     transcripts: bool = True  # keep what each model call sent and got
     client: ModelClient | None = field(default=None, repr=False)  # default: OpenAIClient()
 
@@ -64,7 +65,7 @@ class BatchJob:
             "max_cost": self.max_cost,
             "prices": str(Path(self.prices).resolve()) if self.prices else None,
             "cache": self.cache,
-            "via": self.via,
+            "via": self.mode.name,
             "transcripts": self.transcripts,
         }
 
@@ -111,14 +112,12 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
         services.transcripts = job.transcripts
         if services.budget is not None:
             services.budget.spent += summary.earlier_cost_usd
-        runner_class = BatchRunner
-        extra: dict[str, Any] = {}
-        if job.via == "batch-api":
-            from flowrun.batch.batch_api.runner import WaveBatchRunner
+        state = {}
+        if job.mode.batch_api:
             from flowrun.store.batch_api_state import BatchState
 
-            runner_class, extra = WaveBatchRunner, {"state": BatchState(store.path)}
-        runner = runner_class(
+            state = {"state": BatchState(store.path)}
+        runner = job.mode.runner(
             job.wf,
             source.read(skip=previous.is_done if previous else None),
             mapping,
@@ -130,7 +129,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             summary=summary,
             progress=progress,
             check_first=previous is None,  # a resume must not stop at a bad line it reached
-            **extra,
+            **state,
         )
         writer = OutputWriter(out, previous)
         ran = False

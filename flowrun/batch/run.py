@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from flowrun.batch.modes import BatchMode, batch_mode
 from flowrun.batch.records import ColumnMapping, RecordFile, SourceRecord, records_from
 from flowrun.batch.runner import (
     CURRENT_RECORD,
@@ -27,7 +28,6 @@ from flowrun.batch.runner import (
 )
 from flowrun.batch.summary import BatchResult, BatchSummary
 from flowrun.engine.services import Services
-from flowrun.errors import UsageError
 from flowrun.format.loader import LoadedWorkflow, load_workflow
 
 __all__ = [
@@ -118,7 +118,7 @@ async def arun_batch(
     prices: Any = None,
     client: Any = None,
     cache: Any = None,
-    via: str = "live",
+    via: str | BatchMode = "live",
     summary: BatchSummary | None = None,
 ) -> AsyncIterator[BatchResult]:
     """Run ``workflow`` once per record; an async iterator of ``BatchResult`` in input order.
@@ -130,27 +130,13 @@ async def arun_batch(
     ``via="batch-api"`` runs it through the OpenAI Batch API in waves (``docs/batch-api.md``);
     ``concurrency`` is then the window of records in flight (default 10,000).
     """
-    _check_via(via)
+    mode = batch_mode(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
     source, columns, _ = _source(wf, records, mapping, inputs)
     services = make_batch_services(
         wf, client=client, prices=prices, max_cost=max_cost, cache=cache, rpm=rpm, tpm=tpm
     )
-    if via == "batch-api":
-        from flowrun.batch.batch_api.runner import wave_runner
-
-        runner: BatchRunner = wave_runner(
-            wf, source, columns, services, concurrency=concurrency, summary=summary
-        )
-    else:
-        runner = BatchRunner(
-            wf,
-            source,
-            columns,
-            services,
-            concurrency=concurrency or DEFAULT_CONCURRENCY,
-            summary=summary,
-        )
+    runner = mode.runner(wf, source, columns, services, concurrency=concurrency, summary=summary)
     try:
         async for result in runner.results():
             yield result
@@ -204,8 +190,3 @@ def _drive(agen: Any, pool: Any) -> Iterator[Any]:
             step(loop.shutdown_default_executor())
         finally:
             loop.close()
-
-
-def _check_via(via: str) -> None:
-    if via not in ("live", "batch-api"):
-        raise UsageError(f"unknown --via {via!r} (expected live or batch-api)")

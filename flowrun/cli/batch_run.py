@@ -15,6 +15,7 @@ from flowrun.errors import RunFailed, RunInterrupted, UsageError
 
 if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
     from flowrun.batch.job import BatchJob
+    from flowrun.batch.modes import BatchMode
     from flowrun.batch.summary import BatchSummary
     from flowrun.format.loader import LoadedWorkflow
 
@@ -55,7 +56,7 @@ def run_batch_command(
     tpm: int | None = None,
     mapping: tuple[str, ...] = (),
     resume: bool = False,
-    via: str = "live",
+    via: str | BatchMode = "live",
     as_json: bool = False,
     quiet: bool = False,
     max_cost: float | None = None,
@@ -66,11 +67,11 @@ def run_batch_command(
 ) -> None:
     """``run --batch``: constants from ``-i``/``--inputs-file``, then the job, then the report."""
     from flowrun.batch.job import BatchJob
-    from flowrun.batch.run import _check_via
+    from flowrun.batch.modes import batch_mode
     from flowrun.format.inputs import parse_cli_inputs, read_inputs_file
 
-    _check_via(via)
-    if via == "batch-api" and (rpm or tpm):
+    mode = batch_mode(via)
+    if not mode.rate_limited and (rpm or tpm):
         raise UsageError(
             "--rpm/--tpm do not apply to --via batch-api: the Batch API has its own, separate limits"
         )
@@ -84,14 +85,14 @@ def run_batch_command(
         output=output,
         mapping=list(mapping),
         constants=constants,
-        concurrency=concurrency or _default_concurrency(via),
+        concurrency=concurrency or mode.default_concurrency,
         rpm=rpm,
         tpm=tpm,
         max_cost=max_cost,
         prices=prices,
         cache=bool(cache),
         resume=resume,
-        via=via,
+        mode=mode,
         transcripts=transcripts,
         client=client,
     )
@@ -115,6 +116,7 @@ def resume_batch_command(
     from pathlib import Path
 
     from flowrun.batch.job import BatchJob
+    from flowrun.batch.modes import batch_mode
     from flowrun.format.loader import load_workflow
     from flowrun.store.batches import BatchStore
 
@@ -127,8 +129,8 @@ def resume_batch_command(
     if not row.output_path:
         raise UsageError(f"{row.id} wrote its results to stdout, so there is nothing to continue")
     opts = row.options
-    via = opts.get("via") or "live"
-    if via == "batch-api" and (rpm or tpm):
+    mode = batch_mode(opts.get("via"))
+    if not mode.rate_limited and (rpm or tpm):
         raise UsageError("--rpm/--tpm do not apply to a --via batch-api run")
     job = BatchJob(
         wf=load_workflow(row.workflow_path),
@@ -136,7 +138,7 @@ def resume_batch_command(
         output=row.output_path,
         mapping=list(opts.get("mapping") or []),
         constants=dict(opts.get("constants") or {}),
-        concurrency=concurrency or int(opts.get("concurrency") or _default_concurrency(via)),
+        concurrency=concurrency or int(opts.get("concurrency") or mode.default_concurrency),
         rpm=rpm or opts.get("rpm"),
         tpm=tpm or opts.get("tpm"),
         max_cost=max_cost if max_cost is not None else opts.get("max_cost"),
@@ -144,17 +146,10 @@ def resume_batch_command(
         cache=bool(cache) or bool(opts.get("cache")),
         resume=True,
         batch_id=row.id,
-        via=via,
+        mode=mode,
         transcripts=opts.get("transcripts", True) is not False,
     )
     _run(job, as_json=as_json, quiet=quiet)
-
-
-def _default_concurrency(via: str | None) -> int:
-    from flowrun.batch.batch_api.runner import DEFAULT_WINDOW
-    from flowrun.batch.runner import DEFAULT_CONCURRENCY
-
-    return DEFAULT_WINDOW if via == "batch-api" else DEFAULT_CONCURRENCY
 
 
 def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
@@ -168,7 +163,7 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     # collector's sight, so its full collections during a long batch do not rescan them all.
     gc.freeze()
     summary = BatchSummary()
-    if job.via == "batch-api":
+    if job.mode.batch_api:
         from flowrun.batch.batch_api.progress import make_wave_progress
 
         make_progress = make_wave_progress

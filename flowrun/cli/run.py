@@ -122,7 +122,7 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
 
 
 @contextlib.contextmanager
-def _mock_client(enabled: bool, workflow: Any, via: str) -> Iterator[Any]:
+def _mock_client(enabled: bool, workflow: Any, batch_api: bool) -> Iterator[Any]:
     """``--mock``: the in-process fake model, or None. The Batch API has no in-process stand-in,
     so ``--mock --via batch-api`` talks to a loopback server whose model is that fake model."""
     if not enabled:
@@ -131,7 +131,7 @@ def _mock_client(enabled: bool, workflow: Any, via: str) -> Iterator[Any]:
     from flowrun.provider.mock import MockClient
 
     mock = MockClient(workflow)
-    if via != "batch-api":
+    if not batch_api:
         yield mock
         return
     from flowrun.provider.client import OpenAIClient
@@ -264,12 +264,14 @@ def run(
       flowrun run workflows/summarize.yaml --batch docs.jsonl --output out.jsonl
     """
     from flowrun.api import new_run_id, run_workflow
+    from flowrun.batch.modes import batch_mode
     from flowrun.errors import UsageError
     from flowrun.format.inputs import check_one_stdin, parse_cli_inputs, read_inputs_file
     from flowrun.format.loader import load_workflow
     from flowrun.store.locking import workflow_lock
 
     check_one_stdin(pairs, inputs_file, records)
+    mode = batch_mode(via)  # live calls or the Batch API: chosen here, once
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
     if no_transcripts:
         options["transcripts"] = False
@@ -283,12 +285,12 @@ def run(
                 ("--tpm", tpm),
                 ("--map", mapping),
                 ("--resume", resume_batch),
-                ("--via batch-api", via != "live"),
+                ("--via batch-api", mode.batch_api),
             ):
                 if value:
                     raise UsageError(f"{flag} goes with --batch")
         _terminate_on_sigterm()
-        with workflow_lock(wf, enabled=no_overlap), _mock_client(mock, wf, via) as client:
+        with workflow_lock(wf, enabled=no_overlap), _mock_client(mock, wf, mode.batch_api) as client:
             if client is not None:
                 options["client"] = client
             if records is not None:
@@ -307,7 +309,7 @@ def run(
                     tpm=tpm,
                     mapping=mapping,
                     resume=resume_batch,
-                    via=via,
+                    via=mode,
                     as_json=as_json,
                     quiet=quiet,
                     **options,

@@ -35,7 +35,6 @@ from flowrun.store.batch_api_state import BatchState
 #: Records in flight. A wave holds the requests of all of them, and each wave may take
 #: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
 #: few KB per record in flight (see benchmarks/batch_api.py).
-DEFAULT_WINDOW = 10_000
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
 
 
@@ -194,32 +193,4 @@ class WaveBatchRunner(BatchRunner):
             self.summary.stopped = message
 
 
-def wave_runner(
-    wf: Any,
-    records: Any,
-    mapping: Any,
-    services: Services,
-    *,
-    concurrency: int | None = None,
-    summary: Any = None,
-    settings: WaveSettings | None = None,
-) -> WaveBatchRunner:
-    """A runner for ``run_batch(..., via="batch-api")``: a new run id, the default run store."""
-    from flowrun.batch.summary import BatchSummary, new_batch_id
-
-    summary = summary if summary is not None else BatchSummary()
-    summary.batch_id = summary.batch_id or new_batch_id()
-    return WaveBatchRunner(
-        wf,
-        records,
-        mapping,
-        services,
-        concurrency=concurrency or DEFAULT_WINDOW,
-        batch_id=summary.batch_id,
-        summary=summary,
-        state=BatchState(),
-        settings=settings,
-    )
-
-
-__all__ = ["DEFAULT_WINDOW", "BatchServices", "WaveBatchRunner", "wave_runner"]
+__all__ = ["BatchServices", "WaveBatchRunner"]

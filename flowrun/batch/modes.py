@@ -1,0 +1,109 @@
+"""How a batch's model calls are made, chosen once at the start (prefect's task-runner shape).
+
+``LIVE``: each record's calls go out as the record needs them (``--rpm``/``--tpm`` apply).
+``BATCH_API``: calls are parked and sent in waves through the OpenAI Batch API, at half price
+(``batch_api/``). ``batch_mode("live" | "batch-api")`` turns the ``via`` a user gives (the
+``--via`` option, ``run_batch(via=...)``, a stored batch's options) into one of them; from
+there on the code asks the mode, never the string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
+from flowrun.errors import UsageError
+
+BATCH_API_WINDOW = 10_000  # records in flight by default: the Batch API waits, it does not bill time
+
+
+@dataclass(frozen=True)
+class BatchMode:
+    """Live calls; the base of the other modes."""
+
+    name: str = "live"  # what the batch row keeps (``options.via``) and the history shows
+    default_concurrency: int = DEFAULT_CONCURRENCY
+    rate_limited: bool = True  # whether --rpm / --tpm apply
+
+    @property
+    def batch_api(self) -> bool:
+        return False
+
+    def runner(
+        self,
+        wf: Any,
+        records: Any,
+        mapping: Any,
+        services: Any,
+        *,
+        concurrency: int | None = None,
+        **options: Any,
+    ) -> BatchRunner:
+        """The runner that keeps ``concurrency`` records in flight (``options``: BatchRunner's)."""
+        return BatchRunner(
+            wf,
+            records,
+            mapping,
+            services,
+            concurrency=concurrency or self.default_concurrency,
+            **options,
+        )
+
+
+@dataclass(frozen=True)
+class BatchAPIMode(BatchMode):
+    """Requests parked and sent in waves through the OpenAI Batch API."""
+
+    name: str = "batch-api"
+    default_concurrency: int = BATCH_API_WINDOW
+    rate_limited: bool = False
+
+    @property
+    def batch_api(self) -> bool:
+        return True
+
+    def runner(
+        self,
+        wf: Any,
+        records: Any,
+        mapping: Any,
+        services: Any,
+        *,
+        concurrency: int | None = None,
+        state: Any = None,
+        **options: Any,
+    ) -> BatchRunner:
+        """A ``WaveBatchRunner``; ``state`` is the Batch API state (default: the run store's)."""
+        from flowrun.batch.batch_api.runner import WaveBatchRunner
+        from flowrun.batch.summary import BatchSummary, new_batch_id
+        from flowrun.store.batch_api_state import BatchState
+
+        if options.get("batch_id") is None:  # a batch of the Python API: a new id
+            summary = options.get("summary") or BatchSummary()
+            summary.batch_id = summary.batch_id or new_batch_id()
+            options.update(summary=summary, batch_id=summary.batch_id)
+        return WaveBatchRunner(
+            wf,
+            records,
+            mapping,
+            services,
+            concurrency=concurrency or self.default_concurrency,
+            state=state if state is not None else BatchState(),
+            **options,
+        )
+
+
+LIVE = BatchMode()
+BATCH_API = BatchAPIMode()
+MODES = {mode.name: mode for mode in (LIVE, BATCH_API)}
+
+
+def batch_mode(via: str | BatchMode | None) -> BatchMode:
+    """The mode named by ``via`` (``"live"``, ``"batch-api"``; None is live)."""
+    if isinstance(via, BatchMode):
+        return via
+    mode = MODES.get(via or "live")
+    if mode is None:
+        raise UsageError(f"unknown via {via!r} (expected live or batch-api)")
+    return mode
