@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -46,19 +47,26 @@ def make_services(
     cache_all: bool = False,
     on_text: Callable[[str, str], None] | None = None,
     transcripts: bool = True,
+    threads: Any = None,
+    gate: type[BudgetGate] = BudgetGate,
 ) -> Services:
-    """The services one run (or one batch) shares."""
+    """The services one run (or one batch) shares, complete: nothing is set on them after.
+
+    ``threads`` is the run store that keeps conversation threads (None: the run's own store,
+    set by the executor); ``gate`` the budget gate's class (a batch's tells records apart).
+    """
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
     limit = _check_priced(wf, table, max_cost)
     return Services(
         client=client or _openai_client(),
         prices=table,
-        budget=BudgetGate(limit, table) if limit is not None else None,
+        budget=gate(limit, table) if limit is not None else None,
         cache=cache,
         cache_all=cache_all,
         toolbox=Toolbox.from_workflow(wf),
         on_text=on_text,
         transcripts=transcripts,
+        threads=threads,
     )
 
 
@@ -170,10 +178,11 @@ async def _execute(
             service_options = {**service_options, "cache": db, "cache_all": True}
         elif service_options.get("cache") in (None, False):
             service_options = {**service_options, "cache": db}
-        services = make_services(wf, **service_options)
+        services = make_services(wf, **service_options, threads=db)
+    else:  # the caller's services, with this run's store for threads (theirs stay as they are)
+        services = dataclasses.replace(services, threads=db)
     if completed and services.budget is not None:
         services.budget.spent += sum(r.cost_usd for r in completed.values())
-    services.threads = db  # type: ignore[union-attr]
     executor = Executor(wf, values, services, run_id=run_id, recorder=db, completed=completed)
     try:
         result = await executor.run()

@@ -69,16 +69,16 @@ def make_batch_services(
         from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
 
         client = RateLimitedClient(client, RateLimiter(rpm, tpm))
-    services = make_services(
-        wf, client=client, prices=prices, max_cost=max_cost, cache=cache or None
+    return make_services(
+        wf,
+        client=client,
+        prices=prices,
+        max_cost=max_cost,
+        cache=cache or None,
+        cache_all=cache_all,
+        threads=store,
+        gate=BatchBudgetGate,
     )
-    services.cache_all = cache_all
-    services.threads = store
-    if services.budget is not None:
-        services.budget = BatchBudgetGate(
-            services.budget.limit, services.budget.prices, services.budget.spent
-        )
-    return services
 
 
 def _needs_run_store(wf: LoadedWorkflow) -> bool:

@@ -35,13 +35,10 @@ class BudgetGate:
         *,
         batch: bool = False,
     ) -> Reservation:
+        """Book the call's worst case, or raise ``BudgetExceeded`` if it could pass the limit."""
         # (``label`` names the step or item asking; the step's error says which, so the
         # messages do not repeat it)
-        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
-        if worst is None:
-            raise BudgetExceeded(
-                f"budget: model {model} is unpriced, so the budget cannot be kept; add it to a price file (the run's prices)"
-            )
+        worst = self.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
         if self.spent + self.reserved + worst > self.limit + 1e-12:
             raise BudgetExceeded(
                 f"budget: the call could cost up to ${worst:.6f} ({prompt_tokens} prompt + "
@@ -49,6 +46,21 @@ class BudgetGate:
                 f"its budget of ${self.limit:g} (spent ${self.spent:.6f}, in flight ${self.reserved:.6f}); "
                 "no call was made. Raise budget.max_cost_usd or the run's max_cost, or lower max_completion_tokens."
             )
+        return self.book(worst)
+
+    def worst_case(
+        self, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False
+    ) -> float:
+        """The call's highest possible cost; ``BudgetExceeded`` if the model is unpriced."""
+        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
+        if worst is None:
+            raise BudgetExceeded(
+                f"budget: model {model} is unpriced, so the budget cannot be kept; add it to a price file (the run's prices)"
+            )
+        return worst
+
+    def book(self, worst: float) -> Reservation:
+        """Hold ``worst`` dollars until the call settles."""
         self.reserved += worst
         return Reservation(worst)
 

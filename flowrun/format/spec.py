@@ -163,7 +163,6 @@ Step = Annotated[ChatStep | ExtractStep | ToolStep | EmbedStep, Field(discrimina
 STEP_TYPES = ("chat", "extract", "tool", "embed")
 # What the loader puts in place of a model name that is not a string (already reported).
 INVALID_MODEL = "<invalid model>"
-MODEL_STEP_TYPES = ("chat", "extract")
 
 
 class Workflow(_Strict):

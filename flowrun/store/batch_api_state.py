@@ -14,18 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flowrun.store.runs import RunStore, flowrun_home
-from flowrun.store.sqlite import Database, Row
+from flowrun.store.sqlite import Database, Row, utc_now
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -113,7 +109,7 @@ class BatchState:
         self._run(
             "INSERT INTO batch_api_runs (run_id, cancel_requested, created_at) VALUES (?, 1, ?)"
             " ON CONFLICT(run_id) DO UPDATE SET cancel_requested=1",
-            (run_id, _now()),
+            (run_id, utc_now()),
         )
 
     def clear_cancel(self, run_id: str) -> None:
@@ -131,7 +127,7 @@ class BatchState:
         size: int,
     ) -> None:
         """Record an uploaded file and its custom_ids in one transaction (before any batch)."""
-        now = _now()
+        now = utc_now()
         with self.db.transaction() as db:
             db.execute(
                 "INSERT INTO batch_api_files (file_id, run_id, wave, endpoint, model, requests, bytes,"
@@ -158,7 +154,7 @@ class BatchState:
             "UPDATE batch_api_files SET status=?, batch_id=COALESCE(?, batch_id),"
             " completed=COALESCE(?, completed), failed=COALESCE(?, failed),"
             " error=COALESCE(?, error), updated_at=? WHERE file_id=?",
-            (status, batch_id, completed, failed, error, _now(), file_id),
+            (status, batch_id, completed, failed, error, utc_now(), file_id),
         )
 
     def results_stored(self, run_id: str, results: list[tuple[str, str]]) -> None:
@@ -175,7 +171,7 @@ class BatchState:
         """Every request of the file has its result stored."""
         self._run(
             "UPDATE batch_api_files SET collected=1, updated_at=? WHERE file_id=?",
-            (_now(), file_id),
+            (utc_now(), file_id),
         )
 
     def known_requests(self, run_id: str) -> dict[str, tuple[str, bool]]:

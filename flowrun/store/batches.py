@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,11 @@ from flowrun.errors import UsageError
 from flowrun.redaction import redact
 from flowrun.results import StepResult
 from flowrun.store.runs import flowrun_home
-from flowrun.store.sqlite import Database, Row
+from flowrun.store.sqlite import Database, Row, utc_now
 from flowrun.store.transcripts import dump_transcript
 
 FLUSH_EVERY_S = 0.2
 KEPT_STATUSES = ("succeeded", "skipped")  # steps a later run of the record can reuse
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _alive(pid: int | None) -> bool:
@@ -117,7 +112,7 @@ class BatchStore:
                 records_path,
                 output_path,
                 redact(json.dumps(options, default=str)),
-                _now(),
+                utc_now(),
                 os.getpid(),
             ),
         )
@@ -143,12 +138,12 @@ class BatchStore:
         self.flush()
         self._run(
             "UPDATE batches SET status=?, ended_at=?, summary=? WHERE id=?",
-            (status, _now(), redact(json.dumps(summary, default=str)), batch_id),
+            (status, utc_now(), redact(json.dumps(summary, default=str)), batch_id),
         )
 
     def save_metrics(self, batch_id: str, metrics: dict[str, Any]) -> None:
         """Store what the batch's aggregate steps logged (table ``metrics``, kind ``batch``)."""
-        now = _now()
+        now = utc_now()
         rows = [
             (batch_id, "batch", name, redact(json.dumps(value, default=str)), now)
             for name, value in metrics.items()

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from flowrun.errors import UnknownRun
 from flowrun.redaction import redact
 from flowrun.results import RunResult, StepResult
 from flowrun.store.sqlite import TIMEOUT_ENV as TIMEOUT_ENV
-from flowrun.store.sqlite import Database, Row
+from flowrun.store.sqlite import Database, Row, utc_now
 from flowrun.store.sqlite import store_error as store_error
 from flowrun.store.transcripts import dump_transcript, load_transcript
 
@@ -40,10 +39,6 @@ def flowrun_home() -> Path:
     from platformdirs import user_state_dir
 
     return Path(user_state_dir("flowrun", appauthor=False))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _dumps(value: Any) -> str:
@@ -139,7 +134,7 @@ class RunStore:
                 wf.content_hash,
                 redact(wf.text),
                 _dumps(inputs),
-                _now(),
+                utc_now(),
                 _dumps(options or {}),
                 os.getpid(),
             ),
@@ -160,7 +155,7 @@ class RunStore:
                     result.status,
                     result.cost_usd,
                     _dumps(result.to_record()),
-                    _now(),
+                    utc_now(),
                     dump_transcript(result.transcript) if result.transcript else None,
                 ),
             ),
@@ -181,7 +176,7 @@ class RunStore:
             "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
             (
                 status or result.status,
-                _now(),
+                utc_now(),
                 cost,
                 _dumps(result.outputs),
                 redact(result.error or "") or None,
@@ -192,7 +187,7 @@ class RunStore:
 
     def save_metrics(self, owner: str, metrics: dict[str, Any], kind: str = "run") -> None:
         """Store what a run's (or a batch's: ``kind="batch"``) aggregate steps logged."""
-        now = _now()
+        now = utc_now()
         self._transaction(
             *(
                 (
@@ -214,7 +209,7 @@ class RunStore:
         self._transaction(
             (
                 "UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
-                (status, _now(), redact(error) if error else None, run_id),
+                (status, utc_now(), redact(error) if error else None, run_id),
             ),
             (_UPDATE_COST, (run_id, run_id)),
         )
@@ -275,7 +270,7 @@ class RunStore:
     def put(self, request: dict[str, Any], reply: dict[str, Any]) -> None:
         self._write(
             "INSERT OR REPLACE INTO cache (key, model, reply, created_at) VALUES (?, ?, ?, ?)",
-            (self.cache_key(request), request.get("model"), _dumps(reply), _now()),
+            (self.cache_key(request), request.get("model"), _dumps(reply), utc_now()),
         )
 
     # --- conversation threads -------------------------------------------------------------
@@ -296,7 +291,7 @@ class RunStore:
             for offset, m in enumerate(messages, start=1):
                 db.execute(
                     "INSERT INTO thread_messages (thread, seq, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (thread, top + offset, m["role"], _dumps(m["content"]), run_id, _now()),
+                    (thread, top + offset, m["role"], _dumps(m["content"]), run_id, utc_now()),
                 )
 
     def list_threads(self) -> list[dict[str, Any]]:

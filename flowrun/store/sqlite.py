@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,11 @@ class Database:
         with self._errors():
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def utc_now() -> str:
+    """The time every table stores: UTC, ISO 8601, milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def busy_timeout() -> float:

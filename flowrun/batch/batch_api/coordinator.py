@@ -120,10 +120,6 @@ class WaveCoordinator(BatchTracking):
             if not self.busy:
                 self._not_busy.set()
 
-    def touch(self) -> None:
-        """Note that a record started or finished (the quiet check restarts)."""
-        self._activity += 1
-
     # --- the submission loop -----------------------------------------------------------------
     async def run(self) -> None:
         """Submit rounds until cancelled (the runner cancels it when every record is done).

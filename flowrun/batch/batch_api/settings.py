@@ -64,11 +64,7 @@ class WaveBudget(BudgetGate):
         *,
         batch: bool = True,
     ) -> Reservation:
-        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=True)
-        if worst is None:
-            return super().reserve(label, model, prompt_tokens, max_completion_tokens, batch=True)
-        self.reserved += worst
-        return Reservation(worst)
+        return self.book(self.worst_case(model, prompt_tokens, max_completion_tokens, batch=True))
 
     def over(self) -> bool:
         return self.spent + self.reserved > self.limit + 1e-12
