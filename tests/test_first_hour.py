@@ -3,7 +3,11 @@ inputs from standard input, and the hints bad input gets."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -147,3 +151,116 @@ def test_completion_for_an_unknown_shell_is_one_line_and_exit_2():
         "error: Invalid value for '{bash|zsh|fish}': 'tcsh' is not one of 'bash', 'zsh', 'fish'.",
         "hint: see 'flowrun completion --help'",
     ]
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour and style codes (not cursor moves)
+
+
+def on_a_terminal(*args, env: dict[str, str]) -> tuple[int, str, str]:
+    """``python -m flowrun ARGS`` with stderr on a pseudo-terminal: (exit code, stdout, stderr)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowrun", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "120", **env},
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=60)
+    os.close(master)
+    return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+TRIAGE = (
+    "run",
+    WORKFLOWS / "support-triage.yaml",
+    "--mock",
+    "-i",
+    "ticket=Where is it?",
+    "-i",
+    "customer_id=c1",
+)
+
+
+def test_streamed_text_is_dimmed_on_a_terminal_unless_no_color():
+    code, _, err = on_a_terminal(*TRIAGE, env={})
+    assert code == 0, err
+    assert "[draft] " in err and "\x1b[2m" in err
+    code, _, err = on_a_terminal(*TRIAGE, env={"NO_COLOR": "1"})
+    assert code == 0, err
+    assert "[draft] " in err
+    assert SGR.findall(err) == []
+
+
+def test_the_batch_bar_has_no_styles_under_no_color_and_0_failed_is_not_red(tmp_path):
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "a"}\n{"text": "b"}\n')
+    args = ("run", SUMMARIZE, "--mock", "--batch", records, "--output")
+    code, _, err = on_a_terminal(*args, tmp_path / "o.jsonl", env={})
+    assert code == 0, err
+    assert "0 failed" in err and "\x1b[31m0 failed" not in err
+    assert SGR.findall(err)  # styled otherwise (bold "batch", green cost)
+    code, _, err = on_a_terminal(*args, tmp_path / "o2.jsonl", env={"NO_COLOR": "1"})
+    assert code == 0, err
+    assert "0 failed" in err
+    assert SGR.findall(err) == []
+
+
+def test_a_workflow_without_outputs_prints_its_last_steps_output(tmp_path):
+    wf = tmp_path / "no-outputs.yaml"
+    wf.write_text(
+        "version: 1\nname: no-outputs\ninputs:\n  text: {type: string}\n"
+        "defaults: {model: gpt-4o-mini}\nsteps:\n"
+        "  first: {type: chat, prompt: 'one {{ inputs.text }}'}\n"
+        "  second: {type: chat, prompt: 'two {{ steps.first.output }}'}\n"
+    )
+    res = flowrun("run", wf, "--mock", "-i", "text=x")
+    assert res.code == 0, res.stderr
+    assert res.stdout == "second: echo: two echo: one x\n"
+    assert res.stderr.splitlines()[0] == "(no outputs: declared; the last step's output, second:)"
+
+
+def test_nightly_report_writes_under_out_by_default_or_where_the_user_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = (
+        "run",
+        WORKFLOWS / "nightly-report.yaml",
+        "--mock",
+        "-i",
+        f"events={WORKFLOWS / 'data' / 'shop-events.jsonl'}",
+        "-i",
+        "day=2026-12-02",
+    )
+    res = flowrun(*args)
+    assert res.code == 0, res.stderr
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.md")] == [
+        "out/reports/report-2026-12-02.md"
+    ]
+    res = flowrun(*args, "-i", f"out_dir={tmp_path / 'mine'}")
+    assert res.code == 0, res.stderr
+    assert (tmp_path / "mine" / "report-2026-12-02.md").is_file()
+
+
+def test_the_batch_api_wave_is_a_line_of_its_own_under_the_bar(tmp_path):
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "a"}\n{"text": "b"}\n')
+    code, _, err = on_a_terminal(
+        "run", SUMMARIZE, "--mock", "--via", "batch-api", "--batch", records,
+        "--output", tmp_path / "o.jsonl", env={"FLOWRUN_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert code == 0, err
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err)  # colours and cursor moves
+    lines = [line.strip() for line in re.split(r"[\r\n]+", plain)]
+    bar = next(line for line in reversed(lines) if line.startswith("batch ") and "ETA" in line)
+    assert "━" * 40 in bar and "wave" not in bar  # the bar keeps its width at 120 columns
+    assert any(line.startswith("wave 1 · ") for line in lines)

@@ -108,7 +108,8 @@ class RichProgress(Progress):
     def __init__(self, stream: TextIO) -> None:
         from rich.console import Console
 
-        self.console = Console(file=stream)
+        plain = bool(os.environ.get("NO_COLOR"))  # no-color.org: no styles at all, bold neither
+        self.console = Console(file=stream, color_system=None if plain else "auto")
         self._bar: Any = None
         self._task: Any = None
         self._last = 0.0
@@ -121,14 +122,14 @@ class RichProgress(Progress):
             TextColumn("[bold]batch[/]"),
             BarColumn(),
             TextColumn("{task.fields[done]}{task.fields[percent]}"),
-            TextColumn("[red]{task.fields[failed]} failed[/]"),
+            TextColumn("{task.fields[failed_text]}"),
             TextColumn("{task.fields[rate]}"),
             TextColumn("[green]{task.fields[cost]}[/]"),
             TextColumn("ETA {task.fields[eta]}"),
             console=self.console,
             transient=False,
         )
-        self._task = self._bar.add_task("batch", total=stats.total, **describe(stats))
+        self._task = self._bar.add_task("batch", total=stats.total, **bar_fields(describe(stats)))
         self._bar.start()
 
     def update(self) -> None:
@@ -142,7 +143,8 @@ class RichProgress(Progress):
     def _refresh(self, now: float) -> None:
         self._last = now
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.stats.done, **describe(self.stats, now))
+            fields = bar_fields(describe(self.stats, now))
+            self._bar.update(self._task, completed=self.stats.done, **fields)
 
     def note(self, line: str) -> None:
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -152,6 +154,13 @@ class RichProgress(Progress):
             self._refresh(time.perf_counter())
             self._bar.stop()
             self._bar = None
+
+
+def bar_fields(described: dict[str, Any]) -> dict[str, Any]:
+    """The bar's fields: ``failed`` in red only when some record failed."""
+    failed = described["failed"]
+    text = f"[red]{failed} failed[/]" if str(failed) not in ("0", "") else f"{failed} failed"
+    return {**described, "failed_text": text}
 
 
 def make_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ class LivePrinter:
         if self.step != step:
             self.step = step
             click.echo(f"\n[{step}] ", err=True, nl=False)
-        click.echo(click.style(text, dim=True), err=True, nl=False)
+        styled = text if os.environ.get("NO_COLOR") else click.style(text, dim=True)
+        click.echo(styled, err=True, nl=False)
 
     def end(self) -> None:
         if self.step is not None:
@@ -100,6 +102,20 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _last_step_output(result: Any) -> None:
+    """A workflow without ``outputs:`` prints its last step's output (the way a shell script's
+    last command speaks for it), and says so on stderr; or that there is nothing to print."""
+    from flowrun.cli.text import format_outputs
+
+    done = [(sid, step) for sid, step in result.steps.items() if step.status == "succeeded"]
+    if not done or done[-1][1].output is None:
+        click.echo("no outputs (the workflow declares no outputs:)", err=True)
+        return
+    sid, step = done[-1]
+    click.echo(f"(no outputs: declared; the last step's output, {sid}:)", err=True)
+    click.echo(redact(format_outputs({sid: step.output})))
+
+
 def _report(result: Any, as_json: bool, quiet: bool) -> None:
     """Print a run's outputs and cost report (or its JSON) and fail with exit 1 if it failed."""
     from flowrun.cli.text import format_cost_report, format_outputs
@@ -109,6 +125,8 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
     elif not quiet:
         if result.outputs:
             click.echo(redact(format_outputs(result.outputs)))
+        elif result.ok:
+            _last_step_output(result)
         click.echo(redact(format_cost_report(result)), err=True)
         if result.metrics:
             from flowrun.cli.text import metric_text

@@ -20,6 +20,7 @@ from flowrun.batch.progress import (
     PlainProgress,
     Progress,
     RichProgress,
+    bar_fields,
     describe,
 )
 
@@ -39,9 +40,11 @@ def describe_wave(status: WaveStatus, now: float | None = None) -> str:
             failed += snap.failed
         states[snap.status if snap is not None else "submitted"] += 1
     count = len(status.batches)
-    which = f"{count} batch{'es' if count > 1 else ''} in flight (" + ", ".join(
-        f"{n} {s}" for s, n in sorted(states.items())
-    ) + ")"
+    which = (
+        f"{count} batch{'es' if count > 1 else ''} in flight ("
+        + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        + ")"
+    )
     text = f"wave {status.wave} · {which} · {done + failed:,}/{total:,} requests"
     if failed:
         text += f" ({failed:,} failed)"
@@ -99,11 +102,17 @@ class WaveRichProgress(RichProgress):
         self._wave_text = "waiting for the first wave"
 
     def start(self, stats: Any) -> None:
-        from rich.progress import TextColumn
 
         super().start(stats)
-        self._bar.columns = (*self._bar.columns, TextColumn("[cyan]{task.fields[wave]}[/]"))
-        self._bar.update(self._task, wave=self._wave_text)
+        bar = self._bar
+
+        def renderables() -> Any:  # the wave on a line of its own: the bar keeps its width
+            from rich.text import Text
+
+            yield bar.make_tasks_table(bar.tasks)
+            yield Text(self._wave_text, style="cyan")
+
+        bar.get_renderables = renderables
 
     def wave(self, status: WaveStatus) -> None:
         self._wave_text = describe_wave(status)
@@ -112,12 +121,8 @@ class WaveRichProgress(RichProgress):
     def _refresh(self, now: float) -> None:
         self._last = now
         if self._bar is not None:
-            self._bar.update(
-                self._task,
-                completed=self.stats.done,
-                wave=self._wave_text,
-                **describe(self.stats, now),
-            )
+            fields = bar_fields(describe(self.stats, now))
+            self._bar.update(self._task, completed=self.stats.done, **fields)
 
 
 def make_wave_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:
