@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowrun.convert.pf_connections import connection_setup
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
 from flowrun.convert.pf_includes import absolute, find_source
 from flowrun.convert.pf_inputs import convert_inputs
@@ -426,6 +427,7 @@ class _Converter:
                 "AzureOpenAI and Custom connections: install promptflow or drop it",
             )
         args = self.tool_args.args(node, function)
+        connection_setup(node, function, file, self.report)
         spec = f"{module}:{function.name}"
         step = {
             "type": "tool",

@@ -53,6 +53,19 @@ class _Connection:
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}(name={self.name!r})"
 
+    def keys(self) -> list[str]:
+        """What ``dict(connection)`` holds (promptflow's connections convert the same way)."""
+        return [k for k in [*self._fields, *self._constants] if getattr(self, k) is not None]
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError as exc:
+            raise KeyError(str(exc)) from None
+
+    def __iter__(self) -> Any:
+        return iter(self.keys())
+
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         from pydantic_core import core_schema
@@ -72,10 +85,28 @@ class _Connection:
 class OpenAIConnection(_Connection):
     _fields = {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL", "organization": "OPENAI_ORG_ID"}  # fmt: skip
 
+    def __init__(self, name: str | None = None, **values: Any) -> None:
+        if name and os.environ.get(env_name(name, "api_base")) and not values:
+            # <NAME>_API_BASE makes the name an Azure connection (Union[OpenAI..., Azure...])
+            raise ValueError(f"connection '{name}' is an Azure OpenAI connection")
+        super().__init__(name, **values)
+
 
 class AzureOpenAIConnection(_Connection):
+    """An Azure connection needs an endpoint: ``<NAME>_API_BASE`` or ``AZURE_OPENAI_ENDPOINT``
+    (without one, a name given for ``Union[AzureOpenAIConnection, OpenAIConnection]`` is an
+    OpenAI connection)."""
+
     _fields = {"api_key": "AZURE_OPENAI_API_KEY", "api_base": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION"}  # fmt: skip
     _constants = {"api_type": "azure"}
+
+    def __init__(self, name: str | None = None, **values: Any) -> None:
+        super().__init__(name, **values)
+        if not self.api_base:
+            where = env_name(name or "connection", "api_base")
+            raise ValueError(
+                f"connection '{name}' has no Azure endpoint: set {where} or AZURE_OPENAI_ENDPOINT"
+            )
 
 
 class CustomConnection(_Connection):
@@ -106,8 +137,9 @@ class CustomConnection(_Connection):
             )
         return value
 
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError as exc:
-            raise KeyError(str(exc)) from None
+    def keys(self) -> list[str]:
+        prefix = env_name(self.name, "") + "_" if self.name else None
+        from_env = [
+            k[len(prefix) :].lower() for k in os.environ if prefix and k.startswith(prefix)
+        ]
+        return list(dict.fromkeys([*self.secrets, *self.configs, *from_env]))
