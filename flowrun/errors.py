@@ -90,6 +90,19 @@ class Problem:
         return one_line(f"{self.file}:{self.line}:{self.col}: {self.message}")
 
 
+class Suspended(BaseException):  # noqa: N818 - a control signal, not an error
+    """A model client parked a request whose answer comes later (the Batch API): the step,
+    and its record, stop here and are run again when it comes. Not a failure; a
+    ``BaseException``, so no ``except Exception`` takes it for one.
+
+    ``steps`` is what the record has completed so far (the executor fills it in).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("suspended until a batch answers")
+        self.steps: dict[str, Any] = {}
+
+
 class FlowrunError(Exception):
     """Base of every error flowrun raises on purpose."""
 

@@ -15,7 +15,10 @@ from typing import Any
 from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
 from flowrun.errors import UsageError
 
-BATCH_API_WINDOW = 10_000  # records in flight by default: the Batch API waits, it does not bill time
+#: Records in flight with the Batch API: all of them. A record waiting for a batch is suspended
+#: (its completed steps kept, its coroutines gone), so the first round holds the first requests
+#: of every record (see docs/batch-api.md and benchmarks/batch_api_scale.py).
+BATCH_API_WINDOW = 1 << 40
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ async def arun_batch(
     ``{"question": "${data.q}"}``); other columns are carried as ``result.extra``.
     ``max_cost`` caps the whole batch. Pass a ``BatchSummary`` to read totals afterwards.
     ``via="batch-api"`` runs it through the OpenAI Batch API in waves (``docs/batch-api.md``);
-    ``concurrency`` is then the window of records in flight (default 10,000).
+    ``concurrency`` then caps the records in flight (default: all of them).
     """
     mode = batch_mode(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)

@@ -17,7 +17,7 @@ from flowrun.engine.services import CURRENT_RUN_ID, Services
 from flowrun.engine.steps import RUNNERS, StepEnv, StepError
 from flowrun.engine.steps.base import StepRecord
 from flowrun.engine.tools import STOPPING
-from flowrun.errors import BudgetExceeded, FlowrunError
+from flowrun.errors import BudgetExceeded, FlowrunError, Suspended
 from flowrun.format.graph import ReadyQueue
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.format.spec import aggregate_steps
@@ -91,6 +91,7 @@ class Executor:
         finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
         failure: StepResult | None = None
         later = set(aggregate_steps(self.wf.spec))  # they run once after every record
+        suspended = False  # a step waits for a batch: the record stops
         try:
             while True:
                 if failure is None:
@@ -103,7 +104,12 @@ class Executor:
                     break
                 task = await finished.get()  # one wake-up per finished step, however many run
                 sid = in_flight.pop(task)
-                result = task.result()
+                try:
+                    result = task.result()
+                except Suspended:  # the other steps still go as far as they can
+                    suspended = True
+                    del task  # (it holds the exception, whose traceback holds this frame)
+                    continue
                 self._store(result)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
@@ -116,6 +122,10 @@ class Executor:
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
         problem = await self._saver if self._saver is not None else None
+        if suspended and failure is None:
+            # a new one, bound to no name here: a local referring to it would make a cycle
+            # (exception -> traceback -> this frame -> exception), kept until a full GC
+            raise _suspended(dict(self.results))
         result = self._finish(failure, time.perf_counter() - started)
         if self._unsaved:
             steps = ", ".join(f"'{r.id}'" for r in self._unsaved)
@@ -199,6 +209,8 @@ class Executor:
                 result.output = await self._run_foreach(sid, step, scope, record)
             else:
                 result.output = await self._run_one(sid, step, scope, record, None)
+        except Suspended:
+            raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
             result.status, result.error = "failed", str(exc)
         except FlowrunError as exc:
@@ -255,9 +267,35 @@ class Executor:
 
         tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:
-            return list(await asyncio.gather(*tasks))
+            return await _every_item(tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+
+async def _every_item(tasks: list[asyncio.Future[Any]]) -> list[Any]:
+    """The items' results in order. The first failure stops the others; an item that is
+    ``Suspended`` (waiting for a batch) lets the others go as far as they can, then the step
+    is suspended too (so every item's request is parked at once)."""
+    pending: set[asyncio.Future[Any]] = set(tasks)
+    suspended = False
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, Suspended):
+                suspended = True
+            elif exc is not None:
+                raise exc
+            del exc
+    if suspended:
+        raise Suspended()
+    return [task.result() for task in tasks]
+
+
+def _suspended(steps: dict[str, StepResult]) -> Suspended:
+    signal = Suspended()
+    signal.steps = steps
+    return signal

@@ -62,6 +62,10 @@ class WaveCoordinator(BatchTracking):
         self.attached: dict[str, list[str]] = defaultdict(list)  # file_id -> custom_ids
         self.following: set[str] = set()  # files whose batch this process follows
         self.waiting: dict[str, asyncio.Future[Outcome]] = {}
+        # suspended records: their futures, their requests, the answers they will ask for again
+        self.sleepers: dict[int, list[asyncio.Future[Outcome]]] = defaultdict(list)
+        self.asleep: set[str] = set()
+        self.answers: dict[str, Outcome] = {}
         self.live: dict[str, Tracked] = {}  # file_id -> its batch, in flight
         self.queue = TokenQueue(self.settings.queue_tokens)
         self.busy = 0
@@ -86,6 +90,10 @@ class WaveCoordinator(BatchTracking):
         if cid in self.waiting:  # the same request of the same record and step: ask once
             return self.waiting[cid]
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        answer = self.answers.pop(cid, None)
+        if answer is not None:  # collected while its record was suspended
+            future.set_result(answer)
+            return future
         if self.broken is not None:
             future.set_result(Outcome(False, error=f"the batch loop failed: {self.broken!r}"))
             return future
@@ -105,6 +113,20 @@ class WaveCoordinator(BatchTracking):
         self._activity += 1
         self._wake.set()
         return future
+
+    def sleep(self, index: int, cid: str, future: asyncio.Future[Outcome]) -> None:
+        """Record ``index`` is suspended until ``future`` (among others) is answered."""
+        self.asleep.add(cid)
+        self.sleepers[index].append(future)
+
+    async def wait_record(self, index: int) -> None:
+        """Until one of the requests record ``index`` was suspended for is answered (and the
+        batch it came in is collected whole, so the record runs again once, not per chunk)."""
+        futures = self.sleepers.pop(index, [])
+        if futures:
+            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        while self.busy:
+            await self._not_busy.wait()
 
     @contextlib.contextmanager
     def busy_span(self) -> Iterator[None]:

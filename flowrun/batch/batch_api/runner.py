@@ -22,19 +22,18 @@ from flowrun.batch.batch_api.coordinator import (
     WaveStatus,
 )
 from flowrun.batch.batch_api.transport import BatchTransport
-from flowrun.batch.batch_api.wave_client import CURRENT_LABEL, WaveClient
+from flowrun.batch.batch_api.wave_client import ANSWERED, CURRENT_LABEL, WaveClient
+from flowrun.batch.records import SourceRecord
 from flowrun.batch.runner import CURRENT_RECORD, BatchRunner
 from flowrun.batch.summary import BatchResult
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import Services
 from flowrun.engine.steps.base import StepEnv
+from flowrun.errors import Suspended
 from flowrun.provider.client import OpenAIClient
 from flowrun.results import CallRecord, StepResult
 from flowrun.store.batch_api_state import BatchState
 
-#: Records in flight. A wave holds the requests of all of them, and each wave may take
-#: minutes to hours on the real API, so the window is large: few waves. Memory grows by a
-#: few KB per record in flight (see benchmarks/batch_api.py).
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
 
 
@@ -99,10 +98,14 @@ class CountingToolbox:
 
 
 class WaveExecutor(Executor):
-    """An executor whose tool steps count as busy for the coordinator."""
+    """An executor whose tool steps count as busy for the coordinator, and whose model steps
+    may suspend the record until a batch answers (not a ``thread:`` step: its conversation
+    is stored as it goes)."""
 
     async def run_step(self, sid: str) -> StepResult:
-        if self.wf.spec.steps[sid].type != "tool":
+        step = self.wf.spec.steps[sid]
+        if step.type != "tool":
+            ANSWERED.set(None if getattr(step, "thread", None) else set())
             return await super().run_step(sid)
         with self.services.client.coordinator.busy_span():  # type: ignore[attr-defined]
             return await super().run_step(sid)
@@ -148,7 +151,43 @@ class WaveBatchRunner(BatchRunner):
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
+        # suspended records: the steps they completed, and which of those this process ran
+        self._kept: dict[int, dict[str, StepResult]] = {}
+        self._fresh: dict[int, set[str]] = {}
+        self._given: dict[int, set[str]] = {}  # the steps the current execution started with
+        self._earlier = self.reuse  # completed steps of an earlier process (resume)
+        self.reuse = self._reuse
 
+    def _reuse(self, index: int) -> dict[str, StepResult]:
+        steps = self._kept.pop(index, None)
+        if steps is None:
+            steps = self._earlier(index) if self._earlier is not None else {}
+        self._given[index] = set(steps)
+        return steps
+
+    async def _run_record(self, rec: SourceRecord) -> BatchResult:
+        """Run the record; each time it is suspended (waiting for a batch), keep its completed
+        steps and run it again once an answer it waits for is collected."""
+        while True:
+            try:
+                result = await super()._run_record(rec)
+            except Suspended as exc:
+                fresh = self._fresh.setdefault(rec.index, set())
+                given = self._given.pop(rec.index, set())
+                fresh.update(sid for sid in exc.steps if sid not in given)
+                self._kept[rec.index] = exc.steps
+                exc.steps = {}
+                result = None  # (out of the except block: its traceback holds every frame)
+            if result is None:
+                await self.coordinator.wait_record(rec.index)
+                continue
+            self._given.pop(rec.index, None)
+            fresh = self._fresh.pop(rec.index, set())
+            if fresh and result.steps:  # steps run before a suspension were paid for here
+                result.new_calls += [
+                    c for sid in fresh if sid in result.steps for c in result.steps[sid].calls
+                ]
+            return result
     async def results(self) -> AsyncIterator[BatchResult]:
         import asyncio
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowrun.batch.batch_api.lines import Limits
+from flowrun.batch.runner import CURRENT_RECORD
 from flowrun.engine.budget import BudgetGate, Reservation
 
 POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
@@ -48,12 +49,28 @@ class WaveSettings:
         return cls(**values)
 
 
+@dataclass
+class HeldReservation(Reservation):
+    key: tuple[int | None, str] = (None, "")
+
+
 class WaveBudget(BudgetGate):
     """Books each parked request's worst case at Batch API prices; the wave is checked whole.
 
     ``reserve`` never refuses (a request is only parked); the coordinator refuses a wave whose
-    booked worst case could take the run past the limit, before anything is uploaded.
+    booked worst case could take the run past the limit, before anything is uploaded. A
+    reservation is held per record and step (or item) until it is settled, so a suspended
+    record that runs again and asks for the same request books it once.
     """
+
+    def __init__(self, limit: float, prices: Any, spent: float = 0.0) -> None:
+        super().__init__(limit, prices, spent)
+        self._held: dict[tuple[int | None, str], HeldReservation] = {}
+
+    def settle(self, reservation: Reservation, actual: float | None) -> None:
+        if isinstance(reservation, HeldReservation):
+            self._held.pop(reservation.key, None)
+        super().settle(reservation, actual)
 
     def reserve(
         self,
@@ -64,7 +81,14 @@ class WaveBudget(BudgetGate):
         *,
         batch: bool = True,
     ) -> Reservation:
-        return self.book(self.worst_case(model, prompt_tokens, max_completion_tokens, batch=True))
+        key = (CURRENT_RECORD.get(), label)
+        held = self._held.get(key)
+        if held is not None:  # a suspended record asks again: booked once
+            return held
+        worst = self.worst_case(model, prompt_tokens, max_completion_tokens, batch=True)
+        self.reserved += worst
+        self._held[key] = HeldReservation(worst, key)
+        return self._held[key]
 
     def over(self) -> bool:
         return self.spent + self.reserved > self.limit + 1e-12

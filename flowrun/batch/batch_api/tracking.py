@@ -93,6 +93,8 @@ class BatchTracking:
     settings: WaveSettings
     known: dict[str, tuple[str, bool]]
     waiting: dict[str, asyncio.Future[Outcome]]
+    asleep: set[str]
+    answers: dict[str, Outcome]
     live: dict[str, Tracked]
     queue: TokenQueue
     submitted: int
@@ -394,6 +396,9 @@ class BatchTracking:
 
     def _resolve(self, cid: str, outcome: Outcome) -> None:
         future = self.waiting.pop(cid, None)
+        if cid in self.asleep:  # its record is suspended: it asks again when it runs
+            self.asleep.discard(cid)
+            self.answers[cid] = outcome
         if future is not None and not future.done():
             future.set_result(outcome)
 

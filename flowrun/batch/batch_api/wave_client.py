@@ -16,6 +16,7 @@ from flowrun.batch.batch_api.lines import (
     encode_body,
     encode_line,
 )
+from flowrun.errors import Suspended
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError
 
 if TYPE_CHECKING:
@@ -24,11 +25,20 @@ if TYPE_CHECKING:
 #: The step (or foreach item) label of the request being made; set by ``BatchServices``.
 CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call")
 DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
+#: The labels (step or foreach item) of the running step that had a request answered in this
+#: execution of the record; set per step by ``WaveExecutor`` (None: the step never suspends).
+ANSWERED: ContextVar[set[str] | None] = ContextVar("flowrun_batch_answered", default=None)
 
 
 class WaveClient:
     """The model client of a Batch API run (a ``flowrun.provider.interface.ModelClient``):
-    it parks each request with the coordinator, under the record's and step's custom_id."""
+    it parks each request with the coordinator, under the record's and step's custom_id.
+
+    A step's first request whose answer is not in yet *suspends* the record (``Suspended``):
+    it leaves memory, and runs again (its completed steps kept) when the answer is collected,
+    which then comes from the coordinator at once. Later requests of the same step (a
+    tool-calling round, an extract repair, a retry) wait in memory instead, so nothing the
+    step did before them (a tool call) runs twice."""
 
     def __init__(
         self, coordinator: WaveCoordinator, record_index: Callable[[], int | None]
@@ -71,6 +81,7 @@ class WaveClient:
     ) -> tuple[Outcome, int]:
         index = self.record_index()
         label = CURRENT_LABEL.get()
+        answered = ANSWERED.get()
         body_json = encode_body(body)
         digest = body_digest(body_json)
         tries = 1 + (DEFAULT_RETRIES if max_retries is None else max_retries)
@@ -78,7 +89,18 @@ class WaveClient:
         while True:
             cid = custom_id(index or 0, label, digest, attempt)
             line = encode_line(cid, url, body_json)
-            outcome = await self.coordinator.request(cid, url, body["model"], line, inputs)
+            future = self.coordinator.request(cid, url, body["model"], line, inputs)
+            if (
+                not future.done()
+                and answered is not None
+                and label not in answered
+                and index is not None
+            ):
+                self.coordinator.sleep(index, cid, future)
+                raise Suspended()
+            outcome = await future
+            if answered is not None:
+                answered.add(label)
             attempt += 1
             if outcome.stale:
                 continue
