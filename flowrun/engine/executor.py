@@ -283,7 +283,7 @@ async def _every_item(tasks: list[asyncio.Future[Any]]) -> list[Any]:
     suspended = False
     while pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
+        for task in (t for t in tasks if t in done):  # the first item's failure first
             exc = task.exception()
             if isinstance(exc, Suspended):
                 suspended = True

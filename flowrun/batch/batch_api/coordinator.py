@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator
@@ -66,6 +67,7 @@ class WaveCoordinator(BatchTracking):
         self.sleepers: dict[int, list[asyncio.Future[Outcome]]] = defaultdict(list)
         self.asleep: set[str] = set()
         self.answers: dict[str, Outcome] = {}
+        self._woken: list[tuple[int, int, asyncio.Future[None]]] = []  # (record, _, its gate)
         self.live: dict[str, Tracked] = {}  # file_id -> its batch, in flight
         self.queue = TokenQueue(self.settings.queue_tokens)
         self.busy = 0
@@ -125,8 +127,10 @@ class WaveCoordinator(BatchTracking):
         futures = self.sleepers.pop(index, [])
         if futures:
             await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-        while self.busy:
-            await self._not_busy.wait()
+        if self.busy:  # woken in input order when it is over: results come out in order
+            gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._woken, (index, id(gate), gate))
+            await gate
 
     @contextlib.contextmanager
     def busy_span(self) -> Iterator[None]:
@@ -141,6 +145,10 @@ class WaveCoordinator(BatchTracking):
             self._activity += 1
             if not self.busy:
                 self._not_busy.set()
+                while self._woken:
+                    gate = heapq.heappop(self._woken)[2]
+                    if not gate.done():
+                        gate.set_result(None)
 
     # --- the submission loop -----------------------------------------------------------------
     async def run(self) -> None:
