@@ -28,6 +28,7 @@ The tree::
     SignatureProblem              a function's signature has no JSON schema -> Problem
     DuplicateKey, YamlTooLarge    the YAML itself                         -> Problem
     NotStrictCompatible           a schema strict mode cannot express     -> JSON mode instead
+    Suspended (BaseException)     a Batch API record waits for a batch: it runs again later
     RecordError                   one batch record cannot become inputs   -> that record fails
     PromptError, PythonToolError  convert: a prompt or a python node      -> an Issue
 
