@@ -51,6 +51,7 @@ class Services:
     threads: Any = None  # the run store, for chat steps with thread:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
+    batch_prices: bool = False  # the Batch API: calls priced at its rates (see BatchServices)
 
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: CallSite, request: dict[str, Any]) -> ChatReply:
@@ -197,6 +198,13 @@ class Services:
         """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
         return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
 
+    def _has_batch_price(self, model: str) -> bool:
+        """Whether the price table gives ``model`` a Batch API price (else the list price)."""
+        price = self.prices.price(model)
+        return price is not None and (
+            price.batch_input is not None or price.batch_output is not None
+        )
+
     def _record_failure(self, env: CallSite, model: str, duration: float, retries: int) -> None:
         """A call that failed after ``retries``: recorded for them, at no cost."""
         env.record.calls.append(
@@ -214,9 +222,12 @@ class Services:
         *,
         cached: bool = False,
     ) -> float | None:
-        cost = 0.0 if cached else self.prices.cost(model, usage)
+        batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
+        cost = 0.0 if cached else self.prices.cost(model, usage, batch=batch)
+        discounted = batch and not cached and self._has_batch_price(model)
+        duration = 0.0 if batch else round(duration, 4)
         env.record.calls.append(
-            CallRecord(model, usage, cost, round(duration, 4), retries, finish_reason, cached)
+            CallRecord(model, usage, cost, duration, retries, finish_reason, cached, discounted)
         )
         env.record.model = env.record.model or model
         return cost

@@ -31,7 +31,7 @@ from flowrun.engine.services import Services
 from flowrun.engine.steps.base import StepEnv
 from flowrun.errors import Suspended
 from flowrun.provider.client import OpenAIClient
-from flowrun.results import CallRecord, StepResult
+from flowrun.results import StepResult
 from flowrun.store.batch_api_state import BatchState
 
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
@@ -39,7 +39,8 @@ FORGET_EVERY = 1_000  # written records whose request rows are deleted together
 
 @dataclass
 class BatchServices(Services):
-    """Services whose calls are priced at Batch API rates and labelled for their custom_id."""
+    """Services whose calls are labelled for their custom_id (built with ``batch_prices=True``:
+    priced at Batch API rates)."""
 
     async def chat(self, env: StepEnv, request: dict[str, Any]) -> Any:
         token = CURRENT_LABEL.set(env.label)
@@ -54,32 +55,6 @@ class BatchServices(Services):
             return await super().embed(env, request)
         finally:
             CURRENT_LABEL.reset(token)
-
-    def _record(
-        self,
-        env: StepEnv,
-        model: str,
-        usage: Any,
-        finish_reason: str | None,
-        duration: float,
-        retries: int,
-        *,
-        cached: bool = False,
-    ) -> float | None:
-        cost = 0.0 if cached else self.prices.cost(model, usage, batch=True)
-        discounted = not cached and self._has_batch_price(model)
-        env.record.calls.append(
-            CallRecord(model, usage, cost, 0.0, retries, finish_reason, cached, batch=discounted)
-        )
-        env.record.model = env.record.model or model
-        return cost
-
-    def _has_batch_price(self, model: str) -> bool:
-        """Whether the price table gives ``model`` a Batch API price (else the list price)."""
-        price = self.prices.price(model)
-        return price is not None and (
-            price.batch_input is not None or price.batch_output is not None
-        )
 
 
 class CountingToolbox:
@@ -146,6 +121,7 @@ class WaveBatchRunner(BatchRunner):
             budget=budget,
             toolbox=CountingToolbox(live.toolbox, self.coordinator) if live.toolbox else None,
             on_text=None,
+            batch_prices=True,
         )
         self.services = BatchServices(**fields)
         self.state = state
