@@ -49,6 +49,7 @@ def make_services(
     transcripts: bool = True,
     threads: Any = None,
     gate: type[BudgetGate] = BudgetGate,
+    on_step: Callable[[str, str, Any], None] | None = None,
 ) -> Services:
     """The services one run (or one batch) shares, complete: nothing is set on them after.
 
@@ -67,6 +68,7 @@ def make_services(
         on_text=on_text,
         transcripts=transcripts,
         threads=threads,
+        on_step=on_step,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,28 +17,13 @@ from flowrun.errors import RunFailed, RunInterrupted
 from flowrun.redaction import redact
 
 
-class LivePrinter:
-    """Prints streamed text to stderr as it arrives; ``end()`` finishes the last line."""
+def _live_printer(enabled: bool = True) -> Any:
+    """On a terminal (and ``enabled``): the steps' progress with streamed text; else None."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from flowrun.cli.step_progress import StepProgress
 
-    def __init__(self) -> None:
-        self.step: str | None = None
-
-    def __call__(self, step: str, text: str) -> None:
-        if self.step != step:
-            self.step = step
-            click.echo(f"\n[{step}] ", err=True, nl=False)
-        styled = text if os.environ.get("NO_COLOR") else click.style(text, dim=True)
-        click.echo(styled, err=True, nl=False)
-
-    def end(self) -> None:
-        if self.step is not None:
-            click.echo("", err=True)
-            self.step = None
-
-
-def _live_printer(enabled: bool = True) -> LivePrinter | None:
-    """A ``LivePrinter`` when stderr is a terminal (and ``enabled``), else None."""
-    return LivePrinter() if enabled and sys.stderr.isatty() else None
+    return StepProgress()
 
 
 class _RunStdout(io.TextIOBase):
@@ -339,9 +323,15 @@ def run(
             result = _interruptible(
                 run_id,
                 not (as_json or quiet),
-                lambda printer: run_workflow(wf, inputs, on_text=printer, run_id=run_id, **options),
+                lambda printer: run_workflow(
+                    wf, inputs, on_text=printer, on_step=_on_step(printer), run_id=run_id, **options
+                ),
             )
     _report(result, as_json, quiet)
+
+
+def _on_step(printer: Any) -> Any:
+    return getattr(printer, "on_step", None)
 
 
 def _interruptible(run_id: str, live: bool, start: Any) -> Any:
@@ -441,6 +431,8 @@ def resume(
             result = _interruptible(
                 run_id,
                 not (as_json or quiet),
-                lambda printer: resume_run(run_id, force=force, on_text=printer, **options),
+                lambda printer: resume_run(
+                    run_id, force=force, on_text=printer, on_step=_on_step(printer), **options
+                ),
             )
     _report(result, as_json, quiet)

@@ -36,6 +36,10 @@ class Recorder(Protocol):
     def step_finished(self, run_id: str, result: StepResult) -> None: ...
 
 
+def _ignore(*_: Any) -> None:
+    return None
+
+
 def is_truthy(value: Any) -> bool:
     """``when`` semantics: native falsy values, and texts like "false", "0", "no", "" are false."""
     if isinstance(value, str):
@@ -87,6 +91,10 @@ class Executor:
         queue = ReadyQueue(self.wf.graph)
         for sid in self.results:
             queue.mark_done(sid)
+        notify = self.services.on_step or _ignore
+        for sid in self.wf.spec.steps:
+            done = self.results.get(sid)
+            notify(sid, "waiting" if done is None else "done", done)
         in_flight: dict[asyncio.Task[StepResult], str] = {}
         finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
         failure: StepResult | None = None
@@ -98,6 +106,7 @@ class Executor:
                     for sid in queue.ready():
                         if sid not in self.results and sid not in later:
                             task = asyncio.create_task(self.run_step(sid), name=sid)
+                            notify(sid, "running", None)
                             task.add_done_callback(finished.put_nowait)
                             in_flight[task] = sid
                 if not in_flight:
@@ -111,6 +120,7 @@ class Executor:
                     del task  # (it holds the exception, whose traceback holds this frame)
                     continue
                 self._store(result)
+                notify(sid, "done", result)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
                     failure = result

@@ -48,6 +48,8 @@ class Services:
     cache_all: bool = False
     toolbox: Toolbox | None = None
     on_text: Callable[[str, str], None] | None = None
+    # (step id, "waiting" | "running" | "done", its StepResult when done): terminal progress
+    on_step: Callable[[str, str, Any], None] | None = None
     threads: Any = None  # the run store, for chat steps with thread:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
