@@ -108,8 +108,8 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             cache=True if job.cache else None,
             rpm=job.rpm,
             tpm=job.tpm,
+            transcripts=job.transcripts,
         )
-        services.transcripts = job.transcripts
         if services.budget is not None:
             services.budget.spent += summary.earlier_cost_usd
         state = {}

@@ -51,6 +51,7 @@ def make_batch_services(
     cache: Any = None,
     rpm: int | None = None,
     tpm: int | None = None,
+    transcripts: bool = True,
 ) -> Services:
     """The services a whole batch shares: one client (rate limited), prices, budget, cache."""
     from flowrun.api import make_services
@@ -78,6 +79,7 @@ def make_batch_services(
         cache_all=cache_all,
         threads=store,
         gate=BatchBudgetGate,
+        transcripts=transcripts,
     )
 
 
