@@ -9,7 +9,8 @@ Part 1: ``--records`` records through a three-call diamond workflow (``b`` and `
 side, then ``d`` joins them) against the loopback server (in its own process, ``--latency``
 seconds per request). It times ``flowrun run --batch`` (in-process: the batch itself, not
 interpreter start-up) and a hand-written script that makes the same requests with
-``AsyncOpenAI`` at the same concurrency, best of ``--repeat``, and prints both and the ratio.
+``AsyncOpenAI`` at the same concurrency, best of ``--repeat``, and prints both and the ratio;
+and flowrun again with ``--no-transcripts``, for what storing transcripts costs (goal < 5 %).
 Goals: flowrun <= 1.5 s at the default concurrency and <= 1.15 x the script.
 
 Part 2: ``--big`` records through a tool-only workflow with ``flowrun run --batch`` in a
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO))
 GOAL_WALL_S = 1.5
 GOAL_RATIO = 1.15
 GOAL_RSS_MB = 150
+GOAL_TRANSCRIPTS = 0.05  # storing transcripts adds under 5 % to the batch's wall time
 
 DIAMOND = """\
 version: 1
@@ -135,8 +137,10 @@ def timed(run: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def flowrun_batch(workflow: Path, data: Path, out: Path, concurrency: int) -> None:
-    """``flowrun run WORKFLOW --batch DATA --output OUT`` in this process."""
+def flowrun_batch(
+    workflow: Path, data: Path, out: Path, concurrency: int, *extra: str
+) -> None:
+    """``flowrun run WORKFLOW --batch DATA --output OUT [EXTRA]`` in this process."""
     from flowrun.cli import main
 
     out.unlink(missing_ok=True)
@@ -152,6 +156,7 @@ def flowrun_batch(workflow: Path, data: Path, out: Path, concurrency: int) -> No
                 "--concurrency",
                 str(concurrency),
                 "--quiet",
+                *extra,
             ]
         )
     except SystemExit as exc:
@@ -170,11 +175,18 @@ def part_one(args: argparse.Namespace, tmp: Path) -> None:
     try:
         asyncio.run(handwritten(records[:10], args.concurrency))  # warm up imports
         flowrun_batch(workflow, data, tmp / "warm.jsonl", args.concurrency)
-        ours, theirs = [], []
-        for _ in range(args.repeat):  # alternate, so both see the same machine load
+        ours, theirs, bare = [], [], []
+        for _ in range(args.repeat):  # alternate, so all see the same machine load
             theirs.append(timed(lambda: asyncio.run(handwritten(records, args.concurrency))))
             ours.append(
                 timed(lambda: flowrun_batch(workflow, data, tmp / "out.jsonl", args.concurrency))
+            )
+            bare.append(
+                timed(
+                    lambda: flowrun_batch(
+                        workflow, data, tmp / "bare.jsonl", args.concurrency, "--no-transcripts"
+                    )
+                )
             )
     finally:
         proc.kill()
@@ -192,6 +204,14 @@ def part_one(args: argparse.Namespace, tmp: Path) -> None:
     ):
         shown = ", ".join(f"{w:.3f} [{c:.2f}]" for w, c in runs)
         print(f"  {name}  {best:6.3f} s   (runs: {shown})")
+    best_bare = min(w for w, _ in bare)
+    shown = ", ".join(f"{w:.3f} [{c:.2f}]" for w, c in bare)
+    print(f"  flowrun --no-transcripts  {best_bare:6.3f} s   (runs: {shown})")
+    overhead = best_ours / best_bare - 1
+    print(
+        f"  transcripts add {overhead * 100:+.1f}% wall (goal < {GOAL_TRANSCRIPTS:.0%}: "
+        f"{'met' if overhead < GOAL_TRANSCRIPTS else 'MISSED'})"
+    )
     ratio = best_ours / best_theirs
     cpu_ratio = sum(c for _, c in ours) / sum(c for _, c in theirs)
     print(
