@@ -298,9 +298,8 @@ def test_streamed_text_on_a_terminal_ends_its_line_before_the_cost_report(server
         main(["run", str(path)])
     assert exited.value.code in (0, None)
     lines = click.unstyle(err.getvalue()).splitlines()
-    # the step's label, then its streamed text on whole lines (above the steps' progress)
-    streamed = lines.index("streamed words arrive")
-    assert "[s]" in lines[:streamed]
+    # the step's label and its streamed text, on whole lines (above the steps' progress)
+    streamed = lines.index("[s] streamed words arrive")
     header = [
         "step", "status", "model", "calls", "prompt", "completion", "cost", "time",
     ]  # fmt: skip
