@@ -124,6 +124,8 @@ def server(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def wall(command: list[str], env: dict[str, str]) -> float:
+    if "--output" in command:  # a fresh output each time (an existing one is not overwritten)
+        Path(command[command.index("--output") + 1]).unlink(missing_ok=True)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, cwd=REPO)
     took = time.perf_counter() - started
