@@ -50,16 +50,24 @@ def make_services(
     threads: Any = None,
     gate: type[BudgetGate] = BudgetGate,
     on_step: Callable[[str, str, Any], None] | None = None,
+    use_servers: bool | None = None,
 ) -> Services:
     """The services one run (or one batch) shares, complete: nothing is set on them after.
 
     ``threads`` is the run store that keeps conversation threads (None: the run's own store,
     set by the executor); ``gate`` the budget gate's class (a batch's tells records apart).
+    Steps with ``server:`` call their server's client; a ``client`` given by the caller (e.g.
+    ``--mock``) serves every step instead (``use_servers=True``: only the steps without a
+    server). Each server's prices apply either way.
     """
+    from flowrun.engine.servers import price_tables, server_clients
+
     table = prices if isinstance(prices, PriceTable) else load_price_table(prices)
     limit = _check_priced(wf, table, max_cost)
     return Services(
         client=client or _openai_client(),
+        servers=server_clients(wf) if (use_servers is None and client is None) or use_servers else None,
+        server_prices=price_tables(wf, table),
         prices=table,
         budget=gate(limit, table) if limit is not None else None,
         cache=cache,
@@ -106,10 +114,22 @@ def _checked_prices(wf: LoadedWorkflow, options: dict[str, Any]) -> PriceTable:
 
 
 def _check_api_key(wf: LoadedWorkflow, client: ModelClient | None) -> None:
-    """A workflow with model steps needs OPENAI_API_KEY (unless the caller brings a client)."""
+    """A workflow with model steps needs OPENAI_API_KEY (unless the caller brings a client);
+    each named server a step uses needs its own key variable (``WorkflowInvalid`` at the
+    ``api_key_env`` line)."""
     import os
 
-    if client is not None or os.environ.get("OPENAI_API_KEY"):
+    from flowrun.format.server_checks import key_problems, step_server
+
+    if client is not None:
+        return
+    servers = {step_server(wf, sid) for sid, s in wf.spec.steps.items() if s.type != "tool"}
+    problems = [
+        p for name in sorted(n for n in servers if n) for p in key_problems(wf.servers[name])
+    ]
+    if problems:
+        raise WorkflowInvalid(problems)
+    if None not in servers or os.environ.get("OPENAI_API_KEY"):
         return
     if any(step.type != "tool" for step in wf.spec.steps.values()):
         raise UsageError(
@@ -196,7 +216,7 @@ async def _execute(
         raise
     finally:
         if own:
-            await services.client.aclose()  # type: ignore[union-attr]
+            await services.aclose()  # type: ignore[union-attr]
     if db is not None:
         _record_finish(db, result)
     return result

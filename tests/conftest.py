@@ -55,9 +55,11 @@ def server(
 def _flowrun_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Never let tests touch the real ``FLOWRUN_HOME``."""
+    """Never let tests touch the real ``FLOWRUN_HOME`` or the user's config file."""
     home = tmp_path_factory.mktemp("flowrun-home")
     monkeypatch.setenv("FLOWRUN_HOME", str(home))
+    monkeypatch.delenv("FLOWRUN_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     return home
 
 

@@ -195,7 +195,7 @@ def test_unknown_keys_everywhere_say_what_is_allowed():
         """
     ) == [
         "wf.yaml:3:1: unknown key 'extra' in the workflow (allowed: budget, defaults, "
-        "description, inputs, name, outputs, steps, tools, version)",
+        "description, inputs, name, outputs, servers, steps, tools, version)",
         "wf.yaml:5:21: unknown key 'requried' in input 'a' (allowed: coerce, default, description, "
         "enum, type)",
         "wf.yaml:6:21: unknown key 'required' in input 'b' (an input is required unless it "

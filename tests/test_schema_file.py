@@ -44,6 +44,7 @@ def test_schema_is_a_2020_12_schema_of_the_whole_format(validator):
         "inputs",
         "defaults",
         "budget",
+        "servers",
         "tools",
         "steps",
         "outputs",

@@ -156,7 +156,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             if summary.metrics:
                 store.save_metrics(batch_id, summary.metrics)
             store.finish(batch_id, summary.status if ran else "failed", summary.to_json())
-            await services.client.aclose()
+            await services.aclose()
             if services.threads is not None:
                 services.threads.close()
     return summary

@@ -65,6 +65,7 @@ def make_batch_services(
         store = RunStore()
         cache_all = cache is True
         cache = store
+    use_servers = client is None  # a caller's client (e.g. --mock) serves every step
     client = client or OpenAIClient()
     if rpm or tpm:
         from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
@@ -80,6 +81,7 @@ def make_batch_services(
         threads=store,
         gate=BatchBudgetGate,
         transcripts=transcripts,
+        use_servers=use_servers,
     )
 
 
@@ -143,7 +145,7 @@ async def arun_batch(
         async for result in runner.results():
             yield result
     finally:
-        await services.client.aclose()
+        await services.aclose()
         if services.threads is not None:
             services.threads.close()
 

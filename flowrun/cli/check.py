@@ -13,7 +13,8 @@ from flowrun.errors import WorkflowInvalid
 def validate(files: tuple[str, ...]) -> None:
     """Check workflow files without running them; exit 2 on any problem.
 
-    Checks the YAML, keys, templates, references, tools, schemas and model parameters.
+    Checks the YAML, keys, templates, references, tools, schemas and model parameters,
+    and that every named server exists and its key variable (api_key_env) is set.
 
     Prints FILE:LINE:COL: message for every problem and exits 2 if any file is invalid.
 
@@ -26,7 +27,7 @@ def validate(files: tuple[str, ...]) -> None:
     problems = []
     for file in files:
         try:
-            wf = load_workflow(file, check_budget=True)
+            wf = load_workflow(file, check_budget=True, check_env=True)
         except WorkflowInvalid as exc:
             problems.extend(exc.problems)
             continue

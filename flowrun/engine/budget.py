@@ -34,11 +34,14 @@ class BudgetGate:
         max_completion_tokens: int,
         *,
         batch: bool = False,
+        prices: PriceTable | None = None,
     ) -> Reservation:
         """Book the call's worst case, or raise ``BudgetExceeded`` if it could pass the limit."""
         # (``label`` names the step or item asking; the step's error says which, so the
-        # messages do not repeat it)
-        worst = self.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
+        # messages do not repeat it). ``prices``: the step's server's, else the run's.
+        worst = self.worst_case(
+            model, prompt_tokens, max_completion_tokens, batch=batch, prices=prices
+        )
         if self.spent + self.reserved + worst > self.limit + 1e-12:
             raise BudgetExceeded(
                 f"budget: the call could cost up to ${worst:.6f} ({prompt_tokens} prompt + "
@@ -49,10 +52,18 @@ class BudgetGate:
         return self.book(worst)
 
     def worst_case(
-        self, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False
+        self,
+        model: str,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        *,
+        batch: bool = False,
+        prices: PriceTable | None = None,
     ) -> float:
-        """The call's highest possible cost; ``BudgetExceeded`` if the model is unpriced."""
-        worst = self.prices.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
+        """The call's highest possible cost (at ``prices``, else the run's); ``BudgetExceeded``
+        if the model is unpriced."""
+        table = prices or self.prices
+        worst = table.worst_case(model, prompt_tokens, max_completion_tokens, batch=batch)
         if worst is None:
             raise BudgetExceeded(
                 f"budget: model {model} is unpriced, so the budget cannot be kept; add it to a price file (the run's prices)"

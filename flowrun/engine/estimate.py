@@ -100,6 +100,7 @@ class StepEstimate:
     id: str
     type: str
     model: str | None = None
+    server: str | None = None  # the named server the step calls
     prompt_tokens: int = 0
     max_completion_tokens: int = 0
     calls: int = 1
@@ -117,6 +118,7 @@ class StepEstimate:
         return {
             "type": self.type,
             "model": self.model,
+            **({"server": self.server} if self.server else {}),
             "calls": self.calls,
             "prompt_tokens": self.prompt_tokens,
             "max_completion_tokens": None if self.unbounded else self.max_completion_tokens,
@@ -165,9 +167,12 @@ def estimate_workflow(
 
     Invalid inputs and missing or non-image local files raise ``UsageError``.
     """
+    from flowrun.engine.servers import price_tables, step_prices
+    from flowrun.format.server_checks import step_server
     from flowrun.provider import tokens
 
     prices = prices or load_price_table()
+    tables = price_tables(wf, prices)  # each named server's prices
     values = resolve_inputs(wf.spec, inputs)
     services = Services(
         client=_NoCalls(), prices=prices, toolbox=Toolbox.from_workflow(wf), dry_run=True
@@ -189,8 +194,9 @@ def estimate_workflow(
             raise UsageError(f"step '{sid}' failed: {exc}") from None
         except (TemplateError, StepError) as exc:
             raise StepFailed(sid, str(exc)) from None
+        est.server = step_server(wf, sid)
         if counted:
-            _price_step(est, step, prices)
+            _price_step(est, step, step_prices(wf, sid, prices, tables))
     return report
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowrun.engine.budget import BudgetGate
+from flowrun.engine.reply_checks import check_cap, check_vectors
 from flowrun.engine.step_record import CallSite
 from flowrun.engine.transcripts import chat_entry, embed_entry
 from flowrun.errors import StepError
 from flowrun.provider.catalog import model_info
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, ModelClient
 from flowrun.provider.pricing import PriceTable, load_price_table
+from flowrun.provider.server_clients import ServerClients
 from flowrun.results import CallRecord
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class ResponseCache:
 class Services:
     client: ModelClient
     prices: PriceTable = field(default_factory=load_price_table)
+    servers: ServerClients | None = None  # the named servers' clients (steps with server:)
+    server_prices: dict[str, PriceTable] = field(default_factory=dict)  # by server name
     budget: BudgetGate | None = None
     cache: ResponseCache | None = None
     cache_all: bool = False
@@ -54,6 +58,33 @@ class Services:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
     batch_prices: bool = False  # the Batch API: calls priced at its rates (see BatchServices)
+
+    async def aclose(self) -> None:
+        """Close the run's client and every named server's."""
+        try:
+            await self.client.aclose()
+        finally:
+            if self.servers is not None:
+                await self.servers.aclose()
+
+    def client_for(self, env: CallSite) -> Any:
+        """The client of the step's server (the run's client for a step without one)."""
+        name = env.setting("server")
+        if name and self.servers is not None and name in self.servers.settings:
+            return self.servers.client(name)
+        return self.client
+
+    def _cap_parameter(self, env: CallSite) -> str:
+        """The request parameter that carries the output cap to the step's server."""
+        name = env.setting("server")
+        if name and self.servers is not None and name in self.servers.settings:
+            return self.servers.settings[name].max_tokens_param
+        return "max_completion_tokens"
+
+    def prices_for(self, env: CallSite) -> PriceTable:
+        """The price table of the step's server."""
+        name = env.setting("server")
+        return self.server_prices.get(name, self.prices) if name else self.prices
 
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: CallSite, request: dict[str, Any]) -> ChatReply:
@@ -84,7 +115,9 @@ class Services:
         if self.budget is not None:
             if prompt_tokens is None:
                 prompt_tokens = count_request(request, model)
-            reservation = self.budget.reserve(env.label, model, prompt_tokens, max_out)
+            reservation = self.budget.reserve(
+                env.label, model, prompt_tokens, max_out, prices=self.prices_for(env)
+            )
         started = time.perf_counter()
         on_text = (
             (lambda text: self.on_text(env.label, text))
@@ -92,7 +125,7 @@ class Services:
             else None
         )
         try:
-            reply = await self.client.chat(
+            reply = await self.client_for(env).chat(
                 request,
                 timeout_s=env.setting("timeout_s"),
                 max_retries=env.setting("max_retries"),
@@ -116,6 +149,9 @@ class Services:
             )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        for note in reply.notes:
+            env.warn(f"step '{env.label}': {note}")
+        check_cap(env, request, reply, self._cap_parameter(env))
         if use_cache:
             self.cache.put(request, _reply_dict(reply))  # type: ignore[union-attr]
         return reply
@@ -159,10 +195,12 @@ class Services:
         reservation = None
         if self.budget is not None:
             tokens = sum(count_text(t, model) for t in texts)
-            reservation = self.budget.reserve(env.label, model, tokens, 0)
+            reservation = self.budget.reserve(
+                env.label, model, tokens, 0, prices=self.prices_for(env)
+            )
         started = time.perf_counter()
         try:
-            reply = await self.client.embed(
+            reply = await self.client_for(env).embed(
                 request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
             )
         except ModelCallError as exc:
@@ -183,6 +221,7 @@ class Services:
             )
         if reservation is not None:
             self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        check_vectors(env, request, reply, len(texts))
         if use_cache:
             stored = {
                 "vectors": reply.vectors,
@@ -200,9 +239,9 @@ class Services:
         """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
         return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
 
-    def _has_batch_price(self, model: str) -> bool:
-        """Whether the price table gives ``model`` a Batch API price (else the list price)."""
-        price = self.prices.price(model)
+    def _has_batch_price(self, model: str, env: CallSite) -> bool:
+        """Whether the step's price table gives ``model`` a Batch API price (else the list price)."""
+        price = self.prices_for(env).price(model)
         return price is not None and (
             price.batch_input is not None or price.batch_output is not None
         )
@@ -225,8 +264,8 @@ class Services:
         cached: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
-        cost = 0.0 if cached else self.prices.cost(model, usage, batch=batch)
-        discounted = batch and not cached and self._has_batch_price(model)
+        cost = 0.0 if cached else self.prices_for(env).cost(model, usage, batch=batch)
+        discounted = batch and not cached and self._has_batch_price(model, env)
         duration = 0.0 if batch else round(duration, 4)
         env.record.calls.append(
             CallRecord(model, usage, cost, duration, retries, finish_reason, cached, discounted)

@@ -22,9 +22,12 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
     One problem per place in the file: a step's ``model:``, ``defaults.model`` (listing the
     steps that use it), or an embed step that relies on the default embedding model.
     """
+    from flowrun.format.server_checks import step_server
+    from flowrun.format.server_prices import price_tables, step_prices
     from flowrun.provider.catalog import DEFAULT_EMBED_MODEL
 
-    users: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    tables = price_tables(wf, prices)  # each named server's prices
+    users: dict[tuple[tuple[str, ...], str, str | None], list[str]] = {}
     unbounded: list[Problem] = []
     for sid, step in wf.spec.steps.items():
         if step.type == "tool":
@@ -37,8 +40,8 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
             where, model = ("defaults", "model"), wf.spec.defaults.model
         if model == INVALID_MODEL:
             continue  # not a model name: reported by the loader
-        if model and not prices.is_priced(model):
-            users.setdefault((where, model), []).append(sid)
+        if model and not step_prices(wf, sid, prices, tables).is_priced(model):
+            users.setdefault((where, model, step_server(wf, sid)), []).append(sid)
         elif model and step.type != "embed" and not _output_bound(wf, step, model):
             line, col = wf.source.locate(("steps", sid), key=True)
             unbounded.append(
@@ -51,7 +54,7 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
                 )
             )
     problems = unbounded
-    for (where, model), steps in users.items():
+    for (where, model, server), steps in users.items():
         line, col = wf.source.locate(where, key=len(where) == 2 and where[0] == "steps")
         named = ", ".join(f"'{s}'" for s in steps)
         problems.append(
@@ -60,8 +63,13 @@ def budget_problems(wf: LoadedWorkflow, prices: PriceTable, source: str) -> list
                 line,
                 col,
                 f"model {model} (step{'s' if len(steps) > 1 else ''} {named}) has no price, so "
-                f"the budget ({source}) cannot be kept: add it to a price file (the run's prices or "
-                "FLOWRUN_PRICES) or use a priced model",
+                f"the budget ({source}) cannot be kept: "
+                + (
+                    f"give it a price under prices: of server '{server}'"
+                    if server
+                    else "add it to a price file (the run's prices or FLOWRUN_PRICES)"
+                )
+                + " or use a priced model",
             )
         )
     return problems

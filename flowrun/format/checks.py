@@ -37,6 +37,7 @@ STATIC_FIELDS = frozenset(
         "needs",
         "function",
         "model",
+        "server",
         "schema",
         "output_schema",
         "response_format",
@@ -70,6 +71,7 @@ class Unchecked:
     steps: set[str] = field(default_factory=set)
     inputs: set[str] = field(default_factory=set)
     tools: set[str] = field(default_factory=set)
+    servers: set[str] = field(default_factory=set)
 
 
 class _Checker:
@@ -391,16 +393,24 @@ class _Checker:
 
 
 def check_workflow(
-    wf: LoadedWorkflow, unchecked: Unchecked | None = None, *, check_budget: bool = False
+    wf: LoadedWorkflow,
+    unchecked: Unchecked | None = None,
+    *,
+    check_budget: bool = False,
+    check_env: bool = False,
 ) -> list[Problem]:
     """All problems of a schema-valid workflow; fills in its graph, functions and schemas.
 
     ``unchecked`` names the parts of the file that were left out because they did not fit
     the model (they were reported already). ``check_budget``: also whether a ``budget:``
-    can be kept with the default price table.
+    can be kept with the default price table. ``check_env``: the key variables of the named
+    servers the steps use must be set.
     """
+    from flowrun.format.server_checks import check_servers
+
     checker = _Checker(wf, unchecked)
     problems = checker.run()
+    problems += check_servers(wf, check_env=check_env, unchecked=(unchecked or Unchecked()).servers)
     if check_budget and wf.spec.budget is not None:
         problems += checker.budget_problems()
     return problems

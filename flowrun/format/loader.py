@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from flowrun.errors import Problem, WorkflowInvalid
+from flowrun.format.server_data import keys_in_file
 from flowrun.format.spec import (
     Workflow,
 )
@@ -22,11 +23,15 @@ from flowrun.format.yaml_source import YamlTooLarge, describe_yaml_error, parse_
 __all__ = ["LoadedWorkflow", "load_workflow", "load_workflow_text"]
 
 
-def load_workflow(path: str | Path, *, check_budget: bool = False) -> LoadedWorkflow:
+def load_workflow(
+    path: str | Path, *, check_budget: bool = False, check_env: bool = False
+) -> LoadedWorkflow:
     """Load and check a workflow file; raises ``WorkflowInvalid`` listing every problem.
 
     ``check_budget`` (``flowrun validate``): a ``budget:`` must be keepable with the shipped
     price table (or ``$FLOWRUN_PRICES``); a run checks it with its own prices instead.
+    ``check_env`` (``flowrun validate``): the key variable of every named server a step uses
+    must be set.
     """
     path = Path(path)
     try:
@@ -38,7 +43,9 @@ def load_workflow(path: str | Path, *, check_budget: bool = False) -> LoadedWork
         raise WorkflowInvalid([Problem(str(path), 1, 1, hint)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc}")]) from None
-    return load_workflow_text(text, file=str(path), base_dir=path.parent, check_budget=check_budget)
+    return load_workflow_text(
+        text, file=str(path), base_dir=path.parent, check_budget=check_budget, check_env=check_env
+    )
 
 
 def load_workflow_text(
@@ -47,6 +54,7 @@ def load_workflow_text(
     base_dir: str | Path | None = None,
     *,
     check_budget: bool = False,
+    check_env: bool = False,
 ) -> LoadedWorkflow:
     """Load a workflow from YAML text; relative paths resolve against ``base_dir``.
 
@@ -81,9 +89,10 @@ def load_workflow_text(
         )
         raise WorkflowInvalid(problems)
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    for section in ("inputs", "defaults", "tools", "outputs", "budget"):
+    for section in ("inputs", "defaults", "tools", "outputs", "budget", "servers"):
         if section in data and data[section] is None:  # `inputs:` with nothing under it
             del data[section]
+    problems += keys_in_file(data, smap)
     unchecked = Unchecked()
     try:
         spec = Workflow.model_validate(data)
@@ -96,7 +105,9 @@ def load_workflow_text(
     loaded = LoadedWorkflow(spec=spec, text=text, source=smap, base_dir=base)
     if file != "<string>":
         loaded.path = Path(file)
-    problems.extend(check_workflow(loaded, unchecked, check_budget=check_budget))
+    problems.extend(
+        check_workflow(loaded, unchecked, check_budget=check_budget, check_env=check_env)
+    )
     if problems:
         raise WorkflowInvalid(problems)
     return loaded

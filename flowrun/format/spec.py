@@ -40,6 +40,9 @@ class ModelParams(_Strict):
     """Parameters of a model call; set in ``defaults`` or on a step."""
 
     model: str | None = None
+    server: str | None = Field(
+        None, description="A server named under servers: (or in the user config file)."
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_completion_tokens: int | None = Field(None, gt=0)
@@ -49,6 +52,58 @@ class ModelParams(_Strict):
     timeout_s: float | None = Field(None, gt=0)
     max_retries: int | None = Field(None, ge=0)
     extra: dict[str, Any] | None = Field(None, description="Passed to the API unchanged.")
+
+
+class ServerPrice(_Strict):
+    """USD per 1M tokens of one model on one server."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
+class AzureSpec(_Strict):
+    """Azure OpenAI, through the openai SDK's ``AsyncAzureOpenAI``."""
+
+    endpoint: str = Field(description="https://RESOURCE.openai.azure.com")
+    api_version: str = Field(description="e.g. 2024-10-21")
+    deployments: dict[str, str] = Field(
+        default_factory=dict,
+        description="model name -> deployment name (a model not listed is its own deployment)",
+    )
+
+
+class ServerSpec(_Strict):
+    """One OpenAI-compatible server. A key is never written here: ``api_key_env`` names the
+    environment variable that holds it."""
+
+    base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1")
+    api_key_env: str | None = Field(
+        None, description="The environment variable holding the key; omit for a keyless server."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    organization: str | None = None
+    project: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    rpm: int | None = Field(None, gt=0, description="Requests per minute sent to this server.")
+    tpm: int | None = Field(None, gt=0, description="Tokens per minute sent to this server.")
+    azure: AzureSpec | None = None
+    max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = Field(
+        "max_completion_tokens",
+        description="The request parameter that carries the output cap (older servers: max_tokens).",
+    )
+    tool_call_content: Literal["null", "empty"] | None = Field(
+        None,
+        description="content of an assistant message with tool calls: null (OpenAI) or an empty "
+        "string; unset: null, and \"\" once the server refuses null.",
+    )
+    prices: dict[str, ServerPrice] | Literal["openai"] | None = Field(
+        None,
+        description="Prices of this server's models (USD per 1M tokens; '*' for every model), "
+        "or 'openai' for flowrun's OpenAI price table. Default: the OpenAI table for OpenAI "
+        "and Azure servers; none (unpriced) for a server with a base_url.",
+    )
 
 
 class Defaults(ModelParams):
@@ -153,6 +208,9 @@ class EmbedStep(StepBase):
     type: Literal["embed"]
     model: str | None = Field(None, description="default: text-embedding-3-small")
     input: Any = Field(description="One string or a list of strings")
+    server: str | None = Field(
+        None, description="A server named under servers: (or in the user config file)."
+    )
     dimensions: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     max_retries: int | None = Field(None, ge=0)
@@ -189,6 +247,7 @@ class Workflow(_Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     budget: Budget | None = None
+    servers: dict[str, ServerSpec] = Field(default_factory=dict)
     tools: dict[str, ToolDef] = Field(default_factory=dict)
     steps: dict[str, Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ from flowrun.errors import Problem, close_matches, did_you_mean, field_text
 from flowrun.format.spec import (
     INVALID_MODEL,
     STEP_TYPES,
+    AzureSpec,
     Budget,
     ChatStep,
     Defaults,
@@ -21,6 +22,7 @@ from flowrun.format.spec import (
     ExtractStep,
     InputSpec,
     Message,
+    ServerSpec,
     ToolDef,
     ToolStep,
     Workflow,
@@ -36,7 +38,7 @@ _STEP_MODELS: dict[str, type[BaseModel]] = {
 
 # --- model errors -> problems ------------------------------------------------------------
 
-_SECTIONS = {"steps": "step", "inputs": "input", "tools": "tool"}
+_SECTIONS = {"steps": "step", "inputs": "input", "tools": "tool", "servers": "server"}
 # What a pydantic union member label (a loc part) expects.
 _LABELS = {
     "str": "a string",
@@ -298,7 +300,7 @@ def _drop(data: dict[str, Any], e: _ModelError, unchecked: Any) -> bool:
             if head == "steps" and isinstance(item, dict)
             else None
         )
-        model = model or {"inputs": InputSpec, "tools": ToolDef}.get(head)
+        model = model or {"inputs": InputSpec, "tools": ToolDef, "servers": ServerSpec}.get(head)
         if len(path) >= 3 and isinstance(item, dict) and model is not None:
             name = path[2]
             fieldinfo = next(
@@ -338,11 +340,13 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
         return Workflow
     head, rest = path[0], path[1:]
     singles: dict[str, type[BaseModel]] = {"defaults": Defaults, "budget": Budget}
-    maps: dict[str, type[BaseModel]] = {"inputs": InputSpec, "tools": ToolDef}
+    maps: dict[str, type[BaseModel]] = {"inputs": InputSpec, "tools": ToolDef, "servers": ServerSpec}
     if head in singles and not rest:
         return singles[head]
     if head in maps and len(rest) == 1:
         return maps[head]
+    if head == "servers" and len(rest) == 2 and rest[1] == "azure":
+        return AzureSpec
     if head == "steps" and rest:
         step = data.get("steps", {}).get(rest[0]) if isinstance(data.get("steps"), dict) else None
         model = _STEP_MODELS.get(step.get("type")) if isinstance(step, dict) else None

@@ -14,6 +14,8 @@ from flowrun.format.yaml_source import SourceMap
 if TYPE_CHECKING:
     import networkx as nx
 
+    from flowrun.format.server_data import ServerEntry
+
 
 @dataclass
 class LoadedWorkflow:
@@ -27,6 +29,7 @@ class LoadedWorkflow:
     dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
     schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     functions: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, ServerEntry] = field(default_factory=dict)  # by name, usable ones
     _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

@@ -1,7 +1,10 @@
 """The only module that imports the openai SDK: chat and embedding calls, errors, retries.
 
-Configuration comes from the environment as the SDK reads it (``OPENAI_API_KEY``,
-``OPENAI_BASE_URL``), so any OpenAI-compatible server works. Retries on 429/5xx/timeouts are
+Without a named server, configuration comes from the environment as the SDK reads it
+(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``), so any OpenAI-compatible server works; a named
+server (``flowrun.provider.servers.ServerSettings``) brings its own URL, key variable, headers
+and differences from OpenAI (which parameter carries the output cap, what an assistant message
+with tool calls carries as content), and its errors name it. Retries on 429/5xx/timeouts are
 the SDK's own (respecting Retry-After); the number taken is reported back.
 """
 
@@ -9,12 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrun.errors import ModelCallError
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelClient
 from flowrun.redaction import redact
 from flowrun.results import Usage
+
+if TYPE_CHECKING:
+    from flowrun.provider.servers import ServerSettings
 
 __all__ = [
     "ChatReply",
@@ -48,15 +54,36 @@ def usage_from(raw: Any) -> Usage:
 
 
 class OpenAIClient:
-    """A ``ModelClient``: async calls to an OpenAI-compatible API through ``openai.AsyncOpenAI``."""
+    """A ``ModelClient``: async calls to an OpenAI-compatible API through ``openai.AsyncOpenAI``
+    (``AsyncAzureOpenAI`` for a named Azure server)."""
 
-    def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        server: ServerSettings | None = None,
+    ) -> None:
         self._api_key = api_key
         self._base_url = base_url
+        self.server = server
+        # "": the server refuses content null on assistant messages with tool calls
+        self._tool_content: str | None = (
+            "" if server is not None and server.tool_call_content == "empty" else None
+        )
+        self._null_accepted = False  # the server took content null on a tool-call message
         self._root: Any = None
         self._by_retries: dict[int | None, Any] = {}
 
     def _sdk(self, max_retries: int | None) -> Any:
+        if self._root is None and self.server is not None:
+            try:
+                self._root = _server_sdk(self.server)
+            except ModelCallError:
+                raise
+            except Exception as exc:  # e.g. the Azure client's own argument checks
+                raise ModelCallError(f"server '{self.server.name}': {redact(str(exc))}") from None
+            self._by_retries[None] = self._root
         if self._root is None:
             import openai
 
@@ -80,8 +107,13 @@ class OpenAIClient:
         max_retries: int | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> ChatReply:
-        """One chat completion (streamed when ``request['stream']``), with usage."""
-        body = dict(request)
+        """One chat completion (streamed when ``request['stream']``), with usage.
+
+        A server that refuses ``"content": null`` on an assistant message with tool calls
+        gets the request again with ``""`` (once; then always, for this client), and the
+        reply's notes say so.
+        """
+        body = self._adapted(request)
         extra = body.pop("extra", None) or None
         sdk = self._sdk(max_retries)
         options: dict[str, Any] = {}
@@ -89,20 +121,86 @@ class OpenAIClient:
             options["timeout"] = timeout_s
         if extra:
             options["extra_body"] = extra
+        notes: list[str] = []
+        create = sdk.chat.completions.with_raw_response.create
         try:
-            raw = await sdk.chat.completions.with_raw_response.create(**body, **options)
+            if self._may_refuse_null_content(body):
+                # one attempt without the SDK's retries: a refusal (often a 500) is not retried
+                try:
+                    raw = await self._sdk(0).chat.completions.with_raw_response.create(
+                        **body, **options
+                    )
+                    self._null_accepted = True
+                except Exception as exc:
+                    if getattr(exc, "status_code", None) in (400, 422, 500):
+                        self._tool_content = ""
+                        body["messages"] = _with_tool_content(body["messages"], "")
+                        notes.append(self._null_content_note(exc))
+                    raw = await create(**body, **options)
+            else:
+                raw = await create(**body, **options)
             retries = getattr(raw, "retries_taken", 0)
             parsed = raw.parse()
             if body.get("stream"):
                 reply = await _collect_stream(parsed, on_text)
             else:
                 reply = _reply_from_completion(parsed)
-        except ModelCallError:
-            raise
+        except ModelCallError as exc:
+            raise self._named(exc) from None
         except Exception as exc:
-            raise _translate(exc, timeout_s) from None
+            raise self._named(_translate(exc, timeout_s, self._url())) from None
         reply.retries = retries
+        reply.notes = notes
         return reply
+
+    def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request as this server takes it: its cap parameter, deployment, tool content."""
+        body = dict(request)
+        server = self.server
+        if server is not None:
+            if server.max_tokens_param == "max_tokens" and "max_completion_tokens" in body:
+                body["max_tokens"] = body.pop("max_completion_tokens")
+            if body.get("model") in server.deployments:
+                body["model"] = server.deployments[body["model"]]
+        if self._tool_content is not None and "messages" in body:
+            body["messages"] = _with_tool_content(body["messages"], self._tool_content)
+        return body
+
+    def _may_refuse_null_content(self, body: dict[str, Any]) -> bool:
+        """Whether the request has an assistant message with tool calls and content null that
+        the server has not been seen to accept or refuse (unset ``tool_call_content``)."""
+        if self._tool_content is not None or self._null_accepted:
+            return False
+        if self.server is not None and self.server.tool_call_content == "null":
+            return False
+        return any(
+            m.get("role") == "assistant" and m.get("tool_calls") and m.get("content") is None
+            for m in body.get("messages") or []
+        )
+
+    def _null_content_note(self, exc: Exception) -> str:
+        who = f"server '{self.server.name}'" if self.server else f"the server at {self._url()}"
+        fix = (
+            f"set tool_call_content: empty on server '{self.server.name}'"
+            if self.server
+            else "define it under servers: with tool_call_content: empty"
+        )
+        return (
+            f"{who} refused an assistant message with tool calls and content null "
+            f"({getattr(exc, 'status_code', '?')}); it was sent again with content \"\" "
+            f"({fix} to skip the refused request)"
+        )
+
+    def _url(self) -> str:
+        if self.server is not None:
+            return self.server.url
+        return self._base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+
+    def _named(self, error: ModelCallError) -> ModelCallError:
+        """``error`` with the server's name in front (named servers only)."""
+        if self.server is not None and not str(error).startswith(f"server '{self.server.name}'"):
+            error.args = (f"server '{self.server.name}': {error}",)
+        return error
 
     async def embed(
         self,
@@ -112,7 +210,7 @@ class OpenAIClient:
         max_retries: int | None = None,
     ) -> EmbedReply:
         """One embeddings request; vectors come back in input order."""
-        body = dict(request)
+        body = self._adapted(request)
         extra = body.pop("extra", None) or None
         sdk = self._sdk(max_retries)
         options: dict[str, Any] = {}
@@ -123,8 +221,10 @@ class OpenAIClient:
         try:
             raw = await sdk.embeddings.with_raw_response.create(**body, **options)
             parsed = raw.parse()
+        except ModelCallError as exc:
+            raise self._named(exc) from None
         except Exception as exc:
-            raise _translate(exc, timeout_s) from None
+            raise self._named(_translate(exc, timeout_s, self._url())) from None
         data = sorted(parsed.data, key=lambda d: d.index)
         return EmbedReply(
             vectors=[list(d.embedding) for d in data],
@@ -202,13 +302,53 @@ async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) ->
     return reply
 
 
+KEYLESS = "no-key"  # what the SDK sends as the key of a server that needs none
+
+
+def _server_sdk(server: ServerSettings) -> Any:
+    """The openai SDK client of a named server (``AsyncAzureOpenAI`` for Azure)."""
+    import openai
+
+    key = os.environ.get(server.api_key_env) if server.api_key_env else KEYLESS
+    if not key:
+        raise ModelCallError(
+            f"server '{server.name}': the environment variable {server.api_key_env} "
+            "(its api_key_env) is not set; export it"
+        )
+    options: dict[str, Any] = {
+        "api_key": key,
+        "organization": server.organization,
+        "project": server.project,
+        "default_headers": dict(server.headers) or None,
+    }
+    if server.timeout_s is not None:
+        options["timeout"] = server.timeout_s
+    if server.max_retries is not None:
+        options["max_retries"] = server.max_retries
+    if server.azure_endpoint:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=server.azure_endpoint, api_version=server.azure_api_version, **options
+        )
+    return openai.AsyncOpenAI(base_url=server.url, **options)
+
+
+def _with_tool_content(messages: list[dict[str, Any]], content: str) -> list[dict[str, Any]]:
+    """``messages`` with ``content`` in place of null on assistant messages with tool calls."""
+    return [
+        {**m, "content": content}
+        if m.get("role") == "assistant" and m.get("tool_calls") and m.get("content") is None
+        else m
+        for m in messages
+    ]
+
+
 def api_error(exc: Exception) -> ModelCallError:
     """An SDK exception as a ``ModelCallError`` whose message is safe to show."""
     return exc if isinstance(exc, ModelCallError) else _translate(exc, None)
 
 
-def _translate(exc: Exception, timeout_s: float | None) -> ModelCallError:
-    error = _translated(exc, timeout_s)
+def _translate(exc: Exception, timeout_s: float | None, url: str | None = None) -> ModelCallError:
+    error = _translated(exc, timeout_s, url)
     error.retries = _retries_taken(exc)
     return error
 
@@ -221,7 +361,7 @@ def _retries_taken(exc: Exception) -> int:
         return 0
 
 
-def _translated(exc: Exception, timeout_s: float | None) -> ModelCallError:
+def _translated(exc: Exception, timeout_s: float | None, url: str | None) -> ModelCallError:
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
@@ -229,7 +369,7 @@ def _translated(exc: Exception, timeout_s: float | None) -> ModelCallError:
             f"the request timed out{f' after {timeout_s:g}s' if timeout_s else ''}", retryable=True
         )
     if isinstance(exc, openai.APIConnectionError):
-        base = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        base = url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         return ModelCallError(f"cannot reach the API at {base}: {redact(str(exc))}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         message = _api_message(exc)

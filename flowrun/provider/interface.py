@@ -36,6 +36,7 @@ class ChatReply:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     retries: int = 0
+    notes: list[str] = field(default_factory=list)  # what the client did differently, to warn
 
 
 @dataclass

@@ -63,6 +63,22 @@ class PriceTable:
         return self.cost(model, Usage(prompt_tokens, max_completion_tokens), batch=batch)
 
 
+class ServerPriceTable(PriceTable):
+    """A server's prices: its own entries ('*' for every model), then ``fallback`` (or none:
+    a model with no entry is unpriced)."""
+
+    def __init__(self, table: dict[str, dict[str, Any]], fallback: PriceTable | None) -> None:
+        self._any = Price(**table["*"]) if "*" in table else None
+        super().__init__({k: v for k, v in table.items() if k != "*"})
+        self._fallback = fallback
+
+    def price(self, model: str) -> Price | None:
+        own = super().price(model) or self._any
+        if own is not None or self._fallback is None:
+            return own
+        return self._fallback.price(model)
+
+
 def load_price_table(override: str | Path | None = None) -> PriceTable:
     """The shipped table, updated by ``override`` (or ``$FLOWRUN_PRICES``) when given."""
     path = override or os.environ.get(PRICES_ENV)

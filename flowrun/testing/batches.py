@@ -161,6 +161,7 @@ class BatchAPI(BatchHolds):
         self._batch_failures: list[tuple[str, str, str]] = []
         self._ids = itertools.count(1)
         self._init_holds()
+        self.available = True  #: False: a server without the Files and Batches APIs
 
     # -- scripting -----------------------------------------------------------------
     def fail(
@@ -193,7 +194,9 @@ class BatchAPI(BatchHolds):
 
     # -- routing ---------------------------------------------------------------------
     def dispatch(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
-        """Answer a request under ``/files`` or ``/batches``."""
+        """Answer a request under ``/files`` or ``/batches`` (404 when not ``available``)."""
+        if not self.available:  # a server without these APIs, as llama.cpp's answers
+            return 404, {"detail": "Not Found"}, {}
         answer = self._dispatch(req)
         if req.method == "POST" and req.path.rstrip("/") == "/batches":
             if self.create_latency:

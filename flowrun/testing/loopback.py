@@ -204,6 +204,8 @@ class LoopbackServer:
         """Log one request as it arrived (``target`` is the path with its query string)."""
         path, _, query = target.partition("?")
         path = re.sub(r"^/v1(?=/|$)", "", path) or "/"
+        # Azure OpenAI's URLs: /openai/deployments/{deployment}/chat/completions?api-version=
+        path = re.sub(r"^/openai/deployments/[^/]+(?=/)", "", path)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -342,9 +344,15 @@ class LoopbackServer:
         texts = [x if isinstance(x, str) else " ".join(map(str, x)) for x in raw]
         dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
         data = []
+        if reply and reply.embeddings is not None:  # a server that answers other shapes
+            texts = [""] * len(reply.embeddings)
         for i, text in enumerate(texts):
             vec = (
-                reply.embedding if reply and reply.embedding is not None else embed_text(text, dims)
+                reply.embeddings[i]
+                if reply and reply.embeddings is not None
+                else reply.embedding
+                if reply and reply.embedding is not None
+                else embed_text(text, dims)
             )
             value: Any = vec
             if body.get("encoding_format") == "base64":  # little-endian float32, like the API

@@ -52,6 +52,7 @@ class Reply:
     latency: float | None = None
     model: str | None = None
     embedding: list[float] | None = None
+    embeddings: list[Any] | None = None  #: every vector of the reply, as given (any shape)
     error: str | None = None  #: error message for ``status != 200``
     headers: dict[str, str] = field(default_factory=dict)  #: extra response headers
 

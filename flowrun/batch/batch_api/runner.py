@@ -42,6 +42,10 @@ class BatchServices(Services):
     """Services whose calls are labelled for their custom_id (built with ``batch_prices=True``:
     priced at Batch API rates)."""
 
+    def client_for(self, env: Any) -> Any:
+        """Every request is parked with the coordinator, whatever the step's server."""
+        return self.client
+
     async def chat(self, env: StepEnv, request: dict[str, Any]) -> Any:
         token = CURRENT_LABEL.set(env.label)
         try:
@@ -100,7 +104,7 @@ class WaveBatchRunner(BatchRunner):
     ) -> None:
         super().__init__(*args, **kwargs)
         live: Services = self.services
-        client: OpenAIClient = live.client
+        client: OpenAIClient = _batch_client(self.wf, live)
         budget = (
             WaveBudget(live.budget.limit, live.prices, live.budget.spent)
             if live.budget is not None
@@ -206,6 +210,25 @@ class WaveBatchRunner(BatchRunner):
     def _on_refusal(self, message: str) -> None:
         if self.summary.stopped is None:
             self.summary.stopped = message
+
+
+def _batch_client(wf: Any, live: Services) -> Any:
+    """The client whose Files and Batches APIs take the run's batches: the one server every
+    model step calls (a named one, or the SDK's environment variables)."""
+    from flowrun.errors import UsageError
+    from flowrun.format.server_checks import step_server
+
+    names = {step_server(wf, sid) for sid, step in wf.spec.steps.items() if step.type != "tool"}
+    if len(names) > 1:
+        shown = ", ".join(sorted(f"'{n}'" if n else "the default (OPENAI_BASE_URL)" for n in names))
+        raise UsageError(
+            f"--via batch-api sends a run's requests to one server, and the steps use several "
+            f"({shown}); use --via live, or one server for every model step"
+        )
+    name = next(iter(names), None)
+    if name and live.servers is not None and name in live.servers.settings:
+        return live.servers.client(name)
+    return live.client
 
 
 __all__ = ["BatchServices", "WaveBatchRunner"]

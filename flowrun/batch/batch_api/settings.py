@@ -10,6 +10,7 @@ from typing import Any
 from flowrun.batch.batch_api.lines import Limits
 from flowrun.batch.runner import CURRENT_RECORD
 from flowrun.engine.budget import BudgetGate, Reservation
+from flowrun.provider.pricing import PriceTable
 
 POLL_ENV = "FLOWRUN_BATCH_POLL"  # "INITIAL[,MAX]" seconds between polls
 LIMITS_ENV = "FLOWRUN_BATCH_LIMITS"  # "REQUESTS[,BYTES[,EMBEDDING_INPUTS]]" per file (tests)
@@ -80,12 +81,15 @@ class WaveBudget(BudgetGate):
         max_completion_tokens: int,
         *,
         batch: bool = True,
+        prices: PriceTable | None = None,
     ) -> Reservation:
         key = (CURRENT_RECORD.get(), label)
         held = self._held.get(key)
         if held is not None:  # a suspended record asks again: booked once
             return held
-        worst = self.worst_case(model, prompt_tokens, max_completion_tokens, batch=True)
+        worst = self.worst_case(
+            model, prompt_tokens, max_completion_tokens, batch=True, prices=prices
+        )
         self.reserved += worst
         self._held[key] = HeldReservation(worst, key)
         return self._held[key]

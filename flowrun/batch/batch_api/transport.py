@@ -10,9 +10,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from flowrun.errors import ModelCallError, UsageError
 from flowrun.provider.client import OpenAIClient, api_error
 
 DOWNLOAD_CHUNK = 1 << 20  # bytes read from the response at a time
+
+
+class BatchAPIMissing(UsageError):
+    """The server has no Files/Batches API: nothing can be resumed, ``--via live`` works."""
+
+
+def _default_url() -> str:
+    import os
+
+    return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
 
 @dataclass
@@ -72,11 +83,27 @@ class BatchTransport:
             self.seconds += time.perf_counter() - started
 
     async def upload(self, filename: str, data: bytes) -> str:
+        """Upload a batch input file; a server without the Files API (404) is a
+        ``BatchAPIMissing``: the run cannot go this way at all."""
         files = self.client.sdk().files
-        created = await self._call(
-            files.create(file=(filename, data, "application/jsonl"), purpose="batch")
-        )
+        try:
+            created = await self._call(
+                files.create(file=(filename, data, "application/jsonl"), purpose="batch")
+            )
+        except ModelCallError as exc:
+            if exc.status in (404, 405, 501):
+                raise self._missing("/files", exc) from None
+            raise
         return str(created.id)
+
+    def _missing(self, path: str, exc: ModelCallError) -> BatchAPIMissing:
+        server = getattr(self.client, "server", None)
+        url = server.url if server is not None else _default_url()
+        who = f"server '{server.name}'" if server is not None else "the server"
+        return BatchAPIMissing(
+            f"{who} has no Batch API: POST {url.rstrip('/')}{path} answered {exc.status}; "
+            "run with --via live instead"
+        )
 
     async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> BatchSnapshot:
         """One attempt: the SDK must not retry it (a retry could create a second batch)."""

@@ -65,7 +65,8 @@ async def run_chat(env: StepEnv) -> Any:
     env.record.finish_reason = reply.finish_reason
     if reply.refusal and not reply.content:
         raise StepError(f"the model refused: {reply.refusal}")
-    if reply.finish_reason == "length":
+    cap = request.get("max_completion_tokens")
+    if reply.finish_reason == "length" and not (cap and reply.usage.completion_tokens > cap):
         env.warn(
             f"step '{env.label}': the reply was cut off at max_completion_tokens (finish_reason: length)"
         )
