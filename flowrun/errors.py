@@ -5,7 +5,8 @@ The tree::
     FlowrunError                  exit 1 unless a subclass says otherwise; the CLI prints lines()
     ├── UsageError                exit 2: a bad argument, input value or option
     │   ├── UnknownRun            no run or batch has this id (the CLI adds: see flowrun runs list)
-    │   └── NotAFlow              convert: the folder is not a promptflow flow
+    │   ├── NotAFlow              convert: the folder is not a promptflow flow
+    │   └── BatchAPIMissing       --via batch-api on a server without the Files/Batches API
     ├── WorkflowInvalid           exit 2: one or more Problems in a workflow file
     ├── RunFailed                 exit 1: the run started and did not succeed
     │   ├── StepFailed            a step raised, or its output broke its schema
@@ -146,6 +147,10 @@ class UnknownRun(UsageError):
     def __init__(self, run_id: str, store: object) -> None:
         super().__init__(f"no run '{run_id}' in {store}")
         self.run_id = run_id
+
+
+class BatchAPIMissing(UsageError):
+    """The server has no Files/Batches API: nothing can be resumed, ``--via live`` works."""
 
 
 class RunFailed(FlowrunError):

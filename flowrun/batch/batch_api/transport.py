@@ -10,14 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from flowrun.errors import ModelCallError, UsageError
+from flowrun.errors import BatchAPIMissing, ModelCallError
 from flowrun.provider.client import OpenAIClient, api_error
 
 DOWNLOAD_CHUNK = 1 << 20  # bytes read from the response at a time
-
-
-class BatchAPIMissing(UsageError):
-    """The server has no Files/Batches API: nothing can be resumed, ``--via live`` works."""
 
 
 def _default_url() -> str:
