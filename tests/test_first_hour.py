@@ -264,3 +264,18 @@ def test_the_batch_api_wave_is_a_line_of_its_own_under_the_bar(tmp_path):
     bar = next(line for line in reversed(lines) if line.startswith("batch ") and "ETA" in line)
     assert "━" * 40 in bar and "wave" not in bar  # the bar keeps its width at 120 columns
     assert any(line.startswith("wave 1 · ") for line in lines)
+
+
+def test_verbose_shows_each_request_and_reply_as_it_goes():
+    res = flowrun("run", SUMMARIZE, "--mock", "-v", "-i", "text=hello")
+    assert res.code == 0, res.stderr
+    calls = [line for line in res.stderr.splitlines() if line.startswith(("request ", "reply "))]
+    assert calls[0] == "request summary: gpt-4o-mini, 2 messages, max 200 output tokens"
+    assert re.fullmatch(
+        r"reply   summary: gpt-4o-mini, \d+ prompt \+ \d+ completion tokens, \d+\.\d\ds", calls[1]
+    )
+    assert calls[2].startswith("request title: gpt-4o-mini, 1 message, ")  # after summary's reply
+    assert calls[3].startswith("reply   title: gpt-4o-mini, ")
+    assert len(calls) == 4
+    quiet = flowrun("run", SUMMARIZE, "--mock", "-i", "text=hello")  # -v is for that command only
+    assert not [line for line in quiet.stderr.splitlines() if line.startswith("request ")]

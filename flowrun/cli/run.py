@@ -168,7 +168,37 @@ def run_options(f: Any) -> Any:
         is_flag=True,
         help="Reuse stored replies to identical requests (for development).",
     )(f)
-    return f
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_show_calls,
+        help="Show each model request and reply on stderr as it happens (step, model, tokens).",
+    )(f)
+
+
+def _show_calls(ctx: click.Context, _param: Any, verbose: bool) -> None:
+    """``-v``: the engine's ``flowrun.calls`` log lines on stderr, for this command only."""
+    if not verbose:
+        return
+    import logging
+
+    class ToStderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(redact(self.format(record)), err=True)
+
+    log = logging.getLogger("flowrun.calls")
+    handler = ToStderr()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    def done() -> None:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+
+    ctx.call_on_close(done)
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
@@ -292,7 +322,10 @@ def run(
                 if value:
                     raise UsageError(f"{flag} goes with --batch")
         _terminate_on_sigterm()
-        with workflow_lock(wf, enabled=no_overlap), _mock_client(mock, wf, mode.batch_api) as client:
+        with (
+            workflow_lock(wf, enabled=no_overlap),
+            _mock_client(mock, wf, mode.batch_api) as client,
+        ):
             if client is not None:
                 options["client"] = client
             if records is not None:

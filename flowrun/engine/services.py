@@ -7,6 +7,7 @@ check, the budget reservation, the response cache, the call itself, pricing and 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -23,6 +24,9 @@ from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, Mo
 from flowrun.provider.pricing import PriceTable, load_price_table
 from flowrun.provider.server_clients import ServerClients
 from flowrun.results import CallRecord
+
+#: One INFO line per model request and per reply (``flowrun run -v`` shows them on stderr).
+calls_log = logging.getLogger("flowrun.calls")
 
 if TYPE_CHECKING:
     from flowrun.engine.tools import Toolbox
@@ -118,6 +122,14 @@ class Services:
             reservation = self.budget.reserve(
                 env.label, model, prompt_tokens, max_out, prices=self.prices_for(env)
             )
+        calls_log.info(
+            "request %s: %s, %d message%s, max %s output tokens",
+            env.label,
+            model,
+            len(request.get("messages") or ()),
+            "" if len(request.get("messages") or ()) == 1 else "s",
+            max_out or "?",
+        )
         started = time.perf_counter()
         on_text = (
             (lambda text: self.on_text(env.label, text))
@@ -198,6 +210,13 @@ class Services:
             reservation = self.budget.reserve(
                 env.label, model, tokens, 0, prices=self.prices_for(env)
             )
+        calls_log.info(
+            "request %s: %s, %d input%s",
+            env.label,
+            model,
+            len(texts),
+            "" if len(texts) == 1 else "s",
+        )
         started = time.perf_counter()
         try:
             reply = await self.client_for(env).embed(
@@ -248,6 +267,14 @@ class Services:
 
     def _record_failure(self, env: CallSite, model: str, duration: float, retries: int) -> None:
         """A call that failed after ``retries``: recorded for them, at no cost."""
+        calls_log.info(
+            "failed  %s: %s after %.2fs and %d retr%s",
+            env.label,
+            model,
+            duration,
+            retries,
+            "y" if retries == 1 else "ies",
+        )
         env.record.calls.append(
             CallRecord(model, _usage(None), 0.0, round(duration, 4), retries, failed=True)
         )
@@ -267,6 +294,14 @@ class Services:
         cost = 0.0 if cached else self.prices_for(env).cost(model, usage, batch=batch)
         discounted = batch and not cached and self._has_batch_price(model, env)
         duration = 0.0 if batch else round(duration, 4)
+        calls_log.info(
+            "reply   %s: %s, %s prompt + %s completion tokens, %s",
+            env.label,
+            model,
+            getattr(usage, "prompt_tokens", "?"),
+            getattr(usage, "completion_tokens", "?"),
+            "from the cache" if cached else f"{duration:.2f}s",
+        )
         env.record.calls.append(
             CallRecord(model, usage, cost, duration, retries, finish_reason, cached, discounted)
         )
