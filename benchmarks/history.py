@@ -143,11 +143,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
+        home = Path(os.environ.get("BENCH_HOME") or tmp)
         os.environ["FLOWRUN_HOME"] = str(home)
         started = time.perf_counter()
         bid = fill(home, args.runs, args.records)
-        size = (home / "runs.db").stat().st_size + (home / "runs.db-wal").stat().st_size
+        size = sum(p.stat().st_size for p in home.glob("runs.db*"))
         print(
             f"store: {args.runs:,} runs + a batch of {args.records:,} records "
             f"({size / 1e6:.0f} MB, filled in {time.perf_counter() - started:.1f} s)"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowrun.engine.estimate import Estimate
-from flowrun.results import RunResult
+if TYPE_CHECKING:  # (the engine is heavy to import: `runs list` must stay fast)
+    from flowrun.engine.estimate import Estimate
+    from flowrun.results import RunResult
 
 
 def format_value(value: Any) -> str:

@@ -184,6 +184,13 @@ def m007_metrics(db: sqlite3.Connection) -> None:
     )
 
 
+def m008_batch_records_counts(db: sqlite3.Connection) -> None:
+    """A covering index for a batch's counts and cost (the records' rows hold their steps)."""
+    db.executescript(
+        "CREATE INDEX batch_records_status ON batch_records(batch_id, status, cost_usd);"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -192,6 +199,7 @@ MIGRATIONS: list[Migration] = [
     m005_batch_api,
     m006_history_and_transcripts,
     m007_metrics,
+    m008_batch_records_counts,
 ]
 
 
