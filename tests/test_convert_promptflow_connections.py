@@ -79,3 +79,29 @@ def test_a_missing_custom_key_fails_the_step_naming_the_variable(flow, server, m
     run = flowrun("run", flow / "flowrun.yaml")
     assert run.code == 1
     assert "connection 'my_service' has no 'author': set MY_SERVICE_AUTHOR" in run.stderr
+
+
+def test_the_embedding_package_tool_becomes_an_embed_step(tmp_path, server):
+    import math
+
+    from flowrun.testing import embed_text
+
+    flow = tmp_path / "embedding"
+    shutil.copytree(FLOWS / "embedding", flow)
+    res = flowrun("convert", "promptflow", flow)
+    assert res.code == 0, res.output
+    assert "  embed_answer  python  -> embed step" in res.stdout.splitlines()
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stderr
+    # promptflow's OpenAI embedding call has the model and the text (flowrun sends the text
+    # as a list of one: the same embedding; a difference the docs name)
+    assert sorted(
+        (r.body["model"], r.body["input"]) for r in server.requests_to("/embeddings")
+    ) == [
+        ("text-embedding-3-small", ["The sky is blue."]),
+        ("text-embedding-3-small", ["The sky looks blue."]),
+    ]
+    a, b = embed_text("The sky is blue."), embed_text("The sky looks blue.")
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    expected = round(dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))), 6)
+    assert json.loads(run.stdout)["outputs"] == {"similarity": expected}

@@ -48,6 +48,7 @@ from flowrun.convert.pf_llm import (
     model_params,
     prompt_input,
 )
+from flowrun.convert.pf_package import package_step
 from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
 from flowrun.convert.pf_python import PythonToolError, find_tool
 from flowrun.convert.pf_tool_args import ToolArgs, skipped
@@ -406,6 +407,9 @@ class _Converter:
 
     def python(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
         if node.source.get("type", "code") != "code":
+            known = package_step(node, self.report)
+            if known is not None:
+                return known
             tool = node.source.get("tool") or node.source.get("type")
             return self.placeholder(node, f"package tool '{tool}' (only code in the flow converts)")
         file = self.source_file(node, "Python file")
