@@ -86,6 +86,22 @@ def _openai_client() -> ModelClient:
     return OpenAIClient()
 
 
+def check_max_cost(max_cost: Any) -> None:
+    """A budget is a positive, finite number of dollars: NaN would compare false with every
+    cost and so turn the budget off; infinity and negatives are no budget either."""
+    import math
+
+    if (
+        isinstance(max_cost, bool)
+        or not isinstance(max_cost, (int, float))
+        or not math.isfinite(max_cost)
+        or max_cost <= 0
+    ):
+        raise UsageError(
+            f"max_cost={max_cost!r} is not a budget: give a positive, finite number of dollars"
+        )
+
+
 def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None) -> float | None:
     """The run's budget (``max_cost``, else ``budget.max_cost_usd``), or None.
 
@@ -94,6 +110,7 @@ def _check_priced(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None
     from flowrun.format.budget_checks import budget_problems
 
     if max_cost is not None:
+        check_max_cost(max_cost)
         limit, source = max_cost, f"max_cost={max_cost:g}"
     elif wf.spec.budget is not None:
         limit, source = wf.spec.budget.max_cost_usd, "budget.max_cost_usd"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flowrun import load_workflow, run_workflow
 from flowrun.testing import Reply
 from tests.helpers import flowrun
@@ -109,6 +111,36 @@ def test_max_cost_must_be_positive(server, tmp_path):
     assert res.code == 2
     assert "--max-cost" in res.stderr
     assert server.requests == []
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "-0.5", "1e400"])
+def test_max_cost_that_is_not_a_finite_positive_number_is_refused(server, tmp_path, value):
+    """NaN compares false with every cost: taken as a budget it would let every call through."""
+    wf = write(tmp_path, FOUR_PARALLEL)
+    for command in (
+        ("run", wf),
+        ("run", wf, "--batch", _records(tmp_path), "--output", tmp_path / "o.jsonl"),
+    ):
+        res = flowrun(*command, "--max-cost", value)
+        assert res.code == 2, res.output
+        assert res.stderr.startswith("error: Invalid value for '--max-cost'")
+        assert len(res.stderr.strip().splitlines()) <= 2 and "Traceback" not in res.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0])
+def test_the_api_refuses_a_max_cost_that_is_no_budget(server, tmp_path, value):
+    from flowrun.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a budget"):
+        run_workflow(load_workflow(write(tmp_path, FOUR_PARALLEL)), max_cost=value)
+    assert server.requests == []
+
+
+def _records(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"x": 1}\n', encoding="utf-8")
+    return path
 
 
 def test_concurrent_steps_reserve_atomically(server, tmp_path):

@@ -146,6 +146,15 @@ def _mock_client(enabled: bool, workflow: Any, batch_api: bool) -> Iterator[Any]
         yield OpenAIClient(api_key="sk-mock", base_url=server.url)
 
 
+def _finite_max_cost(ctx: Any, param: Any, value: float | None) -> float | None:
+    """click's FloatRange lets NaN and infinity through; a budget must be a finite number."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a budget: give a positive, finite number of dollars")
+    return value
+
+
 def run_options(f: Any) -> Any:
     """Options shared by ``run`` and ``resume``."""
     f = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(
@@ -155,6 +164,7 @@ def run_options(f: Any) -> Any:
     f = click.option(
         "--max-cost",
         type=click.FloatRange(min=0, min_open=True),
+        callback=_finite_max_cost,
         metavar="USD",
         help="Budget cap for this run (overrides budget.max_cost_usd).",
     )(f)
