@@ -261,7 +261,11 @@ def _mark_stopped(db: Any, run_id: str, exc: BaseException) -> None:
 
 
 def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
-    keep = ("max_cost", "prices", "transcripts")  # what resume reuses; a PriceTable object cannot be stored
+    keep = (
+        "max_cost",
+        "prices",
+        "transcripts",
+    )  # what resume reuses; a PriceTable object cannot be stored
     return {
         k: str(v) if isinstance(v, Path) else v
         for k, v in options.items()

@@ -237,11 +237,15 @@ class ModelCallError(Exception):
         status: int | None = None,
         retryable: bool = False,
         retries: int = 0,
+        answered: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retries = retries  # the SDK's retries before it gave up
+        # the server answered (so may bill the call) but the answer is unusable, e.g. its
+        # usage is impossible: a budget charges such a call its reserved worst case
+        self.answered = answered
 
 
 class ImageFileError(StepError):

@@ -58,6 +58,8 @@ class CallRecord:
     cached: bool = False
     batch: bool = False
     failed: bool = False
+    #: the server sent no usage; it was counted locally with tiktoken (see provider/usage.py)
+    approximate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -125,6 +127,11 @@ class StepResult:
         return [c for c in self.calls if not c.failed]
 
     @property
+    def approximate(self) -> bool:
+        """Whether a call's usage was counted locally (the server sent none)."""
+        return any(c.approximate for c in self.calls)
+
+    @property
     def cached(self) -> bool:
         """Whether every call of the step was answered from the response cache ($0)."""
         replied = self.replied_calls
@@ -157,6 +164,8 @@ class StepResult:
         }
         if self.cached:
             data["cached"] = True
+        if self.approximate:
+            data["approximate_usage"] = True
         if self.finish_reason:
             data["finish_reason"] = self.finish_reason
         if self.tool_calls:
@@ -212,6 +221,8 @@ class CostReport:
     by_model: dict[str, ModelCost] = field(default_factory=dict)
     unpriced_models: list[str] = field(default_factory=list)
     batch_discount: bool = False
+    #: calls whose usage the server did not report (counted locally with tiktoken)
+    approximate_calls: int = 0
 
     @classmethod
     def from_calls(cls, calls: list[CallRecord]) -> CostReport:
@@ -230,6 +241,7 @@ class CostReport:
         self.cached_tokens += u.cached_tokens
         self.reasoning_tokens += u.reasoning_tokens
         self.batch_discount = self.batch_discount or call.batch
+        self.approximate_calls += call.approximate
         entry = self.by_model.setdefault(call.model, ModelCost())
         entry.calls += 1
         entry.prompt_tokens += u.prompt_tokens
@@ -247,7 +259,9 @@ class CostReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "total_usd": round(self.total_usd, 8),
+            # unknown when a call in it is unpriced (never $0); priced_usd is the known part
+            "total_usd": None if self.unpriced_models else round(self.total_usd, 8),
+            "priced_usd": round(self.total_usd, 8),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
@@ -266,6 +280,7 @@ class CostReport:
             },
             "unpriced_models": list(self.unpriced_models),
             "batch_discount": self.batch_discount,
+            "approximate_calls": self.approximate_calls,
         }
 
 

@@ -151,7 +151,9 @@ def _finite_max_cost(ctx: Any, param: Any, value: float | None) -> float | None:
     import math
 
     if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value!r} is not a budget: give a positive, finite number of dollars")
+        raise click.BadParameter(
+            f"{value!r} is not a budget: give a positive, finite number of dollars"
+        )
     return value
 
 

@@ -64,23 +64,37 @@ def format_cost_report(result: RunResult) -> str:
     c = result.cost
     total = (
         f"total: {c.calls} call{'' if c.calls == 1 else 's'}, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
-        f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), ${c.total_usd:.6f}"
+        f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), {_total_usd(c)}"
     )
     if c.batch_discount:
         total += " (Batch API price: 50% off)"
     lines = [table(rows, right={3, 4, 5, 6, 7}), total]
     if c.unpriced_models:
         lines.append(f"unpriced models (not counted in the total): {', '.join(c.unpriced_models)}")
+    if c.approximate_calls:
+        lines.append(
+            f"~: approximate: {c.approximate_calls} call{'' if c.approximate_calls == 1 else 's'} "
+            "came back without usage; counted locally with tiktoken"
+        )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     lines.append(f"run {result.run_id} {result.status} in {result.duration_s:.2f}s")
     return "\n".join(lines)
 
 
+def _total_usd(c: Any) -> str:
+    """A total is unknown when a call in it is: "unpriced", with the priced part beside it."""
+    if c.unpriced_models:
+        return f"unpriced (${c.total_usd:.6f} for the priced calls)"
+    return ("~" if c.approximate_calls else "") + f"${c.total_usd:.6f}"
+
+
 def _step_cost(step: Any) -> str:
     if not step.replied_calls:
         return "-"
-    return "$0 (cached)" if step.cached else _usd(step.known_cost_usd)
+    if step.cached:
+        return "$0 (cached)"
+    return ("~" if step.approximate else "") + _usd(step.known_cost_usd)
 
 
 def format_estimate(est: Estimate) -> str:

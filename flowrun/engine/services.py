@@ -144,8 +144,8 @@ class Services:
                 on_text=on_text,
             )
         except ModelCallError as exc:
-            if reservation is not None:
-                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            if reservation is not None:  # an answer we could not trust may still be billed
+                self.budget.settle(reservation, None if exc.answered else 0.0)  # type: ignore[union-attr]
             latency = time.perf_counter() - started
             self._record_failure(env, model, latency, exc.retries)
             if self._transcribe(env):
@@ -154,13 +154,21 @@ class Services:
                 )
             raise StepError(str(exc)) from None
         latency = time.perf_counter() - started
-        cost = self._record(env, model, reply.usage, reply.finish_reason, latency, reply.retries)
+        cost = self._record(
+            env,
+            model,
+            reply.usage,
+            reply.finish_reason,
+            latency,
+            reply.retries,
+            approximate=reply.approximate_usage,
+        )
         if self._transcribe(env):
             env.record.transcript.append(
                 chat_entry(request, reply, latency_s=latency, retries=reply.retries)
             )
-        if reservation is not None:
-            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+        if reservation is not None:  # a local count is no bill: charge the worst case reserved
+            self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
         for note in reply.notes:
             env.warn(f"step '{env.label}': {note}")
         check_cap(env, request, reply, self._cap_parameter(env))
@@ -223,8 +231,8 @@ class Services:
                 request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
             )
         except ModelCallError as exc:
-            if reservation is not None:
-                self.budget.settle(reservation, 0.0)  # type: ignore[union-attr]
+            if reservation is not None:  # an answer we could not trust may still be billed
+                self.budget.settle(reservation, None if exc.answered else 0.0)  # type: ignore[union-attr]
             latency = time.perf_counter() - started
             self._record_failure(env, model, latency, exc.retries)
             if self._transcribe(env):
@@ -233,13 +241,21 @@ class Services:
                 )
             raise StepError(str(exc)) from None
         latency = time.perf_counter() - started
-        cost = self._record(env, model, reply.usage, None, latency, reply.retries)
+        cost = self._record(
+            env,
+            model,
+            reply.usage,
+            None,
+            latency,
+            reply.retries,
+            approximate=reply.approximate_usage,
+        )
         if self._transcribe(env):
             env.record.transcript.append(
                 embed_entry(request, reply, latency_s=latency, retries=reply.retries)
             )
         if reservation is not None:
-            self.budget.settle(reservation, cost)  # type: ignore[union-attr]
+            self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
         check_vectors(env, request, reply, len(texts))
         if use_cache:
             stored = {
@@ -289,6 +305,7 @@ class Services:
         retries: int,
         *,
         cached: bool = False,
+        approximate: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
         cost = 0.0 if cached else self.prices_for(env).cost(model, usage, batch=batch)
@@ -303,7 +320,17 @@ class Services:
             "from the cache" if cached else f"{duration:.2f}s",
         )
         env.record.calls.append(
-            CallRecord(model, usage, cost, duration, retries, finish_reason, cached, discounted)
+            CallRecord(
+                model,
+                usage,
+                cost,
+                duration,
+                retries,
+                finish_reason,
+                cached,
+                discounted,
+                approximate=approximate,
+            )
         )
         env.record.model = env.record.model or model
         return cost

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowrun.errors import ModelCallError
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelClient
+from flowrun.provider.usage import checked_count, count_missing_chat, count_missing_embed
 from flowrun.redaction import redact
 from flowrun.results import Usage
 
@@ -34,22 +35,28 @@ __all__ = [
 
 
 def usage_from(raw: Any) -> Usage:
-    """Usage from an SDK usage object (or dict), including cached and reasoning tokens."""
+    """Usage from an SDK usage object (or dict), including cached and reasoning tokens.
+
+    Raises ``ModelCallError`` for counts no server can mean (negative, not whole numbers, or
+    beyond ``usage.MAX_TOKENS``). ``None`` (no usage sent) is the caller's to count: see
+    ``provider.usage.count_missing``.
+    """
     if raw is None:
         return Usage()
     get = raw.get if isinstance(raw, dict) else lambda k, d=None: getattr(raw, k, d)
     prompt_details = get("prompt_tokens_details") or {}
     completion_details = get("completion_tokens_details") or {}
 
-    def detail(obj: Any, key: str) -> int:
-        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-        return int(value or 0)
+    def detail(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
     return Usage(
-        prompt_tokens=int(get("prompt_tokens") or 0),
-        completion_tokens=int(get("completion_tokens") or 0),
-        cached_tokens=detail(prompt_details, "cached_tokens"),
-        reasoning_tokens=detail(completion_details, "reasoning_tokens"),
+        prompt_tokens=checked_count("prompt_tokens", get("prompt_tokens")),
+        completion_tokens=checked_count("completion_tokens", get("completion_tokens")),
+        cached_tokens=checked_count("cached_tokens", detail(prompt_details, "cached_tokens")),
+        reasoning_tokens=checked_count(
+            "reasoning_tokens", detail(completion_details, "reasoning_tokens")
+        ),
     )
 
 
@@ -142,15 +149,17 @@ class OpenAIClient:
             retries = getattr(raw, "retries_taken", 0)
             parsed = raw.parse()
             if body.get("stream"):
-                reply = await _collect_stream(parsed, on_text)
+                reply, usage = await _collect_stream(parsed, on_text)
             else:
-                reply = _reply_from_completion(parsed)
+                reply, usage = _reply_from_completion(parsed), parsed.usage
         except ModelCallError as exc:
             raise self._named(exc) from None
         except Exception as exc:
             raise self._named(_translate(exc, timeout_s, self._url())) from None
         reply.retries = retries
         reply.notes = notes
+        if usage is None:  # the server did not say: count it here, and say so
+            reply.usage, reply.approximate_usage = count_missing_chat(request, reply), True
         return reply
 
     def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +196,7 @@ class OpenAIClient:
         )
         return (
             f"{who} refused an assistant message with tool calls and content null "
-            f"({getattr(exc, 'status_code', '?')}); it was sent again with content \"\" "
+            f'({getattr(exc, "status_code", "?")}); it was sent again with content "" '
             f"({fix} to skip the refused request)"
         )
 
@@ -226,11 +235,13 @@ class OpenAIClient:
         except Exception as exc:
             raise self._named(_translate(exc, timeout_s, self._url())) from None
         data = sorted(parsed.data, key=lambda d: d.index)
+        missing = parsed.usage is None
         return EmbedReply(
             vectors=[list(d.embedding) for d in data],
-            usage=usage_from(parsed.usage),
+            usage=count_missing_embed(request) if missing else usage_from(parsed.usage),
             model=parsed.model or body.get("model", ""),
             retries=getattr(raw, "retries_taken", 0),
+            approximate_usage=missing,
         )
 
     def sdk(self, max_retries: int | None = None) -> Any:
@@ -267,14 +278,19 @@ def _reply_from_completion(completion: Any) -> ChatReply:
     )
 
 
-async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) -> ChatReply:
+async def _collect_stream(
+    stream: Any, on_text: Callable[[str], None] | None
+) -> tuple[ChatReply, Any]:
+    """The streamed reply, and the usage chunk's usage (None: the server sent none)."""
     parts: list[str] = []
     refusal: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     reply = ChatReply(content=None)
+    usage = None
     async for chunk in stream:
         reply.model = chunk.model or reply.model
         if chunk.usage is not None:
+            usage = chunk.usage
             reply.usage = usage_from(chunk.usage)
         for choice in chunk.choices:
             delta = choice.delta
@@ -299,7 +315,7 @@ async def _collect_stream(stream: Any, on_text: Callable[[str], None] | None) ->
     reply.content = "".join(parts) if parts else None
     reply.refusal = "".join(refusal) or None
     reply.tool_calls = [calls[i] for i in sorted(calls)]
-    return reply
+    return reply, usage
 
 
 KEYLESS = "no-key"  # what the SDK sends as the key of a server that needs none

@@ -37,6 +37,9 @@ class ChatReply:
     model: str = ""
     retries: int = 0
     notes: list[str] = field(default_factory=list)  # what the client did differently, to warn
+    #: the server sent no usage: ``usage`` was counted locally with tiktoken (see
+    #: ``provider.usage``), so its tokens and cost are approximate
+    approximate_usage: bool = False
 
 
 @dataclass
@@ -47,6 +50,7 @@ class EmbedReply:
     usage: Usage
     model: str
     retries: int = 0
+    approximate_usage: bool = False  #: as ``ChatReply.approximate_usage``
 
 
 @runtime_checkable

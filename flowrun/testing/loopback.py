@@ -249,9 +249,12 @@ class LoopbackServer:
                 return 200, self._embeddings(req, reply), headers
             assert reply is not None
             completion, calls = self._chat(req, reply)
+            if reply.no_usage:
+                completion["usage"] = None
             if not body.get("stream"):
                 return 200, completion, headers
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = include_usage and not reply.no_usage
             return 200, list(self._chunks(completion, calls, include_usage)), headers
         except Exception:
             with self._lock:

@@ -55,6 +55,9 @@ class Reply:
     embeddings: list[Any] | None = None  #: every vector of the reply, as given (any shape)
     error: str | None = None  #: error message for ``status != 200``
     headers: dict[str, str] = field(default_factory=dict)  #: extra response headers
+    #: answer without ``usage`` (and, streaming, without the usage chunk), as some
+    #: OpenAI-compatible servers do (llama.cpp's server sends no usage chunk)
+    no_usage: bool = False
 
     def __post_init__(self) -> None:
         if unknown := set(self.usage or ()) - _USAGE_KEYS:
