@@ -74,3 +74,21 @@ def test_sk_shaped_keys_and_bearer_tokens_are_redacted(server, tmp_path, monkeyp
     assert res.code == 1
     assert other not in res.output and "tok_123456789" not in res.output
     assert other.encode() not in _home_bytes()
+
+
+def test_debug_tracebacks_are_redacted_like_the_error_line(server, tmp_path):
+    """An exception message holding the key is printed redacted in the --debug traceback too."""
+    wf = write(tmp_path, TWO_STEPS)
+    res = flowrun_process(
+        "run",
+        wf,
+        "--prices",
+        tmp_path / f"prices-{KEY}.json",
+        "--debug",
+        env={"OPENAI_API_KEY": KEY},
+    )
+    assert res.code == 2
+    assert "Traceback (most recent call last)" in res.stderr  # --debug shows it
+    assert "[redacted]" in res.stderr
+    assert KEY not in res.output
+    assert server.requests == []

@@ -87,6 +87,12 @@ def cli_lines(exc: FlowrunError) -> list[str]:
     return lines
 
 
+def _print_traceback() -> None:
+    """``--debug``: the traceback being handled, redacted like every other line we print
+    (an exception message, or a local in a chained one, may hold the API key)."""
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``flowrun`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = cli.main(args, prog_name="flowrun", standalone_mode=False)
     except FlowrunError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         for line in cli_lines(exc):
             click.echo(redact(line), err=True)
         sys.exit(exc.exit_code)
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug in flowrun: say so plainly
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(
             redact(
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowrun.cli.common import emit_json
+from flowrun.cli.common import MAX_COUNT, emit_json
 from flowrun.errors import RunFailed, RunInterrupted, UsageError
 
 if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
@@ -24,14 +24,20 @@ def resume_limit_options(f: Any) -> Any:
     """``--concurrency``/``--rpm``/``--tpm`` for ``flowrun resume BATCH_ID`` (override the
     stored ones)."""
     f = click.option(
-        "--tpm", type=click.IntRange(min=1), metavar="N", help="A batch: tokens per minute."
+        "--tpm",
+        type=click.IntRange(min=1, max=MAX_COUNT),
+        metavar="N",
+        help="A batch: tokens per minute.",
     )(f)
     f = click.option(
-        "--rpm", type=click.IntRange(min=1), metavar="N", help="A batch: requests per minute."
+        "--rpm",
+        type=click.IntRange(min=1, max=MAX_COUNT),
+        metavar="N",
+        help="A batch: requests per minute.",
     )(f)
     return click.option(
         "--concurrency",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=MAX_COUNT),
         metavar="N",
         help="A batch: records in flight (these three override the stored values).",
     )(f)
@@ -229,4 +235,3 @@ def format_summary(summary: BatchSummary) -> str:
     if summary.output:
         lines.append(f"output: {summary.output}")
     return "\n".join(lines)
-

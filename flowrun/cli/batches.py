@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from flowrun.cli.common import CONTEXT, Group, emit_json
+from flowrun.cli.common import CONTEXT, MAX_COUNT, Group, emit_json
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -22,7 +22,11 @@ def batches() -> None:
 @batches.command("list", context_settings=CONTEXT)
 @click.option("--run", "run_id", metavar="RUN_ID", help="Only the batches of this run.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many."
+    "--limit",
+    type=click.IntRange(min=1, max=MAX_COUNT),
+    default=50,
+    show_default=True,
+    help="How many.",
 )
 @click.option("--no-refresh", is_flag=True, help="Show the statuses last seen; do not ask the API.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

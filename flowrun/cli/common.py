@@ -10,6 +10,10 @@ import click
 
 from flowrun.redaction import redact
 
+# The largest count an option takes (--limit, --concurrency, --rpm, ...): past it a number is
+# a typo, and 10**20 would reach SQLite (whose integers stop at 2**63) as an internal error.
+MAX_COUNT = 1_000_000_000
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowrun.cli.common import CONTEXT, Group, emit_json
+from flowrun.cli.common import CONTEXT, MAX_COUNT, Group, emit_json
 from flowrun.redaction import redact
 
 KINDS = ("run", "batch", "batch-api")
@@ -32,7 +32,7 @@ def runs() -> None:
 @runs.command("list", context_settings=CONTEXT)
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_COUNT),
     default=20,
     show_default=True,
     help="How many runs, newest first.",
@@ -87,7 +87,10 @@ def runs_list(
 @click.argument("run_id")
 @click.option("--step", "step_id", metavar="ID", help="One step: its transcript and output.")
 @click.option(
-    "--record", type=click.IntRange(min=0), metavar="N", help="A batch's record N (from 0)."
+    "--record",
+    type=click.IntRange(min=0, max=MAX_COUNT),
+    metavar="N",
+    help="A batch's record N (from 0).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with transcripts).")
 def runs_show(run_id: str, step_id: str | None, record: int | None, as_json: bool) -> None:
@@ -204,7 +207,9 @@ def _show_record(store: Any, batch_id: str, index: int, step_id: str | None, as_
 
 @runs.command("prune", context_settings=CONTEXT)
 @click.option("--older-than", metavar="AGE", help="Delete runs started longer ago: 30d, 12h, 2w.")
-@click.option("--keep", type=click.IntRange(min=0), metavar="N", help="Keep the newest N runs.")
+@click.option(
+    "--keep", type=click.IntRange(min=0, max=MAX_COUNT), metavar="N", help="Keep the newest N runs."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs_prune(older_than: str | None, keep: int | None, as_json: bool) -> None:
     """Delete old runs and batches with what they hold; the store file shrinks.

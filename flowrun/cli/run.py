@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from flowrun.cli.batch_run import check_no_limits, resume_limit_options
-from flowrun.cli.common import CONTEXT, Command, emit_json, input_options
+from flowrun.cli.common import CONTEXT, MAX_COUNT, Command, emit_json, input_options
 from flowrun.errors import RunFailed, RunInterrupted
 from flowrun.redaction import redact
 
@@ -230,15 +230,19 @@ def _show_calls(ctx: click.Context, _param: Any, verbose: bool) -> None:
 )
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_COUNT),
     default=None,
     help="With --batch: records in flight (default 32).",
 )
 @click.option(
-    "--rpm", type=click.IntRange(min=1), help="With --batch: at most this many requests per minute."
+    "--rpm",
+    type=click.IntRange(min=1, max=MAX_COUNT),
+    help="With --batch: at most this many requests per minute.",
 )
 @click.option(
-    "--tpm", type=click.IntRange(min=1), help="With --batch: at most this many tokens per minute."
+    "--tpm",
+    type=click.IntRange(min=1, max=MAX_COUNT),
+    help="With --batch: at most this many tokens per minute.",
 )
 @click.option(
     "--map",

@@ -125,12 +125,22 @@ def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict
                 raise unknown_input(name, spec.inputs)
             text = sys.stdin.read()
         elif text.startswith("@") and len(text) > 1:
+            from flowrun.format.textfile import NotText, read_text
+
             try:
-                text = Path(text[1:]).read_text(encoding="utf-8")
+                text = read_text(text[1:])
             except OSError as exc:
                 raise UsageError(
                     f"input '{name}': cannot read {text[1:]}: {exc.strerror}"
                 ) from None
+            except NotText as exc:
+                raise UsageError(f"input '{name}': {text[1:]}: {exc}") from None
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # bytes of argv (or stdin) that were not UTF-8
+            raise UsageError(
+                f"input '{name}': the value is not UTF-8 text (character {exc.start + 1})"
+            ) from None
         values[name] = parse_cli_value(spec, name, text)
     return values
 
@@ -152,11 +162,15 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
                 hint='pipe e.g. {"text": "..."} (JSON) or text: ... (YAML)',
             )
         return data
+    from flowrun.format.textfile import NotText, read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise UsageError(f"cannot read the inputs file {path}: {exc.strerror}") from None
+    except NotText as exc:
+        raise UsageError(f"the inputs file {path}: {exc}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:

@@ -33,15 +33,20 @@ def load_workflow(
     ``check_env`` (``flowrun validate``): the key variable of every named server a step uses
     must be set.
     """
+    from flowrun.format.textfile import NotText, read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise WorkflowInvalid([Problem(str(path), 1, 1, "no such file")]) from None
     except IsADirectoryError:
         hint = f"is a directory; give the workflow files in it, e.g. {path / '*.yaml'}"
         raise WorkflowInvalid([Problem(str(path), 1, 1, hint)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {why}")]) from None
+    except NotText as exc:
         raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc}")]) from None
     return load_workflow_text(
         text, file=str(path), base_dir=path.parent, check_budget=check_budget, check_env=check_env
