@@ -60,6 +60,8 @@ class CallRecord:
     failed: bool = False
     #: the server sent no usage; it was counted locally with tiktoken (see provider/usage.py)
     approximate: bool = False
+    #: answered by ``--mock``'s fake model: no dollars (``cost_usd`` is None), not unpriced
+    mock: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -127,6 +129,11 @@ class StepResult:
         return [c for c in self.calls if not c.failed]
 
     @property
+    def mock(self) -> bool:
+        """Whether a call was answered by ``--mock``'s fake model."""
+        return any(c.mock for c in self.calls)
+
+    @property
     def approximate(self) -> bool:
         """Whether a call's usage was counted locally (the server sent none)."""
         return any(c.approximate for c in self.calls)
@@ -166,6 +173,8 @@ class StepResult:
             data["cached"] = True
         if self.approximate:
             data["approximate_usage"] = True
+        if self.mock:
+            data["mock"] = True
         if self.finish_reason:
             data["finish_reason"] = self.finish_reason
         if self.tool_calls:
@@ -223,6 +232,8 @@ class CostReport:
     batch_discount: bool = False
     #: calls whose usage the server did not report (counted locally with tiktoken)
     approximate_calls: int = 0
+    #: calls answered by ``--mock``'s fake model (no dollars)
+    mock_calls: int = 0
 
     @classmethod
     def from_calls(cls, calls: list[CallRecord]) -> CostReport:
@@ -248,7 +259,10 @@ class CostReport:
         entry.completion_tokens += u.completion_tokens
         entry.cached_tokens += u.cached_tokens
         entry.reasoning_tokens += u.reasoning_tokens
-        if call.cost_usd is None:
+        if call.mock:
+            self.mock_calls += 1
+            entry.usd = None
+        elif call.cost_usd is None:
             entry.usd = None
             if call.model not in self.unpriced_models:
                 self.unpriced_models.append(call.model)
@@ -260,7 +274,9 @@ class CostReport:
     def to_json(self) -> dict[str, Any]:
         return {
             # unknown when a call in it is unpriced (never $0); priced_usd is the known part
-            "total_usd": None if self.unpriced_models else round(self.total_usd, 8),
+            "total_usd": None
+            if self.unpriced_models or self.mock_calls
+            else round(self.total_usd, 8),
             "priced_usd": round(self.total_usd, 8),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -281,6 +297,7 @@ class CostReport:
             "unpriced_models": list(self.unpriced_models),
             "batch_discount": self.batch_discount,
             "approximate_calls": self.approximate_calls,
+            "mock": self.mock_calls > 0,
         }
 
 

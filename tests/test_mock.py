@@ -208,3 +208,46 @@ def test_every_model_client_implements_the_protocol():
     ]
     assert [isinstance(c, ModelClient) for c in clients] == [True] * 4
     assert not isinstance(object(), ModelClient)
+
+
+def test_a_mock_run_is_marked_mock_and_shows_no_dollars(tmp_path):
+    """The fake model's tokens are not a bill: no $ figure, in the text report or in --json."""
+    res = flowrun("run", WORKFLOWS / "summarize.yaml", "--mock", "-i", "text=Hello there.")
+    assert res.code == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0].split() == [
+        "step",
+        "status",
+        "model",
+        "calls",
+        "prompt",
+        "completion",
+        "cost",
+        "time",
+    ]
+    assert [line.split()[6] for line in lines[1:3]] == ["mock", "mock"]
+    assert "no dollars (mock run: --mock's fake model answered)" in lines[3]
+    assert "$" not in res.stderr
+
+    doc = json.loads(
+        flowrun("run", WORKFLOWS / "summarize.yaml", "--mock", "-i", "text=Hi.", "--json").stdout
+    )
+    assert doc["cost"]["mock"] is True and doc["cost"]["total_usd"] is None
+    assert {s["cost_usd"] for s in doc["steps"].values()} == {None}
+    assert all(s["mock"] for s in doc["steps"].values())
+
+
+def test_a_mock_batch_shows_no_dollars(tmp_path):
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "a"}\n{"text": "b"}\n', encoding="utf-8")
+    res = flowrun(
+        "run",
+        WORKFLOWS / "summarize.yaml",
+        "--mock",
+        "--batch",
+        records,
+        "--output",
+        tmp_path / "o.jsonl",
+    )
+    assert res.code == 0, res.stderr
+    assert "cost no dollars (mock run)" in res.stderr and "$" not in res.stderr

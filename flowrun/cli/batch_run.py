@@ -216,7 +216,9 @@ def format_summary(summary: BatchSummary) -> str:
         head += f", {summary.not_run:,} not run"
     head += f" in {summary.duration_s:.2f}s ({rate:,.1f} records/s)"
     dollars = f"${cost.total_usd:.6f}"
-    if cost.unpriced_models:
+    if cost.mock_calls:
+        dollars = "no dollars (mock run)"
+    elif cost.unpriced_models:
         dollars += f" + unpriced calls to {', '.join(cost.unpriced_models)}"
     tokens = (
         f"tokens: {cost.prompt_tokens:,} prompt + {cost.completion_tokens:,} completion "

@@ -143,7 +143,9 @@ def _mock_client(enabled: bool, workflow: Any, batch_api: bool) -> Iterator[Any]
 
     with LoopbackServer() as server:
         server.default = lambda req: Reply(content=mock_text(req.body or {}, mock.schemas))
-        yield OpenAIClient(api_key="sk-mock", base_url=server.url)
+        client = OpenAIClient(api_key="sk-mock", base_url=server.url)
+        client.mock = True  # type: ignore[attr-defined]  # reported as a mock run, no dollars
+        yield client
 
 
 def _finite_max_cost(ctx: Any, param: Any, value: float | None) -> float | None:

@@ -84,6 +84,8 @@ def format_cost_report(result: RunResult) -> str:
 
 def _total_usd(c: Any) -> str:
     """A total is unknown when a call in it is: "unpriced", with the priced part beside it."""
+    if c.mock_calls:
+        return "no dollars (mock run: --mock's fake model answered)"
     if c.unpriced_models:
         return f"unpriced (${c.total_usd:.6f} for the priced calls)"
     return ("~" if c.approximate_calls else "") + f"${c.total_usd:.6f}"
@@ -92,6 +94,8 @@ def _total_usd(c: Any) -> str:
 def _step_cost(step: Any) -> str:
     if not step.replied_calls:
         return "-"
+    if step.mock:
+        return "mock"
     if step.cached:
         return "$0 (cached)"
     return ("~" if step.approximate else "") + _usd(step.known_cost_usd)

@@ -308,8 +308,15 @@ class Services:
         approximate: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
-        cost = 0.0 if cached else self.prices_for(env).cost(model, usage, batch=batch)
-        discounted = batch and not cached and self._has_batch_price(model, env)
+        mock = is_mock(self.client)
+        cost = (
+            None
+            if mock
+            else 0.0
+            if cached
+            else self.prices_for(env).cost(model, usage, batch=batch)
+        )
+        discounted = batch and not cached and not mock and self._has_batch_price(model, env)
         duration = 0.0 if batch else round(duration, 4)
         calls_log.info(
             "reply   %s: %s, %s prompt + %s completion tokens, %s",
@@ -330,10 +337,20 @@ class Services:
                 cached,
                 discounted,
                 approximate=approximate,
+                mock=mock,
             )
         )
         env.record.model = env.record.model or model
         return cost
+
+
+def is_mock(client: Any) -> bool:
+    """Whether ``client`` (or the client it wraps, e.g. rate limited) is ``--mock``'s fake model."""
+    while client is not None:
+        if getattr(client, "mock", False) is True:
+            return True
+        client = getattr(client, "inner", None)
+    return False
 
 
 def _check_window(env: CallSite, request: dict[str, Any], prompt_tokens: int, window: int) -> None:

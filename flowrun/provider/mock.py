@@ -55,6 +55,9 @@ def check_every_request(check: RequestCheck | None) -> None:
 class MockClient:
     """The fake model of ``--mock``; ``workflow`` (a ``LoadedWorkflow``) lends its full schemas."""
 
+    #: its replies cost nothing and mean nothing: runs through it are reported as mock runs
+    mock = True
+
     def __init__(self, workflow: Any = None, *, check: RequestCheck | None = None) -> None:
         self.schemas = _workflow_schemas(workflow)
         self.check = check if check is not None else _default_check

@@ -168,6 +168,7 @@ class WaveBatchRunner(BatchRunner):
                     c for sid in fresh if sid in result.steps for c in result.steps[sid].calls
                 ]
             return result
+
     async def results(self) -> AsyncIterator[BatchResult]:
         import asyncio
 
