@@ -31,6 +31,7 @@ The tree::
     NotStrictCompatible           a schema strict mode cannot express     -> JSON mode instead
     Suspended (BaseException)     a Batch API record waits for a batch: it runs again later
     RecordError                   one batch record cannot become inputs   -> that record fails
+    NotText (ValueError)          a named file is not UTF-8 text          -> Problem or UsageError
     PromptError, PythonToolError  convert: a prompt or a python node      -> an Issue
 
 The CLI catches ``FlowrunError`` in one place (``cli/app.py``), prints its lines to stderr in
@@ -319,3 +320,7 @@ class PromptError(Exception):
 
 class PythonToolError(Exception):
     """The file has no usable ``@tool`` function; the message says why."""
+
+
+class NotText(ValueError):
+    """A file the user named is not UTF-8 text (``format/textfile.py``)."""

@@ -12,11 +12,9 @@ import os
 import stat
 from pathlib import Path
 
+from flowrun.errors import NotText
+
 __all__ = ["NotText", "read_text"]
-
-
-class NotText(ValueError):
-    """The file is not UTF-8 text."""
 
 
 def read_text(path: str | Path) -> str:
