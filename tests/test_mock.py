@@ -251,3 +251,25 @@ def test_a_mock_batch_shows_no_dollars(tmp_path):
     )
     assert res.code == 0, res.stderr
     assert "cost no dollars (mock run)" in res.stderr and "$" not in res.stderr
+
+
+def test_mock_batch_api_runs_share_a_store_and_show_no_dollars(tmp_path):
+    """Two ``--mock --via batch-api`` runs in one run store: the second is not refused for a
+    file id the first one stored, and neither reports dollars."""
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "a"}\n{"text": "b"}\n', encoding="utf-8")
+    for n in (1, 2):
+        res = flowrun(
+            "run",
+            WORKFLOWS / "summarize.yaml",
+            "--mock",
+            "--via",
+            "batch-api",
+            "--batch",
+            records,
+            "--output",
+            tmp_path / f"o{n}.jsonl",
+        )
+        assert res.code == 0, res.stderr
+        assert "cost no dollars (mock run)" in res.stderr and "$" not in res.stderr
+        assert (tmp_path / f"o{n}.jsonl").read_text(encoding="utf-8").count("succeeded") == 2

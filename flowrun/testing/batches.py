@@ -160,6 +160,9 @@ class BatchAPI(BatchHolds):
         self._failures: list[BatchFailure] = []
         self._batch_failures: list[tuple[str, str, str]] = []
         self._ids = itertools.count(1)
+        # ids unique across server starts, as the real service's are: a store that kept the ids
+        # of an earlier server's files (an earlier ``--mock --via batch-api`` run) never clashes
+        self._run_tag = f"{random.getrandbits(32):08x}"
         self._init_holds()
         self.available = True  #: False: a server without the Files and Batches APIs
 
@@ -253,7 +256,7 @@ class BatchAPI(BatchHolds):
         return 200, stored.to_json(), {}
 
     def _store(self, filename: str, purpose: str, data: bytes) -> StoredFile:
-        stored = StoredFile(f"file-loopback{next(self._ids)}", filename, purpose, data, _now())
+        stored = StoredFile(f"file-loopback{self._run_tag}-{next(self._ids)}", filename, purpose, data, _now())
         self.files[stored.id] = stored
         return stored
 
@@ -268,7 +271,7 @@ class BatchAPI(BatchHolds):
         if stored is None or stored.purpose != "batch":
             return 400, _error_body(400, f"No file with id '{file_id}' and purpose 'batch'."), {}
         batch = BatchRecord(
-            f"batch_loopback{next(self._ids)}",
+            f"batch_loopback{self._run_tag}-{next(self._ids)}",
             endpoint,
             stored.id,
             body.get("metadata"),

@@ -46,6 +46,11 @@ class WaveClient:
         self.coordinator = coordinator
         self.record_index = record_index
 
+    @property
+    def mock(self) -> bool:
+        """``--mock --via batch-api``: the batches are answered by the fake model (no dollars)."""
+        return getattr(self.coordinator.transport.client, "mock", False) is True
+
     async def chat(
         self,
         request: dict[str, Any],
