@@ -34,7 +34,7 @@ def test_cache_flag_makes_a_second_identical_run_free(server, tmp_path):
 
     text = flowrun("run", wf, "--cache")
     assert text.code == 0
-    assert text.stderr.count("$0 (cached)") == 2 and "$0.000000" in text.stderr
+    assert text.stderr.count("$0 (cache hit)") == 2 and "$0.000000" in text.stderr
     assert len(server.requests) == 2
 
 

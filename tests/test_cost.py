@@ -153,7 +153,7 @@ draft   succeeded  gpt-4o-mini            1    1200          80  $0.000151  0.00
 polish  succeeded  gpt-4o-2024-08-06      1     300          50  $0.001250  0.00s
 local   succeeded  llama3                 1      10           4   unpriced  0.00s
 think   succeeded  o3-mini                1      20         500  $0.002222  0.00s
-total: 4 calls, 1530 prompt + 634 completion tokens (1024 cached, 448 reasoning), unpriced ($0.003623 for the priced calls)
+total: 4 calls, 1530 prompt + 634 completion tokens (1024 prompt-cached, 448 reasoning), unpriced ($0.003623 for the priced calls)
 unpriced models (not counted in the total): llama3
 run RUN_ID succeeded in 0.00s
 """

@@ -64,7 +64,7 @@ def format_cost_report(result: RunResult) -> str:
     c = result.cost
     total = (
         f"total: {c.calls} call{'' if c.calls == 1 else 's'}, {c.prompt_tokens} prompt + {c.completion_tokens} completion tokens"
-        f" ({c.cached_tokens} cached, {c.reasoning_tokens} reasoning), {_total_usd(c)}"
+        f" ({c.cached_tokens} prompt-cached, {c.reasoning_tokens} reasoning), {_total_usd(c)}"
     )
     if c.batch_discount:
         total += " (Batch API price: 50% off)"
@@ -97,7 +97,7 @@ def _step_cost(step: Any) -> str:
     if step.mock:
         return "mock"
     if step.cached:
-        return "$0 (cached)"
+        return "$0 (cache hit)"  # flowrun's response cache, not the prompt cache
     return ("~" if step.approximate else "") + _usd(step.known_cost_usd)
 
 

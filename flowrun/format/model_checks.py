@@ -1,4 +1,4 @@
-"""Checks of model steps against the model table (``flowrun/data/models.json``).
+"""Checks of model steps against the model table (``flowrun/provider/data/models.json``).
 
 Parameters a model refuses (on the step or inherited from ``defaults``), output limits,
 images, system messages and embedding dimensions.
