@@ -144,15 +144,7 @@ class Services:
                 on_text=on_text,
             )
         except ModelCallError as exc:
-            if reservation is not None:  # an answer we could not trust may still be billed
-                self.budget.settle(reservation, None if exc.answered else 0.0)  # type: ignore[union-attr]
-            latency = time.perf_counter() - started
-            self._record_failure(env, model, latency, exc.retries)
-            if self._transcribe(env):
-                env.record.transcript.append(
-                    chat_entry(request, latency_s=latency, retries=exc.retries, error=str(exc))
-                )
-            raise StepError(str(exc)) from None
+            raise self._failed(env, model, request, exc, started, reservation, chat_entry) from None
         latency = time.perf_counter() - started
         cost = self._record(
             env,
@@ -231,15 +223,7 @@ class Services:
                 request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
             )
         except ModelCallError as exc:
-            if reservation is not None:  # an answer we could not trust may still be billed
-                self.budget.settle(reservation, None if exc.answered else 0.0)  # type: ignore[union-attr]
-            latency = time.perf_counter() - started
-            self._record_failure(env, model, latency, exc.retries)
-            if self._transcribe(env):
-                env.record.transcript.append(
-                    embed_entry(request, latency_s=latency, retries=exc.retries, error=str(exc))
-                )
-            raise StepError(str(exc)) from None
+            raise self._failed(env, model, request, exc, started, reservation, embed_entry) from None
         latency = time.perf_counter() - started
         cost = self._record(
             env,
@@ -342,6 +326,28 @@ class Services:
         )
         env.record.model = env.record.model or model
         return cost
+
+    def _failed(
+        self,
+        env: CallSite,
+        model: str,
+        request: dict[str, Any],
+        exc: ModelCallError,
+        started: float,
+        reservation: Any,
+        entry: Callable[..., Any],
+    ) -> StepError:
+        """A call that failed: its reservation settled, the failure recorded (and transcribed);
+        the step's error to raise."""
+        if reservation is not None:  # an answer we could not trust may still be billed
+            self.budget.settle(reservation, None if exc.answered else 0.0)  # type: ignore[union-attr]
+        latency = time.perf_counter() - started
+        self._record_failure(env, model, latency, exc.retries)
+        if self._transcribe(env):
+            env.record.transcript.append(
+                entry(request, latency_s=latency, retries=exc.retries, error=str(exc))
+            )
+        return StepError(str(exc))
 
 
 def is_mock(client: Any) -> bool:
