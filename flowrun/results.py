@@ -338,3 +338,9 @@ class RunResult:
         if self.warnings:
             data["warnings"] = self.warnings
         return data
+
+
+def usd_text(value: float | None, note: str | None = None) -> str:
+    """A cost as people read it: dollars, or why there are none (``note``: "mock" for a
+    ``--mock`` run, else "unpriced")."""
+    return (note or "unpriced") if value is None else f"${value:.6f}"

@@ -192,3 +192,28 @@ def test_prune_deletes_old_runs_with_what_they_hold_and_the_store_shrinks(server
     res = flowrun("runs", "prune", "--older-than", "30d")
     assert res.code == 0 and "deleted 0 run(s)" in res.stdout
     assert _ids() == [keep] and batch not in _ids()
+
+
+def test_mock_and_unpriced_runs_show_no_dollars_in_the_history(server, tmp_path):
+    """A --mock run reads 'mock' and a run with an unpriced model 'unpriced', never $0."""
+    wf = write(tmp_path, TWO_STEPS)
+    mock_run = json.loads(flowrun("run", wf, "--mock", "--json").stdout)["run_id"]
+    unpriced = write(tmp_path, TWO_STEPS.replace("gpt-4o-mini", "llama3"), name="local.yaml")
+    local_run = json.loads(flowrun("run", unpriced, "--json").stdout)["run_id"]
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"x": 1}\n{"x": 2}\n')
+    mock_batch = flowrun(
+        "run", wf, "--mock", "--batch", records, "-o", tmp_path / "o.jsonl", "--json"
+    )
+    batch_id = json.loads(mock_batch.stdout)["batch_id"]
+    listed = {r["run_id"]: r for r in json.loads(flowrun("runs", "list", "--json").stdout)}
+    assert listed[mock_run]["cost_usd"] is None and listed[mock_run]["cost_note"] == "mock"
+    assert listed[local_run]["cost_usd"] is None
+    assert listed[local_run]["cost_note"] == "unpriced"
+    assert listed[batch_id]["cost_usd"] is None and listed[batch_id]["cost_note"] == "mock"
+    rows = {line.split()[0]: line for line in flowrun("runs", "list").stdout.splitlines()[1:]}
+    assert rows[mock_run].rstrip().endswith("mock") and "$" not in rows[mock_run]
+    assert rows[local_run].rstrip().endswith("unpriced")
+    assert rows[batch_id].rstrip().endswith("mock")
+    shown = flowrun("runs", "show", local_run).stdout
+    assert "cost unpriced" in shown and "$0.000000" not in shown

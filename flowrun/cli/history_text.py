@@ -6,10 +6,7 @@ import json
 from typing import Any
 
 from flowrun.cli.text import format_value, table
-
-
-def usd(value: float | None) -> str:
-    return "unpriced" if value is None else f"${value:.6f}"
+from flowrun.results import usd_text as usd
 
 
 def duration(seconds: float | None) -> str:
@@ -33,7 +30,7 @@ def format_history(rows: list[Any]) -> str:
                 r.started_at[:19].replace("T", " "),
                 duration(r.duration_s),
                 "-" if r.records is None else f"{r.records:,}",
-                usd(r.cost_usd),
+                usd(r.cost_usd, r.cost_note),
             ]
         )
     return table(lines, right={5, 6, 7})
@@ -53,7 +50,7 @@ def format_batch(row: Any, item: Any, counts: dict[str, Any]) -> str:
     }
     shown = ", ".join(f"{n:,} {status}" for status, n in sorted(by_status.items())) or "none yet"
     lines.append(f"records with an outcome: {shown}")
-    lines.append(f"cost: {usd(item.cost_usd)}")
+    lines.append(f"cost: {usd(item.cost_usd, item.cost_note)}")
     metrics = summary.get("metrics")
     if metrics:
         lines.append("metrics:")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from flowrun.results import usd_text
+
 if TYPE_CHECKING:  # (the engine is heavy to import: `runs list` must stay fast)
     from flowrun.engine.estimate import Estimate
     from flowrun.results import RunResult
@@ -138,7 +140,7 @@ def format_run_row(row: Any, steps: dict[str, Any]) -> str:
     """``flowrun runs show``: the run's header, its steps, outputs and error."""
     lines = [
         f"run {row.id}: {row.workflow_name} ({row.workflow_path or 'inline'})",
-        f"status: {row.status}   started {row.started_at}   ended {row.ended_at or '-'}   cost ${row.cost_usd:.6f}",
+        f"status: {row.status}   started {row.started_at}   ended {row.ended_at or '-'}   cost {usd_text(None if row.cost_note else row.cost_usd, row.cost_note)}",
         f"inputs: {json.dumps(row.inputs, ensure_ascii=False)[:300]}",
     ]
     if steps:
@@ -150,7 +152,7 @@ def format_run_row(row: Any, steps: dict[str, Any]) -> str:
                     s.status,
                     s.model or "-",
                     str(len(s.replied_calls)),
-                    f"${s.cost_usd:.6f}",
+                    _step_cost(s),
                     f"{s.duration_s:.2f}s",
                     (s.error or "")[:80],
                 ]

@@ -25,13 +25,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 _RUNS = (
     "SELECT id, 'run', workflow_name, status, started_at, ended_at, cost_usd, pid, NULL,"
-    " workflow_path, error FROM runs"
+    " workflow_path, error, cost_note FROM runs"
 )
 _VIA_API = 'options LIKE \'%"via": "batch-api"%\''
 _BATCHES = (
     f"SELECT id, CASE WHEN {_VIA_API} THEN 'batch-api' ELSE 'batch' END,"
-    " workflow_name, status, started_at, ended_at, NULL, pid, summary, workflow_path, NULL"
-    " FROM batches"
+    " workflow_name, status, started_at, ended_at, NULL, pid, summary, workflow_path, NULL,"
+    " NULL FROM batches"
 )
 
 
@@ -45,11 +45,13 @@ class HistoryRow:
     status: str
     started_at: str
     ended_at: str | None
-    cost_usd: float | None  # None: unpriced (a batch that called an unpriced model)
+    cost_usd: float | None  # None: no dollar figure (see cost_note)
     records: int | None = None  # batches: records with an outcome
     metrics: dict[str, Any] | None = None
     path: str | None = None  # the workflow file
     error: str | None = None
+    #: why cost_usd is None: "unpriced" (a model with no price) or "mock" (``--mock``: no dollars)
+    cost_note: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -68,6 +70,7 @@ class HistoryRow:
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "records": self.records,
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
+            "cost_note": self.cost_note,
             "path": self.path,
             "error": self.error,
         }
@@ -154,10 +157,14 @@ def get_item(store: RunStore, run_id: str) -> HistoryRow | None:
 
 
 def _history_row(store: RunStore, row: tuple[Any, ...]) -> HistoryRow:
-    rid, kind, workflow, status, started, ended, cost, pid, summary, path, error = row
+    rid, kind, workflow, status, started, ended, cost, pid, summary, path, error, note = row
     if status == "running" and not _alive(pid, rid):
         status = "interrupted"
-    item = HistoryRow(rid, kind, workflow, status, started, ended, cost, path=path, error=error)
+    if note:
+        cost = None  # a mock or unpriced run has no dollar figure, whatever the priced part was
+    item = HistoryRow(
+        rid, kind, workflow, status, started, ended, cost, path=path, error=error, cost_note=note
+    )
     if kind != "run":
         _batch_totals(store, item, json.loads(summary) if summary else None)
     return item
@@ -168,9 +175,11 @@ def _batch_totals(store: RunStore, item: HistoryRow, summary: dict[str, Any] | N
     if summary is not None and item.status != "running":
         cost = summary.get("cost") or {}
         item.records = summary.get("records")
+        item.cost_note = "mock" if cost.get("mock") else None
+        item.cost_note = item.cost_note or ("unpriced" if cost.get("unpriced_models") else None)
         item.cost_usd = (
             None
-            if cost.get("unpriced_models")
+            if item.cost_note
             else (cost.get("total_usd") or 0.0) + (summary.get("earlier_cost_usd") or 0.0)
         )
         item.metrics = summary.get("metrics")

@@ -191,6 +191,12 @@ def m008_batch_records_counts(db: sqlite3.Connection) -> None:
     )
 
 
+def m009_run_cost_note(db: sqlite3.Connection) -> None:
+    """Why a run's cost is no dollar figure: 'mock' (``--mock``) or 'unpriced' (a model with no
+    price); NULL when ``cost_usd`` is the whole cost."""
+    db.executescript("ALTER TABLE runs ADD COLUMN cost_note TEXT;")
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -200,6 +206,7 @@ MIGRATIONS: list[Migration] = [
     m006_history_and_transcripts,
     m007_metrics,
     m008_batch_records_counts,
+    m009_run_cost_note,
 ]
 
 

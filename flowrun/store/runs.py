@@ -62,6 +62,8 @@ class RunRow:
     failed_step: str | None
     options: dict[str, Any]
     pid: int | None = None
+    #: why cost_usd is no dollar figure: "mock" or "unpriced" (None: it is the whole cost)
+    cost_note: str | None = None
 
     @property
     def process_alive(self) -> bool:
@@ -86,7 +88,8 @@ class RunRow:
             "status": self.status,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_usd": None if self.cost_note else round(self.cost_usd, 8),
+            "cost_note": self.cost_note,
             "error": self.error,
         }
 
@@ -160,6 +163,7 @@ class RunStore:
                 ),
             ),
             (_UPDATE_COST, (run_id, run_id)),
+            *_cost_note(run_id, result),
         )
 
     def mark_resumed(self, run_id: str) -> None:
@@ -305,6 +309,16 @@ class RunStore:
         return self.db.write("DELETE FROM thread_messages WHERE thread=?", (thread,))
 
 
+def _cost_note(run_id: str, step: StepResult) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statement that marks the run's cost as no dollar figure, when this step makes it so:
+    'mock' wins over 'unpriced' (a mock run's dollars are not unknown, there are none)."""
+    if step.mock:
+        return [("UPDATE runs SET cost_note='mock' WHERE id=?", (run_id,))]
+    if not step.priced:
+        return [("UPDATE runs SET cost_note=COALESCE(cost_note, 'unpriced') WHERE id=?", (run_id,))]
+    return []
+
+
 def _row(row: Row) -> RunRow:
     """A ``runs`` row (``SELECT *``), decoded by column name."""
     run = RunRow(
@@ -323,6 +337,7 @@ def _row(row: Row) -> RunRow:
         row["failed_step"],
         json.loads(row["options"] or "{}"),
         row["pid"],
+        row["cost_note"],
     )
     if run.status == "running" and not run.process_alive:
         run.status = "interrupted"  # its process died (kill -9, power cut) without saying so

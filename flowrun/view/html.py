@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from flowrun.redaction import redact
+from flowrun.results import usd_text as usd
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -63,10 +64,6 @@ def page(title: str, body: str, *, refresh: bool = False) -> str:
 
 def badge(status: str) -> str:
     return f'<span class="badge s-{esc(status.replace(" ", "_"))}">{esc(status)}</span>'
-
-
-def usd(value: float | None) -> str:
-    return "unpriced" if value is None else f"${value:.6f}"
 
 
 def seconds(value: float | None) -> str:

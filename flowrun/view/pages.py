@@ -83,7 +83,7 @@ def runs_page(store: RunStore, q: dict[str, str]) -> str:
                 f"<td>{esc(r.started_at[:19].replace('T', ' '))}</td>"
                 f'<td class="num">{esc(seconds(r.duration_s))}</td>'
                 f'<td class="num">{"–" if r.records is None else f"{r.records:,}"}</td>'
-                f'<td class="num">{esc(usd(r.cost_usd))}</td></tr>'
+                f'<td class="num">{esc(usd(r.cost_usd, r.cost_note))}</td></tr>'
             )
         body.append("</table>")
     nav = []
@@ -204,7 +204,7 @@ def batch_page(store: RunStore, batch_id: str, q: dict[str, str]) -> str:
                 ("output", esc(output_path or "stdout")),
                 ("started", esc(started)),
                 ("duration", esc(seconds(item.duration_s))),
-                ("cost", esc(usd(item.cost_usd))),
+                ("cost", esc(usd(item.cost_usd, item.cost_note))),
                 (
                     "progress",
                     f'<div class="bar"><span style="width:{pct:.1f}%"></span></div>'
