@@ -291,7 +291,7 @@ async def aresume_run(
         for key, value in plan.options.items():
             service_options.setdefault(key, value)
         db.mark_resumed(plan.run_id)
-        return await _execute(
+        result = await _execute(
             plan.workflow,
             plan.inputs,
             db,
@@ -300,6 +300,8 @@ async def aresume_run(
             service_options,
             completed=plan.completed,
         )
+        result.kept_steps = [sid for sid in result.steps if sid in plan.completed]
+        return result
     finally:
         if owned:
             db.close()

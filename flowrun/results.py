@@ -315,6 +315,8 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     metrics: dict[str, Any] | None = None  #: what aggregate steps logged (None: none ran)
+    #: a resume: the steps kept from before it (their calls are in the cost, not made again)
+    kept_steps: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -337,6 +339,8 @@ class RunResult:
             data["metrics"] = self.metrics
         if self.warnings:
             data["warnings"] = self.warnings
+        if self.kept_steps:
+            data["kept_steps"] = self.kept_steps
         return data
 
 

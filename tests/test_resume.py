@@ -204,3 +204,36 @@ def test_resume_notices_a_changed_tool_of_a_completed_step(server, tmp_path):
     res = flowrun("resume", run_id)
     assert res.code == 0, res.stderr
     assert _requests_for(server, "first step") == 1
+
+
+def test_a_resume_says_which_calls_it_kept_and_how_many_it_made(server, tmp_path):
+    """The cost report of a resume counts the kept steps' calls in the run's total, and says
+    that this resume made only the rest (none, when only a tool step was left)."""
+    (tmp_path / "checks.py").write_text(
+        "import os\n\ndef check(text: str) -> str:\n"
+        "    if os.environ.get('FAIL_CHECK'):\n        raise ValueError('boom')\n"
+        "    return text.upper()\n",
+        encoding="utf-8",
+    )
+    wf = write(
+        tmp_path,
+        TWO_STEPS.replace(
+            '  second:\n    type: chat\n    prompt: "second after {{ steps.first.output }}"',
+            '  second:\n    type: tool\n    function: "checks:check"\n'
+            '    args:\n      text: "{{ steps.first.output }}"',
+        ),
+    )
+    os.environ["FAIL_CHECK"] = "1"
+    try:
+        failed = flowrun("run", wf)
+    finally:
+        del os.environ["FAIL_CHECK"]
+    assert failed.code == 1, failed.stderr
+    run_id = only_run_id()
+    wf.write_text(wf.read_text() + "# edited\n")
+    res = flowrun("resume", run_id, "--force")
+    assert res.code == 0, res.stderr
+    assert "total: 1 call," in res.stderr  # the run's whole cost: the kept step's call
+    assert "resumed: 1 step kept from before (first; 1 call" in res.stderr
+    assert "this resume made 0 calls" in res.stderr
+    assert _requests_for(server, "first step") == 1

@@ -78,6 +78,14 @@ def format_cost_report(result: RunResult) -> str:
             f"~: approximate: {c.approximate_calls} call{'' if c.approximate_calls == 1 else 's'} "
             "came back without usage; counted locally with tiktoken"
         )
+    if result.kept_steps:
+        kept = sum(len(result.steps[s].replied_calls) for s in result.kept_steps)
+        made = c.calls - kept
+        lines.append(
+            f"resumed: {len(result.kept_steps)} step{'' if len(result.kept_steps) == 1 else 's'}"
+            f" kept from before ({', '.join(result.kept_steps)}; {kept} call{'' if kept == 1 else 's'}"
+            f" in the total above); this resume made {made} call{'' if made == 1 else 's'}"
+        )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     lines.append(f"run {result.run_id} {result.status} in {result.duration_s:.2f}s")
