@@ -23,14 +23,9 @@ def chat_entry(
     """One chat call: the request (messages with roles, tools, parameters) and the reply."""
     sent = {k: v for k, v in request.items() if k != "messages"}
     sent["messages"] = [_message(m) for m in request.get("messages") or ()]
-    entry: dict[str, Any] = {
-        "kind": "chat",
-        "request": sent,
-        "latency_s": round(latency_s, 4),
-        "retries": retries,
-    }
+    got = None
     if reply is not None:
-        entry["reply"] = {
+        got = {
             "content": reply.content,
             "tool_calls": list(reply.tool_calls),
             "refusal": reply.refusal,
@@ -38,11 +33,7 @@ def chat_entry(
             "usage": reply.usage.to_dict(),
             "model": reply.model,
         }
-    if error is not None:
-        entry["error"] = error
-    if cached:
-        entry["cached"] = True
-    return entry
+    return _entry("chat", sent, got, latency_s, retries, error, cached)
 
 
 def embed_entry(
@@ -55,20 +46,36 @@ def embed_entry(
     cached: bool = False,
 ) -> dict[str, Any]:
     """One embeddings call: the inputs sent, and how many vectors (of what size) came back."""
-    entry: dict[str, Any] = {
-        "kind": "embed",
-        "request": dict(request),
-        "latency_s": round(latency_s, 4),
-        "retries": retries,
-    }
+    got = None
     if reply is not None:
         vectors = reply.vectors
-        entry["reply"] = {
+        got = {
             "vectors": len(vectors),
             "dimensions": len(vectors[0]) if vectors else 0,
             "usage": reply.usage.to_dict(),
             "model": reply.model,
         }
+    return _entry("embed", dict(request), got, latency_s, retries, error, cached)
+
+
+def _entry(
+    kind: str,
+    sent: dict[str, Any],
+    got: dict[str, Any] | None,
+    latency_s: float,
+    retries: int,
+    error: str | None,
+    cached: bool,
+) -> dict[str, Any]:
+    """A call's transcript entry: what was sent, what came back (if it did), and how."""
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "request": sent,
+        "latency_s": round(latency_s, 4),
+        "retries": retries,
+    }
+    if got is not None:
+        entry["reply"] = got
     if error is not None:
         entry["error"] = error
     if cached:
