@@ -15,7 +15,8 @@ Against the loopback server in its own process:
 
 Each pair runs flowrun and the script one after the other (the order alternating), as fresh
 processes, so both see the same load; the median of each side and their ratio are printed,
-with the load average.
+with the load average. The CPU time each process used (user + system, from ``getrusage``) is
+printed beside the wall time: on a shared machine it varies less than the wall time does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -123,21 +125,28 @@ def server(latency: float) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-def wall(command: list[str], env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wall(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """The wall time and the CPU time of one whole process."""
     if "--output" in command:  # a fresh output each time (an existing one is not overwritten)
         Path(command[command.index("--output") + 1]).unlink(missing_ok=True)
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, cwd=REPO)
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{command} failed: {done.stderr.decode()[-1500:]}")
-    return took
+    return took, _children_cpu() - cpu
 
 
 def pairs(name: str, ours: list[str], theirs: list[str], env: dict[str, str], n: int) -> dict:
     wall(ours, env), wall(theirs, env)  # warm the file cache, once each
-    a: list[float] = []
-    b: list[float] = []
+    a: list[tuple[float, float]] = []
+    b: list[tuple[float, float]] = []
     for i in range(n):
         if i % 2:
             b.append(wall(theirs, env))
@@ -145,14 +154,21 @@ def pairs(name: str, ours: list[str], theirs: list[str], env: dict[str, str], n:
         else:
             a.append(wall(ours, env))
             b.append(wall(theirs, env))
-    ma, mb = statistics.median(a), statistics.median(b)
-    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    ma, mb = statistics.median(w for w, _ in a), statistics.median(w for w, _ in b)
+    ca, cb = statistics.median(c for _, c in a), statistics.median(c for _, c in b)
+    ratios = sorted(x[0] / y[0] for x, y in zip(a, b, strict=True))
     print(
         f"  {name:<12} flowrun {ma:.3f} s · script {mb:.3f} s · ratio {ma / mb:.2f}x "
-        f"(pairwise {ratios[0]:.2f}-{ratios[-1]:.2f}, {n} pairs)",
+        f"(pairwise {ratios[0]:.2f}-{ratios[-1]:.2f}, {n} pairs); "
+        f"CPU {ca:.3f} s vs {cb:.3f} s: {ca / cb:.2f}x",
         flush=True,
     )
-    return {"flowrun_s": round(ma, 4), "script_s": round(mb, 4), "ratio": round(ma / mb, 3)}
+    return {
+        "flowrun_s": round(ma, 4),
+        "script_s": round(mb, 4),
+        "ratio": round(ma / mb, 3),
+        "cpu_ratio": round(ca / cb, 3),
+    }
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flowrun.engine.aggregate import aggregate_single
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import ResponseCache, Services
@@ -226,6 +225,8 @@ async def _execute(
     try:
         result = await executor.run()
         if result.ok and aggregate_steps(wf.spec):  # a single run: the aggregate of one record
+            from flowrun.engine.aggregate import aggregate_single
+
             await aggregate_single(wf, values, result, services, db)
     except BaseException as exc:
         if db is not None:

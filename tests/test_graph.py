@@ -8,6 +8,7 @@ import pytest
 
 from flowrun.format.graph import (
     ReadyQueue,
+    StepOrder,
     build_graph,
     find_cycle,
     find_cycles,
@@ -140,7 +141,7 @@ def drain(queue: ReadyQueue, finish_order: list[str]) -> list[list[str]]:
 
 
 def test_diamond_waits_for_both_branches():
-    queue = ReadyQueue(build_graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}))
+    queue = ReadyQueue(StepOrder({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}))
     assert drain(queue, ["a", "c", "b", "d"]) == [["a"], ["b", "c"], [], ["d"], []]
     assert queue.finished
 
@@ -149,7 +150,7 @@ def test_a_step_starts_when_its_own_dependencies_are_done_not_level_by_level():
     # Two chains of different lengths: long1 -> long2 -> long3 and short1 -> short2.
     # short2 must start as soon as short1 is done, while long1 is still running.
     queue = ReadyQueue(
-        build_graph(
+        StepOrder(
             {
                 "long1": [],
                 "long2": ["long1"],
@@ -176,13 +177,13 @@ def test_ready_order_is_deterministic_whatever_the_declaration_order():
     deps = {"z": [], "m": [], "a": ["z"], "b": ["m"], "y": ["a", "b"]}
     orders = []
     for items in (list(deps.items()), list(reversed(deps.items()))):
-        queue = ReadyQueue(build_graph(dict(items)))
+        queue = ReadyQueue(StepOrder(dict(items)))
         orders.append(drain(queue, ["m", "z", "b", "a", "y"]))
     assert orders[0] == orders[1] == [["m", "z"], ["b"], ["a"], [], ["y"], []]
 
 
 def test_ready_hands_out_each_step_once_and_mark_done_is_idempotent():
-    queue = ReadyQueue(build_graph({"a": [], "b": ["a"]}))
+    queue = ReadyQueue(StepOrder({"a": [], "b": ["a"]}))
     assert queue.ready() == ["a"]
     assert queue.ready() == []
     queue.mark_done("a")
@@ -191,6 +192,22 @@ def test_ready_hands_out_each_step_once_and_mark_done_is_idempotent():
     assert not queue.finished
     queue.mark_done("b")
     assert queue.finished
+
+
+def test_step_order_is_networkx_lexicographic_topological_order():
+    # the executor's order (built without networkx) is the one `flowrun graph` draws with
+    import random
+
+    import networkx as nx
+
+    rng = random.Random(19)
+    for _ in range(200):
+        names = rng.sample([f"s{i}" for i in range(30)] + ["a", "B", "z-1", "é"], 12)
+        deps = {n: [m for m in names[:i] if rng.random() < 0.3] for i, n in enumerate(names)}
+        deps = dict(rng.sample(list(deps.items()), len(deps)))  # declaration order varies
+        expected = list(nx.lexicographical_topological_sort(build_graph(deps)))
+        index = StepOrder(deps).index
+        assert sorted(index, key=index.__getitem__) == expected
 
 
 # --- drawings ------------------------------------------------------------------------------

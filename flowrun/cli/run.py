@@ -314,14 +314,14 @@ def run(
       flowrun run workflows/summarize.yaml --batch docs.jsonl --output out.jsonl
     """
     from flowrun.api import new_run_id, run_workflow
-    from flowrun.batch.modes import batch_mode
     from flowrun.errors import UsageError
     from flowrun.format.inputs import check_one_stdin, parse_cli_inputs, read_inputs_file
     from flowrun.format.loader import load_workflow
     from flowrun.store.locking import workflow_lock
 
     check_one_stdin(pairs, inputs_file, records)
-    mode = batch_mode(via)  # live calls or the Batch API: chosen here, once
+    mode = _batch_mode(via, records)  # live calls or the Batch API: chosen here, once
+    batch_api = mode is not None and mode.batch_api
     options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
     if no_transcripts:
         options["transcripts"] = False
@@ -335,14 +335,14 @@ def run(
                 ("--tpm", tpm),
                 ("--map", mapping),
                 ("--resume", resume_batch),
-                ("--via batch-api", mode.batch_api),
+                ("--via batch-api", batch_api),
             ):
                 if value:
                     raise UsageError(f"{flag} goes with --batch")
         _terminate_on_sigterm()
         with (
             workflow_lock(wf, enabled=no_overlap),
-            _mock_client(mock, wf, mode.batch_api) as client,
+            _mock_client(mock, wf, batch_api) as client,
         ):
             if client is not None:
                 options["client"] = client
@@ -379,6 +379,15 @@ def run(
                 ),
             )
     _report(result, as_json, quiet)
+
+
+def _batch_mode(via: str, records: str | None) -> Any:
+    """The batch mode ``via`` names; None for a single live run, which loads no batch code."""
+    if records is None and via == "live":
+        return None
+    from flowrun.batch.modes import batch_mode
+
+    return batch_mode(via)
 
 
 def _on_step(printer: Any) -> Any:

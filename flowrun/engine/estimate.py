@@ -16,7 +16,6 @@ from flowrun.engine.steps.base import StepEnv, StepError, StepRecord
 from flowrun.engine.steps.messages import ImageFileError, build_messages
 from flowrun.engine.tools import Toolbox
 from flowrun.errors import StepFailed, UsageError
-from flowrun.format.graph import topological_index
 from flowrun.format.inputs import resolve_inputs
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.format.templating import TemplateError, render
@@ -180,7 +179,7 @@ def estimate_workflow(
     steps_view = {sid: _placeholder_view(sid) for sid in wf.spec.steps}
     scope = {"inputs": values, "steps": steps_view}
     report = Estimate(exact_tokens=tokens.encodings_available())
-    order = topological_index(wf.graph)
+    order = wf.order.index
     for sid in sorted(wf.spec.steps, key=lambda s: order.get(s, 0)):
         step = wf.spec.steps[sid]
         est = StepEstimate(id=sid, type=step.type, lower_bound=bool(wf.dependencies.get(sid)))

@@ -88,7 +88,7 @@ class Executor:
 
     async def _run(self) -> RunResult:
         started = time.perf_counter()
-        queue = ReadyQueue(self.wf.graph)
+        queue = ReadyQueue(self.wf.order)
         for sid in self.results:
             queue.mark_done(sid)
         notify = self.services.on_step or _ignore

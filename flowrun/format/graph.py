@@ -1,11 +1,13 @@
 """The step DAG: building it, finding cycles, ready-set order and text drawings.
 
-networkx is imported on first use: ``find_cycles`` works on the plain dependency mapping, so
-validating a file does not load it.
+networkx is imported on first use (drawings, ancestors): ``find_cycles``, the topological
+order and the executor's ``ReadyQueue`` work on the plain dependency mapping, so validating a
+file or running it does not load it.
 """
 
 from __future__ import annotations
 
+import heapq
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -119,23 +121,56 @@ def _ring(start: str, edges: Mapping[str, list[str]], group: set[str]) -> list[s
 
 
 def topological_index(graph: nx.DiGraph) -> dict[str, int]:
-    """A deterministic topological position for every step (ties broken by name).
+    """A deterministic topological position for every step (ties broken by name): the
+    order of ``networkx.lexicographical_topological_sort``.
 
-    Cached per graph object (a batch builds a ``ReadyQueue`` per record over one graph).
+    Cached per graph object.
     """
-    import networkx as nx
-
     try:
         return _INDEX_CACHE[graph]
     except KeyError:
         pass
-    index = {n: i for i, n in enumerate(nx.lexicographical_topological_sort(graph))}
+    index = _lexicographic({n: set(graph.successors(n)) for n in graph}, dict(graph.in_degree))
     _INDEX_CACHE[graph] = index
+    return index
+
+
+def _lexicographic(readers: Mapping[str, Iterable[str]], waiting: Mapping[str, int]) -> dict[str, int]:
+    """Kahn's algorithm taking the smallest name among the ready steps each time."""
+    left = dict(waiting)
+    heap = [n for n, w in left.items() if w == 0]
+    heapq.heapify(heap)
+    index: dict[str, int] = {}
+    while heap:
+        node = heapq.heappop(heap)
+        index[node] = len(index)
+        for succ in readers[node]:
+            left[succ] -= 1
+            if left[succ] == 0:
+                heapq.heappush(heap, succ)
     return index
 
 
 # graphs are not changed once a workflow is loaded; entries go with their graph
 _INDEX_CACHE: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+class StepOrder:
+    """The DAG as the executor walks it, built once per workflow from its dependency mapping
+    (no networkx): each step's readers, its number of dependencies, and its topological
+    position (``topological_index``'s)."""
+
+    def __init__(self, dependencies: Mapping[str, Iterable[str]]) -> None:
+        readers: dict[str, list[str]] = {n: [] for n in dependencies}
+        waiting: dict[str, int] = {}
+        for step, deps in dependencies.items():
+            known = {d for d in deps if d in readers}  # one edge per pair, as in the graph
+            waiting[step] = len(known)
+            for dep in known:
+                readers[dep].append(step)
+        self.readers = readers
+        self.waiting = waiting
+        self.index = _lexicographic(readers, waiting)
 
 
 class ReadyQueue:
@@ -145,10 +180,10 @@ class ReadyQueue:
     finishes, so a step starts as soon as its own dependencies are done, not level by level.
     """
 
-    def __init__(self, graph: nx.DiGraph) -> None:
-        self._graph = graph
-        self._index = topological_index(graph)
-        self._waiting = {n: graph.in_degree(n) for n in graph}
+    def __init__(self, order: StepOrder) -> None:
+        self._readers = order.readers
+        self._index = order.index
+        self._waiting = dict(order.waiting)
         self._handed_out: set[str] = set()
         self._done: set[str] = set()
 
@@ -163,7 +198,7 @@ class ReadyQueue:
         if step in self._done:
             return
         self._done.add(step)
-        for succ in self._graph.successors(step):
+        for succ in self._readers[step]:
             self._waiting[succ] -= 1
 
     @property

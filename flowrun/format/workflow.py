@@ -14,6 +14,7 @@ from flowrun.format.yaml_source import SourceMap
 if TYPE_CHECKING:
     import networkx as nx
 
+    from flowrun.format.graph import StepOrder
     from flowrun.format.server_data import ServerEntry
 
 
@@ -31,6 +32,7 @@ class LoadedWorkflow:
     functions: dict[str, Any] = field(default_factory=dict)
     servers: dict[str, ServerEntry] = field(default_factory=dict)  # by name, usable ones
     _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
+    _order: StepOrder | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -44,6 +46,16 @@ class LoadedWorkflow:
 
             self._graph = build_graph(self.dependencies)
         return self._graph
+
+    @property
+    def order(self) -> StepOrder:
+        """The DAG as the executor walks it (readers, dependency counts, topological index),
+        built on first use without networkx."""
+        if self._order is None:
+            from flowrun.format.graph import StepOrder
+
+            self._order = StepOrder(self.dependencies)
+        return self._order
 
     @property
     def name(self) -> str:

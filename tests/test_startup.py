@@ -1,0 +1,81 @@
+"""What a single run loads before its first request: nothing it does not use.
+
+A cron job pays ``flowrun run``'s start-up on every run (benchmarks/side_by_side.py measures
+it against a hand-written SDK script); these tests keep the modules a one-step run has no use
+for out of it, and check that the run still does what it did.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+_RUN_AND_LIST = """
+import sys
+from flowrun.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+unused = ("networkx", "flowrun.batch", "flowrun.batch.modes", "flowrun.engine.aggregate")
+print("IMPORTED:", ",".join(sorted(m for m in unused if m in sys.modules)) or "-")
+"""
+
+ONE_STEP = """\
+version: 1
+name: one
+inputs:
+  q: {type: string}
+steps:
+  first:
+    type: chat
+    model: gpt-4o-mini
+    prompt: "Say: {{ inputs.q }}"
+  second:
+    type: chat
+    model: gpt-4o-mini
+    prompt: "Again: {{ steps.first.output }}"
+outputs:
+  answer: "{{ steps.second.output }}"
+"""
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_AND_LIST, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_a_single_run_loads_neither_networkx_nor_the_batch_code(tmp_path: Path) -> None:
+    flow = tmp_path / "one.yaml"
+    flow.write_text(ONE_STEP, encoding="utf-8")
+    proc = _run(tmp_path, "run", str(flow), "-i", "q=hello", "--mock")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    # the steps still run in dependency order: the second step saw the first one's output
+    assert out[0] == "answer: echo: Again: echo: Say: hello"
+    assert out[-1] == "IMPORTED: -"
+    assert "succeeded" in proc.stderr
+
+
+def test_a_batch_run_still_loads_what_it_uses(tmp_path: Path) -> None:
+    flow = tmp_path / "one.yaml"
+    flow.write_text(ONE_STEP, encoding="utf-8")
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"q": "a"}\n{"q": "b"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = _run(tmp_path, "run", str(flow), "--batch", str(records), "-o", str(out), "--mock")
+    assert proc.returncode == 0, proc.stderr
+    assert "flowrun.batch.modes" in proc.stdout.splitlines()[-1]
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    assert "Again: echo: Say: a" in lines[0] and "Again: echo: Say: b" in lines[1]
