@@ -91,6 +91,8 @@ class StepResult:
     duration_s: float = 0.0
     # what each model call sent and got (stored beside the record, not in it; see transcripts.py)
     transcript: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: calls of foreach items kept from an earlier run of this run (a resume did not make them)
+    kept_calls: int = 0
 
     @property
     def skipped(self) -> bool:

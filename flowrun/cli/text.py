@@ -78,13 +78,24 @@ def format_cost_report(result: RunResult) -> str:
             f"~: approximate: {c.approximate_calls} call{'' if c.approximate_calls == 1 else 's'} "
             "came back without usage; counted locally with tiktoken"
         )
-    if result.kept_steps:
-        kept = sum(len(result.steps[s].replied_calls) for s in result.kept_steps)
-        made = c.calls - kept
+    items = sum(s.kept_calls for s in result.steps.values())
+    if result.kept_steps or items:
+        steps = sum(len(result.steps[s].replied_calls) for s in result.kept_steps)
+        made = c.calls - steps - items
+        parts = []
+        if result.kept_steps:
+            n = len(result.kept_steps)
+            parts.append(
+                f"{n} step{'' if n == 1 else 's'} kept from before ({', '.join(result.kept_steps)};"
+                f" {steps} call{'' if steps == 1 else 's'} in the total above)"
+            )
+        if items:
+            parts.append(
+                f"{items} call{'' if items == 1 else 's'} of foreach items answered before kept"
+                " (in the total above)"
+            )
         lines.append(
-            f"resumed: {len(result.kept_steps)} step{'' if len(result.kept_steps) == 1 else 's'}"
-            f" kept from before ({', '.join(result.kept_steps)}; {kept} call{'' if kept == 1 else 's'}"
-            f" in the total above); this resume made {made} call{'' if made == 1 else 's'}"
+            f"resumed: {', '.join(parts)}; this resume made {made} call{'' if made == 1 else 's'}"
         )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")

@@ -10,9 +10,11 @@ to ``WRITE_PATIENCE_S``); after that the run goes on, and its output says what w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any, Protocol
 
+from flowrun.engine import foreach
 from flowrun.engine.services import CURRENT_RUN_ID, Services
 from flowrun.engine.steps import RUNNERS, StepEnv, StepError
 from flowrun.engine.steps.base import StepRecord
@@ -66,6 +68,7 @@ class Executor:
         self.run_id = run_id
         self.recorder = recorder
         self.results: dict[str, StepResult] = dict(completed or {})
+        self._resumed = completed is not None  # the store may hold finished foreach items
         self._unsaved: list[StepResult] = []  # results waiting for a locked run store
         self._saver: asyncio.Task[str | None] | None = None
         # what templates see as steps.<id>, built once per finished step
@@ -237,6 +240,7 @@ class Executor:
         result.warnings = record.warnings
         result.finish_reason = record.finish_reason
         result.transcript = record.transcript
+        result.kept_calls = record.kept_calls
         result.duration_s = time.perf_counter() - started
         return result
 
@@ -263,17 +267,30 @@ class Executor:
                 f"foreach must give a list, got {type(items).__name__}: {str(items)[:80]!r}"
             )
         limit = asyncio.Semaphore(step.max_concurrency)
+        stored = self._stored_items(sid)
 
         async def one(index: int, item: Any) -> Any:
+            key = foreach.item_key(self.wf, sid, item, index, scope) if self._keeps_items else ""
+            kept = stored.get(index)
+            if kept is not None and kept[0] == key:  # answered before: not asked again
+                output, sub = foreach.restored(kept[1])
+                foreach.merge(record, sub)
+                record.kept_calls += sum(1 for c in sub.calls if not c.failed)
+                return output
             async with limit:
+                sub = StepRecord()
                 try:
-                    return await self._run_one(
-                        sid, step, {**scope, "item": item, "index": index}, record, index
+                    output = await self._run_one(
+                        sid, step, {**scope, "item": item, "index": index}, sub, index
                     )
                 except (StepError, TemplateError) as exc:
                     raise StepError(f"item {index}: {exc}") from None
                 except BudgetExceeded as exc:
                     raise BudgetExceeded(f"item {index}: {exc.message}") from None
+                finally:
+                    foreach.merge(record, sub)  # paid for, however the item ended
+                self._item_finished(sid, index, key, foreach.item_record(output, sub))
+                return output
 
         tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:
@@ -283,6 +300,28 @@ class Executor:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    @property
+    def _keeps_items(self) -> bool:
+        return getattr(self.recorder, "item_finished", None) is not None
+
+    def _stored_items(self, sid: str) -> dict[int, tuple[str, dict[str, Any]]]:
+        """The items of ``sid`` a run store kept from an earlier run of this run (a resume)."""
+        load = getattr(self.recorder, "load_items", None)
+        if load is None or not self._resumed:  # a fresh run has none
+            return {}
+        try:
+            return load(self.run_id, sid)
+        except StoreError:
+            return {}
+
+    def _item_finished(self, sid: str, index: int, key: str, item: dict[str, Any]) -> None:
+        """Commit a finished item now (a store that is locked or failing: the step's result,
+        saved when the step ends, is still the record; only a resume may ask it again)."""
+        if not self._keeps_items:
+            return
+        with contextlib.suppress(StoreError):
+            self.recorder.item_finished(self.run_id, sid, index, key, item)  # type: ignore[union-attr]
 
 
 async def _every_item(tasks: list[asyncio.Future[Any]]) -> list[Any]:

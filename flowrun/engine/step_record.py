@@ -22,6 +22,7 @@ class StepRecord:
     finish_reason: str | None = None
     model: str | None = None
     transcript: list[dict[str, Any]] = field(default_factory=list)  # one entry per model call
+    kept_calls: int = 0  # calls of foreach items kept from an earlier run (not made again)
 
 
 class CallSite(Protocol):

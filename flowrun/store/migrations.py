@@ -197,6 +197,25 @@ def m009_run_cost_note(db: sqlite3.Connection) -> None:
     db.executescript("ALTER TABLE runs ADD COLUMN cost_note TEXT;")
 
 
+def m010_step_items(db: sqlite3.Connection) -> None:
+    """The finished items of a ``foreach`` step that has not finished yet (each committed as
+    it completes), so a resume runs only the rest; a step's rows go when it succeeds."""
+    db.executescript(
+        """
+        CREATE TABLE step_items (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step_id TEXT NOT NULL,
+            item_index INTEGER NOT NULL,
+            item_key TEXT NOT NULL,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            record TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, step_id, item_index)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -207,6 +226,7 @@ MIGRATIONS: list[Migration] = [
     m007_metrics,
     m008_batch_records_counts,
     m009_run_cost_note,
+    m010_step_items,
 ]
 
 

@@ -23,9 +23,11 @@ from flowrun.store.sqlite import Database, Row, utc_now
 from flowrun.store.sqlite import store_error as store_error
 from flowrun.store.transcripts import dump_transcript, load_transcript
 
+# the run's cost so far: its steps, and the finished items of foreach steps not yet finished
 _UPDATE_COST = (
-    "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?)"
-    " WHERE id=?"
+    "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?1)"
+    " + (SELECT COALESCE(SUM(cost_usd), 0) FROM step_items WHERE run_id=?1 AND step_id NOT IN"
+    " (SELECT step_id FROM steps WHERE run_id=?1)) WHERE id=?2"
 )
 HOME_ENV = "FLOWRUN_HOME"
 _ACTIVE_RUNS: set[str] = set()  # runs executing in this process (their rows say "running")
@@ -148,7 +150,14 @@ class RunStore:
         """Commit one step's result and the run's cost so far, in one transaction.
 
         Called the moment the step completes, so a killed run's row still shows what it paid.
+        A succeeded step's foreach items (``item_finished``) are no longer needed: they go in
+        the same transaction; a failed step's are kept for the resume.
         """
+        forget_items = (
+            [("DELETE FROM step_items WHERE run_id=? AND step_id=?", (run_id, result.id))]
+            if result.status != "failed"
+            else []
+        )
         self._transaction(
             (
                 "INSERT OR REPLACE INTO steps (run_id, step_id, status, cost_usd, record, finished_at, transcript) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -162,9 +171,33 @@ class RunStore:
                     dump_transcript(result.transcript) if result.transcript else None,
                 ),
             ),
+            *forget_items,
             (_UPDATE_COST, (run_id, run_id)),
             *_cost_note(run_id, result),
         )
+
+    def item_finished(
+        self, run_id: str, step_id: str, index: int, key: str, item: dict[str, Any]
+    ) -> None:
+        """Commit one finished foreach item (``item``: its output, calls, transcript...) the
+        moment it completes, keyed by what it was computed from (``key``), with the run's cost
+        so far; a resume of the run reuses it instead of asking again (``load_items``)."""
+        cost = sum(c.get("cost_usd") or 0.0 for c in item.get("calls") or [])
+        self._transaction(
+            (
+                "INSERT OR REPLACE INTO step_items (run_id, step_id, item_index, item_key, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step_id, index, key, cost, _dumps(item), utc_now()),
+            ),
+            (_UPDATE_COST, (run_id, run_id)),
+        )
+
+    def load_items(self, run_id: str, step_id: str) -> dict[int, tuple[str, dict[str, Any]]]:
+        """The stored finished items of a foreach step: ``{index: (key, item)}``."""
+        rows = self._read(
+            "SELECT item_index, item_key, record FROM step_items WHERE run_id=? AND step_id=?",
+            (run_id, step_id),
+        )
+        return {index: (key, json.loads(record)) for index, key, record in rows}
 
     def mark_resumed(self, run_id: str) -> None:
         self._write(
