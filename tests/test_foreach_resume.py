@@ -105,8 +105,9 @@ def test_a_signal_during_a_foreach_keeps_the_answered_items(server, tmp_path, si
 
 def test_a_failed_item_keeps_the_others_and_resume_run_asks_it_alone(server, tmp_path):
     """A foreach step whose last item failed (a 400) keeps the eleven others; resume_run asks
-    item 11 alone, and the report counts the kept calls apart from the new one."""
-    wf = write(tmp_path, TWELVE)
+    item 11 alone, and the report counts the kept calls apart from the new one. (One item at a
+    time: with three in flight, the failure would cancel items 9 and 10.)"""
+    wf = write(tmp_path, TWELVE.replace("max_concurrency: 3", "max_concurrency: 1"))
     server.add(Reply(status=400, error="bad item"), match="label item 11")
     failed = flowrun("run", wf)
     assert failed.code == 1 and "item 11" in failed.stderr
@@ -126,11 +127,12 @@ def test_a_failed_item_keeps_the_others_and_resume_run_asks_it_alone(server, tmp
 def test_a_changed_step_runs_its_items_again(server, tmp_path):
     """Kept items are keyed by what they were computed from: edit the prompt and resume, and
     every item is asked again (none is answered from the old prompt)."""
-    wf = write(tmp_path, TWELVE)
+    one_by_one = TWELVE.replace("max_concurrency: 3", "max_concurrency: 1")
+    wf = write(tmp_path, one_by_one)
     server.add(Reply(status=400, error="bad item"), match="label item 11")
     assert flowrun("run", wf).code == 1
     run_id = only_run_id()
-    wf.write_text(TWELVE.replace("label item {{ item }}", "label item: {{ item }}"))
+    wf.write_text(one_by_one.replace("label item {{ item }}", "label item: {{ item }}"))
     server.reset()
     res = flowrun("resume", run_id)
     assert res.code == 0, res.stderr
