@@ -68,7 +68,7 @@ async def one_run(wf: object, records: int, measure_memory: bool = False) -> dic
         {"text": f"ticket {i}: the printer on floor {i % 7} is out of toner"}
         for i in range(records)
     ]
-    services = make_batch_services(wf)  # type: ignore[arg-type]
+    services = make_batch_services(wf, mode=BATCH_API)  # type: ignore[arg-type]
     services.client.sdk()  # the SDK client exists before timing (a one-off, live runs pay it too)
     runner = BATCH_API.runner(
         wf,

@@ -57,7 +57,7 @@ def test_holding_back_is_bounded(server: LoopbackServer, tmp_path: Path) -> None
         "max_completion_tokens: 60", "max_completion_tokens: 60\n  max_retries: 0"
     )
     wf = load_workflow(make_flow(tmp_path, no_retries))
-    services = make_batch_services(wf)
+    services = make_batch_services(wf, mode=BATCH_API)
     settings = WaveSettings(poll_initial=0.01, poll_max=0.02, token_limit_holds=2)
     runner = BATCH_API.runner(
         wf, records_from([{"text": "ticket 1"}]), ColumnMapping(wf.spec), services,

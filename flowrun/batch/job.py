@@ -21,6 +21,7 @@ from flowrun.batch.records import ColumnMapping, RecordFile
 from flowrun.batch.run import make_batch_services
 from flowrun.batch.runner import DEFAULT_CONCURRENCY
 from flowrun.batch.summary import BatchResult, BatchSummary, new_batch_id
+from flowrun.engine.run_options import RunOptions
 from flowrun.errors import UsageError
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.provider.interface import ModelClient
@@ -53,6 +54,16 @@ class BatchJob:
     mode: BatchMode = LIVE  # live calls or the Batch API, chosen once
     transcripts: bool = True  # keep what each model call sent and got
     client: ModelClient | None = field(default=None, repr=False)  # default: OpenAIClient()
+
+    def run_options(self) -> RunOptions:
+        """The options every record's run shares."""
+        return RunOptions(
+            client=self.client,
+            prices=self.prices,
+            max_cost=self.max_cost,
+            cache=self.cache,
+            transcripts=self.transcripts,
+        )
 
     def options(self) -> dict[str, Any]:
         """What the batch row keeps, so ``flowrun resume BATCH_ID`` can run it again."""
@@ -102,16 +113,12 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
 
         services = make_batch_services(
             job.wf,
-            client=job.client,
-            prices=job.prices,
-            max_cost=job.max_cost,
-            cache=True if job.cache else None,
+            job.run_options(),
+            mode=job.mode,
             rpm=job.rpm,
             tpm=job.tpm,
-            transcripts=job.transcripts,
+            spent=summary.earlier_cost_usd,  # the budget counts what earlier invocations spent
         )
-        if services.budget is not None:
-            services.budget.spent += summary.earlier_cost_usd
         state = {}
         if job.mode.batch_api:
             from flowrun.store.batch_api_state import BatchState

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchRunner
+from flowrun.batch.runner import DEFAULT_CONCURRENCY, BatchBudgetGate, BatchRunner
+from flowrun.engine.budget import BudgetGate
 from flowrun.errors import UsageError
 
 #: Records in flight with the Batch API: up to 100,000 at once. A record waiting for a batch is
@@ -34,6 +35,11 @@ class BatchMode:
     @property
     def batch_api(self) -> bool:
         return False
+
+    @property
+    def budget_gate(self) -> type[BudgetGate]:
+        """The budget gate's class: one that tells the batch which record a refusal hit."""
+        return BatchBudgetGate
 
     def runner(
         self,
@@ -67,6 +73,13 @@ class BatchAPIMode(BatchMode):
     @property
     def batch_api(self) -> bool:
         return True
+
+    @property
+    def budget_gate(self) -> type[BudgetGate]:
+        """Books each parked request at Batch API prices; a wave is checked whole."""
+        from flowrun.batch.batch_api.settings import WaveBudget
+
+        return WaveBudget
 
     def runner(
         self,

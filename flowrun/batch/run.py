@@ -18,15 +18,15 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from flowrun.batch.modes import BatchMode, batch_mode
+from flowrun.batch.modes import LIVE, BatchMode, batch_mode
 from flowrun.batch.records import ColumnMapping, RecordFile, SourceRecord, records_from
 from flowrun.batch.runner import (
     CURRENT_RECORD,
     DEFAULT_CONCURRENCY,
-    BatchBudgetGate,
     BatchRunner,
 )
 from flowrun.batch.summary import BatchResult, BatchSummary
+from flowrun.engine.run_options import RunOptions
 from flowrun.engine.services import Services
 from flowrun.format.loader import LoadedWorkflow, load_workflow
 
@@ -44,45 +44,32 @@ __all__ = [
 
 def make_batch_services(
     wf: LoadedWorkflow,
+    options: RunOptions | None = None,
     *,
-    client: Any = None,
-    prices: Any = None,
-    max_cost: float | None = None,
-    cache: Any = None,
+    mode: BatchMode = LIVE,
     rpm: int | None = None,
     tpm: int | None = None,
-    transcripts: bool = True,
+    spent: float = 0.0,
 ) -> Services:
-    """The services a whole batch shares: one client (rate limited), prices, budget, cache."""
-    from flowrun.api import make_services
-    from flowrun.provider.client import OpenAIClient
+    """The services a whole batch shares: one client (rate limited), prices, budget (the
+    mode's gate, starting from ``spent``: what an earlier invocation of the batch spent), the
+    run store when a step caches or keeps a thread."""
+    from flowrun.engine.run_options import make_services
 
-    cache_all = False
+    options = options or RunOptions()
     store = None
-    if cache is True or _needs_run_store(wf):
+    if options.cache or _needs_run_store(wf):
         from flowrun.store.runs import RunStore
 
         store = RunStore()
-        cache_all = cache is True
-        cache = store
-    use_servers = client is None  # a caller's client (e.g. --mock) serves every step
-    client = client or OpenAIClient()
+    wrap = None
     if rpm or tpm:
         from flowrun.provider.ratelimit import RateLimitedClient, RateLimiter
 
-        client = RateLimitedClient(client, RateLimiter(rpm, tpm))
-    return make_services(
-        wf,
-        client=client,
-        prices=prices,
-        max_cost=max_cost,
-        cache=cache or None,
-        cache_all=cache_all,
-        threads=store,
-        gate=BatchBudgetGate,
-        transcripts=transcripts,
-        use_servers=use_servers,
-    )
+        def wrap(client: Any) -> Any:
+            return RateLimitedClient(client, RateLimiter(rpm, tpm))
+
+    return make_services(wf, options, store=store, spent=spent, gate=mode.budget_gate, wrap=wrap)
 
 
 def _needs_run_store(wf: LoadedWorkflow) -> bool:
@@ -121,7 +108,7 @@ async def arun_batch(
     max_cost: float | None = None,
     prices: Any = None,
     client: Any = None,
-    cache: Any = None,
+    cache: bool = False,
     via: str | BatchMode = "live",
     summary: BatchSummary | None = None,
 ) -> AsyncIterator[BatchResult]:
@@ -137,9 +124,8 @@ async def arun_batch(
     mode = batch_mode(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
     source, columns, _ = _source(wf, records, mapping, inputs)
-    services = make_batch_services(
-        wf, client=client, prices=prices, max_cost=max_cost, cache=cache, rpm=rpm, tpm=tpm
-    )
+    options = RunOptions(client=client, prices=prices, max_cost=max_cost, cache=cache)
+    services = make_batch_services(wf, options, mode=mode, rpm=rpm, tpm=tpm)
     runner = mode.runner(wf, source, columns, services, concurrency=concurrency, summary=summary)
     try:
         async for result in runner.results():

@@ -322,7 +322,7 @@ def run(
     check_one_stdin(pairs, inputs_file, records)
     mode = _batch_mode(via, records)  # live calls or the Batch API: chosen here, once
     batch_api = mode is not None and mode.batch_api
-    options = {"max_cost": max_cost, "prices": prices, "cache": cache or None}
+    options: dict[str, Any] = {"max_cost": max_cost, "prices": prices, "cache": cache}
     if no_transcripts:
         options["transcripts"] = False
     with _stdout_for_json(as_json) as json_stdout:
@@ -471,7 +471,7 @@ def resume(
     _terminate_on_sigterm()
     options = {
         k: v
-        for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache or None}.items()
+        for k, v in {"max_cost": max_cost, "prices": prices, "cache": cache}.items()
         if v is not None
     }
     batch = run_id.startswith("batch-")  # a batch (run --batch): its remaining records

@@ -20,7 +20,13 @@ from flowrun.engine.step_record import CallSite
 from flowrun.engine.transcripts import chat_entry, embed_entry
 from flowrun.errors import StepError
 from flowrun.provider.catalog import model_info
-from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, ModelClient
+from flowrun.provider.interface import (
+    ChatReply,
+    EmbedReply,
+    ModelCallError,
+    ModelClient,
+    cap_parameter,
+)
 from flowrun.provider.pricing import PriceTable, load_price_table
 from flowrun.provider.server_clients import ServerClients
 from flowrun.results import CallRecord
@@ -33,6 +39,9 @@ if TYPE_CHECKING:
 
 # The run a step belongs to (set by the executor; services are shared by a batch's runs).
 CURRENT_RUN_ID: ContextVar[str | None] = ContextVar("flowrun_run_id", default=None)
+#: The step (or foreach item) label of the model call being made, for a client that names its
+#: requests by it (the Batch API's custom_id).
+CURRENT_CALL: ContextVar[str] = ContextVar("flowrun_call_label", default="call")
 
 
 class ResponseCache:
@@ -61,7 +70,7 @@ class Services:
     threads: Any = None  # the run store, for chat steps with thread:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
-    batch_prices: bool = False  # the Batch API: calls priced at its rates (see BatchServices)
+    batch_prices: bool = False  # the Batch API: calls priced at its rates (batch_api/runner)
 
     async def aclose(self) -> None:
         """Close the run's client and every named server's."""
@@ -77,13 +86,6 @@ class Services:
         if name and self.servers is not None and name in self.servers.settings:
             return self.servers.client(name)
         return self.client
-
-    def _cap_parameter(self, env: CallSite) -> str:
-        """The request parameter that carries the output cap to the step's server."""
-        name = env.setting("server")
-        if name and self.servers is not None and name in self.servers.settings:
-            return self.servers.settings[name].max_tokens_param
-        return "max_completion_tokens"
 
     def prices_for(self, env: CallSite) -> PriceTable:
         """The price table of the step's server."""
@@ -136,6 +138,7 @@ class Services:
             if self.on_text and request.get("stream")
             else None
         )
+        label = CURRENT_CALL.set(env.label)
         try:
             reply = await self.client_for(env).chat(
                 request,
@@ -145,6 +148,8 @@ class Services:
             )
         except ModelCallError as exc:
             raise self._failed(env, model, request, exc, started, reservation, chat_entry) from None
+        finally:
+            CURRENT_CALL.reset(label)
         latency = time.perf_counter() - started
         cost = self._record(
             env,
@@ -163,7 +168,7 @@ class Services:
             self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
         for note in reply.notes:
             env.warn(f"step '{env.label}': {note}")
-        check_cap(env, request, reply, self._cap_parameter(env))
+        check_cap(env, request, reply, cap_parameter(self.client_for(env)))
         if use_cache:
             self.cache.put(request, _reply_dict(reply))  # type: ignore[union-attr]
         return reply
@@ -218,12 +223,15 @@ class Services:
             "" if len(texts) == 1 else "s",
         )
         started = time.perf_counter()
+        label = CURRENT_CALL.set(env.label)
         try:
             reply = await self.client_for(env).embed(
                 request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
             )
         except ModelCallError as exc:
             raise self._failed(env, model, request, exc, started, reservation, embed_entry) from None
+        finally:
+            CURRENT_CALL.reset(label)
         latency = time.perf_counter() - started
         cost = self._record(
             env,

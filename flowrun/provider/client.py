@@ -120,7 +120,7 @@ class OpenAIClient:
         gets the request again with ``""`` (once; then always, for this client), and the
         reply's notes say so.
         """
-        body = self._adapted(request)
+        body = self.adapted(request)
         extra = body.pop("extra", None) or None
         sdk = self._sdk(max_retries)
         options: dict[str, Any] = {}
@@ -162,7 +162,12 @@ class OpenAIClient:
             reply.usage, reply.approximate_usage = count_missing_chat(request, reply), True
         return reply
 
-    def _adapted(self, request: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def cap_parameter(self) -> str:
+        """The parameter this server takes the output cap as."""
+        return self.server.max_tokens_param if self.server is not None else "max_completion_tokens"
+
+    def adapted(self, request: dict[str, Any]) -> dict[str, Any]:
         """The request as this server takes it: its cap parameter, deployment, tool content."""
         body = dict(request)
         server = self.server
@@ -219,7 +224,7 @@ class OpenAIClient:
         max_retries: int | None = None,
     ) -> EmbedReply:
         """One embeddings request; vectors come back in input order."""
-        body = self._adapted(request)
+        body = self.adapted(request)
         extra = body.pop("extra", None) or None
         sdk = self._sdk(max_retries)
         options: dict[str, Any] = {}

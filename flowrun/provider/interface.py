@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from flowrun.errors import ModelCallError
 from flowrun.results import Usage
 
-__all__ = ["ChatReply", "EmbedReply", "ModelCallError", "ModelClient"]
+__all__ = ["ChatReply", "EmbedReply", "ModelCallError", "ModelClient", "cap_parameter"]
 
 
 @dataclass
@@ -81,3 +81,14 @@ class ModelClient(Protocol):
     async def aclose(self) -> None:
         """Release connections; the client is not used after."""
         ...
+
+
+def cap_parameter(client: Any) -> str:
+    """The request parameter that carries the output cap to the server ``client`` (or the client
+    it wraps) calls: ``max_tokens`` for a server set up so, else ``max_completion_tokens``."""
+    while client is not None:
+        param = getattr(client, "cap_parameter", None)
+        if isinstance(param, str):
+            return param
+        client = getattr(client, "inner", None)
+    return "max_completion_tokens"

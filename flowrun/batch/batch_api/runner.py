@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from flowrun.batch.batch_api.coordinator import (
@@ -22,43 +21,18 @@ from flowrun.batch.batch_api.coordinator import (
     WaveStatus,
 )
 from flowrun.batch.batch_api.transport import BatchTransport
-from flowrun.batch.batch_api.wave_client import ANSWERED, CURRENT_LABEL, WaveClient
+from flowrun.batch.batch_api.wave_client import ANSWERED, WaveClient
 from flowrun.batch.records import SourceRecord
 from flowrun.batch.runner import CURRENT_RECORD, BatchRunner
 from flowrun.batch.summary import BatchResult
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import Services
-from flowrun.engine.steps.base import StepEnv
 from flowrun.errors import Suspended
 from flowrun.provider.client import OpenAIClient
 from flowrun.results import StepResult
 from flowrun.store.batch_api_state import BatchState
 
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
-
-
-@dataclass
-class BatchServices(Services):
-    """Services whose calls are labelled for their custom_id (built with ``batch_prices=True``:
-    priced at Batch API rates)."""
-
-    def client_for(self, env: Any) -> Any:
-        """Every request is parked with the coordinator, whatever the step's server."""
-        return self.client
-
-    async def chat(self, env: StepEnv, request: dict[str, Any]) -> Any:
-        token = CURRENT_LABEL.set(env.label)
-        try:
-            return await super().chat(env, request)
-        finally:
-            CURRENT_LABEL.reset(token)
-
-    async def embed(self, env: StepEnv, request: dict[str, Any]) -> Any:
-        token = CURRENT_LABEL.set(env.label)
-        try:
-            return await super().embed(env, request)
-        finally:
-            CURRENT_LABEL.reset(token)
 
 
 class CountingToolbox:
@@ -105,11 +79,9 @@ class WaveBatchRunner(BatchRunner):
         super().__init__(*args, **kwargs)
         live: Services = self.services
         client: OpenAIClient = _batch_client(self.wf, live)
-        budget = (
-            WaveBudget(live.budget.limit, live.prices, live.budget.spent)
-            if live.budget is not None
-            else None
-        )
+        budget = live.budget
+        if budget is not None and not isinstance(budget, WaveBudget):
+            raise TypeError("a Batch API runner needs services made for it: mode=BATCH_API")
         self.coordinator = WaveCoordinator(
             BatchTransport(client),
             state,
@@ -119,15 +91,16 @@ class WaveBatchRunner(BatchRunner):
             on_status=self._on_status,
             on_refusal=self._on_refusal,
         )
-        fields = {f.name: getattr(live, f.name) for f in dataclasses.fields(Services)}
-        fields.update(
+        # the same services, with every request parked with the coordinator (whatever the
+        # step's server), tool calls counted as busy and calls priced at Batch API rates
+        self.services = dataclasses.replace(
+            live,
             client=WaveClient(self.coordinator, CURRENT_RECORD.get),
-            budget=budget,
+            servers=None,
             toolbox=CountingToolbox(live.toolbox, self.coordinator) if live.toolbox else None,
             on_text=None,
             batch_prices=True,
         )
-        self.services = BatchServices(**fields)
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
@@ -232,4 +205,4 @@ def _batch_client(wf: Any, live: Services) -> Any:
     return live.client
 
 
-__all__ = ["BatchServices", "WaveBatchRunner"]
+__all__ = ["WaveBatchRunner"]

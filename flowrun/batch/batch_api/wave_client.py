@@ -16,14 +16,13 @@ from flowrun.batch.batch_api.lines import (
     encode_body,
     encode_line,
 )
+from flowrun.engine.services import CURRENT_CALL
 from flowrun.errors import Suspended
-from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError
+from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, cap_parameter
 
 if TYPE_CHECKING:
     from flowrun.batch.batch_api.coordinator import WaveCoordinator
 
-#: The step (or foreach item) label of the request being made; set by ``BatchServices``.
-CURRENT_LABEL: ContextVar[str] = ContextVar("flowrun_batch_label", default="call")
 DEFAULT_RETRIES = 2  # the openai SDK's default, used when a step sets no max_retries
 #: The labels (step or foreach item) of the running step that had a request answered in this
 #: execution of the record; set per step by ``WaveExecutor`` (None: the step never suspends).
@@ -47,6 +46,17 @@ class WaveClient:
         self.record_index = record_index
 
     @property
+    def cap_parameter(self) -> str:
+        """What the batch's server takes the output cap as (its requests are adapted to it)."""
+        return cap_parameter(self.coordinator.transport.client)
+
+    def _body(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request as a batch line carries it, adapted to the batch's server (its cap
+        parameter, Azure deployment, tool-call content) as a live call would be."""
+        adapted = getattr(self.coordinator.transport.client, "adapted", None)
+        return batch_body(adapted(request) if adapted is not None else request)
+
+    @property
     def mock(self) -> bool:
         """``--mock --via batch-api``: the batches are answered by the fake model (no dollars)."""
         return getattr(self.coordinator.transport.client, "mock", False) is True
@@ -59,7 +69,7 @@ class WaveClient:
         max_retries: int | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> ChatReply:
-        outcome, attempt = await self._call(CHAT, batch_body(request), 1, max_retries)
+        outcome, attempt = await self._call(CHAT, self._body(request), 1, max_retries)
         if not isinstance(outcome.reply, ChatReply):
             raise ModelCallError("the batch answered a chat request with something else")
         outcome.reply.retries = attempt
@@ -72,7 +82,7 @@ class WaveClient:
         timeout_s: float | None = None,
         max_retries: int | None = None,
     ) -> EmbedReply:
-        body = batch_body(request)
+        body = self._body(request)
         inputs = len(body["input"]) if isinstance(body.get("input"), list) else 1
         outcome, attempt = await self._call(EMBEDDINGS, body, inputs, max_retries)
         if not isinstance(outcome.reply, EmbedReply):
@@ -85,7 +95,7 @@ class WaveClient:
         self, url: str, body: dict[str, Any], inputs: int, max_retries: int | None
     ) -> tuple[Outcome, int]:
         index = self.record_index()
-        label = CURRENT_LABEL.get()
+        label = CURRENT_CALL.get()
         answered = ANSWERED.get()
         body_json = encode_body(body)
         digest = body_digest(body_json)
