@@ -3,6 +3,7 @@ and the differences from OpenAI that a server setting or a check handles."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -327,3 +328,34 @@ def test_batch_api_on_a_server_without_it_says_so_in_one_line(server, tmp_path, 
     assert not out.exists()  # so --via live can write it
     res = flowrun("run", wf, "--batch", data, "--output", out, "--via", "live")
     assert res.code == 0, res.output
+
+
+def test_batch_api_lines_are_adapted_to_the_named_server_like_live_calls(server, tmp_path):
+    """--via batch-api on a server with max_tokens_param: the batch's lines carry max_tokens,
+    and a reply past it is reported as one past the cap sent as max_tokens."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 99}
+    server.add(Reply(content="long", usage=usage, finish_reason="length"), times=None)
+    servers = (
+        f'servers:\n  local: {{base_url: "{server.url}", prices: openai, '
+        "max_tokens_param: max_tokens}"
+    )
+    wf = write(tmp_path, BATCH, servers=servers, server=", server: local, max_completion_tokens: 9")
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"q": "a"}\n')
+    out = tmp_path / "out.jsonl"
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--via", "batch-api", "--json")
+    assert res.code == 0, res.output
+    (line,) = server.batch_api.requests
+    assert line.body["max_tokens"] == 9 and "max_completion_tokens" not in line.body
+    warning = (
+        "step 'ask': the reply has 99 completion tokens, more than the cap of 9 sent as "
+        "max_tokens: server 'local' ignored it; the server ignores max_tokens too: check its "
+        "own output limit setting"
+    )
+    assert json.loads(out.read_text())["warnings"] == [warning]
+    assert json.loads(res.stdout)["warnings"] == [{"message": warning, "records": 1}]
+    data.write_text('{"q": "a"}\n{"q": "b"}\n')
+    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "live.jsonl")
+    assert res.code == 0, res.output
+    assert server.requests[-1].body["max_tokens"] == 9
+    assert f"warning (2 records): {warning}" in res.stderr.splitlines()

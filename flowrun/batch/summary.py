@@ -42,6 +42,11 @@ class BatchResult:
         """The record's dollars; None when a model it called is unpriced."""
         return None if self.cost.unpriced_models else self.cost.total_usd
 
+    @property
+    def warnings(self) -> list[str]:
+        """What its steps warned about (a reply past the cap, an approximate count), once each."""
+        return list(dict.fromkeys(w for step in self.steps.values() for w in step.warnings))
+
     def to_json(self) -> dict[str, Any]:
         """The record's line in the output file."""
         data: dict[str, Any] = {"index": self.index}
@@ -61,6 +66,9 @@ class BatchResult:
             "completion_tokens": self.cost.completion_tokens,
         }
         data["duration_s"] = round(self.duration_s, 4)
+        warnings = self.warnings
+        if warnings:
+            data["warnings"] = warnings
         if self.extra:
             data["extra"] = self.extra
         return data
@@ -89,6 +97,7 @@ class BatchSummary:
     metrics: dict[str, Any] | None = None  # what the aggregate steps logged (None: none ran)
     metrics_records: int = 0  # how many records they ran over (the succeeded ones)
     aggregate_error: str | None = None  # an aggregate step failed
+    warnings: dict[str, int] = field(default_factory=dict)  # each distinct warning: its records
 
     @property
     def cost_usd(self) -> float:
@@ -116,6 +125,8 @@ class BatchSummary:
                 self.failures.append({"index": result.index, **where, "error": result.error})
         for call in result.new_calls:
             self.cost.add(call)
+        for warning in result.warnings:
+            self.warnings[warning] = self.warnings.get(warning, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document of a batch."""
@@ -142,4 +153,8 @@ class BatchSummary:
             data["metrics_records"] = self.metrics_records
         if self.aggregate_error:
             data["aggregate_error"] = self.aggregate_error
+        if self.warnings:
+            data["warnings"] = [
+                {"message": message, "records": count} for message, count in self.warnings.items()
+            ]
         return data

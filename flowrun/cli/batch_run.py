@@ -13,6 +13,8 @@ import click
 from flowrun.cli.common import MAX_COUNT, emit_json
 from flowrun.errors import RunFailed, RunInterrupted, UsageError
 
+WARNINGS_SHOWN = 5  # distinct warnings in the closing lines (every one is in --json)
+
 if TYPE_CHECKING:  # the batch modules load only when a batch runs (keeps --help quick)
     from flowrun.batch.job import BatchJob
     from flowrun.batch.modes import BatchMode
@@ -234,6 +236,12 @@ def format_summary(summary: BatchSummary) -> str:
 
         over = f"over {summary.metrics_records:,} records"
         lines.append(f"metrics ({over}): {metric_text(summary.metrics)}")
+    for message, count in list(summary.warnings.items())[:WARNINGS_SHOWN]:
+        records = f"{count:,} record{'s' if count != 1 else ''}"
+        lines.append(f"warning ({records}): {message}")
+    if len(summary.warnings) > WARNINGS_SHOWN:
+        more = len(summary.warnings) - WARNINGS_SHOWN
+        lines.append(f"(and {more:,} other warnings: see \"warnings\" in the output lines)")
     if summary.output:
         lines.append(f"output: {summary.output}")
     return "\n".join(lines)
