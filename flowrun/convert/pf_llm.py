@@ -24,6 +24,13 @@ LLM_PARAMS = frozenset(
 )  # fmt: skip
 
 
+#: promptflow's gpt-4v package tools (``custom_llm`` nodes): a chat prompt with image markers.
+GPT4V_TOOLS = frozenset(
+    {"promptflow.tools.aoai_gpt4v.AzureOpenAI.chat", "promptflow.tools.openai_gpt4v.OpenAI.chat"}
+)
+_GPT4V_DEFAULT_MODEL = "gpt-4-vision-preview"  # openai_gpt4v's default for ``model``
+
+
 def model_params(node: PfNode, report: Report) -> dict[str, Any]:
     inputs = node.inputs
     out: dict[str, Any] = {}
@@ -41,6 +48,8 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
         return None if raw is None or (isinstance(raw, str) and not raw.strip()) else raw
 
     model = value("model") or value("deployment_name")
+    if not model and node.source.get("tool") == "promptflow.tools.openai_gpt4v.OpenAI.chat":
+        model = _GPT4V_DEFAULT_MODEL
     if model:
         out["model"] = str(model)
     else:
@@ -108,6 +117,24 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
                 "tools: and a chat step's tools: instead",
             )
     return out
+
+
+def vision_params(node: PfNode, report: Report) -> dict[str, Any]:
+    """The gpt-4v tool's image parts: ``detail: auto`` on each, as the tool sends it. Its
+    ``detail`` input does not reach the request (promptflow-tools 1.6 passes it to
+    ``build_messages`` as ``detail=``, which takes ``image_detail=``), so a node's ``detail``
+    is reported and ``auto`` is kept: the requests stay promptflow's."""
+    raw = node.inputs.get("detail")
+    if raw not in (None, "") and str(raw).strip().lower() != "auto":
+        report.add(
+            node.name,
+            f"detail: {raw}",
+            "promptflow's gpt-4v tool sends 'auto' whatever this says, and so does the "
+            "converted step (image_detail: auto); change it to image_detail: "
+            f"{str(raw).strip().lower()} to send what the node asks for",
+            blocking=False,
+        )
+    return {"image_detail": "auto"}
 
 
 def connection_notes(node: PfNode, report: Report) -> None:

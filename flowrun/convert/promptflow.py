@@ -42,11 +42,13 @@ from flowrun.convert.pf_includes import absolute, find_source
 from flowrun.convert.pf_inputs import convert_inputs
 from flowrun.convert.pf_keys import report_flow_keys
 from flowrun.convert.pf_llm import (
+    GPT4V_TOOLS,
     LLM_PARAMS,
     chat_role_notes,
     connection_notes,
     model_params,
     prompt_input,
+    vision_params,
 )
 from flowrun.convert.pf_package import package_step
 from flowrun.convert.pf_prompt import PromptError, Translated, jinja_literal, translate
@@ -230,6 +232,8 @@ class _Converter:
             return
         if kind == "llm":
             step, became = self.llm(node)
+        elif kind == "custom_llm" and node.source.get("tool") in GPT4V_TOOLS:
+            step, became = self.llm(node, vision=True)
         elif kind == "prompt":
             step, became = self.prompt(node)
         elif kind == "python":
@@ -251,6 +255,8 @@ class _Converter:
         if comment:
             step["description"] = f"{step['description']}: {comment}"
         label = f"llm (api {node.data.get('api') or 'chat'})" if kind == "llm" else kind
+        if kind == "custom_llm" and node.source.get("tool") in GPT4V_TOOLS:
+            label = "custom_llm (gpt-4v)"
         if node.activate is not None:
             label += ", activate"
         self.report.nodes.append(_entry(node, label, became))
@@ -343,10 +349,10 @@ class _Converter:
             out[name] = ref.expr() if ref is not None else jinja_literal(value)
         return out
 
-    def llm(self, node: PfNode) -> tuple[dict[str, Any] | None, str]:
+    def llm(self, node: PfNode, *, vision: bool = False) -> tuple[dict[str, Any] | None, str]:
         inputs = node.inputs
-        variables = [k for k in inputs if k not in LLM_PARAMS]
-        api = str(node.data.get("api") or "chat")
+        variables = [k for k in inputs if k not in LLM_PARAMS and not (vision and k == "detail")]
+        api = "chat" if vision else str(node.data.get("api") or "chat")
         given = prompt_input(node, self.report)
         if isinstance(given, Translated):  # a reference: its value is the prompt
             translated, source_name = given, "its 'prompt' input"
@@ -366,9 +372,11 @@ class _Converter:
         text = translated.text
         step: dict[str, Any] = {
             "type": "chat",
-            "description": f"promptflow llm node '{node.name}' ({source_name})",
+            "description": f"promptflow {node.type} node '{node.name}' ({source_name})",
         }
         step.update(model_params(node, self.report))
+        if vision:
+            step.update(vision_params(node, self.report))
         if api == "chat":
             step["messages_template"] = text
             became = f"chat step, messages from {source_name}"

@@ -1,0 +1,436 @@
+"""Measure `flowrun convert promptflow` on promptflow's own example flows, against promptflow.
+
+For every DAG flow (``flow.dag.yaml``) under EXAMPLES (promptflow's ``examples/flows``), in a
+scratch copy of the tree: convert it, validate the result and, where promptflow's ``pf`` is
+given, run ``pf flow test`` and ``flowrun run`` with the same inputs against the same loopback
+server, then compare the recorded requests (roles, text, model, parameters, tools; promptflow's
+explicit defaults such as ``temperature: 1`` count as unset, ``max_tokens`` is compared with
+``max_completion_tokens``) and the outputs. Prints one line per flow and, with ``--markdown``,
+the table of docs/migrating-from-promptflow.md.
+
+Run it where promptflow is installed (in its own virtualenv, with the flows' requirements)::
+
+    python scripts/compare_promptflow.py /tmp/pf/examples/flows --pf /work/pfvenv/bin/pf \\
+        --flowrun .venv/bin/flowrun --markdown docs-table.md
+
+The flowrun given must be able to import the flows' own requirements (``bs4``, ``tenacity``
+...) for their python steps; a flow whose requirement neither side has is reported as such.
+promptflow's sources are never copied into this repository: the flows stay in the scratch copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowrun.testing import LoopbackServer, Reply
+
+#: The model's reply for every request, per flow (by default a number: evaluation flows parse
+#: one, and the others pass it on as text).
+REPLIES: dict[str, str] = {
+    "standard/autonomous-agent": json.dumps(
+        {
+            "thoughts": {
+                "text": "done",
+                "reasoning": "r",
+                "plan": "p",
+                "criticism": "c",
+                "speak": "s",
+            },
+            "command": {"name": "finish", "args": {"response": "42"}},
+        }
+    ),
+    "standard/maths-to-code": "```python\nprint(5)\n```",
+    "evaluation/eval-classification-accuracy": "App",
+    "standard/conditional-flow-for-if-else": "5",
+    "standard/conditional-flow-for-switch": "order_search",
+}
+DEFAULT_REPLY = "5"
+
+#: Why a flow cannot be compared offline, or what its difference is (written by hand, kept
+#: next to the measurement so the table says why).
+NOTES: dict[str, str] = {
+    "integrations/azure-ai-language/analyze_conversations": "Azure AI Language package tools (an Azure-only service)",
+    "integrations/azure-ai-language/analyze_documents": "Azure AI Language package tools (an Azure-only service)",
+    "integrations/azure-ai-language/multi_intent_conversational_language_understanding": "Azure AI Language package tools (an Azure-only service)",
+    "integrations/llmlingua-prompt-compression/gsm8k_example": "the LLMLingua package tool (a local model from Hugging Face)",
+    "chat/promptflow-copilot": "the vector index lookup is an Azure ML package tool (promptflow_vectordb)",
+    "chat/chat-with-pdf": "downloads a PDF and builds a faiss index (network, faiss-cpu)",
+    "standard/web-classification": "fetches a web page (no network here: both sides get the"
+    " same error text)",
+}
+
+DEFAULTS = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "stream": False,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "n": 1,
+    "user": "",
+    "logit_bias": {},
+}
+
+
+def normalise(request: dict[str, Any]) -> dict[str, Any]:
+    """A request body with promptflow's explicit defaults removed and max_tokens renamed."""
+    body = dict(request)
+    if "max_tokens" in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
+    body.pop("stream_options", None)
+    return {k: v for k, v in body.items() if not (k in DEFAULTS and v == DEFAULTS[k])}
+
+
+def flows(examples: Path) -> list[str]:
+    return sorted(
+        str(p.parent.relative_to(examples))
+        for p in examples.rglob("flow.dag.yaml")
+        if not any(part.endswith("-maf") or part.startswith(".") for part in p.parts)
+    )
+
+
+def flow_inputs(flow: Path) -> dict[str, Any]:
+    """The inputs given to both sides: none where the flow has a default (each side applies
+    its own), the first data record's column for an input without one."""
+    dag = yaml.safe_load((flow / "flow.dag.yaml").read_text(encoding="utf-8")) or {}
+    declared = dag.get("inputs") or {}
+    missing = [k for k, v in declared.items() if not (isinstance(v, dict) and "default" in v)]
+    data = flow / "data.jsonl"
+    if missing and data.exists():
+        first = json.loads(data.read_text(encoding="utf-8").splitlines()[0])
+        return {k: first[k] for k in missing if k in first}
+    return {}
+
+
+def connections(flow: Path) -> dict[str, str]:
+    """Connection names the flow uses, with promptflow's connection type for each."""
+    dag = yaml.safe_load((flow / "flow.dag.yaml").read_text(encoding="utf-8")) or {}
+    code = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in flow.glob("*.py"))
+    names: dict[str, str] = {}
+    for node in dag.get("nodes") or []:
+        tool = str((node.get("source") or {}).get("tool") or "")
+        for value in [node.get("connection"), *(node.get("inputs") or {}).values()]:
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", value):
+                continue
+            if value == node.get("connection") or "connection" in value:
+                if "aoai" in tool or (
+                    "AzureOpenAIConnection" in code
+                    and "OpenAIConnection" not in code.replace("Azure", "")
+                ):
+                    names[value] = "azure_open_ai"
+                elif "CustomConnection" in code and node.get("type") == "python":
+                    names[value] = "custom"
+                else:
+                    names.setdefault(value, "open_ai")
+    return names
+
+
+def create_connections(pf: str, names: dict[str, str], url: str, env: dict, tmp: Path) -> None:
+    for name, kind in names.items():
+        if kind == "custom":
+            text = (
+                f"name: {name}\ntype: custom\nconfigs:\n  api_base: {url}\n  api_type: openai\n"
+                f"  api_version: '2024-02-01'\nsecrets:\n  api_key: sk-test\n"
+            )
+        elif kind == "azure_open_ai":
+            text = (
+                f"name: {name}\ntype: azure_open_ai\napi_key: sk-test\napi_base: {url}\n"
+                f"api_type: azure\napi_version: '2024-02-01'\n"
+            )
+        else:
+            text = f"name: {name}\ntype: open_ai\napi_key: sk-test\nbase_url: {url}\n"
+        spec = tmp / f"{name}.yaml"
+        spec.write_text(text, encoding="utf-8")
+        subprocess.run(
+            [pf, "connection", "create", "-f", str(spec)], env=env, capture_output=True, check=False
+        )
+
+
+def flow_env(flow: Path, url: str) -> dict[str, str]:
+    """The flow's literal environment_variables (promptflow sets them; a flowrun user exports
+    them) and the Azure variables some flows' own code reads."""
+    dag = yaml.safe_load((flow / "flow.dag.yaml").read_text(encoding="utf-8")) or {}
+    env = {
+        k: str(v)
+        for k, v in (dag.get("environment_variables") or {}).items()
+        if not str(v).startswith("${")
+    }
+    env.update(
+        AZURE_OPENAI_API_KEY="sk-test",
+        AZURE_OPENAI_API_BASE=url,
+        AZURE_OPENAI_ENDPOINT=url,
+        OPENAI_API_VERSION="2024-02-01",
+    )
+    return env
+
+
+def connection_env(names: dict[str, str], url: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in names:
+        prefix = re.sub(r"\W", "_", name).upper()
+        env.update(
+            {
+                f"{prefix}_API_KEY": "sk-test",
+                f"{prefix}_BASE_URL": url,
+                f"{prefix}_API_BASE": url,
+                f"{prefix}_API_TYPE": "openai",
+                f"{prefix}_API_VERSION": "2024-02-01",
+            }
+        )
+    return env
+
+
+def last_lines(text: str, n: int = 1) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[-n:])[:300]
+
+
+def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"flow": name}
+    if name == "standard/flow-with-symlinks":
+        subprocess.run([sys.executable, "create_symlinks.py"], cwd=flow, check=False)
+    conv = subprocess.run(
+        [args.flowrun, "convert", "promptflow", str(flow), "--force", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    row["convert_rc"] = conv.returncode
+    try:
+        report = json.loads(conv.stdout)
+    except ValueError:
+        report = {}
+    items = report.get("not_converted") or []
+    text = lambda i: ": ".join(str(i[k]) for k in ("node", "what", "reason") if i.get(k))  # noqa: E731
+    row["not_converted"] = [text(i) for i in items if i.get("blocking")]
+    row["before_running"] = [text(i) for i in items if i.get("setup")]
+    row["problems"] = [str(p) for p in report.get("problems") or []]
+    if conv.returncode not in (0, 1):
+        row["convert_error"] = "; ".join(row["problems"]) or last_lines(conv.stderr or conv.stdout)
+        return row
+    workflow = flow / "flowrun.yaml"
+    val = subprocess.run(
+        [args.flowrun, "validate", str(workflow)], capture_output=True, text=True, check=False
+    )
+    row["validate_rc"] = val.returncode
+    if val.returncode:
+        row["validate_error"] = last_lines(val.stderr or val.stdout)
+    if not args.pf:
+        return row
+    inputs = flow_inputs(flow)
+    inputs_file = tmp / (name.replace("/", "_") + ".inputs.json")
+    inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
+    server = LoopbackServer(validator=None).start()
+    try:
+        server.default = Reply(content=REPLIES.get(name, DEFAULT_REPLY))
+        names = connections(flow)
+        env = dict(
+            os.environ,
+            **server.env(),
+            PF_DISABLE_TRACING="true",
+            PROMPTFLOW_DISABLE_TRACE="true",
+            **connection_env(names, server.url),
+            **flow_env(flow, server.url),
+        )
+        create_connections(args.pf, names, server.url, env, tmp)
+        pf_args = [
+            f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()
+        ]
+        output_file = flow / ".promptflow" / "flow.output.json"
+        output_file.unlink(missing_ok=True)
+        pf = subprocess.run(
+            [
+                args.pf,
+                "flow",
+                "test",
+                "--flow",
+                str(flow),
+                *(["--inputs", *pf_args] if pf_args else []),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        pf_requests = [(q.path, normalise(q.body or {})) for q in server.requests]
+        row["pf_rc"] = pf.returncode
+        if pf.returncode:
+            row["pf_error"] = last_lines(pf.stderr or pf.stdout, 2)
+        pf_outputs = (
+            json.loads(output_file.read_text(encoding="utf-8"))
+            if output_file.exists() and not pf.returncode
+            else None
+        )
+        server.requests.clear()
+        run = subprocess.run(
+            [args.flowrun, "run", str(workflow), "--inputs-file", str(inputs_file), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=flow,
+            timeout=600,
+        )
+        fr_requests = [(q.path, normalise(q.body or {})) for q in server.requests]
+    finally:
+        server.stop()
+    row["flowrun_rc"] = run.returncode
+    try:
+        result = json.loads(run.stdout)
+    except ValueError:
+        result = {}
+    if run.returncode:
+        failed = [
+            f"{k}: {v.get('error')}"
+            for k, v in (result.get("steps") or {}).items()
+            if isinstance(v, dict) and v.get("error")
+        ]
+        row["flowrun_error"] = (failed[0] if failed else last_lines(run.stderr or run.stdout))[:300]
+    row["requests"] = len(pf_requests)
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731 - requests may come in any order
+    same = sorted(map(key, pf_requests)) == sorted(map(key, fr_requests))
+    row["requests_same"] = same and pf.returncode == 0
+    if not same:
+        row["requests_diff"] = first_difference(pf_requests, fr_requests)
+    fr_outputs = result.get("outputs")
+    row["outputs_same"] = (
+        pf_outputs is not None
+        and run.returncode == 0
+        and json.loads(json.dumps(fr_outputs)) == pf_outputs
+    )
+    if pf_outputs is not None and not row["outputs_same"]:
+        row["outputs_diff"] = (
+            f"pf {json.dumps(pf_outputs)[:150]} / flowrun {json.dumps(fr_outputs)[:150]}"
+        )
+    return row
+
+
+def first_difference(pf: list, fr: list) -> str:
+    if len(pf) != len(fr):
+        return f"{len(pf)} requests from pf, {len(fr)} from flowrun"
+    for (p_path, p), (f_path, f) in zip(sorted(pf, key=str), sorted(fr, key=str), strict=True):
+        if p_path != f_path:
+            return f"path {p_path} / {f_path}"
+        for k in sorted(set(p) | set(f)):
+            if p.get(k) != f.get(k):
+                a, b = json.dumps(p.get(k)), json.dumps(f.get(k))
+                at = next(
+                    (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                    min(len(a), len(b)),
+                )
+                start = max(0, at - 60)
+                return f"{k}: pf ...{a[start : at + 80]} / flowrun ...{b[start : at + 80]}"
+    return "same requests in another order"
+
+
+def status(row: dict[str, Any]) -> str:
+    if "convert_error" in row:
+        return f"does not convert: {row['convert_error']}"
+    converts = (
+        "converts"
+        if row["convert_rc"] == 0 and row.get("validate_rc") == 0
+        else "converts with problems reported"
+        if row.get("validate_rc") == 0
+        else "does not validate"
+    )
+    parts = [converts]
+    if "pf_rc" in row:
+        if row["pf_rc"]:
+            parts.append(f"pf flow test fails offline ({row.get('pf_error', '')[:160]})")
+        elif row.get("requests_same"):
+            parts.append(
+                f"identical requests ({row['requests']})"
+                + ("; identical outputs" if row.get("outputs_same") else "")
+            )
+        else:
+            parts.append(f"requests differ ({row.get('requests_diff', '')})")
+        if row.get("flowrun_rc") and not row["pf_rc"]:
+            parts.append(f"flowrun run fails ({row.get('flowrun_error', '')[:160]})")
+        elif not row.get("outputs_same") and not row["pf_rc"] and "outputs_diff" in row:
+            parts.append(f"outputs differ ({row['outputs_diff'][:160]})")
+    return "; ".join(parts)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| flow | converts | requests | outputs | notes |", "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        conv = (
+            "yes"
+            if row["convert_rc"] == 0 and row.get("validate_rc") == 0
+            else "reported"
+            if row.get("validate_rc") == 0
+            else "no"
+        )
+        if "pf_rc" not in row:
+            req = out = "not compared"
+        elif row["pf_rc"]:
+            req = out = "pf fails"
+        else:
+            req = "identical" if row.get("requests_same") else "differ"
+            out = (
+                "identical"
+                if row.get("outputs_same")
+                else "flowrun fails"
+                if row.get("flowrun_rc")
+                else "differ"
+            )
+        note = NOTES.get(row["flow"]) or "; ".join(
+            (row["not_converted"] or [])[:2]
+            + (
+                [row["requests_diff"]]
+                if row.get("requests_diff") and "pf_rc" in row and not row["pf_rc"]
+                else []
+            )
+            + ([row["flowrun_error"]] if row.get("flowrun_rc") and not row.get("pf_rc") else [])
+            + ([row["pf_error"]] if row.get("pf_rc") else [])
+        )
+        note = note.replace("|", "\\|").replace("\n", " ")[:240]
+        lines.append(f"| {row['flow']} | {conv} | {req} | {out} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("examples", type=Path, help="promptflow's examples/flows folder")
+    parser.add_argument("--pf", help="promptflow's pf command (compare requests and outputs)")
+    parser.add_argument("--flowrun", default=shutil.which("flowrun") or "flowrun")
+    parser.add_argument("--only", action="append", help="a flow (e.g. chat/chat-basic)")
+    parser.add_argument("--json", type=Path, help="write every row as JSON here")
+    parser.add_argument("--markdown", type=Path, help="write the docs table here")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="pf-compare-"))
+    tree = tmp / "flows"
+    shutil.copytree(args.examples, tree, symlinks=True)
+    rows = []
+    for name in flows(tree):
+        if args.only and name not in args.only:
+            continue
+        row = measure(name, tree / name, args, tmp)
+        rows.append(row)
+        print(f"{name}: {status(row)}", flush=True)
+    done = [r for r in rows if "pf_rc" in r]
+    print(
+        f"\n{len(rows)} flows: {sum(r['convert_rc'] == 0 and r.get('validate_rc') == 0 for r in rows)}"
+        f" convert clean, {sum(bool(r.get('requests_same')) for r in done)} identical requests,"
+        f" {sum(bool(r.get('outputs_same')) for r in done)} identical outputs"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown(rows), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
