@@ -16,8 +16,6 @@ import hashlib
 import json
 from typing import Any
 
-import networkx as nx
-
 from flowrun.engine.step_record import StepRecord
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.results import CallRecord
@@ -25,6 +23,8 @@ from flowrun.results import CallRecord
 
 def item_key(wf: LoadedWorkflow, sid: str, item: Any, index: int, scope: dict[str, Any]) -> str:
     """What item ``index`` of step ``sid`` was computed from, as a hash."""
+    import networkx as nx  # only for foreach steps: a single run does not load networkx
+
     step = wf.spec.steps[sid]
     upstream = sorted(nx.ancestors(wf.graph, sid))
     views = scope.get("steps", {})
