@@ -30,6 +30,7 @@ __all__ = [
     "ModelClient",
     "OpenAIClient",
     "api_error",
+    "chat_reply_from_body",
     "usage_from",
 ]
 
@@ -129,29 +130,27 @@ class OpenAIClient:
         if extra:
             options["extra_body"] = extra
         notes: list[str] = []
-        create = sdk.chat.completions.with_raw_response.create
+        stream = bool(body.get("stream"))
         try:
             if self._may_refuse_null_content(body):
                 # one attempt without the SDK's retries: a refusal (often a 500) is not retried
                 try:
-                    raw = await self._sdk(0).chat.completions.with_raw_response.create(
-                        **body, **options
-                    )
+                    raw = await _send_chat(self._sdk(0), body, options)
                     self._null_accepted = True
                 except Exception as exc:
                     if getattr(exc, "status_code", None) in (400, 422, 500):
                         self._tool_content = ""
                         body["messages"] = _with_tool_content(body["messages"], "")
                         notes.append(self._null_content_note(exc))
-                    raw = await create(**body, **options)
+                    raw = await _send_chat(sdk, body, options)
             else:
-                raw = await create(**body, **options)
+                raw = await _send_chat(sdk, body, options)
             retries = getattr(raw, "retries_taken", 0)
-            parsed = raw.parse()
-            if body.get("stream"):
-                reply, usage = await _collect_stream(parsed, on_text)
+            if stream:
+                reply, usage = await _collect_stream(raw.parse(), on_text)
             else:
-                reply, usage = _reply_from_completion(parsed), parsed.usage
+                data = _json_body(raw)
+                reply, usage = chat_reply_from_body(data), data.get("usage")
         except ModelCallError as exc:
             raise self._named(exc) from None
         except Exception as exc:
@@ -260,26 +259,71 @@ class OpenAIClient:
             self._by_retries.clear()
 
 
-def _reply_from_completion(completion: Any) -> ChatReply:
-    if not completion.choices:
+async def _send_chat(sdk: Any, body: dict[str, Any], options: dict[str, Any]) -> Any:
+    """Send a chat request through the SDK (its retries, timeouts, errors and auth) and return
+    its raw response, with ``retries_taken``.
+
+    A streamed request goes through ``chat.completions`` (its stream parser). Any other goes
+    through the client's own ``post`` with the body as it is: the request is already plain
+    JSON, so the SDK's per-request parameter transform (a walk over the TypedDict
+    annotations of every parameter) and its pydantic reply models would only cost time; the
+    reply's JSON is read by ``chat_reply_from_body``.
+    """
+    if body.get("stream"):
+        return await sdk.chat.completions.with_raw_response.create(**body, **options)
+    from openai._constants import RAW_RESPONSE_HEADER
+
+    request: dict[str, Any] = {
+        "headers": {RAW_RESPONSE_HEADER: "true"},  # the raw response, with retries_taken
+        "security": {"bearer_auth": True},  # as chat.completions.create asks
+    }
+    if "timeout" in options:
+        request["timeout"] = options["timeout"]
+    if "extra_body" in options:
+        request["extra_json"] = options["extra_body"]
+    return await sdk.post("/chat/completions", body=body, cast_to=object, options=request)
+
+
+def _json_body(raw: Any) -> dict[str, Any]:
+    """The JSON object a (successful) reply carries."""
+    import json
+
+    try:
+        data = json.loads(raw.http_response.content)
+    except ValueError:
+        raise ModelCallError("the API returned a reply that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ModelCallError("the API returned a reply that is not a JSON object")
+    return data
+
+
+def chat_reply_from_body(body: dict[str, Any]) -> ChatReply:
+    """A ``ChatReply`` from a chat completion's JSON (a live reply, or a Batch API output
+    line's body). Raises ``ModelCallError`` if it has no choices; ``KeyError``/``TypeError``
+    for a body of another shape."""
+    choices = body.get("choices")
+    if not choices:
         raise ModelCallError("the API returned no choices")
-    choice = completion.choices[0]
-    message = choice.message
+    choice = choices[0]
+    message = choice.get("message") or {}
     tool_calls = [
         {
-            "id": tc.id,
+            "id": tc.get("id"),
             "type": "function",
-            "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+            "function": {
+                "name": tc["function"]["name"],
+                "arguments": tc["function"].get("arguments") or "",
+            },
         }
-        for tc in (message.tool_calls or [])
+        for tc in message.get("tool_calls") or []
     ]
     return ChatReply(
-        content=message.content,
+        content=message.get("content"),
         tool_calls=tool_calls,
-        refusal=getattr(message, "refusal", None),
-        finish_reason=choice.finish_reason,
-        usage=usage_from(completion.usage),
-        model=completion.model,
+        refusal=message.get("refusal"),
+        finish_reason=choice.get("finish_reason"),
+        usage=usage_from(body.get("usage")),
+        model=body.get("model") or "",
     )
 
 

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flowrun.provider.client import ChatReply, EmbedReply, usage_from
+from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, usage_from
+from flowrun.provider.client import chat_reply_from_body as chat_reply
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -137,7 +138,7 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
         body = response.get("body") or {}
         try:
             reply = chat_reply(body) if "choices" in body else embed_reply(body)
-        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, AttributeError, IndexError, ModelCallError) as exc:
             return cid, Outcome(False, error=f"the batch returned an unexpected body: {exc!r}")
         return cid, Outcome(True, reply=reply)
     if response is not None:
@@ -154,31 +155,6 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
     code = error.get("code") or "error"
     return cid, Outcome(
         False, error=f"batch request {code}: {error.get('message') or code}", retryable=True
-    )
-
-
-def chat_reply(body: dict[str, Any]) -> ChatReply:
-    """A ``ChatReply`` from a chat completion body (the JSON an output line carries)."""
-    choice = body["choices"][0]
-    message = choice.get("message") or {}
-    tool_calls = [
-        {
-            "id": tc.get("id"),
-            "type": "function",
-            "function": {
-                "name": tc["function"]["name"],
-                "arguments": tc["function"].get("arguments", ""),
-            },
-        }
-        for tc in message.get("tool_calls") or []
-    ]
-    return ChatReply(
-        content=message.get("content"),
-        tool_calls=tool_calls,
-        refusal=message.get("refusal"),
-        finish_reason=choice.get("finish_reason"),
-        usage=usage_from(body.get("usage")),
-        model=body.get("model") or "",
     )
 
 
