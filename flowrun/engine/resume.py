@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from flowrun.errors import UsageError, WorkflowInvalid
 from flowrun.format.loader import LoadedWorkflow, load_workflow, load_workflow_text
 from flowrun.results import StepResult
@@ -58,6 +56,8 @@ def changed_completed_steps(
     old_text: str, current: LoadedWorkflow, completed: dict[str, StepResult]
 ) -> list[str]:
     """Completed steps whose definition, or an ancestor's, or the inputs/defaults, differ."""
+    import networkx as nx  # (here: a batch asks at every start, and most have nothing kept)
+
     try:
         old = load_workflow_text(old_text, base_dir=current.base_dir)
     except WorkflowInvalid:
