@@ -72,7 +72,7 @@ def _check_api_key(wf: LoadedWorkflow, client: ModelClient | None) -> None:
         raise UsageError(
             "OPENAI_API_KEY is not set",
             hint="export it (for an OpenAI-compatible server, set OPENAI_BASE_URL and any key), "
-            "or try the workflow offline with --mock",
+            "or try the workflow offline with client=MockClient() (flowrun.provider.mock)",
         )
 
 

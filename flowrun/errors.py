@@ -5,6 +5,7 @@ The tree::
     FlowrunError                  exit 1 unless a subclass says otherwise; the CLI prints lines()
     ├── UsageError                exit 2: a bad argument, input value or option
     │   ├── UnknownRun            no run or batch has this id (the CLI adds: see flowrun runs list)
+    │   ├── MissingInput          a required input not given (the CLI adds: -i NAME=VALUE ...)
     │   ├── NotAFlow              convert: the folder is not a promptflow flow
     │   └── BatchAPIMissing       --via batch-api on a server without the Files/Batches API
     ├── WorkflowInvalid           exit 2: one or more Problems in a workflow file
@@ -148,6 +149,14 @@ class UnknownRun(UsageError):
     def __init__(self, run_id: str, store: object) -> None:
         super().__init__(f"no run '{run_id}' in {store}")
         self.run_id = run_id
+
+
+class MissingInput(UsageError):
+    """A required input was not given (the CLI adds how to give it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"missing required input '{name}'")
+        self.name = name
 
 
 class BatchAPIMissing(UsageError):

@@ -89,9 +89,7 @@ async def test_concurrent_arun_workflow_calls_share_the_loop(server):
 def test_invalid_inputs_raise_usage_error(server):
     with pytest.raises(UsageError) as missing:
         run_workflow(SUMMARIZE, {})
-    assert missing.value.message == (
-        "missing required input 'text' (CLI: -i text=VALUE or --inputs-file)"
-    )
+    assert missing.value.message == "missing required input 'text'"  # no CLI flag in the API
     with pytest.raises(UsageError) as null:
         run_workflow(SUMMARIZE, {"text": None})
     assert null.value.message.startswith("input 'text' is required and cannot be null")
@@ -132,3 +130,15 @@ def test_estimate_workflow_from_python(server):
     assert set(report.steps) == {"summary", "title"}
     assert report.total_usd > 0
     assert server.requests == []
+
+
+def test_python_api_errors_name_api_settings_not_cli_flags(server, monkeypatch):
+    """What the Python API raises speaks its own words (the CLI translates them to flags)."""
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(UsageError) as no_key:
+        run_workflow(SUMMARIZE, {"text": "hi"}, store=False)
+    assert "client=MockClient() (flowrun.provider.mock)" in no_key.value.hint
+    with pytest.raises(UsageError) as missing:
+        run_workflow(SUMMARIZE, {}, store=False)
+    for error in (no_key.value, missing.value):
+        assert " --" not in " ".join(error.lines()), error.lines()

@@ -63,7 +63,7 @@ def test_defaults_fill_optional_inputs(server, inputs_wf):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "missing required input 'text' (CLI: -i text=VALUE or --inputs-file)"),
+        ([], "missing required input 'text' (give it with -i text=VALUE or --inputs-file)"),
         (
             ["-i", "text=x", "-i", "colour=red"],
             "unknown input 'colour' (the workflow declares: text, n, flag, tags, ratio)",

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
 from flowrun import __version__
 from flowrun.cli.common import CONTEXT, Group
-from flowrun.errors import FlowrunError, UnknownRun
+from flowrun.errors import FlowrunError, MissingInput, UnknownRun
 from flowrun.redaction import redact
 
 COMMANDS = {
@@ -66,9 +67,16 @@ CLI_WORDS = (
     ("the run's max_cost", "--max-cost"),
     ("max_cost=", "--max-cost "),
     ("the run's prices", "--prices"),
+    ("force=True", "--force"),
+    ('via="live"', "--via live"),
+    ('via="batch-api"', "--via batch-api"),
+    ("client=MockClient() (flowrun.provider.mock)", "--mock"),
 )
 # What the CLI adds to an error's first line: the command that shows what exists.
-CLI_HINTS: dict[type[FlowrunError], str] = {UnknownRun: " (see: flowrun runs list)"}
+CLI_HINTS: dict[type[FlowrunError], Callable[[Any], str]] = {
+    UnknownRun: lambda exc: " (see: flowrun runs list)",
+    MissingInput: lambda exc: f" (give it with -i {exc.name}=VALUE or --inputs-file)",
+}
 
 
 def cli_text(text: str) -> str:
@@ -81,7 +89,7 @@ def cli_text(text: str) -> str:
 def cli_lines(exc: FlowrunError) -> list[str]:
     """The lines the CLI prints for ``exc``: its own, in CLI words, with the CLI's hint."""
     lines = [cli_text(line) for line in exc.lines()]
-    suffix = next((s for kind, s in CLI_HINTS.items() if isinstance(exc, kind)), "")
+    suffix = next((s(exc) for kind, s in CLI_HINTS.items() if isinstance(exc, kind)), "")
     if lines and suffix:
         lines[0] += suffix
     return lines

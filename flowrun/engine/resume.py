@@ -29,7 +29,7 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
     if row.status == "running" and row.process_alive and not force:
         raise UsageError(
             f"run {row.id} is still running (pid {row.pid}); wait for it or stop it "
-            "(--force resumes anyway, if that process is not this run)"
+            "(force=True resumes anyway, if that process is not this run)"
         )
     if not row.workflow_path or not Path(row.workflow_path).exists():
         raise UsageError(
@@ -47,7 +47,7 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
         if changed:
             raise UsageError(
                 f"the workflow {row.workflow_path} changed since run {row.id} in ways that affect completed "
-                f"step(s) {', '.join(changed)}; run it afresh, or resume with --force to keep their old results"
+                f"step(s) {', '.join(changed)}; run it afresh, or resume with force=True to keep their old results"
             )
     return ResumePlan(row.id, current, row.inputs, completed, row.options)
 

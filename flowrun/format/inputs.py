@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from flowrun.errors import UsageError, did_you_mean
+from flowrun.errors import MissingInput, UsageError, did_you_mean
 from flowrun.format.checks import input_type_ok
 from flowrun.format.spec import Workflow
 
@@ -71,9 +71,7 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
                 raise UsageError(f"input '{name}' must be one of {decl.enum}, got {value!r}")
             values[name] = value
         elif decl.required:
-            raise UsageError(
-                f"missing required input '{name}' (CLI: -i {name}=VALUE or --inputs-file)"
-            )
+            raise MissingInput(name)
         else:
             values[name] = decl.default
     return values

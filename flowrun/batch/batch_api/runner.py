@@ -196,8 +196,8 @@ def _batch_client(wf: Any, live: Services) -> Any:
     if len(names) > 1:
         shown = ", ".join(sorted(f"'{n}'" if n else "the default (OPENAI_BASE_URL)" for n in names))
         raise UsageError(
-            f"--via batch-api sends a run's requests to one server, and the steps use several "
-            f"({shown}); use --via live, or one server for every model step"
+            f'via="batch-api" sends a run\'s requests to one server, and the steps use several '
+            f'({shown}); use via="live", or one server for every model step'
         )
     name = next(iter(names), None)
     if name and live.servers is not None and name in live.servers.settings:
