@@ -51,15 +51,22 @@ class BatchMode:
         concurrency: int | None = None,
         **options: Any,
     ) -> BatchRunner:
-        """The runner that keeps ``concurrency`` records in flight (``options``: BatchRunner's)."""
-        return BatchRunner(
+        """The runner that keeps ``concurrency`` records in flight (``options``: its class's)."""
+        return self.runner_class()(
             wf,
             records,
             mapping,
             services,
             concurrency=concurrency or self.default_concurrency,
-            **options,
+            **self.runner_options(options),
         )
+
+    def runner_class(self) -> type[BatchRunner]:
+        return BatchRunner
+
+    def runner_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The runner's keyword arguments, completed for this mode."""
+        return options
 
 
 @dataclass(frozen=True)
@@ -81,35 +88,25 @@ class BatchAPIMode(BatchMode):
 
         return WaveBudget
 
-    def runner(
-        self,
-        wf: Any,
-        records: Any,
-        mapping: Any,
-        services: Any,
-        *,
-        concurrency: int | None = None,
-        state: Any = None,
-        **options: Any,
-    ) -> BatchRunner:
-        """A ``WaveBatchRunner``; ``state`` is the Batch API state (default: the run store's)."""
+    def runner_class(self) -> type[BatchRunner]:
         from flowrun.batch.batch_api.runner import WaveBatchRunner
+
+        return WaveBatchRunner
+
+    def runner_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``state``: the Batch API state (default: the run store's); a batch of the Python
+        API gets a new id."""
         from flowrun.batch.summary import BatchSummary, new_batch_id
         from flowrun.store.batch_api_state import BatchState
 
-        if options.get("batch_id") is None:  # a batch of the Python API: a new id
+        options = dict(options)
+        if options.get("batch_id") is None:
             summary = options.get("summary") or BatchSummary()
             summary.batch_id = summary.batch_id or new_batch_id()
             options.update(summary=summary, batch_id=summary.batch_id)
-        return WaveBatchRunner(
-            wf,
-            records,
-            mapping,
-            services,
-            concurrency=concurrency or self.default_concurrency,
-            state=state if state is not None else BatchState(),
-            **options,
-        )
+        if options.get("state") is None:
+            options["state"] = BatchState()
+        return options
 
 
 LIVE = BatchMode()

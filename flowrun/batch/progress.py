@@ -51,7 +51,7 @@ def describe(stats: Stats, now: float | None = None) -> dict[str, str]:
     rate = stats.done / elapsed
     total = stats.total
     remaining = None if total is None else max(0, total - stats.done)
-    eta = "?" if remaining is None or rate <= 0 else _duration(remaining / rate)
+    eta = "?" if remaining is None or rate <= 0 else duration_text(remaining / rate)
     return {
         "done": f"{stats.done:,}" + (f"/{total:,}" if total is not None else ""),
         "percent": f" ({100 * stats.done / total:.0f}%)" if total else "",
@@ -62,7 +62,8 @@ def describe(stats: Stats, now: float | None = None) -> dict[str, str]:
     }
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``45s``, ``2m05s``, ``1h03m``."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -90,13 +91,14 @@ class PlainProgress(Progress):
         now = time.perf_counter()
         if now - self._last >= self.every:
             self._last = now
-            f = describe(self.stats, now)
-            print(
-                f"progress: {f['done']} records{f['percent']} · {f['failed']} failed · "
-                f"{f['rate']} · {f['cost']} · ETA {f['eta']}",
-                file=self.stream,
-                flush=True,
-            )
+            print(self.line(describe(self.stats, now)), file=self.stream, flush=True)
+
+    def line(self, f: dict[str, Any]) -> str:
+        """The periodic line, from ``describe``'s fields."""
+        return (
+            f"progress: {f['done']} records{f['percent']} · {f['failed']} failed · "
+            f"{f['rate']} · {f['cost']} · ETA {f['eta']}"
+        )
 
     def note(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -163,15 +165,22 @@ def bar_fields(described: dict[str, Any]) -> dict[str, Any]:
     return {**described, "failed_text": text}
 
 
-def make_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:
-    """The right display for ``stream`` (default stderr): none, a bar, or plain lines."""
+def make_progress(
+    quiet: bool = False,
+    stream: TextIO | None = None,
+    *,
+    bar: type[RichProgress] = RichProgress,
+    lines: type[PlainProgress] = PlainProgress,
+) -> Progress:
+    """The right display for ``stream`` (default stderr): none, a ``bar`` on a terminal, or
+    plain ``lines`` (the Batch API passes its own kinds of both)."""
     stream = stream or sys.stderr
     if quiet:
         return Progress()
     if stream.isatty() and os.environ.get("TERM") != "dumb":
-        return RichProgress(stream)
+        return bar(stream)
     try:
         every = float(os.environ.get(PROGRESS_ENV) or DEFAULT_EVERY_S)
     except ValueError:
         every = DEFAULT_EVERY_S
-    return PlainProgress(stream, max(every, 0.0))
+    return lines(stream, max(every, 0.0))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowrun.engine.budget import BudgetGate
 from flowrun.engine.reply_checks import check_cap, check_vectors
@@ -36,6 +36,8 @@ calls_log = logging.getLogger("flowrun.calls")
 
 if TYPE_CHECKING:
     from flowrun.engine.tools import Toolbox
+
+Reply = TypeVar("Reply", ChatReply, EmbedReply)
 
 # The run a step belongs to (set by the executor; services are shared by a batch's runs).
 CURRENT_RUN_ID: ContextVar[str | None] = ContextVar("flowrun_run_id", default=None)
@@ -111,12 +113,7 @@ class Services:
             if hit is not None:
                 reply = ChatReply(**hit)
                 reply.usage = _usage(hit.get("usage"))
-                self._record(env, model, reply.usage, reply.finish_reason, 0.0, 0, cached=True)
-                if self._transcribe(env):
-                    env.record.transcript.append(
-                        chat_entry(request, reply, latency_s=0.0, cached=True)
-                    )
-                return reply
+                return self._from_cache(env, request, reply, chat_entry)
         reservation = None
         if self.budget is not None:
             if prompt_tokens is None:
@@ -132,40 +129,23 @@ class Services:
             "" if len(request.get("messages") or ()) == 1 else "s",
             max_out or "?",
         )
-        started = time.perf_counter()
         on_text = (
             (lambda text: self.on_text(env.label, text))
             if self.on_text and request.get("stream")
             else None
         )
-        label = CURRENT_CALL.set(env.label)
-        try:
-            reply = await self.client_for(env).chat(
+        reply = await self._call(
+            env,
+            request,
+            reservation,
+            chat_entry,
+            lambda client: client.chat(
                 request,
                 timeout_s=env.setting("timeout_s"),
                 max_retries=env.setting("max_retries"),
                 on_text=on_text,
-            )
-        except ModelCallError as exc:
-            raise self._failed(env, model, request, exc, started, reservation, chat_entry) from None
-        finally:
-            CURRENT_CALL.reset(label)
-        latency = time.perf_counter() - started
-        cost = self._record(
-            env,
-            model,
-            reply.usage,
-            reply.finish_reason,
-            latency,
-            reply.retries,
-            approximate=reply.approximate_usage,
+            ),
         )
-        if self._transcribe(env):
-            env.record.transcript.append(
-                chat_entry(request, reply, latency_s=latency, retries=reply.retries)
-            )
-        if reservation is not None:  # a local count is no bill: charge the worst case reserved
-            self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
         for note in reply.notes:
             env.warn(f"step '{env.label}': {note}")
         check_cap(env, request, reply, cap_parameter(self.client_for(env)))
@@ -203,12 +183,7 @@ class Services:
             hit = self.cache.get(request)  # type: ignore[union-attr]
             if hit is not None and "vectors" in hit:
                 cached = EmbedReply(hit["vectors"], _usage(hit.get("usage")), hit.get("model", ""))
-                self._record(env, model, cached.usage, None, 0.0, 0, cached=True)
-                if self._transcribe(env):
-                    env.record.transcript.append(
-                        embed_entry(request, cached, latency_s=0.0, cached=True)
-                    )
-                return cached
+                return self._from_cache(env, request, cached, embed_entry)
         reservation = None
         if self.budget is not None:
             tokens = sum(count_text(t, model) for t in texts)
@@ -222,32 +197,15 @@ class Services:
             len(texts),
             "" if len(texts) == 1 else "s",
         )
-        started = time.perf_counter()
-        label = CURRENT_CALL.set(env.label)
-        try:
-            reply = await self.client_for(env).embed(
-                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
-            )
-        except ModelCallError as exc:
-            raise self._failed(env, model, request, exc, started, reservation, embed_entry) from None
-        finally:
-            CURRENT_CALL.reset(label)
-        latency = time.perf_counter() - started
-        cost = self._record(
+        reply = await self._call(
             env,
-            model,
-            reply.usage,
-            None,
-            latency,
-            reply.retries,
-            approximate=reply.approximate_usage,
+            request,
+            reservation,
+            embed_entry,
+            lambda client: client.embed(
+                request, timeout_s=env.setting("timeout_s"), max_retries=env.setting("max_retries")
+            ),
         )
-        if self._transcribe(env):
-            env.record.transcript.append(
-                embed_entry(request, reply, latency_s=latency, retries=reply.retries)
-            )
-        if reservation is not None:
-            self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
         check_vectors(env, request, reply, len(texts))
         if use_cache:
             stored = {
@@ -256,6 +214,54 @@ class Services:
                 "model": reply.model,
             }
             self.cache.put(request, stored)  # type: ignore[union-attr]
+        return reply
+
+    async def _call(
+        self,
+        env: CallSite,
+        request: dict[str, Any],
+        reservation: Any,
+        entry: Callable[..., Any],
+        send: Callable[[Any], Awaitable[Reply]],
+    ) -> Reply:
+        """Send ``request`` to the step's client (``send(client)``), then record the call,
+        transcribe it and settle its reservation; a failure is recorded the same way and
+        raised as the step's error."""
+        model = request["model"]
+        started = time.perf_counter()
+        label = CURRENT_CALL.set(env.label)
+        try:
+            reply = await send(self.client_for(env))
+        except ModelCallError as exc:
+            raise self._failed(env, model, request, exc, started, reservation, entry) from None
+        finally:
+            CURRENT_CALL.reset(label)
+        latency = time.perf_counter() - started
+        cost = self._record(
+            env,
+            model,
+            reply.usage,
+            getattr(reply, "finish_reason", None),
+            latency,
+            reply.retries,
+            approximate=reply.approximate_usage,
+        )
+        if self._transcribe(env):
+            env.record.transcript.append(
+                entry(request, reply, latency_s=latency, retries=reply.retries)
+            )
+        if reservation is not None:  # a local count is no bill: charge the worst case reserved
+            self.budget.settle(reservation, None if reply.approximate_usage else cost)  # type: ignore[union-attr]
+        return reply
+
+    def _from_cache(
+        self, env: CallSite, request: dict[str, Any], reply: Reply, entry: Callable[..., Any]
+    ) -> Reply:
+        """A reply the response cache had: recorded (free, no time) and transcribed as such."""
+        finish = getattr(reply, "finish_reason", None)
+        self._record(env, request["model"], reply.usage, finish, 0.0, 0, cached=True)
+        if self._transcribe(env):
+            env.record.transcript.append(entry(request, reply, latency_s=0.0, cached=True))
         return reply
 
     def _transcribe(self, env: CallSite) -> bool:

@@ -7,21 +7,17 @@ is created, held or collected, besides the periodic progress lines.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections import Counter
 from typing import Any, TextIO
 
 from flowrun.batch.batch_api.coordinator import WaveStatus
 from flowrun.batch.progress import (
-    DEFAULT_EVERY_S,
-    PROGRESS_ENV,
     PlainProgress,
     Progress,
     RichProgress,
-    bar_fields,
-    describe,
+    duration_text,
+    make_progress,
 )
 
 
@@ -50,16 +46,8 @@ def describe_wave(status: WaveStatus, now: float | None = None) -> str:
         text += f" ({failed:,} failed)"
     left = status.estimate(time.monotonic() if now is None else now)
     if left is not None:
-        text += f" · ~{_duration(left)} left"
+        text += f" · ~{duration_text(left)} left"
     return text
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 class WavePlainProgress(PlainProgress):
@@ -80,18 +68,10 @@ class WavePlainProgress(PlainProgress):
                 flush=True,
             )
 
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if now - self._last >= self.every:
-            self._last = now
-            f = describe(self.stats, now)
-            wave = f" · {self._wave_text}" if self._wave_text else ""
-            print(
-                f"progress: {f['done']} records{f['percent']} · {f['failed']} failed · "
-                f"{f['cost']}{wave}",
-                file=self.stream,
-                flush=True,
-            )
+    def line(self, f: dict[str, Any]) -> str:
+        """The periodic line with the wave's batches (their own counts give the estimate)."""
+        wave = f" · {self._wave_text}" if self._wave_text else ""
+        return f"progress: {f['done']} records{f['percent']} · {f['failed']} failed · {f['cost']}{wave}"
 
 
 class WaveRichProgress(RichProgress):
@@ -118,22 +98,7 @@ class WaveRichProgress(RichProgress):
         self._wave_text = describe_wave(status)
         self.tick()
 
-    def _refresh(self, now: float) -> None:
-        self._last = now
-        if self._bar is not None:
-            fields = bar_fields(describe(self.stats, now))
-            self._bar.update(self._task, completed=self.stats.done, **fields)
-
 
 def make_wave_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:
     """Like ``flowrun.batch.progress.make_progress``, with the waves shown."""
-    stream = stream or sys.stderr
-    if quiet:
-        return Progress()
-    if stream.isatty() and os.environ.get("TERM") != "dumb":
-        return WaveRichProgress(stream)
-    try:
-        every = float(os.environ.get(PROGRESS_ENV) or DEFAULT_EVERY_S)
-    except ValueError:
-        every = DEFAULT_EVERY_S
-    return WavePlainProgress(stream, max(every, 0.0))
+    return make_progress(quiet, stream, bar=WaveRichProgress, lines=WavePlainProgress)
