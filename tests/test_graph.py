@@ -295,3 +295,15 @@ def test_graph_command_rejects_an_unknown_format():
     res = flowrun("graph", WORKFLOWS / "summarize.yaml", "--format", "png")
     assert res.code == 2
     assert "'png' is not one of 'mermaid', 'dot'" in res.stderr
+
+
+def test_ancestors_match_networkx() -> None:
+    import networkx as nx
+
+    from flowrun.format.graph import ancestors, build_graph
+
+    deps = {"a": [], "b": ["a"], "c": ["a", "ghost"], "d": ["b", "c"], "e": ["d"], "f": []}
+    graph = build_graph(deps)
+    for step in deps:
+        assert ancestors(deps, step) == nx.ancestors(graph, step), step
+    assert ancestors(deps, "e") == {"a", "b", "c", "d"}

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from flowrun.engine.step_record import StepRecord
+from flowrun.format.graph import ancestors
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.results import CallRecord
 
@@ -26,7 +27,7 @@ def item_key(wf: LoadedWorkflow, sid: str, item: Any, index: int, scope: dict[st
     import networkx as nx  # only for foreach steps: a single run does not load networkx
 
     step = wf.spec.steps[sid]
-    upstream = sorted(nx.ancestors(wf.graph, sid))
+    upstream = sorted(ancestors(wf.dependencies, sid))  # (networkx is not loaded for a run)
     views = scope.get("steps", {})
     basis = {
         "step": step.model_dump(mode="json", by_alias=True),

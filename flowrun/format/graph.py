@@ -30,6 +30,19 @@ def build_graph(dependencies: Mapping[str, Iterable[str]]) -> nx.DiGraph:
     return graph
 
 
+def ancestors(dependencies: Mapping[str, Iterable[str]], step: str) -> set[str]:
+    """Every step ``step`` reads, directly or through others (networkx's ``ancestors``,
+    without importing it)."""
+    seen: set[str] = set()
+    todo = [d for d in dependencies.get(step, ()) if d in dependencies]
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo.extend(d for d in dependencies[dep] if d in dependencies and d not in seen)
+    return seen
+
+
 def find_cycles(dependencies: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """Every dependency cycle, as closed paths (``["a", "b", "a"]``), sorted by first step.
 
