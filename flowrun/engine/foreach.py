@@ -24,10 +24,8 @@ from flowrun.results import CallRecord
 
 def item_key(wf: LoadedWorkflow, sid: str, item: Any, index: int, scope: dict[str, Any]) -> str:
     """What item ``index`` of step ``sid`` was computed from, as a hash."""
-    import networkx as nx  # only for foreach steps: a single run does not load networkx
-
     step = wf.spec.steps[sid]
-    upstream = sorted(ancestors(wf.dependencies, sid))  # (networkx is not loaded for a run)
+    upstream = sorted(ancestors(wf.dependencies, sid))  # (without loading networkx)
     views = scope.get("steps", {})
     basis = {
         "step": step.model_dump(mode="json", by_alias=True),
