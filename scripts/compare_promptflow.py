@@ -56,6 +56,24 @@ REPLIES: dict[str, str] = {
     "standard/conditional-flow-for-switch": "order_search",
 }
 DEFAULT_REPLY = "5"
+for _flow in ("web-classification", "flow-with-additional-includes", "flow-with-symlinks"):
+    REPLIES[f"standard/{_flow}"] = '{"category": "App", "evidence": "Both"}'
+
+#: Inputs given to both sides where the flow has no default and no data.jsonl, or where its
+#: default needs the network (``PAGE`` is a page served by this script).
+INPUTS: dict[str, dict[str, Any]] = {
+    "standard/web-classification": {"url": "PAGE"},
+    "standard/flow-with-additional-includes": {"url": "PAGE"},
+    "standard/flow-with-symlinks": {"url": "PAGE"},
+    "chat/promptflow-copilot": {"question": "How do I test a flow?"},
+    "integrations/continuous-monitoring-with-pipeline/flows/standard/simple-summarization": {
+        "answer": "Tides are caused by the moon. They rise and fall twice a day."
+    },
+}
+PAGE_HTML = (
+    b"<html><head><title>Tide tables</title></head><body><h1>Tide tables</h1>"
+    b"<p>An app that shows the tides of every harbour, for sailors and anglers.</p></body></html>"
+)
 
 #: Why a flow cannot be compared offline, or what its difference is (written by hand, kept
 #: next to the measurement so the table says why).
@@ -99,6 +117,26 @@ def flows(examples: Path) -> list[str]:
     )
 
 
+def serve_page() -> str:
+    """Serve PAGE_HTML on the loopback interface; its URL."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(PAGE_HTML)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/tides.html"
+
+
 def flow_inputs(flow: Path) -> dict[str, Any]:
     """The inputs given to both sides: none where the flow has a default (each side applies
     its own), the first data record's column for an input without one."""
@@ -112,26 +150,46 @@ def flow_inputs(flow: Path) -> dict[str, Any]:
     return {}
 
 
+def _walk(value: Any):
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
 def connections(flow: Path) -> dict[str, str]:
-    """Connection names the flow uses, with promptflow's connection type for each."""
+    """Connection names the flow uses (variants included), with promptflow's connection type
+    for each: Azure OpenAI where the flow's author wrote for it (a gpt-4v ``aoai`` tool, a
+    ``deployment_name`` without a ``model``, python code taking only AzureOpenAIConnection)."""
     dag = yaml.safe_load((flow / "flow.dag.yaml").read_text(encoding="utf-8")) or {}
     code = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in flow.glob("*.py"))
+    azure_code = "AzureOpenAIConnection" in code and "OpenAIConnection" not in code.replace(
+        "AzureOpenAIConnection", ""
+    )
     names: dict[str, str] = {}
-    for node in dag.get("nodes") or []:
+    for node in _walk(dag.get("nodes", []) + [dag.get("node_variants", {})]):
+        if "inputs" not in node and "connection" not in node:
+            continue
+        inputs = node.get("inputs") or {}
         tool = str((node.get("source") or {}).get("tool") or "")
-        for value in [node.get("connection"), *(node.get("inputs") or {}).values()]:
+        for value in [node.get("connection"), *inputs.values()]:
             if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", value):
                 continue
-            if value == node.get("connection") or "connection" in value:
-                if "aoai" in tool or (
-                    "AzureOpenAIConnection" in code
-                    and "OpenAIConnection" not in code.replace("Azure", "")
-                ):
-                    names[value] = "azure_open_ai"
-                elif "CustomConnection" in code and node.get("type") == "python":
-                    names[value] = "custom"
-                else:
-                    names.setdefault(value, "open_ai")
+            if value != node.get("connection") and "connection" not in value:
+                continue
+            if node.get("type") == "python" and "CustomConnection" in code:
+                names[value] = "custom"
+            elif (
+                "aoai" in tool
+                or (node.get("type") == "python" and azure_code)
+                or ("deployment_name" in inputs and "model" not in inputs)
+            ):
+                names[value] = "azure_open_ai"
+            else:
+                names.setdefault(value, "open_ai")
     return names
 
 
@@ -190,6 +248,14 @@ def connection_env(names: dict[str, str], url: str) -> dict[str, str]:
     return env
 
 
+def failure_line(text: str) -> str:
+    """pf's own line saying why the test failed (its logs around it are noise)."""
+    for line in reversed(text.splitlines()):
+        if "pf.flow.test failed" in line or "Error" in line.split(":")[0]:
+            return line.strip()[:400]
+    return last_lines(text)
+
+
 def last_lines(text: str, n: int = 1) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " / ".join(lines[-n:])[:300]
@@ -228,6 +294,7 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
     if not args.pf:
         return row
     inputs = flow_inputs(flow)
+    inputs.update({k: args.page if v == "PAGE" else v for k, v in INPUTS.get(name, {}).items()})
     inputs_file = tmp / (name.replace("/", "_") + ".inputs.json")
     inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
     server = LoopbackServer(validator=None).start()
@@ -266,7 +333,7 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
         pf_requests = [(q.path, normalise(q.body or {})) for q in server.requests]
         row["pf_rc"] = pf.returncode
         if pf.returncode:
-            row["pf_error"] = last_lines(pf.stderr or pf.stdout, 2)
+            row["pf_error"] = failure_line(pf.stderr + "\n" + pf.stdout)
         pf_outputs = (
             json.loads(output_file.read_text(encoding="utf-8"))
             if output_file.exists() and not pf.returncode
@@ -409,6 +476,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the docs table here")
     args = parser.parse_args()
+    args.page = serve_page()
     tmp = Path(tempfile.mkdtemp(prefix="pf-compare-"))
     tree = tmp / "flows"
     shutil.copytree(args.examples, tree, symlinks=True)

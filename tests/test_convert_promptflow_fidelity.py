@@ -287,3 +287,32 @@ def test_other_custom_llm_tools_are_reported(flow_copy):
     assert (
         "  - look: custom_llm node: node type 'custom_llm' is not supported"
     ) in res.stdout.splitlines()
+
+
+def test_a_python_node_importing_a_sibling_when_called_finds_it(flow_copy):
+    # promptflow runs a flow with its folder on the path: a function's own `import x` at call
+    # time finds x.py next to it (promptflow's autonomous-agent imports wiki_search so)
+    flow = flow_copy("lazy_import")
+    assert convert(flow).code == 0
+    run = flowrun("run", flow / "flowrun.yaml", "-i", "topic=tides", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"answer": "all about tides"}
+
+
+def test_a_chat_history_without_a_default_starts_empty(flow_copy, server):
+    # pf flow test gives a chat flow's history [] when it has no default; so does the workflow
+    flow = flow_copy("chat_history")
+    dag = flow / "flow.dag.yaml"
+    data = yaml.safe_load(dag.read_text())
+    data["inputs"]["chat_history"].pop("default", None)
+    dag.write_text(yaml.safe_dump(data))
+    res = convert(flow)
+    assert res.code == 0, res.output
+    assert (
+        "  - input 'chat_history': the chat history has no default; an empty list, as pf flow "
+        "test starts a conversation with"
+    ) in report_notes(res.stdout)
+    server.add(Reply(content="Hello."))
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert [m["role"] for m in messages(server)[0]] == ["system", "user"]

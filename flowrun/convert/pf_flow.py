@@ -84,6 +84,7 @@ class PfInput:
     has_default: bool = False
     description: str | None = None
     enum: list[Any] | None = None
+    chat_history: bool = False  #: ``is_chat_history: true``, or named chat_history without false
 
 
 @dataclass
@@ -217,6 +218,8 @@ def _inputs(data: dict[str, Any]) -> dict[str, PfInput]:
             has_default,
             spec.get("description") or None,
             spec.get("enum") or None,
+            bool(spec.get("is_chat_history"))
+            or (name == "chat_history" and spec.get("is_chat_history") is not False),
         )
     return out
 

@@ -39,6 +39,15 @@ def convert_inputs(flow: PfFlow, report: Report) -> dict[str, Any]:
             entry["default"] = typed(default, kind)
             if entry.get("coerce") and not isinstance(default, str):
                 entry["default"] = str(default)
+        elif spec.chat_history and spec.type == "list":
+            entry["default"] = []  # pf flow test starts a chat flow's history empty
+            report.add(
+                None,
+                f"input '{name}'",
+                "the chat history has no default; an empty list, as pf flow test starts a "
+                "conversation with",
+                blocking=False,
+            )
         if spec.enum:
             entry["enum"] = spec.enum
         if spec.type == "image":

@@ -3,8 +3,9 @@
 A module that sits next to the workflow file (``helpers.py`` or a ``helpers/`` package) is
 loaded from that path under a name of its own (``flowrun_local_<hash>_helpers``), so two
 workflows may each have a ``helpers.py``, and a ``email.py`` there is not hidden by the
-standard library. While it runs, the workflow's folder is on ``sys.path``, so its own
-imports of sibling modules work. The module is registered in ``sys.modules`` under that
+standard library. While it loads, the workflow's folder is first on ``sys.path``, so its own
+imports of sibling modules work; after, the folder stays on ``sys.path`` (last), so do imports
+its functions make when called (promptflow runs a flow with its folder on the path). The module is registered in ``sys.modules`` under that
 name, so its functions pickle by reference. Other modules are imported as usual.
 """
 
@@ -73,6 +74,7 @@ def _load(module_name: str, base_dir: Path | None) -> ModuleType:
     source = _local_source(folder, top, package_needed=bool(rest)) if folder else None
     entry = str(folder) if folder else None
     added = entry is not None and entry not in sys.path
+    keep = False
     if added:
         sys.path.insert(0, entry)  # for the module's own imports of its siblings
     try:
@@ -80,6 +82,7 @@ def _load(module_name: str, base_dir: Path | None) -> ModuleType:
             return _with_promptflow_stub(lambda: importlib.import_module(module_name))
         name = _local_name(source, top)
         module = _with_promptflow_stub(lambda: _exec_local(name, source))
+        keep = True  # its functions' imports at call time find the siblings too
         if not rest:
             return module
         try:
@@ -92,6 +95,8 @@ def _load(module_name: str, base_dir: Path | None) -> ModuleType:
     finally:
         if added:
             sys.path.remove(entry)
+        if keep and entry is not None and entry not in sys.path:
+            sys.path.append(entry)  # last, so the folder hides no installed module
 
 
 def _load_file(path: Path, base_dir: Path | None) -> ModuleType:
@@ -104,10 +109,13 @@ def _load_file(path: Path, base_dir: Path | None) -> ModuleType:
         sys.path.insert(0, entry)
     try:
         name = _local_name(source, source.stem.replace("-", "_").replace(".", "_"))
-        return _with_promptflow_stub(lambda: _exec_local(name, source))
+        module = _with_promptflow_stub(lambda: _exec_local(name, source))
     finally:
         if added:
             sys.path.remove(entry)
+    if entry not in sys.path:
+        sys.path.append(entry)  # as above: for imports its functions make when called
+    return module
 
 
 def _local_source(folder: Path, top: str, *, package_needed: bool) -> Path | None:

@@ -1,0 +1,2 @@
+def describe(topic: str) -> str:
+    return f"all about {topic}"
