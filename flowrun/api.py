@@ -17,7 +17,7 @@ from typing import Any
 from flowrun.engine.executor import Executor
 from flowrun.engine.run_options import RunOptions, check_max_cost, make_services
 from flowrun.engine.services import Services
-from flowrun.errors import UsageError, WorkflowInvalid
+from flowrun.errors import UsageError
 from flowrun.format.inputs import resolve_inputs
 from flowrun.format.loader import LoadedWorkflow, load_workflow
 from flowrun.format.spec import aggregate_steps
@@ -48,32 +48,6 @@ def new_run_id() -> str:
 
 def _as_workflow(workflow: LoadedWorkflow | str | Path) -> LoadedWorkflow:
     return workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
-
-
-def _check_api_key(wf: LoadedWorkflow, client: ModelClient | None) -> None:
-    """A workflow with model steps needs OPENAI_API_KEY (unless the caller brings a client);
-    each named server a step uses needs its own key variable (``WorkflowInvalid`` at the
-    ``api_key_env`` line)."""
-    import os
-
-    from flowrun.format.server_checks import key_problems, step_server
-
-    if client is not None:
-        return
-    servers = {step_server(wf, sid) for sid, s in wf.spec.steps.items() if s.type != "tool"}
-    problems = [
-        p for name in sorted(n for n in servers if n) for p in key_problems(wf.servers[name])
-    ]
-    if problems:
-        raise WorkflowInvalid(problems)
-    if None not in servers or os.environ.get("OPENAI_API_KEY"):
-        return
-    if any(step.type != "tool" for step in wf.spec.steps.values()):
-        raise UsageError(
-            "OPENAI_API_KEY is not set",
-            hint="export it (for an OpenAI-compatible server, set OPENAI_BASE_URL and any key), "
-            "or try the workflow offline with client=MockClient() (flowrun.provider.mock)",
-        )
 
 
 StoreOption = Any  # RunStore, True (the default store under FLOWRUN_HOME) or False/None (no store)
@@ -123,8 +97,7 @@ async def arun_workflow(
     )
     recorded = options.recorded()
     if services is None:  # bad prices or no API key: fail before a run is recorded
-        options = options.priced(wf)
-        _check_api_key(wf, client)
+        options = options.ready(wf)
     db, owned = _open_store(store)
     try:
         run_id = run_id or new_run_id()

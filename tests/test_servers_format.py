@@ -52,11 +52,16 @@ def test_a_missing_key_variable_is_exit_2_at_api_key_env_for_validate_and_run(
         f"{wf}:6:18: server 'local': the environment variable LOCAL_LLM_KEY "
         "(its api_key_env) is not set; export it"
     )
-    for args in (("validate", wf), ("run", wf)):
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"q": "a"}\n')
+    out = tmp_path / "out.jsonl"
+    batch = ("run", wf, "--batch", records, "--output", out)
+    for args in (("validate", wf), ("run", wf), batch, (*batch, "--via", "batch-api")):
         res = flowrun(*args)
         assert res.code == 2, res.output
         assert expected in res.stderr.splitlines()
         assert "Traceback" not in res.output
+        assert not out.exists()  # a batch stops before it starts: no output, no batch stored
     monkeypatch.setenv("LOCAL_LLM_KEY", "k")
     res = flowrun("validate", wf)
     assert res.code == 0, res.output

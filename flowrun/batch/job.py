@@ -87,6 +87,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
     mapping = ColumnMapping(job.wf.spec, job.mapping, job.constants, file=source.name)
     mapping.check_file(source)
     out = Path(job.output) if job.output else None
+    options = job.run_options().ready(job.wf)  # a missing key or price: exit 2, nothing stored
     previous = previous_output(out, job.resume)
     with BatchStore() as store:
         batch_id, changed = _open_batch(store, job, source, out)
@@ -113,7 +114,7 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
 
         services = make_batch_services(
             job.wf,
-            job.run_options(),
+            options,
             mode=job.mode,
             rpm=job.rpm,
             tpm=job.tpm,

@@ -124,7 +124,7 @@ async def arun_batch(
     mode = batch_mode(via)
     wf = workflow if isinstance(workflow, LoadedWorkflow) else load_workflow(workflow)
     source, columns, _ = _source(wf, records, mapping, inputs)
-    options = RunOptions(client=client, prices=prices, max_cost=max_cost, cache=cache)
+    options = RunOptions(client=client, prices=prices, max_cost=max_cost, cache=cache).ready(wf)
     services = make_batch_services(wf, options, mode=mode, rpm=rpm, tpm=tpm)
     runner = mode.runner(wf, source, columns, services, concurrency=concurrency, summary=summary)
     try:

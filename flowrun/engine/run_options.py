@@ -66,11 +66,14 @@ class RunOptions:
         given = {k: stored[k] for k in RECORDED if k in stored}
         return replace(self, **given)
 
-    def priced(self, wf: LoadedWorkflow) -> RunOptions:
-        """These options with the price table loaded; ``UsageError`` if the file is unreadable,
-        ``WorkflowInvalid`` if a budget cannot be kept (a model without a price)."""
+    def ready(self, wf: LoadedWorkflow) -> RunOptions:
+        """These options with the price table loaded, checked before anything is recorded or
+        called: ``UsageError`` if the price file is unreadable or a key is missing,
+        ``WorkflowInvalid`` if a budget cannot be kept (a model without a price) or a named
+        server's key variable is unset."""
         table = _table(self.prices)
         budget_limit(wf, table, self.max_cost)
+        check_keys(wf, self.client)
         return replace(self, prices=table)
 
 
@@ -106,6 +109,32 @@ def budget_limit(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None)
     if problems:
         raise WorkflowInvalid(problems)
     return limit
+
+
+def check_keys(wf: LoadedWorkflow, client: ModelClient | None) -> None:
+    """A workflow with model steps needs OPENAI_API_KEY (unless the caller brings a client);
+    each named server a step uses needs its own key variable (``WorkflowInvalid`` at the
+    ``api_key_env`` line)."""
+    import os
+
+    from flowrun.format.server_checks import key_problems, step_server
+
+    if client is not None:
+        return
+    servers = {step_server(wf, sid) for sid, s in wf.spec.steps.items() if s.type != "tool"}
+    problems = [
+        p for name in sorted(n for n in servers if n) for p in key_problems(wf.servers[name])
+    ]
+    if problems:
+        raise WorkflowInvalid(problems)
+    if None not in servers or os.environ.get("OPENAI_API_KEY"):
+        return
+    if any(step.type != "tool" for step in wf.spec.steps.values()):
+        raise UsageError(
+            "OPENAI_API_KEY is not set",
+            hint="export it (for an OpenAI-compatible server, set OPENAI_BASE_URL and any key), "
+            "or try the workflow offline with client=MockClient() (flowrun.provider.mock)",
+        )
 
 
 def make_services(
