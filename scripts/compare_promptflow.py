@@ -301,14 +301,14 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
     try:
         server.default = Reply(content=REPLIES.get(name, DEFAULT_REPLY))
         names = connections(flow)
-        env = dict(
-            os.environ,
+        env = {
+            **os.environ,
             **server.env(),
-            PF_DISABLE_TRACING="true",
-            PROMPTFLOW_DISABLE_TRACE="true",
-            **connection_env(names, server.url),
+            "PF_DISABLE_TRACING": "true",
+            "PROMPTFLOW_DISABLE_TRACE": "true",
             **flow_env(flow, server.url),
-        )
+            **connection_env(names, server.url),
+        }
         create_connections(args.pf, names, server.url, env, tmp)
         pf_args = [
             f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()

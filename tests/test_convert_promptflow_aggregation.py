@@ -129,3 +129,30 @@ def test_a_step_reading_an_aggregate_step_is_refused(tmp_path):
         f"{wf}:9:3: step 'after' reads the aggregate step 'total', which runs once after every "
         "record: only another aggregate step can read it"
     )
+
+
+def test_a_resumed_batch_aggregates_every_record_kept_and_resumed(flow, server, tmp_path):
+    # the first invocation fails one record (Lyon); `flowrun resume` runs only that one, and the
+    # aggregation covers all five: the four kept from before and the resumed one
+    server.add(Reply(status=400, error="bad request"), match="Lyon")
+    server.add(judge, times=None)
+    out = tmp_path / "out.jsonl"
+    first = flowrun(
+        "run", flow / "flowrun.yaml", "--batch", flow / "data.jsonl", "--output", out, "--json"
+    )
+    assert first.code == 1
+    summary = json.loads(first.stdout)
+    assert summary["metrics"] == {"accuracy": 0.75, "graded": 4}
+    assert len(server.requests_to(CHAT)) == 5
+    server.reset()
+    server.add(judge, times=None)
+    res = flowrun("resume", summary["batch_id"], "--json")
+    assert res.code == 0, res.stderr
+    resumed = json.loads(res.stdout)
+    assert len(server.requests_to(CHAT)) == 1  # only Lyon's record is asked again
+    assert resumed["metrics"] == {"accuracy": 0.6, "graded": 5}
+    assert resumed["metrics_records"] == 5
+    assert stored_metrics(tmp_path / "home", summary["batch_id"]) == {
+        "accuracy": ("batch", 0.6),
+        "graded": ("batch", 5),
+    }

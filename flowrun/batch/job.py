@@ -139,6 +139,9 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             check_first=previous is None,  # a resume must not stop at a bad line it reached
             **state,
         )
+        rows = getattr(runner, "rows", None)
+        if previous is not None and rows is not None:  # the aggregation covers every record
+            _keep_earlier_records(rows, store.succeeded_steps(batch_id), source, mapping, previous)
         writer = OutputWriter(out, previous)
         ran = False
         try:
@@ -168,6 +171,19 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
             if services.threads is not None:
                 services.threads.close()
     return summary
+
+
+def _keep_earlier_records(
+    rows: Any, stored: dict[int, dict[str, Any]], source: RecordFile, mapping: Any, previous: Any
+) -> None:
+    """Give the aggregate steps the records a resume keeps: each one's inputs (read again from
+    the records file) and steps (from the run store)."""
+    for rec in source.read(skip=lambda i: not previous.is_done(i) or i not in stored):
+        try:
+            inputs, _extra = mapping.inputs_for(rec)
+        except Exception:  # noqa: BLE001 - it succeeded before; a line changed since is left out
+            continue
+        rows.add_kept(rec.index, inputs, stored[rec.index])
 
 
 def _failure_line(result: BatchResult) -> str:

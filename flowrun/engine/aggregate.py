@@ -36,6 +36,26 @@ class AggregateRows:
         views = {sid: r.template_view() for sid, r in steps.items()}
         self.rows[index] = (dict(inputs), views)
 
+    def add_kept(
+        self, index: int, inputs: dict[str, Any], steps: dict[str, dict[str, Any]]
+    ) -> None:
+        """A record that succeeded in an earlier invocation of the batch (a resume keeps it):
+        its steps as the run store keeps them (each step's ``--json`` entry)."""
+        views = {
+            sid: {
+                "output": step.get("output"),
+                "usage": step.get("usage") or {},
+                "finish_reason": step.get("finish_reason"),
+                "skipped": step.get("status") == "skipped",
+                "status": step.get("status"),
+                "tool_calls": step.get("tool_calls"),
+                "cost_usd": step.get("cost_usd"),
+                "model": step.get("model"),
+            }
+            for sid, step in steps.items()
+        }
+        self.rows[index] = (dict(inputs), views)
+
     def scope(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """``inputs`` and ``steps`` as lists over the records (None where a step has no result)."""
         ordered = [self.rows[i] for i in sorted(self.rows)]

@@ -233,6 +233,14 @@ class BatchStore:
         results = (StepResult.from_record(json.loads(row[0])) for row in rows)
         return {r.id: r for r in results}
 
+    def succeeded_steps(self, batch_id: str) -> dict[int, dict[str, dict[str, Any]]]:
+        """Each succeeded record's steps, as ``--json`` shows them, by record index."""
+        rows = self._run(
+            "SELECT record_index, steps FROM batch_records WHERE batch_id=? AND status='succeeded'",
+            (batch_id,),
+        )
+        return {row[0]: json.loads(row[1]) for row in rows}
+
     def drop_records(self, batch_id: str, indices: list[int]) -> None:
         """Delete the stored steps of records that are already done."""
         for index in indices:
