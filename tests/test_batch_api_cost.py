@@ -54,3 +54,22 @@ def test_the_discount_is_reported_with_batch_prices(server: LoopbackServer, tmp_
     usage = lines[0]["usage"]
     batch_price = (usage["prompt_tokens"] * 0.075 + usage["completion_tokens"] * 0.3) / 1e6
     assert lines[0]["cost_usd"] == pytest.approx(batch_price, abs=1e-8)
+
+
+def test_output_lines_without_usage_are_counted_locally_not_free(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A Batch API output line without ``usage`` is counted with tiktoken and marked
+    approximate, as a live reply without usage is; never $0."""
+    from flowrun.testing import Reply
+
+    server.add(Reply(content="a short answer", no_usage=True), times=None)
+    summary, lines, _ = run(tmp_path)
+    assert summary["cost"]["approximate_calls"] == 9
+    for line in lines:
+        assert line["usage"]["prompt_tokens"] > 0 and line["usage"]["completion_tokens"] > 0
+        assert line["cost_usd"] > 0
+    text = flowrun("run", tmp_path / "wf.yaml", "--batch", tmp_path / "in.jsonl", "--output",
+                   tmp_path / "out2.jsonl", "--via", "batch-api")  # fmt: skip
+    assert text.code == 0, text.output
+    assert "~: approximate: 9 calls came back without usage" in text.stderr

@@ -231,6 +231,12 @@ def format_summary(summary: BatchSummary) -> str:
     if cost.batch_discount:
         tokens += " · Batch API price: 50% off"
     lines = [head, tokens]
+    if cost.approximate_calls:
+        n = cost.approximate_calls
+        lines.append(
+            f"~: approximate: {n:,} call{'' if n == 1 else 's'} came back without usage; "
+            "counted locally with tiktoken"
+        )
     if summary.metrics:
         from flowrun.cli.text import metric_text
 

@@ -453,9 +453,13 @@ class BatchAPI(BatchHolds):
             if reply is not None and reply.status != 200:
                 return answer(reply.status, _error_body(reply.status, reply.error))
             if path == EMBEDDINGS:
-                return answer(200, server._embeddings(req, reply))
-            assert reply is not None
-            return answer(200, server._chat(req, reply)[0])
+                payload = server._embeddings(req, reply)
+            else:
+                assert reply is not None
+                payload = server._chat(req, reply)[0]
+            if reply is not None and reply.no_usage:  # as some compatible servers answer
+                payload.pop("usage", None)
+            return answer(200, payload)
         except Exception as exc:
             server.errors.append(f"batch line {line['custom_id']}: {exc!r}")
             return answer(500, _error_body(500, f"Loopback responder failed: {exc!r}"))

@@ -138,6 +138,8 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
         body = response.get("body") or {}
         try:
             reply = chat_reply(body) if "choices" in body else embed_reply(body)
+            # no usage in the line: the client that knows the request counts it (never $0)
+            reply.approximate_usage = body.get("usage") is None
         except (KeyError, TypeError, AttributeError, IndexError, ModelCallError) as exc:
             return cid, Outcome(False, error=f"the batch returned an unexpected body: {exc!r}")
         return cid, Outcome(True, reply=reply)
@@ -165,4 +167,5 @@ def embed_reply(body: dict[str, Any]) -> EmbedReply:
         vectors=[list(d["embedding"]) for d in data],
         usage=usage_from(body.get("usage")),
         model=body.get("model") or "",
+        approximate_usage=body.get("usage") is None,
     )

@@ -19,6 +19,7 @@ from flowrun.batch.batch_api.lines import (
 from flowrun.engine.services import CURRENT_CALL
 from flowrun.errors import Suspended
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelCallError, cap_parameter
+from flowrun.provider.usage import count_missing_chat, count_missing_embed
 
 if TYPE_CHECKING:
     from flowrun.batch.batch_api.coordinator import WaveCoordinator
@@ -73,6 +74,8 @@ class WaveClient:
         if not isinstance(outcome.reply, ChatReply):
             raise ModelCallError("the batch answered a chat request with something else")
         outcome.reply.retries = attempt
+        if outcome.reply.approximate_usage:  # the output line had no usage: count it here
+            outcome.reply.usage = count_missing_chat(request, outcome.reply)
         return outcome.reply
 
     async def embed(
@@ -89,6 +92,8 @@ class WaveClient:
             raise ModelCallError("the batch answered an embeddings request with something else")
         outcome.reply.model = outcome.reply.model or body["model"]
         outcome.reply.retries = attempt
+        if outcome.reply.approximate_usage:
+            outcome.reply.usage = count_missing_embed(request)
         return outcome.reply
 
     async def _call(
