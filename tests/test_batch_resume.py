@@ -10,7 +10,7 @@ import signal
 from collections import Counter
 
 from flowrun.testing import Reply
-from tests.helpers import flowrun
+from tests.helpers import flowrun, flowrun_process
 from tests.run_helpers import start_flowrun, wait_for, write
 from tests.test_batch import ASK, DIAMOND, jsonl, lines
 
@@ -198,11 +198,44 @@ def test_resuming_a_batch_that_is_still_running_is_refused(server, tmp_path):
         wait_for(lambda: out.exists() and out.read_text().count("\n") == 1, what="the first line")
         res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
         assert res.code == 2
-        assert re.search(r"error: batch batch-\S+ is still running \(pid \d+\)", res.stderr)
+        assert re.search(
+            rf"error: batch batch-\S+ \(pid {proc.pid}, started at \S+\) is still writing ",
+            res.stderr,
+        )
     finally:
         proc.kill()
         proc.communicate(timeout=10)
     assert prompts(server)["Answer (plain): q1"] == 1
+
+
+def test_two_batches_with_the_same_output_the_second_is_refused(server, tmp_path):
+    """Two real processes given the same --output: the second exits 2 with one line naming
+    the first (its batch, pid and start time) and calls nothing; no record is paid twice."""
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(4)])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(content="slow", latency=30), match="q1", times=1)
+    first = start_flowrun("run", wf, "--batch", data, "--output", out, "--concurrency", "1")
+    try:
+        wait_for(lambda: prompts(server)["Answer (plain): q1"] == 1, what="record 1 in flight")
+        asked = sum(prompts(server).values())
+        for extra in ([], ["--resume"]):
+            second = flowrun_process("run", wf, "--batch", data, "--output", out, *extra)
+            assert second.code == 2, second.stderr
+            assert re.fullmatch(
+                rf"error: batch (batch-\S+) \(pid {first.pid}, started at \S+\) is still "
+                rf"writing {re.escape(str(out.resolve()))}; not starting a second one\n",
+                second.stderr,
+            ), second.stderr
+        assert sum(prompts(server).values()) == asked  # the refused processes called nothing
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    assert [x["index"] for x in lines(out)] == [0]  # only the first process wrote to it
+    # once the first is gone, the lock is gone with it: the output can be continued
+    res = flowrun("run", wf, "--batch", data, "--output", out, "--resume")
+    assert res.code == 0, res.stderr
+    assert prompts(server) == Counter({f"Answer (plain): q{i}": 1 + (i == 1) for i in range(4)})
 
 
 def test_resume_ignores_a_cut_off_last_line_but_refuses_a_foreign_file(server, tmp_path):

@@ -29,9 +29,10 @@ def test_no_overlap_refuses_a_second_run_while_the_first_is_running(server, tmp_
         sent = len(server.requests)
         res = flowrun("run", wf, "--no-overlap")
         assert res.code == 1
-        assert res.stderr.strip() == (
-            f"error: another run of {wf.resolve()} is still in progress (pid {first.pid}); "
-            "not starting a second one"
+        assert re.fullmatch(
+            re.escape(f"error: another run of {wf.resolve()} is still in progress (pid {first.pid}, ")
+            + r"started at \S+\); not starting a second one",
+            res.stderr.strip(),
         )
         assert len(server.requests) == sent  # the refused run called nothing
 
@@ -54,9 +55,10 @@ def test_resume_no_overlap_refuses_while_a_run_of_the_workflow_is_running(server
         wait_for(lambda: len(server.requests) == 4, what="the running run's second request")
         res = flowrun("resume", failed["run_id"], "--no-overlap")
         assert res.code == 1
-        assert res.stderr.strip() == (
-            f"error: another run of {wf.resolve()} is still in progress (pid {running.pid}); "
-            "not starting a second one"
+        assert re.fullmatch(
+            re.escape(f"error: another run of {wf.resolve()} is still in progress (pid {running.pid}, ")
+            + r"started at \S+\); not starting a second one",
+            res.stderr.strip(),
         )
         assert len(server.requests) == 4  # the refused resume called nothing
     finally:

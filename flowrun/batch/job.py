@@ -27,6 +27,7 @@ from flowrun.format.loader import LoadedWorkflow
 from flowrun.provider.interface import ModelClient
 from flowrun.results import StepResult
 from flowrun.store.batches import BatchStore
+from flowrun.store.locking import output_lock
 
 FAILURES_SHOWN = 5
 
@@ -88,9 +89,24 @@ async def run_job(job: BatchJob, progress: Progress, summary: BatchSummary) -> B
     mapping.check_file(source)
     out = Path(job.output) if job.output else None
     options = job.run_options().ready(job.wf)  # a missing key or price: exit 2, nothing stored
+    with output_lock(out) as name_holder:  # one process writes an output (and its batch)
+        return await _run_locked(job, progress, summary, source, mapping, out, options, name_holder)
+
+
+async def _run_locked(
+    job: BatchJob,
+    progress: Progress,
+    summary: BatchSummary,
+    source: RecordFile,
+    mapping: ColumnMapping,
+    out: Path | None,
+    options: RunOptions,
+    name_holder: Any,
+) -> BatchSummary:
     previous = previous_output(out, job.resume)
     with BatchStore() as store:
         batch_id, changed = _open_batch(store, job, source, out)
+        name_holder(f"batch {batch_id}")
         summary.batch_id = batch_id
         summary.output = str(out) if out else None
         stored = store.stored_records(batch_id)
