@@ -237,3 +237,54 @@ def test_a_resume_says_which_calls_it_kept_and_how_many_it_made(server, tmp_path
     assert "resumed: 1 step kept from before (first; 1 call" in res.stderr
     assert "this resume made 0 calls" in res.stderr
     assert _requests_for(server, "first step") == 1
+
+
+PARALLEL = """\
+version: 1
+name: parallel
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 20
+steps:
+  quick:
+    type: chat
+    prompt: "quick step"
+  slow:
+    type: chat
+    prompt: "slow step"
+"""
+
+
+def test_a_step_that_finished_just_before_the_stop_is_saved(server, tmp_path):
+    """Ctrl-C lands after a step's task has finished but before the executor handled its
+    wake-up: the step was paid for, so it is saved, and the resume does not ask it again."""
+    import asyncio
+
+    from flowrun.api import arun_workflow
+    from flowrun.provider.client import OpenAIClient
+
+    wf = write(tmp_path, PARALLEL)
+    server.add(Reply(content="late", latency=30), match="slow step")
+
+    async def run_and_stop() -> None:
+        main = asyncio.current_task()
+
+        class StopAfterQuick(OpenAIClient):
+            async def chat(self, request, **options):
+                reply = await super().chat(request, **options)
+                if "quick step" in json.dumps(request):
+                    # the stop comes right after the quick step's task is done (its own
+                    # done-callback, the executor's wake-up, was registered first)
+                    step_task = asyncio.current_task()
+                    step_task.add_done_callback(lambda _t: main.cancel())
+                return reply
+
+        await arun_workflow(wf, client=StopAfterQuick())
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_and_stop())
+    assert step_rows() == {"quick": "succeeded"}
+    server.reset()
+    result = resume_run(only_run_id())
+    assert result.ok, result.error
+    assert _requests_for(server, "quick step") == 0 and _requests_for(server, "slow step") == 1

@@ -128,8 +128,13 @@ class Executor:
                 if result.status == "failed" and failure is None:
                     failure = result
         except asyncio.CancelledError:
+            # a step that finished before the stop but whose wake-up was not handled yet was
+            # paid for: save it (a resume would ask it again), then stop the others
             for task in in_flight:
-                task.cancel()
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    self._store(task.result())
+                else:
+                    task.cancel()
             if self._saver is not None:
                 self._saver.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
