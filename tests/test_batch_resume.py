@@ -312,3 +312,53 @@ def test_a_budget_stop_reports_the_records_never_run(server, tmp_path):
     assert text.code == 1
     assert re.search(r"batch \S+: 3 succeeded, 1 failed, 6 not run in ", text.stderr)
 
+
+def test_a_full_disk_keeps_the_finished_records_and_resume_asks_nothing_again(
+    server, tmp_path, monkeypatch
+):
+    """OUT cannot be written (No space left on device, after half a line): exit 1 with one
+    clear line; the finished records are in the store, and the resume asks none of them
+    again while it writes OUT from the store."""
+    import errno
+
+    from flowrun.batch.output_file import OutputWriter
+
+    wf = write(tmp_path, ASK)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": f"q{i}"} for i in range(4)])
+    out = tmp_path / "out.jsonl"
+
+    def last(req):  # record 0 is answered once records 1-3 are finished and committed
+        wait_for(lambda: _stored_records() == {1, 2, 3}, what="records 1-3 stored")
+        return Reply(content="first")
+
+    server.add(last, match="q0")
+    real_write = OutputWriter.write
+    calls = []
+
+    def full_disk(self, result):
+        calls.append(result.index)
+        if len(calls) == 2:  # the disk fills up in the middle of the second line
+            self._open().write('{"index": 1, "sta')
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, result)
+
+    monkeypatch.setattr(OutputWriter, "write", full_disk)
+    first = flowrun("run", wf, "--batch", data, "--output", out, "--concurrency", "4")
+    assert first.code == 1, first.stderr
+    assert f"error: cannot write the output {out}: No space left on device\n" in first.stderr
+    assert "internal error" not in first.stderr and "Traceback" not in first.stderr
+    batch_id = re.search(r"continue with: flowrun resume (batch-\S+)", first.stderr).group(1)
+    assert out.read_text().splitlines()[1] == '{"index": 1, "sta'  # cut off, as on a full disk
+    assert _stored_records() == {1, 2, 3}
+    asked = prompts(server)
+    assert asked == Counter({f"Answer (plain): q{i}": 1 for i in range(4)})
+
+    monkeypatch.setattr(OutputWriter, "write", real_write)
+    res = flowrun("resume", batch_id)
+    assert res.code == 0, res.stderr
+    assert prompts(server) == asked  # nothing asked again: OUT was finished from the store
+    got = lines(out)
+    assert [x["index"] for x in got] == [0, 1, 2, 3]
+    assert [x["outputs"]["answer"] for x in got] == ["first"] + [
+        f"echo: Answer (plain): q{i}" for i in (1, 2, 3)
+    ]

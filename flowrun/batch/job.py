@@ -160,12 +160,17 @@ async def _run_locked(
             _keep_earlier_records(rows, store.succeeded_steps(batch_id), source, mapping, previous)
         writer = OutputWriter(out, previous)
         ran = False
+        results = runner.results()
         try:
             progress.start(summary)
             shown = 0
-            async for result in runner.results():
+            async for result in results:
                 ran = True
-                writer.write(result)
+                try:
+                    writer.write(result)
+                except OSError as exc:  # a full disk: the record's steps stay in the store
+                    summary.write_error = writer.error_text(exc)
+                    break
                 store.record_done(batch_id, result)
                 if not result.ok:
                     shown += 1
@@ -178,8 +183,18 @@ async def _run_locked(
             summary.interrupted = True
             raise
         finally:
+            # first the runner stops its records and commits the steps they completed (the
+            # records not written to OUT), while the store is still open
+            await results.aclose()
             progress.close()
-            writer.close(ran=ran or summary.interrupted)
+            if summary.write_error:
+                writer.abandon()  # no more writes: a resume finishes OUT from the store
+            else:
+                try:
+                    writer.close(ran=ran or summary.interrupted)
+                except OSError as exc:
+                    summary.write_error = writer.error_text(exc)
+                    writer.abandon()
             if summary.metrics:
                 store.save_metrics(batch_id, summary.metrics)
             store.finish(batch_id, summary.status if ran else "failed", summary.to_json())

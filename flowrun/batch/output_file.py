@@ -9,6 +9,7 @@ so the records it completed are never run (and paid) again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,6 +150,19 @@ class OutputWriter:
                     self._held = item
                 return
             f.write(raw.decode("utf-8"))
+
+    def error_text(self, exc: OSError) -> str:
+        """What a failed write of the output says (one line)."""
+        return f"cannot write the output {self.target}: {exc.strerror or exc}"
+
+    def abandon(self) -> None:
+        """Close the file after a failed write, writing nothing more (OUT is left as it is,
+        with at most a cut-off last line, which a resume ignores; a resume's ``OUT.partial``
+        is finished by the next resume)."""
+        if self.f is not None and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.f.close()
+        self._old = None
 
     def close(self, ran: bool = True) -> None:
         """Finish the file: the rest of the earlier lines, then (resume) replace the output.

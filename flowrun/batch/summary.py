@@ -98,6 +98,7 @@ class BatchSummary:
     metrics_records: int = 0  # how many records they ran over (the succeeded ones)
     aggregate_error: str | None = None  # an aggregate step failed
     warnings: dict[str, int] = field(default_factory=dict)  # each distinct warning: its records
+    write_error: str | None = None  # the output could not be written (a full disk...)
 
     @property
     def cost_usd(self) -> float:
@@ -107,7 +108,7 @@ class BatchSummary:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
-        if self.failed or self.stopped or self.aggregate_error:
+        if self.failed or self.stopped or self.aggregate_error or self.write_error:
             return "failed"
         return "succeeded"
 
@@ -157,4 +158,6 @@ class BatchSummary:
             data["warnings"] = [
                 {"message": message, "records": count} for message, count in self.warnings.items()
             ]
+        if self.write_error:
+            data["write_error"] = self.write_error
         return data

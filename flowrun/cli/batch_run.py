@@ -189,6 +189,12 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
     elif not quiet:
         click.echo(format_summary(summary), err=True)
     resume = f"flowrun resume {summary.batch_id}"
+    if summary.write_error:
+        raise RunFailed(
+            summary.write_error,
+            hint="the finished records are kept in the run store and are not asked again; "
+            f"make room and continue with: {resume}",
+        )
     if summary.interrupted:
         raise RunInterrupted(
             "interrupted; finished records are in the output", hint=f"continue with: {resume}"
