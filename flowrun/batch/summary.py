@@ -101,6 +101,15 @@ class BatchSummary:
     write_error: str | None = None  # the output could not be written (a full disk...)
 
     @property
+    def pending(self) -> int | None:
+        """Records a stop (a signal, a failed write of the output) left unfinished: not failed,
+        pending, for the resume to run (or, via the Batch API, to submit and collect); None
+        when the input's length is unknown (stdin)."""
+        if not (self.interrupted or self.write_error) or self.total is None:
+            return 0 if self.total is not None else None
+        return max(0, self.total - self.done - self.not_run)
+
+    @property
     def cost_usd(self) -> float:
         return self.cost.total_usd
 
@@ -139,6 +148,7 @@ class BatchSummary:
             "failed": self.failed,
             "skipped": self.skipped,
             "not_run": self.not_run,
+            "pending": self.pending,
             "output": self.output,
             "duration_s": round(self.duration_s, 4),
             "cost": self.cost.to_json(),

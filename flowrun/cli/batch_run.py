@@ -196,8 +196,11 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
             f"make room and continue with: {resume}",
         )
     if summary.interrupted:
+        pending = "" if not summary.pending else f"; {summary.pending:,} pending records"
+        waiting = " (requests already submitted are collected, not sent again)" if job.mode.batch_api else ""
         raise RunInterrupted(
-            "interrupted; finished records are in the output", hint=f"continue with: {resume}"
+            f"interrupted; finished records are in the output{pending}",
+            hint=f"continue with: {resume}{waiting}",
         )
     if summary.stopped:
         raise RunFailed(
@@ -222,6 +225,9 @@ def format_summary(summary: BatchSummary) -> str:
         head += f", {summary.skipped:,} already done"
     if summary.not_run:
         head += f", {summary.not_run:,} not run"
+    if summary.interrupted or summary.write_error:
+        pending = summary.pending
+        head += f", {pending:,} pending" if pending is not None else ", the rest pending"
     head += f" in {summary.duration_s:.2f}s ({rate:,.1f} records/s)"
     dollars = f"${cost.total_usd:.6f}"
     if cost.mock_calls:

@@ -243,6 +243,10 @@ class WaveCoordinator(BatchTracking):
         self._tasks.discard(task)
         if task.cancelled() or task.exception() is None:
             return
+        if isinstance(task.exception(), (KeyboardInterrupt, SystemExit)):
+            # a stop (SIGTERM raises KeyboardInterrupt wherever it lands), not a bug: the
+            # waiting requests are pending for the resume, not failed
+            return
         if self.broken is None:  # a bug: stop the run rather than leave records waiting
             self.broken = task.exception()
             self.fail_all(f"the batch loop failed: {self.broken!r}")
