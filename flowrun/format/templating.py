@@ -13,10 +13,10 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowrun.errors import TemplateError as TemplateError
 from flowrun.errors import did_you_mean
+from flowrun.format import sandbox
 
 STEP_ATTRIBUTES = frozenset(
     {"output", "usage", "finish_reason", "skipped", "status", "tool_calls", "cost_usd", "model"}
@@ -24,8 +24,8 @@ STEP_ATTRIBUTES = frozenset(
 SCOPE_NAMES = frozenset({"inputs", "steps", "item", "index"})
 
 
-class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, except that ``mapping.key`` reads the key before any method of that name.
+class _DataFirstEnvironment(sandbox.LimitedSandbox):
+    """The sandbox (with its size and time limits), except that ``mapping.key`` reads the key before any method of that name.
 
     Plain Jinja resolves ``inputs.items`` to the ``dict.items`` method; in a workflow it
     must be the input called ``items`` (likewise ``keys``, ``values``, ``get``...).
@@ -45,7 +45,7 @@ def _tojson(value: Any, indent: int | None = None) -> str:
 _env = _DataFirstEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
-_env.filters["tojson"] = _tojson
+_env.filters["tojson"] = sandbox.guard_filter("tojson", _tojson)
 
 
 def is_template(value: Any) -> bool:
@@ -101,7 +101,15 @@ def _native(expr: nodes.Expr) -> TemplateExpression:
     return TemplateExpression(_env.from_string(body), undefined_to_none=False)
 
 
-_KINDS = (nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Block)
+_KINDS = (
+    nodes.Name,
+    nodes.Getattr,
+    nodes.Getitem,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Block,
+    nodes.Macro,
+)
 
 
 def _nodes_by_kind(ast: nodes.Template) -> dict[type, list[Any]]:
@@ -126,6 +134,7 @@ def _collect_references(found: dict[type, list[Any]]) -> References:
     attrs: list[tuple[str, str]] = []
     name_nodes = found[nodes.Name]
     assigned = {n.name for n in name_nodes if n.ctx in ("store", "param")}
+    assigned |= {n.name for n in found[nodes.Macro]}
     names = {n.name for n in name_nodes if n.ctx == "load"} - assigned
 
     def key_of(node: nodes.Node) -> str | None:
@@ -275,6 +284,7 @@ def render(source: Any, context: dict[str, Any]) -> Any:
     if not is_template(source):
         return source
     compiled = _compile(source)
+    sandbox.begin()
     try:
         if compiled.native_expr is not None:
             value = compiled.native_expr(**context)
