@@ -33,6 +33,7 @@ The tree::
     Suspended (BaseException)     a Batch API record waits for a batch: it runs again later
     RecordError                   one batch record cannot become inputs   -> that record fails
     NotText (ValueError)          a named file is not UTF-8 text          -> Problem or UsageError
+    DataError                     JSON/YAML data a user file or -i holds  -> Problem or UsageError
     PromptError, PythonToolError  convert: a prompt or a python node      -> an Issue
 
 The CLI catches ``FlowrunError`` in one place (``cli/app.py``), prints its lines to stderr in
@@ -329,6 +330,18 @@ class PromptError(Exception):
 
 class PythonToolError(Exception):
     """The file has no usable ``@tool`` function; the message says why."""
+
+
+class DataError(Exception):
+    """Text that is not the JSON or YAML data it should be (``format/datafile.py``), or nests
+    too deep; ``message`` never quotes the text (it may be a secret named by mistake)."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+
+    def __str__(self) -> str:
+        return f"{self.message} (line {self.line}, column {self.col})"
 
 
 class NotText(ValueError):

@@ -500,7 +500,7 @@ steps:
     )
     assert problems(wf_text, tmp_path) == [
         "wf.yaml:5:41: step 'a': schema file bad.json is not valid JSON: Expecting property "
-        "name enclosed in double quotes: line 1 column 2 (char 1)",
+        "name enclosed in double quotes (line 1, column 2)",
         "wf.yaml:6:41: step 'b': schema is not a valid JSON schema: 'integr' is not a JSON "
         "schema type (use one of: array, boolean, integer, null, number, object, string) "
         "(at properties/n/type)",

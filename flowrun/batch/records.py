@@ -31,9 +31,11 @@ from typing import Any, TextIO
 
 from flowrun.errors import RecordError as RecordError
 from flowrun.errors import UsageError
+from flowrun.format.datafile import MAX_NESTING, nesting_depth
 from flowrun.format.inputs import parse_cli_value, resolve_inputs
 from flowrun.format.spec import Workflow
 
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep"
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 _DATA_REF = re.compile(r"^\$\{\s*data\.(?P<column>[^}]+?)\s*\}$")
@@ -108,7 +110,7 @@ class RecordFile:
             )
         try:
             first = json.loads(head.removeprefix(codecs.BOM_UTF8))
-        except ValueError:
+        except (ValueError, RecursionError):
             return  # the bad line fails as a record
         if isinstance(first, dict):
             self.sample = list(first)
@@ -180,8 +182,12 @@ class RecordFile:
                 yield SourceRecord(
                     index, None, lineno, f"{self.name}:{lineno}: not valid JSON: {exc}"
                 )
+            except RecursionError:
+                yield SourceRecord(index, None, lineno, f"{self.name}:{lineno}: {TOO_DEEP}")
             else:
-                if isinstance(data, dict):
+                if nesting_depth(data) > MAX_NESTING:
+                    yield SourceRecord(index, None, lineno, f"{self.name}:{lineno}: {TOO_DEEP}")
+                elif isinstance(data, dict):
                     yield SourceRecord(index, data, lineno)
                 else:
                     kind = type(data).__name__ if data is not None else "null"

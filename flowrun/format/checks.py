@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from flowrun.errors import Problem, did_you_mean, field_text
+from flowrun.errors import NotText, Problem, did_you_mean, field_text
 from flowrun.format import graph as dag
+from flowrun.format.datafile import DataError, kind_of, load_data, schema_problem
 from flowrun.format.imports import ImportProblem, import_object
 from flowrun.format.model_checks import ModelChecks
 from flowrun.format.spec import ExtractStep, aggregate_steps
@@ -19,12 +18,13 @@ from flowrun.format.templating import (
     STEP_ATTRIBUTES,
     TemplateError,
     check_template,
+    gives_text,
     is_template,
     iter_strings,
 )
+from flowrun.format.textfile import read_text
 from flowrun.format.tool_checks import ToolChecks, import_hint
 from flowrun.format.validation import schema_error
-from flowrun.format.yaml_source import YamlTooLarge, describe_yaml_error, parse_yaml
 
 if TYPE_CHECKING:
     from flowrun.format.workflow import LoadedWorkflow
@@ -218,6 +218,8 @@ class _Checker:
                 )
                 for dep, where in found.items():
                     refs.setdefault(dep, where)
+            if step.foreach is not None:
+                self.check_foreach(base + ("foreach",), step.foreach, owner)
             for i, need in enumerate(step.needs):
                 if need not in self.known_steps:
                     self.add(
@@ -234,6 +236,28 @@ class _Checker:
             deps = set(refs) | set(step.needs)
             dependencies[sid] = frozenset(d for d in deps if d in self.spec.steps)
         return dependencies
+
+    def check_foreach(self, path: tuple[Any, ...], value: Any, owner: str) -> None:
+        """A ``foreach`` that cannot give a list: a literal that is not one, or text."""
+        if isinstance(value, (list, dict)):  # a mapping gives its [key, value] pairs
+            return
+        if is_template(value):
+            try:
+                text = gives_text(value)
+            except TemplateError:
+                return  # reported with the templates
+            if text:
+                self.add(
+                    path,
+                    f"{owner}: foreach renders to text here, never a list: write the list "
+                    "expression alone, as foreach: \"{{ inputs.items }}\"",
+                )
+            return
+        self.add(
+            path,
+            f"{owner}: foreach must be a list (or a mapping), or one {{{{ expression }}}} "
+            f"giving one; got {kind_of(value)}",
+        )
 
     def check_outputs(self) -> None:
         for name, value in self.spec.outputs.items():
@@ -332,21 +356,23 @@ class _Checker:
         else:
             file = (self.wf.base_dir / ref).resolve()
             try:
-                text = file.read_text(encoding="utf-8")
-            except OSError:
+                schema = load_data(read_text(file), file.suffix == ".json")
+            except FileNotFoundError:
                 self.add(
                     path,
                     f"{owner}: {path[-1]} file not found: {ref} (looked for {file};"
                     " a path is relative to the workflow file)",
                 )
                 return None
-            schema, error = _read_schema_file(text, file.suffix == ".json")
-            if error:
-                self.add(path, f"{owner}: {path[-1]} file {ref} is not valid {error}")
+            except OSError as exc:
+                self.add(path, f"{owner}: {path[-1]} file {ref}: cannot read it: {exc.strerror}")
+                return None
+            except (NotText, DataError) as exc:  # says where, never quotes the file
+                self.add(path, f"{owner}: {path[-1]} file {ref} is {exc}")
                 return None
         error = schema_error(schema)
         if error is not None:
-            self.add(path, f"{owner}: {path[-1]} {_schema_problem(ref, error)}")
+            self.add(path, f"{owner}: {path[-1]} {schema_problem(ref, error)}")
             return None
         if not isinstance(schema, dict):
             self.add(path, "a JSON schema must be an object")
@@ -425,37 +451,6 @@ def _strings_with_paths(value: Any, path: tuple[Any, ...]):
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _strings_with_paths(v, path + (i,))
-
-
-def _read_schema_file(text: str, is_json: bool) -> tuple[Any, str | None]:
-    """A schema file's data, or why it cannot be read (``JSON: ...`` / ``YAML: ...``)."""
-    if is_json:
-        try:
-            return json.loads(text), None
-        except ValueError as exc:
-            return None, f"JSON: {exc}"
-    try:
-        data, _, _ = parse_yaml(text, "")
-    except yaml.YAMLError as exc:
-        line, col, message = describe_yaml_error(exc, text)
-        return None, f"YAML: {message.removeprefix('invalid YAML: ')} (line {line}, column {col})"
-    except YamlTooLarge as exc:
-        return None, f"YAML: {exc.message} (line {exc.line}, column {exc.col})"
-    return data, None
-
-
-_JSON_TYPES = "array, boolean, integer, null, number, object, string"
-
-
-def _schema_problem(ref: Any, exc: Any) -> str:
-    """Why a JSON schema is not valid, in words (``exc`` is a jsonschema ``SchemaError``)."""
-    source = f"{ref} " if isinstance(ref, str) else ""
-    where = "/".join(str(p) for p in exc.path)
-    if exc.path and exc.path[-1] == "type" and isinstance(exc.instance, str):
-        why = f"'{exc.instance}' is not a JSON schema type (use one of: {_JSON_TYPES})"
-    else:
-        why = exc.message
-    return f"{source}is not a valid JSON schema: {why}" + (f" (at {where})" if where else "")
 
 
 def _step_hint(name: str, steps: Any) -> str:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flowrun.errors import MissingInput, UsageError, did_you_mean
 from flowrun.format.checks import input_type_ok
+from flowrun.format.datafile import DataError, load_data, load_json, load_yaml
 from flowrun.format.spec import Workflow
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -77,12 +76,14 @@ def resolve_inputs(spec: Workflow, given: dict[str, Any] | None) -> dict[str, An
     return values
 
 
-def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
-    """Turn the text of ``-i name=text`` into the declared input type."""
+def parse_cli_value(spec: Workflow, name: str, text: str, *, quote: bool = True) -> Any:
+    """Turn the text of ``-i name=text`` into the declared input type; an error quotes the
+    text only with ``quote`` (not a file's contents: it may be a secret named by mistake)."""
     decl = spec.inputs.get(name)
     if decl is None:
         raise unknown_input(name, spec.inputs)
     kind = decl.type
+    got = f", got {text!r}" if quote and len(text) <= 200 else ""
     try:
         if kind == "string":
             return text
@@ -90,6 +91,8 @@ def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
             return int(text)
         if kind == "number":
             number = float(text)
+            if not math.isfinite(number):  # 1e400 is inf: not a number a run can use
+                raise ValueError(text)
             return (
                 int(number)
                 if number.is_integer() and "." not in text and "e" not in text.lower()
@@ -100,11 +103,13 @@ def parse_cli_value(spec: Workflow, name: str, text: str) -> Any:
             if lowered in _TRUE | _FALSE:
                 return lowered in _TRUE
             raise ValueError(text)
-        value = json.loads(text)
+        return load_json(text)
+    except DataError as exc:
+        if exc.message.startswith("nested"):
+            raise UsageError(f"input '{name}': {exc}") from None
+        raise UsageError(f"input '{name}' must be of type {kind} (give JSON){got}") from None
     except ValueError:
-        hint = " (give JSON)" if kind in ("array", "object") else ""
-        raise UsageError(f"input '{name}' must be of type {kind}{hint}, got {text!r}") from None
-    return value
+        raise UsageError(f"input '{name}' must be of type {kind}{got}") from None
 
 
 def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
+        from_file = text.startswith("@") and len(text) > 1
         if not sep or not name:
             raise UsageError(
                 f"-i expects KEY=VALUE, got {pair!r}",
@@ -139,19 +145,18 @@ def parse_cli_inputs(spec: Workflow, pairs: tuple[str, ...] | list[str]) -> dict
             raise UsageError(
                 f"input '{name}': the value is not UTF-8 text (character {exc.start + 1})"
             ) from None
-        values[name] = parse_cli_value(spec, name, text)
+        values[name] = parse_cli_value(spec, name, text, quote=not from_file)
     return values
 
 
 def read_inputs_file(path: str | Path) -> dict[str, Any]:
     """Inputs from a JSON or YAML file holding one mapping; ``-`` reads standard input."""
     if str(path) == STDIN:
-        text = sys.stdin.read()
         try:
-            data = yaml.safe_load(text)  # JSON is YAML too
-        except yaml.YAMLError as exc:
+            data = load_yaml(sys.stdin.read())  # JSON is YAML too
+        except DataError as exc:
             raise UsageError(
-                f"standard input: not valid JSON or YAML: {' '.join(str(exc).split())}",
+                f"standard input: {exc}",
                 hint='pipe one mapping of input names to values, e.g. {"text": "..."}',
             ) from None
         if not isinstance(data, dict):
@@ -170,12 +175,9 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
     except NotText as exc:
         raise UsageError(f"the inputs file {path}: {exc}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UsageError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-            + " ".join(str(exc).split())
-        ) from None
+        data = load_data(text, path.suffix == ".json")
+    except DataError as exc:  # says where, never quotes the file
+        raise UsageError(f"the inputs file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the inputs file must hold one mapping of input names to values")
     return data

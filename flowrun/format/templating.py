@@ -101,6 +101,13 @@ def _native(expr: nodes.Expr) -> TemplateExpression:
     return TemplateExpression(_env.from_string(body), undefined_to_none=False)
 
 
+# tags that read another template file: a workflow's templates are its own strings
+_FILE_TAGS = {
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+    nodes.Extends: "extends",
+}
 _KINDS = (
     nodes.Name,
     nodes.Getattr,
@@ -109,6 +116,7 @@ _KINDS = (
     nodes.Test,
     nodes.Block,
     nodes.Macro,
+    *_FILE_TAGS,
 )
 
 
@@ -195,6 +203,13 @@ def _analyse(source: str) -> References:
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
     found = _nodes_by_kind(ast)
+    for kind, tag in _FILE_TAGS.items():
+        for node in found[kind]:
+            raise TemplateError(
+                f"{{% {tag} %}} is not supported: a template cannot read other files (put "
+                "the text in the workflow, or pass it as an input: -i name=@file)",
+                node.lineno,
+            )
     for node in found[nodes.Filter]:
         if node.name not in _env.filters:
             raise TemplateError(
@@ -230,6 +245,11 @@ def _compile(source: str) -> _Compiled:
         return _Compiled(template.render, native, refs)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
+
+
+def gives_text(source: str) -> bool:
+    """Whether a template always renders to text (it is not one lone ``{{ expression }}``)."""
+    return _lone_expression(_env.parse(source)) is None
 
 
 def check_template(source: str) -> References:

@@ -61,6 +61,9 @@ class SourceMap:
 # A workflow has hundreds of values; aliases that expand beyond this are an attack (a
 # "billion laughs" document), refused before anything is built.
 MAX_VALUES = 100_000
+# A workflow, schema or inputs file nests a few levels; deeper is a mistake or an attack on
+# every recursive reader after the parser.
+MAX_NESTING = 100
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -68,12 +71,50 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def _too_deep(line: int, col: int) -> YamlTooLarge:
+    return YamlTooLarge(
+        line,
+        col,
+        f"nested more than {MAX_NESTING} levels deep, the limit of a file flowrun reads",
+    )
+
+
+def bracket_depth_position(text: str, limit: int = MAX_NESTING) -> tuple[int, int] | None:
+    """Line and column of the first ``[`` or ``{`` (outside quotes) nested deeper than
+    ``limit``, in JSON or flow-style YAML; None when there is none. Only for error messages."""
+    depth, line, start, quote, escaped = 0, 1, 0, "", False
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return line, index - start + 1
+        elif char in "]}":
+            depth -= 1
+        if char == "\n":
+            line, start = line + 1, index + 1
+    return None
+
+
 def _compose(text: str) -> tuple[Any, yaml.Node | None]:
     loader = _FastLoader(text)
     try:
         return loader, loader.get_single_node()
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
         loader.dispose()
+        mark = getattr(exc, "problem_mark", None)
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")) and mark is not None:
+            # libyaml's own limit; its mark is not the place in flow style ([[[...)
+            where = bracket_depth_position(text) or (mark.line + 1, mark.column + 1)
+            raise _too_deep(*where) from None
     # Parse again with the pure-Python parser: its messages name what it found.
     slow = yaml.SafeLoader(text)
     try:
@@ -81,6 +122,9 @@ def _compose(text: str) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError:
         slow.dispose()
         raise
+    except RecursionError:
+        slow.dispose()
+        raise _too_deep(1, 1) from None
 
 
 def _check_expansion(root: yaml.Node) -> dict[int, set[int]]:
@@ -93,11 +137,17 @@ def _check_expansion(root: yaml.Node) -> dict[int, set[int]]:
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
+    aliased = False  # whether a collection is reached twice (through an alias)
+
+    def size(node: yaml.Node, depth: int) -> int:
+        nonlocal aliased
         if not isinstance(node, yaml.CollectionNode):
             return 1
+        if depth > MAX_NESTING:
+            raise _too_deep(*_mark(node))
         known = sizes.get(id(node))
         if known is not None:
+            aliased = True
             return known
         if id(node) in open_nodes:
             line, col = _mark(node)
@@ -114,21 +164,28 @@ def _check_expansion(root: yaml.Node) -> dict[int, set[int]]:
             children = node.value
         total = 1
         for child in children:
-            total += size(child)
+            total += size(child, depth + 1)
             if total > MAX_VALUES:
                 line, col = _mark(node)
                 raise YamlTooLarge(
                     line,
                     col,
-                    f"through its aliases this value expands to more than {MAX_VALUES:,} "
-                    "values; flowrun refuses documents that large (write the data out, or "
-                    "use fewer nested aliases)",
+                    (
+                        f"through its aliases this value expands to more than {MAX_VALUES:,} "
+                        "values; flowrun refuses documents that large (write the data out, or "
+                        "use fewer nested aliases)"
+                    )
+                    if aliased
+                    else (
+                        f"this value holds more than {MAX_VALUES:,} values (keys, items and "
+                        "scalars), the limit of a file flowrun reads; split the file"
+                    ),
                 )
         open_nodes.discard(id(node))
         sizes[id(node)] = total
         return total
 
-    size(root)
+    size(root, 1)
     return own_keys
 
 

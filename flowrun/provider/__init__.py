@@ -5,6 +5,6 @@ imports openai), the rate-limited wrapper (``ratelimit``), the in-process ``--mo
 (``tokens``), image sizes (``images``) and OpenAI's strict structured-output subset
 (``strict_schema``).
 
-May import: ``errors``, ``results``, ``redaction``, ``format.validation``; never ``engine``,
-``store``, ``batch``, ``cli`` or ``testing``.
+May import: ``errors``, ``results``, ``redaction``, ``format.validation``, ``format.textfile``;
+never ``engine``, ``store``, ``batch``, ``cli`` or ``testing``.
 """

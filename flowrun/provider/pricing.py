@@ -89,12 +89,18 @@ def load_price_table(override: str | Path | None = None) -> PriceTable:
 def _load(path: str | None) -> PriceTable:
     table = load_data_file("prices.json")
     if path:
+        from flowrun.format.textfile import NotText, read_text
+
         try:
-            extra = json.loads(Path(path).read_text(encoding="utf-8"))
+            extra = json.loads(read_text(path))  # a FIFO refused unopened, UTF-8 checked
         except OSError as exc:
             raise UsageError(f"cannot read the price file {path}: {exc.strerror}") from None
+        except NotText as exc:
+            raise UsageError(f"the price file {path}: {exc}") from None
         except ValueError as exc:
             raise UsageError(f"the price file {path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"the price file {path} is nested too deep") from None
         if not isinstance(extra, dict):
             raise UsageError(f"the price file {path} must map model names to prices")
         for name, entry in extra.items():

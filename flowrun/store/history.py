@@ -76,12 +76,18 @@ class HistoryRow:
         }
 
 
+_MAX_AGE_S = 1000 * 365 * 86_400
+
+
 def parse_age(text: str, option: str = "--older-than") -> timedelta:
     """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a ``timedelta``; ``UsageError`` otherwise."""
     match = _AGE.match(text)
     if not match:
         raise UsageError(f"{option} '{text}': give an age like 30d, 12h, 90m or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _MAX_AGE_S:  # a timedelta (or the date it leads to) would overflow
+        raise UsageError(f"{option} '{text}': give an age under 1,000 years")
+    return timedelta(seconds=seconds)
 
 
 def parse_since(text: str) -> str:
