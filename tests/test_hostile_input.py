@@ -34,6 +34,7 @@ def files(tmp_path, monkeypatch):
     )
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "fifo.json")
+        os.mkfifo(tmp_path / "fifo.yaml")
     return tmp_path
 
 
@@ -80,6 +81,19 @@ CASES = [
         "socket is not read)",
     ),
     (
+        ["run", SUMMARIZE, "--mock", "--batch", "fifo.json", "-o", "out.jsonl"],
+        "error: records file fifo.json is not a regular file (a pipe, device or socket is not "
+        "read)",
+    ),
+    *[
+        (
+            [command, "fifo.yaml", *extra],
+            "fifo.yaml:1:1: cannot read the file: not a regular file (a pipe, device or socket "
+            "is not read)",
+        )
+        for command, *extra in (["run", "--mock"], ["graph"], ["estimate"], ["validate"])
+    ],
+    (
         ["run", SUMMARIZE, "--mock", "--max-cost", "1e400"],
         "error: Invalid value for '--max-cost': inf is not a budget: ...",
     ),
@@ -116,7 +130,7 @@ CASES = [
 
 @pytest.mark.parametrize(("args", "line"), CASES, ids=[" ".join(c[0][:4]) for c in CASES])
 def test_a_hostile_argument_is_one_line_and_exit_2(files, args, line):
-    if "fifo.json" in args and not hasattr(os, "mkfifo"):
+    if any(a.startswith("fifo.") for a in args) and not hasattr(os, "mkfifo"):
         pytest.skip("named pipes")
     res = flowrun(*args)
     assert res.code == 2, res.output

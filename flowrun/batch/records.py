@@ -67,7 +67,13 @@ class RecordFile:
         if self.stdin:
             return
         if not self.path.is_file():
-            what = "is a directory" if self.path.is_dir() else "does not exist"
+            what = (
+                "is a directory"
+                if self.path.is_dir()
+                else "is not a regular file (a pipe, device or socket is not read)"
+                if self.path.exists()
+                else "does not exist"
+            )
             raise UsageError(f"records file {self.name} {what}")
         try:
             if self.format == "jsonl":
