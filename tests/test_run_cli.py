@@ -140,7 +140,12 @@ def test_inputs_file_json_and_yaml_and_command_line_wins(server, inputs_wf, tmp_
         ),
         ("in.yaml", "text: x\ncolour: 1\n", "unknown input 'colour' (the workflow declares: "),
         ("in.yaml", "- a\n- b\n", "{p}: the inputs file must hold one mapping of input names"),
-        ("in.json", "{oops", "{p}: not valid JSON: "),
+        (
+            "in.json",
+            "{oops",
+            "the inputs file {p}: not valid JSON: Expecting property name enclosed in double "
+            "quotes (line 1, column 2)",
+        ),
     ],
     ids=["wrong-type", "unknown", "not-a-mapping", "bad-json"],
 )
