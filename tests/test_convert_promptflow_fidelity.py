@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrun.testing import Reply
+from flowrun.testing import Reply, ToolCall
 from tests.helpers import flowrun
 from tests.imagefiles import png_bytes
 
@@ -316,3 +316,64 @@ def test_a_chat_history_without_a_default_starts_empty(flow_copy, server):
     run = flowrun("run", flow / "flowrun.yaml", "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert [m["role"] for m in messages(server)[0]] == ["system", "user"]
+
+
+def test_functions_on_an_llm_node_become_flowrun_tools(flow_copy, server):
+    # the function named in `functions` is Python in the flow's folder: a workflow tool with
+    # the name, description and schema promptflow sent; function_call auto -> tool_choice
+    flow = flow_copy("functions")
+    res = convert(flow)
+    assert res.code == 1  # reported: the step's output is the final text, not the message
+    assert (
+        "  - ask: functions: flowrun tools (get_current_weather): the step calls the Python "
+        "function the model asks for, sends its result back and its output is the model's "
+        "final text (sent as tools, not functions); promptflow returned the message with the "
+        "function_call for the flow's own nodes to run"
+    ) in report_notes(res.stdout)
+    server.add(Reply(tool_calls=[ToolCall("get_current_weather", {"location": "Boston"})]))
+    server.add(Reply(content="It is 72 degrees in Boston."))
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"answer": "It is 72 degrees in Boston."}
+    first, second = server.requests_to(CHAT)
+    assert first.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_current_weather",
+                "description": "Get the current weather in a given location",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"location": {"type": "string"}},
+                    "required": ["location"],
+                },
+            },
+        }
+    ]
+    assert first.body["tool_choice"] == "auto"
+    assert first.body["messages"] == [
+        {
+            "role": "system",
+            "content": "Don't make assumptions about what values to plug into functions.",
+        },
+        {"role": "user", "content": "What is the weather like in Boston?"},
+    ]
+    result = second.body["messages"][-1]
+    assert result["role"] == "tool"
+    assert json.loads(result["content"]) == {
+        "location": "Boston",
+        "temperature": "72",
+        "unit": "fahrenheit",
+    }
+
+
+def test_functions_that_are_not_python_in_the_flow_are_reported(flow_copy):
+    flow = flow_copy("functions")
+    (flow / "weather.py").unlink()
+    res = convert(flow)
+    assert res.code == 1
+    assert (
+        "  - ask: functions: get_current_weather: not a Python function in the flow's folder; "
+        "declare it under tools: (module:callable) and list it in the step's tools:"
+    ) in report_notes(res.stdout)
+    assert "tools" not in yaml.safe_load((flow / "flowrun.yaml").read_text())

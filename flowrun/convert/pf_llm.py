@@ -108,7 +108,7 @@ def model_params(node: PfNode, report: Report) -> dict[str, Any]:
                 name,
                 "a parameter of the completions API; flowrun calls chat completions: left out",
             )
-    for name in ("tools", "functions", "tool_choice", "function_call"):
+    for name in ("tools", "tool_choice"):  # functions / function_call: pf_functions
         if value(name) not in (None, [], {}):
             report.add(
                 node.name,

@@ -38,6 +38,7 @@ from typing import Any
 
 from flowrun.convert.pf_connections import connection_setup
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref, read_flow
+from flowrun.convert.pf_functions import function_tools
 from flowrun.convert.pf_includes import absolute, find_source
 from flowrun.convert.pf_inputs import convert_inputs
 from flowrun.convert.pf_keys import report_flow_keys
@@ -111,6 +112,7 @@ class _Converter:
         self.report = Report(flow.dag, shown)
         self.problems: list[FlowProblem] = list(flow.problems)
         self.steps: dict[str, dict[str, Any]] = {}
+        self.tools: dict[str, dict[str, Any]] = {}  # from llm nodes' functions
         self.bypassable: set[str] = set()
         self.tool_args = ToolArgs(flow, self.bypassable, self.report)
         self.outside: list[str] = []  # Python files the workflow's folder cannot import
@@ -133,6 +135,8 @@ class _Converter:
         self.find_bypassable()
         for node in self.flow.nodes:
             self.node(node)
+        if self.tools:
+            workflow["tools"] = self.tools
         workflow["steps"] = self.steps
         outputs = self.outputs()
         if outputs:
@@ -377,6 +381,9 @@ class _Converter:
         step.update(model_params(node, self.report))
         if vision:
             step.update(vision_params(node, self.report))
+        tools, fields = function_tools(node, absolute(self.flow.dir), self.report)
+        self.tools.update(tools)
+        step.update(fields)
         if api == "chat":
             step["messages_template"] = text
             became = f"chat step, messages from {source_name}"
