@@ -14,7 +14,8 @@ For each scenario and trial: a fresh run store; ``flowrun run`` as a real proces
 loopback server in this process (every reply takes ``--latency`` seconds); ``SIGKILL`` at a
 random moment of the run (uniform over the time a calibration run took); then the resume
 (``flowrun resume RUN_ID``, or ``--resume`` for a batch) to the end. A *repeated call* is a
-request whose reply the server had sent before the kill and that the resume asked again.
+request whose reply the server had finished sending before the kill and that the resume
+asked again (a request still in flight at the kill is asked again by design: not counted).
 Printed per scenario: kills, repeated calls, repeated calls per kill, and for the repeated
 calls how long before the kill the server had sent the reply (median and max, in ms).
 
@@ -117,17 +118,19 @@ class Scenario:
                            "--output", str(out), "--concurrency", "8")  # fmt: skip
         return flowrun(home, server, "run", str(self.wf))
 
-    def resume(self, home: Path, server: LoopbackServer) -> subprocess.Popen[bytes]:
+    def resume(self, home: Path, server: LoopbackServer) -> subprocess.Popen[bytes] | None:
         if self.name == "batch":
             out = home / "out.jsonl"
             return flowrun(home, server, "run", str(self.wf), "--batch", str(self.data),
                            "--output", str(out), "--concurrency", "8", "--resume")  # fmt: skip
         db = sqlite3.connect(home / "runs.db")
         try:
-            (run_id,) = db.execute("SELECT id FROM runs").fetchone()
+            row = db.execute("SELECT id FROM runs").fetchone()
+        except sqlite3.OperationalError:  # killed while the store was being created
+            row = None
         finally:
             db.close()
-        return flowrun(home, server, "resume", run_id)
+        return None if row is None else flowrun(home, server, "resume", row[0])
 
 
 def trial(scenario: Scenario, server: LoopbackServer, at: float) -> tuple[int, list[float]]:
@@ -140,14 +143,19 @@ def trial(scenario: Scenario, server: LoopbackServer, at: float) -> tuple[int, l
         killed_at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+        time.sleep(0.05)  # a reply the server was writing at the kill gets its replied_at
         with server._lock:
-            answered = {
-                prompt_of(r): r.replied_at for r in server.requests if r.replied_at is not None
+            answered = {  # replies fully sent before the kill: calls paid for
+                prompt_of(r): r.replied_at
+                for r in server.requests
+                if r.replied_at is not None and r.replied_at <= killed_at
             }
             before = len(server.requests)
         if not (home / "runs.db").exists():
             return 0, []  # killed before it started: nothing was paid
         resume = scenario.resume(home, server)
+        if resume is None:  # killed before the run was stored: nothing was paid for
+            return 0, []
         _, err = resume.communicate(timeout=600)
         if resume.returncode not in (0, 2):  # 2: the run had already finished
             raise SystemExit(f"the resume failed: {err.decode()[-500:]}")

@@ -2,7 +2,8 @@
 
 A failed step stops new steps from starting; steps already in flight finish (their calls
 are paid for) and are recorded. Each step's result is handed to the recorder the moment it
-completes, so nothing paid for is lost. When the run store is locked by another process, the
+completes, in the step's own task before any other task runs (a foreach item's, the moment
+the item completes: ``engine.foreach``), so nothing paid for is lost. When the run store is locked by another process, the
 result stays in memory and is written as soon as the lock goes (retried with backoff for up
 to ``WRITE_PATIENCE_S``); after that the run goes on, and its output says what was not saved.
 """
@@ -108,7 +109,7 @@ class Executor:
                 if failure is None:
                     for sid in queue.ready():
                         if sid not in self.results and sid not in later:
-                            task = asyncio.create_task(self.run_step(sid), name=sid)
+                            task = asyncio.create_task(self._run_and_store(sid), name=sid)
                             notify(sid, "running", None)
                             task.add_done_callback(finished.put_nowait)
                             in_flight[task] = sid
@@ -122,19 +123,15 @@ class Executor:
                     suspended = True
                     del task  # (it holds the exception, whose traceback holds this frame)
                     continue
-                self._store(result)
-                notify(sid, "done", result)
+                notify(sid, "done", result)  # (the step's own task stored it)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
                     failure = result
         except asyncio.CancelledError:
-            # a step that finished before the stop but whose wake-up was not handled yet was
-            # paid for: save it (a resume would ask it again), then stop the others
+            # a step that finished before the stop was stored by its own task (even if this
+            # loop had not handled its wake-up yet); the others stop
             for task in in_flight:
-                if task.done() and not task.cancelled() and task.exception() is None:
-                    self._store(task.result())
-                else:
-                    task.cancel()
+                task.cancel()
             if self._saver is not None:
                 self._saver.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
@@ -151,6 +148,13 @@ class Executor:
                 f"step(s) {steps} could not be saved in the run store ({problem}); their results "
                 "are only in this output, and a resume would run them again"
             )
+        return result
+
+    async def _run_and_store(self, sid: str) -> StepResult:
+        """Run a step and save its result at once, in the step's own task: nothing else runs
+        between the step's end and its commit (not even this executor's scheduling loop)."""
+        result = await self.run_step(sid)
+        self._store(result)
         return result
 
     def _store(self, result: StepResult) -> None:
