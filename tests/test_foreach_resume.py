@@ -139,3 +139,18 @@ def test_a_changed_step_runs_its_items_again(server, tmp_path):
     asked = Counter(r.last_user_text for r in server.requests_to("/chat/completions"))
     assert sum(v for k, v in asked.items() if k.startswith("label item: ")) == 12
     assert "foreach items answered before" not in res.stderr
+
+
+def test_the_resume_report_counts_the_kept_items_apart(server, tmp_path):
+    """What a user reads after `flowrun resume`: the kept items' calls are in the total, and
+    the calls this resume made are only the new ones (item 11 and the summary step)."""
+    wf = write(tmp_path, TWELVE.replace("max_concurrency: 3", "max_concurrency: 1"))
+    server.add(Reply(status=400, error="bad item"), match="label item 11")
+    assert flowrun("run", wf).code == 1
+    res = flowrun("resume", only_run_id())
+    assert res.code == 0, res.stderr
+    assert "total: 13 calls," in res.stderr
+    assert (
+        "resumed: 11 calls of foreach items answered before kept (in the total above); "
+        "this resume made 2 calls"
+    ) in res.stderr
