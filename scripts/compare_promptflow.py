@@ -78,14 +78,52 @@ PAGE_HTML = (
 #: Why a flow cannot be compared offline, or what its difference is (written by hand, kept
 #: next to the measurement so the table says why).
 NOTES: dict[str, str] = {
-    "integrations/azure-ai-language/analyze_conversations": "Azure AI Language package tools (an Azure-only service)",
-    "integrations/azure-ai-language/analyze_documents": "Azure AI Language package tools (an Azure-only service)",
-    "integrations/azure-ai-language/multi_intent_conversational_language_understanding": "Azure AI Language package tools (an Azure-only service)",
-    "integrations/llmlingua-prompt-compression/gsm8k_example": "the LLMLingua package tool (a local model from Hugging Face)",
-    "chat/promptflow-copilot": "the vector index lookup is an Azure ML package tool (promptflow_vectordb)",
-    "chat/chat-with-pdf": "downloads a PDF and builds a faiss index (network, faiss-cpu)",
-    "standard/web-classification": "fetches a web page (no network here: both sides get the"
-    " same error text)",
+    "integrations/azure-ai-language/analyze_conversations": "not supported: Azure AI Language"
+    " package tools (an Azure-only service)",
+    "integrations/azure-ai-language/analyze_documents": "not supported: Azure AI Language"
+    " package tools (an Azure-only service)",
+    "integrations/azure-ai-language/multi_intent_conversational_language_understanding": "not"
+    " supported: an Azure AI Language package tool (an Azure-only service); its llm node names"
+    " no model",
+    "integrations/llmlingua-prompt-compression/gsm8k_example": "not supported: the LLMLingua"
+    " package tool (a local model from Hugging Face)",
+    "chat/promptflow-copilot": "not supported: the vector index lookup is an Azure ML package"
+    " tool (promptflow_vectordb); one type hint to widen",
+    "chat/chat-with-pdf": "after its requirements (faiss-cpu, PyPDF2); it downloads a PDF"
+    " (network): not compared offline",
+    "chat/chat-with-image": "the gpt-4v node converts; its `question` is a list mixing an image"
+    " and text, which the converted prompt renders as text (reported); pf needs the image from"
+    " the network",
+    "chat/use_functions_with_chat_models": "`functions` become flowrun tools (a tool loop: other"
+    " requests by design, reported); its chat history renders `# function:` messages, which a"
+    " messages_template cannot send (reported)",
+    "evaluation/eval-multi-turn-metrics": "its python nodes call promptflow.tools.aoai /"
+    " openai chat: needs promptflow installed",
+    "evaluation/eval-single-turn-metrics": "type hints to widen in its own files (reported);"
+    " its llm nodes expect JSON replies of several shapes: not compared with one scripted reply",
+    "evaluation/eval-summarization": "after its requirements (tenacity); its G-Eval code asks"
+    " for many samples with logprobs: with one scripted reply both sides fail alike"
+    " (ZeroDivisionError)",
+    "standard/basic": "its own Python calls the legacy completions API (/v1/completions), which"
+    " the loopback server does not answer: not compared",
+    "standard/basic-with-connection": "CustomConnection from BASIC_CUSTOM_CONNECTION_*; its own"
+    " Python calls the legacy completions API, which the loopback server does not answer",
+    "standard/autonomous-agent": "its own Python calls promptflow.tools.aoai / openai chat with"
+    " functions: needs promptflow installed (and function_call replies)",
+    "standard/conditional-flow-for-if-else": "no model request; its content_safety_check"
+    " returns random.choice([True, False]), so the branch (and the output) differs by chance",
+    "standard/customer-intent-extraction": "needs its requirements (langchain<0.2)",
+    "standard/describe-image": "the gpt-4v node converts; its python node takes and returns"
+    " promptflow.contracts.multimedia.Image (needs promptflow); the image is fetched from the"
+    " network",
+    "standard/gen-docstring": "its python node imports promptflow.tools: needs promptflow"
+    " installed",
+    "standard/question-simulation": "its python node calls promptflow.tools.common.parse_chat:"
+    " needs promptflow installed",
+    "standard/web-classification": "compared with a page served locally for its url input",
+    "standard/flow-with-additional-includes": "compared with a page served locally",
+    "standard/flow-with-symlinks": "after its create_symlinks.py; compared with a page served"
+    " locally",
 }
 
 DEFAULTS = {
@@ -100,12 +138,18 @@ DEFAULTS = {
 }
 
 
-def normalise(request: dict[str, Any]) -> dict[str, Any]:
-    """A request body with promptflow's explicit defaults removed and max_tokens renamed."""
+def normalise(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A request body with promptflow's explicit defaults removed and max_tokens renamed; for
+    embeddings, the two differences the docs name (one text as a list of one, and the vectors'
+    transfer encoding: the OpenAI SDK asks for base64, flowrun for floats; the same vector)."""
     body = dict(request)
     if "max_tokens" in body:
         body["max_completion_tokens"] = body.pop("max_tokens")
     body.pop("stream_options", None)
+    if path.endswith("/embeddings"):
+        body.pop("encoding_format", None)
+        if isinstance(body.get("input"), str):
+            body["input"] = [body["input"]]
     return {k: v for k, v in body.items() if not (k in DEFAULTS and v == DEFAULTS[k])}
 
 
@@ -330,7 +374,7 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             check=False,
             timeout=600,
         )
-        pf_requests = [(q.path, normalise(q.body or {})) for q in server.requests]
+        pf_requests = [(q.path, normalise(q.path, q.body or {})) for q in server.requests]
         row["pf_rc"] = pf.returncode
         if pf.returncode:
             row["pf_error"] = failure_line(pf.stderr + "\n" + pf.stdout)
@@ -349,7 +393,7 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             cwd=flow,
             timeout=600,
         )
-        fr_requests = [(q.path, normalise(q.body or {})) for q in server.requests]
+        fr_requests = [(q.path, normalise(q.path, q.body or {})) for q in server.requests]
     finally:
         server.stop()
     row["flowrun_rc"] = run.returncode
@@ -364,6 +408,11 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             if isinstance(v, dict) and v.get("error")
         ]
         row["flowrun_error"] = (failed[0] if failed else last_lines(run.stderr or run.stdout))[:300]
+    if args.dump:
+        args.dump.mkdir(parents=True, exist_ok=True)
+        stem = args.dump / name.replace("/", "_")
+        for side, reqs in (("pf", pf_requests), ("flowrun", fr_requests)):
+            Path(f"{stem}.{side}.json").write_text(json.dumps(reqs, indent=1), encoding="utf-8")
     row["requests"] = len(pf_requests)
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731 - requests may come in any order
     same = sorted(map(key, pf_requests)) == sorted(map(key, fr_requests))
@@ -475,6 +524,7 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="a flow (e.g. chat/chat-basic)")
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the docs table here")
+    parser.add_argument("--dump", type=Path, help="write each side's requests here, per flow")
     args = parser.parse_args()
     args.page = serve_page()
     tmp = Path(tempfile.mkdtemp(prefix="pf-compare-"))

@@ -377,3 +377,23 @@ def test_functions_that_are_not_python_in_the_flow_are_reported(flow_copy):
         "declare it under tools: (module:callable) and list it in the step's tools:"
     ) in report_notes(res.stdout)
     assert "tools" not in yaml.safe_load((flow / "flowrun.yaml").read_text())
+
+
+def test_images_inside_a_list_input_are_reported(flow_copy):
+    # chat/chat-with-image's question: [{"data:image/png;url": ...}, "How many colors?"]
+    flow = flow_copy("gpt4v")
+    dag = flow / "flow.dag.yaml"
+    data = yaml.safe_load(dag.read_text())
+    data["inputs"]["question"] = {
+        "type": "list",
+        "default": [{"data:image/png;url": "https://example.com/a.png"}, "How many colors?"],
+    }
+    dag.write_text(yaml.safe_dump(data))
+    res = convert(flow)
+    assert res.code == 1
+    assert (
+        "  - look: ${inputs.question} in the prompt: its value holds promptflow image objects "
+        "({'data:image/...': ...}), which promptflow sends as image parts where they are; "
+        "flowrun renders them as text: give the image as its own input and add it to the "
+        "step's images:"
+    ) in report_notes(res.stdout)

@@ -196,6 +196,14 @@ def chat_role_notes(node: PfNode, flow: PfFlow, variables: list[str], report: Re
     for name in variables:
         ref = parse_ref(node.inputs.get(name))
         spec = flow.inputs.get(ref.name) if ref is not None and ref.kind == "input" else None
+        if spec is not None and spec.type in ("list", "object") and _has_image(spec.default):
+            report.add(
+                node.name,
+                f"{ref.text if ref else name} in the prompt",
+                "its value holds promptflow image objects ({'data:image/...': ...}), which "
+                "promptflow sends as image parts where they are; flowrun renders them as text: "
+                "give the image as its own input and add it to the step's images:",
+            )
         if spec is not None and spec.type in ("list", "object"):
             report.add(
                 node.name,
@@ -204,3 +212,14 @@ def chat_role_notes(node: PfNode, flow: PfFlow, variables: list[str], report: Re
                 "flowrun, as in a text input; promptflow starts a new message there",
                 blocking=False,
             )
+
+
+def _has_image(value: Any) -> bool:
+    """A promptflow image object (``{"data:image/png;url": ...}``) anywhere in ``value``."""
+    if isinstance(value, dict):
+        if any(str(k).startswith("data:image/") for k in value):
+            return True
+        return any(_has_image(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_image(v) for v in value)
+    return False
