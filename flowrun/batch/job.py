@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowrun.batch.collector import batch_collector
 from flowrun.batch.modes import LIVE, BatchMode
 from flowrun.batch.output_file import OutputWriter, previous_output
 from flowrun.batch.progress import Progress
@@ -164,20 +165,21 @@ async def _run_locked(
         try:
             progress.start(summary)
             shown = 0
-            async for result in results:
-                ran = True
-                try:
-                    writer.write(result)
-                except OSError as exc:  # a full disk: the record's steps stay in the store
-                    summary.write_error = writer.error_text(exc)
-                    break
-                store.record_done(batch_id, result)
-                if not result.ok:
-                    shown += 1
-                    if shown <= FAILURES_SHOWN:
-                        progress.note(_failure_line(result))
-                    elif shown == FAILURES_SHOWN + 1:
-                        progress.note("(further failures are only in the output file)")
+            with batch_collector():
+                async for result in results:
+                    ran = True
+                    try:
+                        writer.write(result)
+                    except OSError as exc:  # a full disk: the record's steps stay in the store
+                        summary.write_error = writer.error_text(exc)
+                        break
+                    store.record_done(batch_id, result)
+                    if not result.ok:
+                        shown += 1
+                        if shown <= FAILURES_SHOWN:
+                            progress.note(_failure_line(result))
+                        elif shown == FAILURES_SHOWN + 1:
+                            progress.note("(further failures are only in the output file)")
             ran = True
         except (asyncio.CancelledError, KeyboardInterrupt):
             summary.interrupted = True
