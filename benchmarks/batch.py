@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import DIAMOND, start_server  # benchmarks/common.py (this folder is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -39,27 +41,6 @@ GOAL_RATIO = 1.15
 GOAL_RSS_MB = 150
 GOAL_TRANSCRIPTS = 0.05  # storing transcripts adds under 5 % to the batch's wall time
 
-DIAMOND = """\
-version: 1
-name: diamond
-inputs:
-  q: {type: string}
-defaults:
-  model: gpt-4o-mini
-  max_completion_tokens: 64
-steps:
-  b:
-    type: chat
-    prompt: "Say B about: {{ inputs.q }}"
-  c:
-    type: chat
-    prompt: "Say C about: {{ inputs.q }}"
-  d:
-    type: chat
-    prompt: "Join: {{ steps.b.output }} / {{ steps.c.output }}"
-outputs:
-  answer: "{{ steps.d.output }}"
-"""
 
 TOOL_ONLY = """\
 version: 1
@@ -80,29 +61,6 @@ def shout(text: str) -> str:
     """Upper-case a text."""
     return text.upper()
 '''
-
-SERVER = """\
-import sys, time
-from flowrun.testing import LoopbackServer
-server = LoopbackServer(latency=float(sys.argv[1])).start()
-print(server.url, flush=True)
-sys.stdin.read()
-"""
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    """The loopback server in its own process, so it does not share the client's GIL."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(latency)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
 
 async def handwritten(records: list[dict[str, str]], concurrency: int) -> None:
     """The same requests with the bare SDK: b and c concurrently, then d; ``concurrency`` records."""

@@ -30,32 +30,13 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from common import DIAMOND_TEXT as DIAMOND  # benchmarks/common.py
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 GOAL_MS = 1.0
 
-DIAMOND = """\
-version: 1
-name: diamond
-inputs:
-  text: {type: string}
-defaults:
-  model: gpt-4o-mini
-  max_completion_tokens: 64
-steps:
-  a:
-    type: chat
-    prompt: "Summarize: {{ inputs.text }}"
-  b:
-    type: chat
-    prompt: "Keywords of: {{ inputs.text }}"
-  join:
-    type: chat
-    prompt: "Join: {{ steps.a.output }} / {{ steps.b.output }}"
-outputs:
-  answer: "{{ steps.join.output }}"
-"""
 
 
 async def one_run(wf: object, records: int, measure_memory: bool = False) -> dict[str, float]:

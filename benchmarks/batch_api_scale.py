@@ -29,31 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import DIAMOND_TEXT as DIAMOND  # benchmarks/common.py
+
 REPO = Path(__file__).resolve().parent.parent
 DEPTH = 2
 GOAL_MS, GOAL_MB = 0.5, 300
 
-DIAMOND = """\
-version: 1
-name: diamond
-inputs:
-  text: {type: string}
-defaults:
-  model: gpt-4o-mini
-  max_completion_tokens: 64
-steps:
-  a:
-    type: chat
-    prompt: "Summarize: {{ inputs.text }}"
-  b:
-    type: chat
-    prompt: "Keywords of: {{ inputs.text }}"
-  join:
-    type: chat
-    prompt: "Join: {{ steps.a.output }} / {{ steps.b.output }}"
-outputs:
-  answer: "{{ steps.join.output }}"
-"""
 
 SERVER = """
 import sys, json

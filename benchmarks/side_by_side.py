@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import DIAMOND, start_server  # benchmarks/common.py (this folder is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -55,27 +57,6 @@ reply = OpenAI().chat.completions.create(model="gpt-4o-mini", messages=[{"role":
 print(reply.choices[0].message.content)
 """
 
-DIAMOND = """\
-version: 1
-name: diamond
-inputs:
-  q: {type: string}
-defaults:
-  model: gpt-4o-mini
-  max_completion_tokens: 64
-steps:
-  b:
-    type: chat
-    prompt: "Say B about: {{ inputs.q }}"
-  c:
-    type: chat
-    prompt: "Say C about: {{ inputs.q }}"
-  d:
-    type: chat
-    prompt: "Join: {{ steps.b.output }} / {{ steps.c.output }}"
-outputs:
-  answer: "{{ steps.d.output }}"
-"""
 
 BATCH_SCRIPT = """\
 import asyncio, json, sys
@@ -105,25 +86,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-SERVER = """\
-import sys
-from flowrun.testing import LoopbackServer
-server = LoopbackServer(latency=float(sys.argv[1])).start()
-print(server.url, flush=True)
-sys.stdin.read()
-"""
-
-
-def server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [PY, "-c", SERVER, str(latency)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -190,13 +152,13 @@ def main() -> None:
           f"{os.cpu_count()} cores)")  # fmt: skip
     results: dict[str, dict] = {}
     if "startup" in args.only:
-        proc, url = server(0.0)
+        proc, url = start_server(0.0)
         env = {**base, "OPENAI_BASE_URL": url}
         ours = [*flowrun, "run", str(tmp / "one.yaml"), "-i", "q=hello there"]
         results["startup"] = pairs("start-up", ours, [PY, str(tmp / "script.py")], env, args.pairs)
         proc.kill()
     if "batch" in args.only:
-        proc, url = server(0.05)
+        proc, url = start_server(0.05)
         env = {**base, "OPENAI_BASE_URL": url, "FLOWRUN_PROGRESS_EVERY": "3600"}
         ours = [*flowrun, "run", str(tmp / "diamond.yaml"), "--batch", str(tmp / "in.jsonl")]
         ours += ["--output", str(tmp / "out.jsonl"), "--concurrency", "32"]
