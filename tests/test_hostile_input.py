@@ -122,13 +122,23 @@ CASES = [
         f"error: Invalid value for '--rpm': {10**20} is not in the range 1<=x<=1000000000.",
     ),
     (
+        ["init", "x" * 300],
+        f"error: cannot write {'x' * 300}.yaml: File name too long",
+    ),
+    (
+        ["init", "ok", "--dir", "secret.env/sub"],
+        "error: cannot write secret.env/sub: Not a directory",
+    ),
+    (
         ["view", "--port", "99999"],
         "error: Invalid value for '--port': 99999 is not in the range 0<=x<=65535.",
     ),
 ]
 
 
-@pytest.mark.parametrize(("args", "line"), CASES, ids=[" ".join(c[0][:4]) for c in CASES])
+@pytest.mark.parametrize(
+    ("args", "line"), CASES, ids=[" ".join(a[:20] for a in c[0][:4]) for c in CASES]
+)
 def test_a_hostile_argument_is_one_line_and_exit_2(files, args, line):
     if any(a.startswith("fifo.") for a in args) and not hasattr(os, "mkfifo"):
         pytest.skip("named pipes")

@@ -86,14 +86,17 @@ def init(name: str, folder: str, force: bool) -> None:
             f"'{name}' is not a usable workflow name: use letters, digits, '-', '_' or '.'"
         )
     path = Path(folder) / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists (use --force to overwrite)")
     from flowrun.format.schema_file import find_schema_file, write_schema_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema_file = find_schema_file(path.parent)
-    if schema_file is None:
-        schema_file = write_schema_file(path.parent)
-        click.echo(f"wrote {schema_file} (the file format, for completion in editors)")
-    path.write_text(starter_text(path.stem, path, schema_file), encoding="utf-8")
+    try:
+        if path.exists() and not force:
+            raise UsageError(f"{path} already exists (use --force to overwrite)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema_file = find_schema_file(path.parent)
+        if schema_file is None:
+            schema_file = write_schema_file(path.parent)
+            click.echo(f"wrote {schema_file} (the file format, for completion in editors)")
+        path.write_text(starter_text(path.stem, path, schema_file), encoding="utf-8")
+    except OSError as exc:  # a name too long, a read-only folder, a file where a folder goes
+        raise UsageError(f"cannot write {exc.filename or path}: {exc.strerror}") from None
     click.echo(f'wrote {path}\nnext: flowrun run {path} --mock -i topic="tide pools"')
