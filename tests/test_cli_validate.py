@@ -108,7 +108,7 @@ CASES = {
         13,
         "step 'classify': schema schemas/not_a_schema.json is not a valid JSON schema: "
         "the type is not a JSON schema type (use one of: array, boolean, integer, null, "
-        "number, object, string) (at type)",  # the file's text is never quoted
+        "number, object, string) (at type, line 1, column 10)",  # its text is never quoted
         ["not a valid JSON schema", "at type"],
     ),
     "reasoning_temperature.yaml": (

@@ -179,19 +179,21 @@ def test_an_input_value_too_deep_or_too_large_is_exit_2(tmp_path):
         (
             "s.env",
             f"DB_PASSWORD={SECRET}\n",
-            "is not a valid JSON schema: the file holds text, not a schema (a mapping)",
+            "is not a valid JSON schema: the file holds text, not a schema (a mapping) "
+            "(line 1, column 1)",
         ),
         (
             "s.json",
             '{"type": "object", "properties": {"a": {"type": "' + SECRET + '"}}}',
             "is not a valid JSON schema: the type is not a JSON schema type (use one of: array, "
-            "boolean, integer, null, number, object, string) (at properties/a/type)",
+            "boolean, integer, null, number, object, string) (at properties/a/type, line 1, "
+            "column 49)",
         ),
         (
             "s.yaml",
             f"type: object\nproperties:\n  a: {{type: [{SECRET}]}}\n",
             "is not a valid JSON schema: a list that breaks the meta-schema's 'anyOf' rule "
-            "(at properties/a/type)",
+            "(at properties/a/type, line 3, column 13)",
         ),
         (
             "s.yaml",

@@ -337,6 +337,7 @@ class _Checker:
         self, ref: dict[str, Any] | str, path: tuple[Any, ...], allow_pydantic: bool
     ) -> dict[str, Any] | None:
         owner = f"step '{path[1]}'" if path[:1] == ("steps",) else ".".join(map(str, path))
+        text = None  # a schema file's text, to place its errors
         if isinstance(ref, dict):
             schema = ref
         elif allow_pydantic and ":" in ref and not ref.endswith((".json", ".yaml", ".yml")):
@@ -356,7 +357,8 @@ class _Checker:
         else:
             file = (self.wf.base_dir / ref).resolve()
             try:
-                schema = load_data(read_text(file), file.suffix == ".json")
+                text = read_text(file)
+                schema = load_data(text, file.suffix == ".json")
             except FileNotFoundError:
                 self.add(
                     path,
@@ -372,7 +374,7 @@ class _Checker:
                 return None
         error = schema_error(schema)
         if error is not None:
-            self.add(path, f"{owner}: {path[-1]} {schema_problem(ref, error)}")
+            self.add(path, f"{owner}: {path[-1]} {schema_problem(ref, error, text)}")
             return None
         if not isinstance(schema, dict):
             self.add(path, "a JSON schema must be an object")

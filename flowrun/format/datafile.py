@@ -88,11 +88,22 @@ def kind_of(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) else type(value).__name__
 
 
-def schema_problem(ref: Any, exc: Any) -> str:
+def _place(text: str, path: Any) -> str:
+    """``, line L, column C`` of ``path`` in a schema file's text, when it can be found."""
+    try:
+        _, smap, _ = parse_yaml(text, "")  # JSON is YAML: only its positions are used
+    except (yaml.YAMLError, YamlTooLarge):
+        return ""
+    line, col = smap.locate(tuple(path))
+    return f", line {line}, column {col}"
+
+
+def schema_problem(ref: Any, exc: Any, text: str | None = None) -> str:
     """Why a JSON schema is not valid, in words (``exc`` is a jsonschema ``SchemaError``).
 
-    A schema read from a file (``ref`` is its path) is never quoted: the file may not be the
-    one meant. An inline schema is part of the workflow, so its values are shown.
+    A schema read from a file (``ref`` is its path, ``text`` its text) is never quoted: the
+    file may not be the one meant; the error gives the line and column in it instead. An
+    inline schema is part of the workflow, so its values are shown.
     """
     from_file = isinstance(ref, str)
     where = "/".join(str(p) for p in exc.path)
@@ -116,4 +127,6 @@ def schema_problem(ref: Any, exc: Any) -> str:
     else:
         why = f"{kind_of(exc.instance)} that breaks the meta-schema's '{exc.validator}' rule"
     source = f"{ref} " if from_file else ""
-    return f"{source}is not a valid JSON schema: {why}" + (f" (at {where})" if where else "")
+    place = _place(text, exc.path) if text is not None else ""
+    at = f"at {where}{place}" if where else place.removeprefix(", ")
+    return f"{source}is not a valid JSON schema: {why}" + (f" ({at})" if at else "")
