@@ -71,10 +71,8 @@ class WaveCoordinator(BatchTracking):
         self.live: dict[str, Tracked] = {}  # file_id -> its batch, in flight
         self.queue = TokenQueue(self.settings.queue_tokens)
         self.busy = 0
-        self.submitted = 0  # requests submitted by this process
         self.local_seconds = 0.0  # time spent in this module's own work (not the API's)
         self.broken: BaseException | None = None
-        self.quiet_seconds = 0.0  # records working locally until the next round
         self.status = WaveStatus(self.wave)
         self._files = 0  # files this process made (for their names)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -159,9 +157,7 @@ class WaveCoordinator(BatchTracking):
         """
         try:
             while True:
-                started = time.perf_counter()
                 await self._until_quiet()
-                self.quiet_seconds += time.perf_counter() - started
                 if self.broken is not None:
                     raise self.broken
                 self._submit_round()

@@ -176,7 +176,6 @@ class WaveBatchRunner(BatchRunner):
 
     def _on_status(self, status: WaveStatus) -> None:
         status.records_done = self.summary.done
-        status.records_failed = self.summary.failed
         show = getattr(self.progress, "wave", None)
         if show is not None:
             show(status)

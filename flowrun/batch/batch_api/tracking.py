@@ -61,7 +61,6 @@ class WaveStatus:
     event: str = ""  # what just happened ("" when only the counts changed)
     collected: int = 0  # batches collected so far
     records_done: int = 0
-    records_failed: int = 0
 
     @property
     def requests(self) -> int:
@@ -97,7 +96,6 @@ class BatchTracking:
     answers: dict[str, Outcome]
     live: dict[str, Tracked]
     queue: TokenQueue
-    submitted: int
     local_seconds: float
     on_status: Callable[[WaveStatus], None] | None
     status: WaveStatus
@@ -122,7 +120,6 @@ class BatchTracking:
                 )
             return None
         self.state.file_uploaded(self.run_id, wave, file_id, endpoint, model, cids, len(data))
-        self.submitted += len(cids)
         return await self._create(file_id, endpoint, model, cids, wave)
 
     async def _create(
