@@ -79,7 +79,7 @@ def test_skipped_records_are_not_parsed(tmp_path):
 
 
 def test_mapping_problems_are_usage_errors():
-    with pytest.raises(UsageError, match="both by --map and by -i"):
+    with pytest.raises(UsageError, match="both by mapping and by inputs"):
         ColumnMapping(SPEC, ["text=a"], {"text": "x"})
     with pytest.raises(UsageError, match="expects INPUT=COLUMN"):
         ColumnMapping(SPEC, ["text"])

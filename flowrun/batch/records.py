@@ -111,7 +111,7 @@ class RecordFile:
             head = next((line for line in f if line.strip()), b"")
         if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"["):
             raise UsageError(
-                f"{self.name} holds a JSON array; --batch reads JSON Lines (one object per line)",
+                f"{self.name} holds a JSON array; a records file is JSON Lines (one object per line)",
                 hint="convert it with: jq -c '.[]' FILE > FILE.jsonl",
             )
         try:
@@ -272,7 +272,7 @@ def parse_mapping_value(value: str) -> str:
         return match.group("column").strip()
     if text.startswith("${"):
         raise UsageError(
-            f"--map value {value!r}: only ${{data.COLUMN}} references are supported "
+            f"mapping value {value!r}: only ${{data.COLUMN}} references are supported "
             "(or a plain column name)"
         )
     return text
@@ -298,13 +298,13 @@ class ColumnMapping:
             if name not in spec.inputs:
                 declared = ", ".join(spec.inputs) or "none"
                 raise UsageError(
-                    f"--map {name}=...: the workflow has no input '{name}' (it declares: {declared})"
+                    f"mapping[{name}]: the workflow has no input '{name}' (it declares: {declared})"
                 )
             if name in self.constants:
-                raise UsageError(f"input '{name}' is given both by --map and by -i/--inputs-file")
+                raise UsageError(f"input '{name}' is given both by mapping and by inputs")
             column = parse_mapping_value(value)
             if not column:
-                raise UsageError(f"--map {name}=: give a column name")
+                raise UsageError(f"mapping[{name}]: give a column name")
             self.sources[name] = column
             if not _DATA_REF.match(value.strip()):
                 self.plain.add(name)
@@ -333,14 +333,14 @@ class ColumnMapping:
         for name, column in self.sources.items():
             if column not in have:
                 raise UsageError(
-                    f"{file}:1: --map {name}: no column '{column}' (columns: {listing})",
+                    f"{file}:1: mapping[{name}]: no column '{column}' (columns: {listing})",
                     hint=self._constant_hint(name),
                 )
         for name in self.implicit:
             if self.spec.inputs[name].required and name not in have:
                 raise UsageError(
                     f"{file}:1: no column for the required input '{name}' (columns: {listing})",
-                    hint=f"map another column to it: --map {name}=COLUMN",
+                    hint=f"map another column to it: mapping[{name}]=COLUMN",
                 )
 
     def check_sample(self, keys: list[str], file: str) -> None:
@@ -350,8 +350,8 @@ class ColumnMapping:
             column = self.sources[name]
             if column not in keys:
                 raise UsageError(
-                    f"{file}: --map {name}={column}: the first record has no column '{column}'"
-                    f" (columns: {', '.join(keys) or 'none'}); --map takes a column",
+                    f"{file}: mapping[{name}]={column}: the first record has no column '{column}'"
+                    f" (columns: {', '.join(keys) or 'none'}); a mapping takes a column",
                     hint=self._constant_hint(name),
                 )
 
@@ -360,7 +360,7 @@ class ColumnMapping:
             return None
         return (
             f"for the same value in every record, give it with -i {name}=VALUE "
-            f"(or map a column with --map {name}='${{data.COLUMN}}')"
+            f"(or map a column with mapping[{name}]='${{data.COLUMN}}')"
         )
 
     def where(self, record: SourceRecord) -> str:

@@ -354,7 +354,7 @@ class BatchRunner:
             raise UsageError(
                 str(exc),
                 hint="the first record is unusable, so nothing was run; "
-                "check the file and --map (later bad records fail alone)",
+                "check the file and the column mapping (later bad records fail alone)",
             ) from None
 
     def forget(self, result: BatchResult) -> None:

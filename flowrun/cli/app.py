@@ -8,6 +8,7 @@ exits with its code; tracebacks appear only with ``--debug`` (anywhere on the li
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -71,7 +72,14 @@ CLI_WORDS = (
     ('via="live"', "--via live"),
     ('via="batch-api"', "--via batch-api"),
     ("client=MockClient() (flowrun.provider.mock)", "--mock"),
+    ("both by mapping and by inputs", "both by --map and by -i/--inputs-file"),
+    ("; a mapping takes a column", "; --map takes a column"),
+    ("the column mapping", "--map"),
+    ("mapping value ", "--map value "),
+    ("a records file is JSON Lines", "--batch reads JSON Lines"),
 )
+# ... and patterns: ``mapping[q]`` -> ``--map q``
+CLI_PATTERNS = ((re.compile(r"\bmapping\[([^\]]*)\]"), r"--map \1"),)
 # What the CLI adds to an error's first line: the command that shows what exists.
 CLI_HINTS: dict[type[FlowrunError], Callable[[Any], str]] = {
     UnknownRun: lambda exc: " (see: flowrun runs list)",
@@ -83,6 +91,8 @@ def cli_text(text: str) -> str:
     """A core message in the CLI's words: ``the run's max_cost`` -> ``--max-cost``."""
     for api, flag in CLI_WORDS:
         text = text.replace(api, flag)
+    for pattern, flags in CLI_PATTERNS:
+        text = pattern.sub(flags, text)
     return text
 
 
