@@ -23,8 +23,9 @@ Scenarios:
 
 - ``single``: a chain of 8 chat steps (each step's result committed as the step ends);
 - ``foreach``: one foreach step over 24 items, 4 at a time (each item committed as it ends);
-- ``batch``: ``--batch`` over 40 records of a 2-step chain, concurrency 8 (a record's steps
-  are committed every 0.2 s, and its line written when it is next in order).
+- ``batch``: ``--batch`` over 40 records of a 2-step chain, concurrency 8 (a step that made a
+  model call is committed as it completes, and a record's line written when it is next in
+  order).
 """
 
 from __future__ import annotations

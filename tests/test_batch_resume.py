@@ -362,3 +362,27 @@ def test_a_full_disk_keeps_the_finished_records_and_resume_asks_nothing_again(
     assert [x["outputs"]["answer"] for x in got] == ["first"] + [
         f"echo: Answer (plain): q{i}" for i in (1, 2, 3)
     ]
+
+
+def test_a_paid_step_is_in_the_store_before_the_step_after_it_is_asked(
+    server, tmp_path, monkeypatch
+):
+    """A live batch commits a step that made a model call the moment it completes (kill -9
+    then loses no answered call), not at the next periodic flush: here there is none."""
+    from tests.run_helpers import query
+
+    monkeypatch.setattr("flowrun.batch.runner.TICK_S", 3600.0)
+    stored_when_d_asked: list[set[str]] = []
+
+    def d(req):
+        rows = query("SELECT step_id FROM batch_steps WHERE record_index=0")
+        stored_when_d_asked.append({row[0] for row in rows})
+        return Reply(content="joined")
+
+    server.add(d, match="D ")
+    wf = write(tmp_path, DIAMOND)
+    data = jsonl(tmp_path / "in.jsonl", [{"q": "q0"}])
+    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "out.jsonl")
+    assert res.code == 0, res.stderr
+    assert stored_when_d_asked == [{"b", "c"}]
+    assert _stored_steps() == 0  # the record's line is written: its steps are cleared

@@ -69,15 +69,19 @@ class BatchBudgetGate(BudgetGate):
 
 
 class _StepSink:
-    """The executor's recorder for one record: completed steps go to the batch store."""
+    """The executor's recorder for one record: completed steps go to the batch store, a step
+    that made a model call committed at once when ``commit_paid`` (live calls: its answer
+    exists nowhere else)."""
 
-    __slots__ = ("store", "batch_id", "index")
+    __slots__ = ("store", "batch_id", "index", "commit_paid")
 
-    def __init__(self, store: Any, batch_id: str, index: int) -> None:
+    def __init__(self, store: Any, batch_id: str, index: int, commit_paid: bool) -> None:
         self.store, self.batch_id, self.index = store, batch_id, index
+        self.commit_paid = commit_paid
 
     def step_finished(self, run_id: str, result: StepResult) -> None:
-        self.store.add_step(self.batch_id, self.index, result)
+        paid = self.commit_paid and any(not c.cached for c in result.calls)
+        self.store.add_step(self.batch_id, self.index, result, commit=paid)
 
 
 class BatchRunner:
@@ -88,6 +92,8 @@ class BatchRunner:
     """
 
     executor_class: type[Executor] = Executor
+    #: a step that made a model call is committed to the batch store as it completes
+    commit_paid_steps = True
 
     def __init__(
         self,
@@ -156,7 +162,9 @@ class BatchRunner:
         reused = set(completed or ())
         wasted: list[CallRecord] = []
         recorder = (
-            _StepSink(self.store, self.batch_id, rec.index) if self.store is not None else None
+            _StepSink(self.store, self.batch_id, rec.index, self.commit_paid_steps)
+            if self.store is not None
+            else None
         )
         retrying = False  # while a refused record retries, no new record starts
         try:

@@ -4,11 +4,12 @@ A record's line in the output file is the durable result of a finished record. U
 line is written, the record's completed steps (paid for) live here, so a record that fails,
 waits in the reorder buffer, or is cut off by a crash does not pay for them again on resume.
 
-Writes are batched: completed steps are buffered and committed together every
-``FLUSH_EVERY_S`` seconds (and on every exit but ``kill -9``); a record whose line is written
-before that never touches the database, and the rows of a record are deleted once its line
-says it succeeded. So a batch of quick records costs almost no store writes, and ``kill -9``
-loses at most the last ``FLUSH_EVERY_S`` seconds of completed steps.
+A step that made a model call (paid for) is committed the moment it completes
+(``add_step(..., commit=True)``), with whatever else is buffered: ``kill -9`` loses no answered
+call. Other writes are batched: steps that called no model (tools: nothing paid, cheap to run
+again), finished records and deletions are committed together every ``FLUSH_EVERY_S`` seconds
+(and on every exit but ``kill -9``); the rows of a record are deleted once its line says it
+succeeded. So a batch of quick tool-only records costs almost no store writes.
 """
 
 from __future__ import annotations
@@ -170,10 +171,15 @@ class BatchStore:
         return _row(rows[0]) if rows else None
 
     # --- completed steps of unfinished records ---------------------------------------------
-    def add_step(self, batch_id: str, index: int, result: StepResult) -> None:
-        """Buffer a completed step of a record (committed by the next ``flush``)."""
+    def add_step(
+        self, batch_id: str, index: int, result: StepResult, *, commit: bool = False
+    ) -> None:
+        """Keep a completed step of a record: committed now with ``commit`` (a step that was
+        paid for), else by the next ``flush``."""
         if result.status in KEPT_STATUSES:
             self._pending.setdefault((batch_id, index), []).append(result)
+            if commit:
+                self.flush()
 
     def forget(self, batch_id: str, index: int) -> None:
         """The record succeeded and its line is written: its steps are no longer needed."""

@@ -68,6 +68,9 @@ class WaveBatchRunner(BatchRunner):
     """``BatchRunner`` over the Batch API. ``batch_id`` names the run in the Batch API tables."""
 
     executor_class = WaveExecutor
+    # a collected answer is durable in the Batch API state already (and arrives in bulk):
+    # completed steps are committed with the periodic flush
+    commit_paid_steps = False
 
     def __init__(
         self,
