@@ -64,12 +64,21 @@ def write(folder: Path, text: str, name: str = "wf.yaml") -> Path:
     return path
 
 
+# ``python -m flowrun`` with Ctrl-C restored: a background job of a non-interactive shell (a CI
+# script's ``cmd &``) starts with SIGINT ignored, and its children inherit that, so the tests
+# that send SIGINT would test nothing there.
+_AS_FLOWRUN = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('flowrun', run_name='__main__', alter_sys=True)"
+)
+
+
 def start_flowrun(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Any:
     """``python -m flowrun ARGS`` in the background (stdout/stderr piped, text mode)."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, "-m", "flowrun", *map(str, args)],
+        [sys.executable, "-c", _AS_FLOWRUN, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
