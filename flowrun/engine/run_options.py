@@ -98,8 +98,7 @@ def budget_limit(wf: LoadedWorkflow, prices: PriceTable, max_cost: float | None)
     """
     from flowrun.format.budget_checks import budget_problems
 
-    if max_cost is not None:
-        check_max_cost(max_cost)
+    if max_cost is not None:  # (checked when its RunOptions was made)
         limit, source = max_cost, f"max_cost={max_cost:g}"
     elif wf.spec.budget is not None:
         limit, source = wf.spec.budget.max_cost_usd, "budget.max_cost_usd"
