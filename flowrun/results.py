@@ -346,6 +346,16 @@ class RunResult:
         return data
 
 
+def seconds_text(value: float | None, unknown: str = "-") -> str:
+    """A duration as the history shows it: ``4.2s``, ``3m07s``, ``2h05m`` (``unknown``: None)."""
+    if value is None:
+        return unknown
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def usd_text(value: float | None, note: str | None = None) -> str:
     """A cost as people read it: dollars, or why there are none (``note``: "mock" for a
     ``--mock`` run, else "unpriced")."""

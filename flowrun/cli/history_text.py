@@ -6,16 +6,12 @@ import json
 from typing import Any
 
 from flowrun.cli.text import format_value, table
+from flowrun.results import seconds_text
 from flowrun.results import usd_text as usd
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+    return seconds_text(seconds)
 
 
 def format_history(rows: list[Any]) -> str:

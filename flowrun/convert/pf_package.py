@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowrun.convert.pf_flow import PfNode, parse_ref
+from flowrun.convert.pf_llm import connection_notes
 from flowrun.convert.pf_prompt import jinja_literal
 from flowrun.convert.report import Report
 
@@ -34,12 +35,5 @@ def package_step(node: PfNode, report: Report) -> tuple[dict[str, Any], str] | N
     else:
         report.add(node.name, "model", "no fixed model or deployment_name; flowrun's default")
     step["input"] = value
-    connection = inputs.get("connection")
-    if connection:
-        report.add(
-            node.name,
-            f"connection '{connection}'",
-            "flowrun calls the server in OPENAI_BASE_URL with OPENAI_API_KEY",
-            blocking=False,
-        )
+    connection_notes(node, report)
     return step, "embed step"

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from flowrun.redaction import redact
+from flowrun.results import seconds_text
 from flowrun.results import usd_text as usd
 
 CSS = """
@@ -67,12 +68,7 @@ def badge(status: str) -> str:
 
 
 def seconds(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value < 60:
-        return f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+    return seconds_text(value, unknown="–")
 
 
 def pretty(value: Any) -> str:
