@@ -195,9 +195,10 @@ async def aresume_run(
         given = {"max_cost": max_cost, "prices": prices, "transcripts": transcripts}
         stored = {**plan.options, **{k: v for k, v in given.items() if v is not None}}
         options = RunOptions(client, cache=cache, on_text=on_text, on_step=on_step).over(stored)
-        spent = sum(r.cost_usd or 0.0 for r in plan.completed.values())  # (None: a mock)
+        options = options.ready(plan.workflow)
+        # what the run paid so far, kept steps, stored foreach items and failed attempts alike
+        spent = db.mark_resumed(plan.run_id, rerun=plan.rerun)
         services = make_services(plan.workflow, options, store=db, spent=spent)
-        db.mark_resumed(plan.run_id)
         result = await _execute(
             plan.workflow,
             plan.inputs,
@@ -208,6 +209,7 @@ async def aresume_run(
             completed=plan.completed,
         )
         result.kept_steps = [sid for sid in result.steps if sid in plan.completed]
+        result.earlier_usd = db.get_run(plan.run_id).earlier_cost_usd
         return result
     finally:
         if owned:

@@ -319,6 +319,8 @@ class RunResult:
     metrics: dict[str, Any] | None = None  #: what aggregate steps logged (None: none ran)
     #: a resume: the steps kept from before it (their calls are in the cost, not made again)
     kept_steps: list[str] = field(default_factory=list)
+    #: a resume: what attempts of the steps it ran again had paid before (not in ``cost``)
+    earlier_usd: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -343,6 +345,8 @@ class RunResult:
             data["warnings"] = self.warnings
         if self.kept_steps:
             data["kept_steps"] = self.kept_steps
+        if self.earlier_usd:
+            data["earlier_attempts_usd"] = round(self.earlier_usd, 8)
         return data
 
 

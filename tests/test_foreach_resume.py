@@ -122,6 +122,10 @@ def test_a_failed_item_keeps_the_others_and_resume_run_asks_it_alone(server, tmp
     assert result.outputs["labels"].split(",")[11] == "echo: label item 11"
     assert result.steps["label"].kept_calls == 11
     assert result.cost.calls == 13
+    # the kept items were paid once, and count once in the run's cost
+    shown = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    assert shown["cost_usd"] == pytest.approx(result.cost.total_usd)
+    assert not result.earlier_usd
 
 
 def test_a_changed_step_runs_its_items_again(server, tmp_path):
@@ -132,10 +136,17 @@ def test_a_changed_step_runs_its_items_again(server, tmp_path):
     server.add(Reply(status=400, error="bad item"), match="label item 11")
     assert flowrun("run", wf).code == 1
     run_id = only_run_id()
+    paid_before = json.loads(flowrun("runs", "show", run_id, "--json").stdout)["cost_usd"]
+    assert paid_before > 0  # the eleven items answered
     wf.write_text(one_by_one.replace("label item {{ item }}", "label item: {{ item }}"))
     server.reset()
     res = flowrun("resume", run_id)
     assert res.code == 0, res.stderr
+    # the old items, asked again, were paid for all the same: the run's cost keeps them
+    assert f"earlier attempts of the steps run again: ${paid_before:.6f}" in res.stderr
+    shown = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    now = sum(step["cost_usd"] for step in shown["steps"].values())
+    assert shown["cost_usd"] == pytest.approx(paid_before + now)
     asked = Counter(r.last_user_text for r in server.requests_to("/chat/completions"))
     assert sum(v for k, v in asked.items() if k.startswith("label item: ")) == 12
     assert "foreach items answered before" not in res.stderr

@@ -288,3 +288,48 @@ def test_a_step_that_finished_just_before_the_stop_is_saved(server, tmp_path):
     result = resume_run(only_run_id())
     assert result.ok, result.error
     assert _requests_for(server, "quick step") == 0 and _requests_for(server, "slow step") == 1
+
+
+def test_a_failed_steps_paid_calls_stay_in_the_run_total_after_a_resume(server, tmp_path):
+    """A step that made a paid call and then failed (its reply broke its schema) is run again
+    by each resume: every attempt was paid for, so the run's total keeps them all."""
+    wf = write(
+        tmp_path,
+        TWO_STEPS.replace(
+            '    prompt: "second after {{ steps.first.output }}"',
+            '    prompt: "second after {{ steps.first.output }}. Reply in JSON."\n'
+            "    response_format: json\n"
+            "    output_schema: {type: object, required: [n]}\n",
+        ),
+    )
+    server.add(Reply(content='{"m": 1}'), match="second after")
+    assert flowrun("run", wf).code == 1
+    run_id = only_run_id()
+    first = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    attempt = first["cost_usd"] - first["steps"]["first"]["cost_usd"]
+    assert attempt > 0  # the failed step's call is in the run's cost
+
+    server.add(Reply(content='{"m": 2}'), match="second after")
+    again = flowrun("resume", run_id, "--json")  # a bad reply again: fails again
+    assert again.code == 1
+    assert json.loads(again.stdout)["earlier_attempts_usd"] == pytest.approx(attempt)
+    second = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    attempt_2 = second["steps"]["second"]["cost_usd"]
+    assert attempt_2 > 0 and second["cost_usd"] == pytest.approx(first["cost_usd"] + attempt_2)
+
+    calls_before = len(server.requests_to("/chat/completions"))
+    server.add(Reply(content='{"n": 1}'), match="second after")
+    res = flowrun("resume", run_id)
+    assert res.code == 0, res.stderr
+    assert len(server.requests_to("/chat/completions")) == calls_before + 1
+    assert f"earlier attempts of the steps run again: ${attempt + attempt_2:.6f}" in res.stderr
+    after = json.loads(flowrun("runs", "show", run_id, "--json").stdout)
+    assert after["status"] == "succeeded"
+    assert after["cost_usd"] == pytest.approx(
+        first["steps"]["first"]["cost_usd"]
+        + attempt
+        + attempt_2
+        + after["steps"]["second"]["cost_usd"]
+    )
+    listed = json.loads(flowrun("runs", "list", "--json").stdout)
+    assert listed[0]["cost_usd"] == after["cost_usd"]

@@ -97,6 +97,12 @@ def format_cost_report(result: RunResult) -> str:
         lines.append(
             f"resumed: {', '.join(parts)}; this resume made {made} call{'' if made == 1 else 's'}"
         )
+    if result.earlier_usd:
+        lines.append(
+            f"earlier attempts of the steps run again: {usd_text(result.earlier_usd)}, paid"
+            f" before this resume (not in the total above; `flowrun runs show {result.run_id}`"
+            " counts it)"
+        )
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
     lines.append(f"run {result.run_id} {result.status} in {result.duration_s:.2f}s")

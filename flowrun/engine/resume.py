@@ -19,6 +19,8 @@ class ResumePlan:
     inputs: dict[str, Any]
     completed: dict[str, StepResult]
     options: dict[str, Any]
+    #: the stored steps the resume runs again (failed ones): their rows are replaced
+    rerun: list[str]
 
 
 def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
@@ -49,7 +51,8 @@ def plan_resume(store: Any, run_id: str, *, force: bool = False) -> ResumePlan:
                 f"the workflow {row.workflow_path} changed since run {row.id} in ways that affect completed "
                 f"step(s) {', '.join(changed)}; run it afresh, or resume with force=True to keep their old results"
             )
-    return ResumePlan(row.id, current, row.inputs, completed, row.options)
+    rerun = [sid for sid in stored if sid in current.spec.steps and sid not in completed]
+    return ResumePlan(row.id, current, row.inputs, completed, row.options, rerun)
 
 
 def changed_completed_steps(

@@ -216,6 +216,12 @@ def m010_step_items(db: sqlite3.Connection) -> None:
     )
 
 
+def m011_earlier_attempts(db: sqlite3.Connection) -> None:
+    """What a run paid for steps that a resume ran again (a failed step's calls, a foreach
+    item asked afresh): part of the run's cost, though no step row holds it any more."""
+    db.executescript("ALTER TABLE runs ADD COLUMN earlier_cost_usd REAL NOT NULL DEFAULT 0;")
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -227,6 +233,7 @@ MIGRATIONS: list[Migration] = [
     m008_batch_records_counts,
     m009_run_cost_note,
     m010_step_items,
+    m011_earlier_attempts,
 ]
 
 

@@ -23,9 +23,11 @@ from flowrun.store.sqlite import Database, Row, utc_now
 from flowrun.store.sqlite import store_error as store_error
 from flowrun.store.transcripts import dump_transcript, load_transcript
 
-# the run's cost so far: its steps, and the finished items of foreach steps not yet finished
+# the run's cost so far: its steps, the finished items of foreach steps not yet finished, and
+# what earlier attempts of steps run again by a resume paid
 _UPDATE_COST = (
-    "UPDATE runs SET cost_usd=(SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?1)"
+    "UPDATE runs SET cost_usd=earlier_cost_usd"
+    " + (SELECT COALESCE(SUM(cost_usd), 0) FROM steps WHERE run_id=?1)"
     " + (SELECT COALESCE(SUM(cost_usd), 0) FROM step_items WHERE run_id=?1 AND step_id NOT IN"
     " (SELECT step_id FROM steps WHERE run_id=?1)) WHERE id=?2"
 )
@@ -66,6 +68,8 @@ class RunRow:
     pid: int | None = None
     #: why cost_usd is no dollar figure: "mock" or "unpriced" (None: it is the whole cost)
     cost_note: str | None = None
+    #: the part of cost_usd paid for attempts of steps that a resume ran again
+    earlier_cost_usd: float = 0.0
 
     @property
     def process_alive(self) -> bool:
@@ -184,6 +188,12 @@ class RunStore:
         so far; a resume of the run reuses it instead of asking again (``load_items``)."""
         cost = sum(c.get("cost_usd") or 0.0 for c in item.get("calls") or [])
         self._transaction(
+            (  # an item stored before under another key was paid for, and is now replaced
+                "UPDATE runs SET earlier_cost_usd=earlier_cost_usd + COALESCE((SELECT cost_usd"
+                " FROM step_items WHERE run_id=?1 AND step_id=?2 AND item_index=?3"
+                " AND item_key!=?4), 0) WHERE id=?1",
+                (run_id, step_id, index, key),
+            ),
             (
                 "INSERT OR REPLACE INTO step_items (run_id, step_id, item_index, item_key, cost_usd, record, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, step_id, index, key, cost, _dumps(item), utc_now()),
@@ -199,27 +209,49 @@ class RunStore:
         )
         return {index: (key, json.loads(record)) for index, key, record in rows}
 
-    def mark_resumed(self, run_id: str) -> None:
-        self._write(
-            "UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
-            (os.getpid(), run_id),
+    def mark_resumed(self, run_id: str, rerun: list[str] = ()) -> float:
+        """Mark a run running again; the stored rows of the steps it runs again (``rerun``:
+        failed ones) go, their cost staying in the run's (``earlier_cost_usd``) except for
+        their finished foreach items, which stay stored for the resume to reuse.
+        Returns the run's cost so far: what the resume's budget starts from."""
+        forget = []
+        for step_id in rerun:
+            forget += [
+                (
+                    "UPDATE runs SET earlier_cost_usd=earlier_cost_usd + COALESCE((SELECT"
+                    " cost_usd FROM steps WHERE run_id=?1 AND step_id=?2), 0) - (SELECT"
+                    " COALESCE(SUM(cost_usd), 0) FROM step_items WHERE run_id=?1 AND step_id=?2)"
+                    " WHERE id=?1 AND EXISTS (SELECT 1 FROM steps WHERE run_id=?1 AND step_id=?2)",
+                    (run_id, step_id),
+                ),
+                ("DELETE FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)),
+            ]
+        self._transaction(
+            *forget,
+            (_UPDATE_COST, (run_id, run_id)),
+            (
+                "UPDATE runs SET status='running', ended_at=NULL, error=NULL, failed_step=NULL, pid=? WHERE id=?",
+                (os.getpid(), run_id),
+            ),
         )
         _ACTIVE_RUNS.add(run_id)
+        return self.get_run(run_id).cost_usd
 
     def finish_run(self, result: RunResult, status: str | None = None) -> None:
         _ACTIVE_RUNS.discard(result.run_id)
-        cost = sum(s.cost_usd for s in self.load_steps(result.run_id).values())
-        self._write(
-            "UPDATE runs SET status=?, ended_at=?, cost_usd=?, outputs=?, error=?, failed_step=? WHERE id=?",
+        self._transaction(
             (
-                status or result.status,
-                utc_now(),
-                cost,
-                _dumps(result.outputs),
-                redact(result.error or "") or None,
-                result.failed_step,
-                result.run_id,
+                "UPDATE runs SET status=?, ended_at=?, outputs=?, error=?, failed_step=? WHERE id=?",
+                (
+                    status or result.status,
+                    utc_now(),
+                    _dumps(result.outputs),
+                    redact(result.error or "") or None,
+                    result.failed_step,
+                    result.run_id,
+                ),
             ),
+            (_UPDATE_COST, (result.run_id, result.run_id)),
         )
 
     def save_metrics(self, owner: str, metrics: dict[str, Any], kind: str = "run") -> None:
@@ -371,6 +403,7 @@ def _row(row: Row) -> RunRow:
         json.loads(row["options"] or "{}"),
         row["pid"],
         row["cost_note"],
+        row["earlier_cost_usd"] or 0.0,
     )
     if run.status == "running" and not run.process_alive:
         run.status = "interrupted"  # its process died (kill -9, power cut) without saying so
