@@ -289,3 +289,29 @@ def test_a_very_large_file_is_refused_for_its_size_not_for_aliases(tmp_path):
         "limit of a file flowrun reads; split the file"
     )
     assert "alias" not in res.stderr
+
+
+def test_a_nul_character_in_a_file_name_is_one_line(tmp_path, monkeypatch, server):
+    """YAML can write a NUL ("\\0") into a file name and the Python API can pass one: the OS
+    refuses such names, and flowrun says so at the name instead of an internal error."""
+    from flowrun.api import run_workflow
+    from flowrun.errors import WorkflowInvalid
+
+    monkeypatch.chdir(tmp_path)
+    step = "steps:\n  a:\n    type: chat\n    prompt: hi\n"
+    (tmp_path / "schema.yaml").write_text(HEAD + step + '    output_schema: "x\\0.json"\n')
+    res = flowrun("validate", "schema.yaml")
+    assert res.code == 2, res.output
+    assert res.stderr.strip() == (
+        "schema.yaml:8:20: step 'a': output_schema file not found: 'x\\x00.json' has a NUL "
+        "character"
+    )
+    (tmp_path / "image.yaml").write_text(HEAD + step + '    images: ["a\\0.png"]\n')
+    res = flowrun("run", "image.yaml")
+    assert res.code == 1 and "Traceback" not in res.output and "internal error" not in res.output
+    assert "error: step 'a' failed: image not found: 'a\\x00.png' has a NUL character" in (
+        res.stderr
+    )
+    assert server.requests_to("/chat/completions") == []
+    with pytest.raises(WorkflowInvalid, match="no such file"):
+        run_workflow("wf\0.yaml")

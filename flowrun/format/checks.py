@@ -355,6 +355,9 @@ class _Checker:
                 return None
             schema = model.model_json_schema()
         else:
+            if "\0" in ref:  # (no file name has one; the OS would refuse it)
+                self.add(path, f"{owner}: {path[-1]} file not found: {ref!r} has a NUL character")
+                return None
             file = (self.wf.base_dir / ref).resolve()
             try:
                 text = read_text(file)

@@ -35,6 +35,8 @@ def load_workflow(
     """
     from flowrun.format.textfile import NotText, read_text
 
+    if "\0" in str(path):  # (the Python API: no file name has one)
+        raise WorkflowInvalid([Problem(repr(str(path)), 1, 1, "no such file (a NUL character)")])
     path = Path(path)
     try:
         text = read_text(path)

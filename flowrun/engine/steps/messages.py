@@ -115,6 +115,8 @@ def image_part(source: str, detail: str | None, env: StepEnv) -> dict[str, Any]:
     if source.startswith(("http://", "https://", "data:")):
         url = source
     else:
+        if "\0" in source:  # (no file name has one; the OS would refuse it)
+            raise ImageFileError(f"image not found: {source!r} has a NUL character")
         path = Path(source).expanduser()
         if not path.is_absolute() and not path.exists():
             path = env.workflow.base_dir / path  # relative to the workflow file
