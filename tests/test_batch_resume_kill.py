@@ -81,3 +81,44 @@ def test_a_cut_off_partial_line_is_dropped_and_a_stale_partial_needs_resume(serv
     assert res.code == 2
     assert f"error: {partial} holds the results of a resume that was cut off" in res.stderr
     assert "hint: continue it with --resume" in res.stderr
+
+
+FOREACH = """\
+version: 1
+name: labels
+inputs:
+  question: {type: string}
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 20
+steps:
+  label:
+    type: chat
+    foreach: "{{ range(6) | list }}"
+    max_concurrency: 1
+    prompt: "label {{ inputs.question }} item {{ item }}"
+outputs:
+  labels: "{{ steps.label.output | join(',') }}"
+"""
+
+
+def test_a_killed_batch_keeps_the_answered_items_of_a_foreach_step(server, tmp_path):
+    """kill -9 in the middle of a record's foreach step: the items answered before the kill
+    were paid for, so the resumed batch asks only the rest of them."""
+    wf = write(tmp_path, FOREACH)
+    data = jsonl(tmp_path / "in.jsonl", [{"question": "q0"}])
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(content="slow", latency=60), match="q0 item 3", times=1)
+    args = ("run", wf, "--batch", data, "--output", out)
+    first = start_flowrun(*args)
+    wait_for(lambda: prompts(server)["label q0 item 3"] == 1, what="item 3's request")
+    kill_9(first)
+    assert Counter(prompts(server)) == Counter({f"label q0 item {i}": 1 for i in range(4)})
+
+    res = flowrun(*args, "--resume")
+    assert res.code == 0, res.stderr
+    # items 0-2 were answered before the kill: only item 3 (killed in flight) and 4-5 are asked
+    assert prompts(server) == Counter({f"label q0 item {i}": 2 if i == 3 else 1 for i in range(6)})
+    assert lines(out)[0]["outputs"]["labels"] == ",".join(
+        f"echo: label q0 item {i}" for i in range(6)
+    )

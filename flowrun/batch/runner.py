@@ -84,6 +84,22 @@ class _StepSink:
         self.store.add_step(self.batch_id, self.index, result, commit=paid)
 
 
+class _ItemSink(_StepSink):
+    """A live batch's recorder also keeps each finished foreach item, committed at once when
+    it made a model call, and gives a resumed record its stored items back."""
+
+    __slots__ = ()
+
+    def item_finished(
+        self, run_id: str, step_id: str, item_index: int, key: str, item: dict[str, Any]
+    ) -> None:
+        paid = any(not c.get("cached") for c in item.get("calls") or [])
+        self.store.add_item(self.batch_id, self.index, step_id, item_index, key, item, commit=paid)
+
+    def load_items(self, run_id: str, step_id: str) -> dict[int, tuple[str, dict[str, Any]]]:
+        return self.store.load_items(self.batch_id, self.index, step_id)
+
+
 class BatchRunner:
     """Runs ``wf`` over ``records`` and yields ``BatchResult`` in input order (``results()``).
 
@@ -161,8 +177,9 @@ class BatchRunner:
         completed = self.reuse(rec.index) if self.reuse is not None else None
         reused = set(completed or ())
         wasted: list[CallRecord] = []
+        sink = _ItemSink if self.commit_paid_steps else _StepSink  # (Batch API: its own state)
         recorder = (
-            _StepSink(self.store, self.batch_id, rec.index, self.commit_paid_steps)
+            sink(self.store, self.batch_id, rec.index, self.commit_paid_steps)
             if self.store is not None
             else None
         )

@@ -9,7 +9,8 @@ A step that made a model call (paid for) is committed the moment it completes
 call. Other writes are batched: steps that called no model (tools: nothing paid, cheap to run
 again), finished records and deletions are committed together every ``FLUSH_EVERY_S`` seconds
 (and on every exit but ``kill -9``); the rows of a record are deleted once its line says it
-succeeded. So a batch of quick tool-only records costs almost no store writes.
+succeeded. So a batch of quick tool-only records costs almost no store writes. The finished
+items of a ``foreach`` step are kept the same way (``add_item``), until their record is done.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class BatchStore:
         self._flushed: set[tuple[str, int]] = set()
         self._deletes: list[tuple[str, int]] = []
         self._records: list[tuple[Any, ...]] = []  # finished records' rows, for the history
+        self._items: list[tuple[Any, ...]] = []  # finished foreach items' rows
         self.db = Database(self.path)
 
     def close(self) -> None:
@@ -181,6 +183,38 @@ class BatchStore:
             if commit:
                 self.flush()
 
+    def add_item(
+        self,
+        batch_id: str,
+        index: int,
+        step_id: str,
+        item_index: int,
+        key: str,
+        item: dict[str, Any],
+        *,
+        commit: bool = False,
+    ) -> None:
+        """Keep a finished foreach item of a record (``key``: what it was computed from):
+        committed now with ``commit`` (it was paid for), else by the next ``flush``."""
+        record = redact(json.dumps(item, default=str))
+        self._items.append((batch_id, index, step_id, item_index, key, record))
+        self._pending.setdefault((batch_id, index), [])
+        if commit:
+            self.flush()
+
+    def load_items(
+        self, batch_id: str, index: int, step_id: str
+    ) -> dict[int, tuple[str, dict[str, Any]]]:
+        """The stored finished items of a record's foreach step: ``{item: (key, item)}``."""
+        if (batch_id, index) not in self._flushed:  # none stored for this record
+            return {}
+        rows = self._run(
+            "SELECT item_index, item_key, record FROM batch_items"
+            " WHERE batch_id=? AND record_index=? AND step_id=?",
+            (batch_id, index, step_id),
+        )
+        return {row[0]: (row[1], json.loads(row[2])) for row in rows}
+
     def forget(self, batch_id: str, index: int) -> None:
         """The record succeeded and its line is written: its steps are no longer needed."""
         key = (batch_id, index)
@@ -198,21 +232,27 @@ class BatchStore:
 
     def flush(self) -> None:
         """Commit buffered steps, finished records and deletions in one transaction."""
-        if not self._pending and not self._deletes and not self._records:
+        if not self._pending and not self._deletes and not self._records and not self._items:
             return
         rows = [
             (bid, index, r.id, r.cost_usd, redact(json.dumps(r.to_record(), default=str)))
             for (bid, index), results in self._pending.items()
             for r in results
         ]
-        deletes, records = self._deletes, self._records
+        deletes, records, items = self._deletes, self._records, self._items
         with self.db.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO batch_items (batch_id, record_index, step_id,"
+                " item_index, item_key, record) VALUES (?, ?, ?, ?, ?, ?)",
+                items,
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd, record)"
                 " VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany("DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes)
+            db.executemany("DELETE FROM batch_items WHERE batch_id=? AND record_index=?", deletes)
             db.executemany(
                 "INSERT OR REPLACE INTO batch_records (batch_id, record_index, status,"
                 " cost_usd, duration_s, line, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -222,11 +262,14 @@ class BatchStore:
         self._pending = {}
         self._deletes = []
         self._records = []
+        self._items = []
 
     def stored_records(self, batch_id: str) -> set[int]:
         """Indices of records with stored steps (from earlier runs of the batch)."""
         rows = self._run(
-            "SELECT DISTINCT record_index FROM batch_steps WHERE batch_id=?", (batch_id,)
+            "SELECT record_index FROM batch_steps WHERE batch_id=?1 UNION"
+            " SELECT record_index FROM batch_items WHERE batch_id=?1",
+            (batch_id,),
         )
         found = {r[0] for r in rows}
         self._flushed.update((batch_id, i) for i in found)

@@ -222,6 +222,24 @@ def m011_earlier_attempts(db: sqlite3.Connection) -> None:
     db.executescript("ALTER TABLE runs ADD COLUMN earlier_cost_usd REAL NOT NULL DEFAULT 0;")
 
 
+def m012_batch_items(db: sqlite3.Connection) -> None:
+    """The finished items of a ``foreach`` step of a batch record whose line is not written
+    yet (each committed as it is paid for), so a resumed batch asks only the rest."""
+    db.executescript(
+        """
+        CREATE TABLE batch_items (
+            batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+            record_index INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            item_index INTEGER NOT NULL,
+            item_key TEXT NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (batch_id, record_index, step_id, item_index)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -234,6 +252,7 @@ MIGRATIONS: list[Migration] = [
     m009_run_cost_note,
     m010_step_items,
     m011_earlier_attempts,
+    m012_batch_items,
 ]
 
 
