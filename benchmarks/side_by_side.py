@@ -14,7 +14,7 @@ Against the loopback server in its own process:
 - validate cold: ``flowrun validate`` vs ``python -c "import yaml, jinja2, networkx"``.
 
 Each pair runs flowrun and the script one after the other (the order alternating), as fresh
-processes, so both see the same load; the median of each side and their ratio are printed,
+processes with their bytecode written (as an installed package has it), so both see the same load; the median of each side and their ratio are printed,
 with the load average. The CPU time each process used (user + system, from ``getrusage``) is
 printed beside the wall time: on a shared machine it varies less than the wall time does.
 """
@@ -146,7 +146,11 @@ def main() -> None:
     with (tmp / "in.jsonl").open("w", encoding="utf-8") as f:
         for i in range(200):
             f.write(json.dumps({"q": f"question {i}"}) + "\n")
+    # bytecode written (PYTHONDONTWRITEBYTECODE=0) and the warm-up run first, as
+    # validate_speed.py does: an installed flowrun has its .pyc files, as the SDK the script
+    # imports has; without them each flowrun process compiled its own source (~0.1 s here)
     base = {**os.environ, "OPENAI_API_KEY": "sk-bench", "FLOWRUN_HOME": str(tmp / "home")}
+    base["PYTHONDONTWRITEBYTECODE"] = "0"
     flowrun = [PY, "-m", "flowrun"]
     print(f"side by side, whole processes (load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores)")  # fmt: skip
