@@ -21,7 +21,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as exc:
     assert not exc.code, exc.code
-unused = ("networkx", "flowrun.batch", "flowrun.batch.modes", "flowrun.engine.aggregate")
+unused = ("networkx", "flowrun.batch", "flowrun.batch.modes", "flowrun.engine.aggregate", "jinja2")
 print("IMPORTED:", ",".join(sorted(m for m in unused if m in sys.modules)) or "-")
 """
 
@@ -55,7 +55,8 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_single_run_loads_neither_networkx_nor_the_batch_code(tmp_path: Path) -> None:
+def test_a_single_run_loads_neither_networkx_nor_the_batch_code_nor_jinja(tmp_path: Path) -> None:
+    # its templates only place values: read and rendered without Jinja (simple_templates)
     flow = tmp_path / "one.yaml"
     flow.write_text(ONE_STEP, encoding="utf-8")
     proc = _run(tmp_path, "run", str(flow), "-i", "q=hello", "--mock")
@@ -80,3 +81,16 @@ def test_a_batch_run_loads_the_batch_code_but_not_networkx(tmp_path: Path) -> No
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     assert "Again: echo: Say: a" in lines[0] and "Again: echo: Say: b" in lines[1]
+
+
+def test_a_template_that_needs_jinja_loads_it_and_renders_as_before(tmp_path: Path) -> None:
+    flow = tmp_path / "one.yaml"
+    flow.write_text(
+        ONE_STEP.replace("{{ inputs.q }}", "{{ inputs.q | upper }}{% if true %}!{% endif %}"),
+        encoding="utf-8",
+    )
+    proc = _run(tmp_path, "run", str(flow), "-i", "q=hello", "--mock")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "answer: echo: Again: echo: Say: HELLO!"
+    assert out[-1] == "IMPORTED: jinja2"
