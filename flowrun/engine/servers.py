@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from flowrun.format.spec import ServerSpec
     from flowrun.format.workflow import LoadedWorkflow
 
-__all__ = ["price_tables", "server_clients", "server_price_table", "server_settings", "step_prices"]
+__all__ = [
+    "prepare_default_client",
+    "price_tables",
+    "server_clients",
+    "server_price_table",
+    "server_settings",
+    "step_prices",
+]
 
 
 def server_settings(name: str, spec: ServerSpec) -> ServerSettings:
@@ -49,3 +56,15 @@ def server_clients(wf: LoadedWorkflow, make: Any = None) -> ServerClients | None
         return None
     settings = {name: server_settings(name, e.spec) for name, e in wf.servers.items()}
     return ServerClients(settings, make)
+
+
+def prepare_default_client(wf: LoadedWorkflow) -> None:
+    """Start making the SDK client from the environment in a background thread while the
+    run is set up (``provider.prepared_sdk``), if a model step calls no named server."""
+    from flowrun.format.server_checks import step_server
+
+    if any(s.type != "tool" and step_server(wf, sid) is None for sid, s in wf.spec.steps.items()):
+        from flowrun.provider import prepared_sdk
+        from flowrun.provider.client import sdk_maker
+
+        prepared_sdk.start(sdk_maker())

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowrun.errors import ModelCallError
+from flowrun.provider import prepared_sdk
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelClient
 from flowrun.provider.usage import checked_count, count_missing_chat, count_missing_embed
 from flowrun.redaction import redact
@@ -33,6 +34,14 @@ __all__ = [
     "chat_reply_from_body",
     "usage_from",
 ]
+
+
+def sdk_maker() -> Callable[[str], Any]:
+    """What makes ``OpenAIClient()``'s SDK client from a key, for ``prepared_sdk.start``
+    (the SDK imported here, in the calling thread)."""
+    import openai
+
+    return lambda key: openai.AsyncOpenAI(api_key=key)
 
 
 def usage_from(raw: Any) -> Usage:
@@ -101,7 +110,11 @@ class OpenAIClient:
                     "OPENAI_API_KEY is not set: export it (or point OPENAI_BASE_URL at an "
                     "OpenAI-compatible server and set any key)"
                 )
-            self._root = openai.AsyncOpenAI(api_key=key, base_url=self._base_url)
+            made = prepared_sdk.take(key, self._base_url)  # made while the run was set up
+            if type(made) is openai.AsyncOpenAI:
+                self._root = made
+            else:
+                self._root = openai.AsyncOpenAI(api_key=key, base_url=self._base_url)
             self._by_retries[None] = self._root
         if max_retries not in self._by_retries:
             self._by_retries[max_retries] = self._root.with_options(max_retries=max_retries)
