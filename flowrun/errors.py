@@ -35,6 +35,8 @@ The tree::
     NotText (ValueError)          a named file is not UTF-8 text          -> Problem or UsageError
     DataError                     JSON/YAML data a user file or -i holds  -> Problem or UsageError
     PromptError, PythonToolError  convert: a prompt or a python node      -> an Issue
+    PromptflowToolError (ValueError) a flow's own Python called a stand-in promptflow tool
+                                  with a prompt or functions it refuses   -> StepError
 
 The CLI catches ``FlowrunError`` in one place (``cli/app.py``), prints its lines to stderr in
 the CLI's words (messages name the Python API's settings, ``the run's max_cost``; the CLI
@@ -346,3 +348,9 @@ class DataError(Exception):
 
 class NotText(ValueError):
     """A file the user named is not UTF-8 text (``format/textfile.py``)."""
+
+
+class PromptflowToolError(ValueError):
+    """The stand-in promptflow-tools (``promptflow.tools.common`` / ``openai`` / ``aoai``) refuse
+    what a flow's own Python gave them, as promptflow-tools does: a prompt that does not render
+    or has no role line before its text, ``functions`` or ``tools`` not as the API wants them."""

@@ -28,12 +28,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from flowrun.testing import LoopbackServer, Reply
+from flowrun.testing import LoopbackServer, RecordedRequest, Reply
 
 #: The model's reply for every request, per flow (by default a number: evaluation flows parse
 #: one, and the others pass it on as text).
@@ -56,6 +57,27 @@ REPLIES: dict[str, str] = {
     "standard/conditional-flow-for-switch": "order_search",
 }
 DEFAULT_REPLY = "5"
+REPLIES["standard/question-simulation"] = "continue"  # the branch that calls parse_chat
+
+
+def _multi_turn(request: RecordedRequest) -> Reply:
+    """eval-multi-turn-metrics: its grounding code wants a number, its llm nodes JSON."""
+    grounding = "entailed by the CONTEXT" in request.text
+    return Reply(content="5" if grounding else '{"score": 5}')
+
+
+#: Variables this script sets that a flow's own code must not see: gen-docstring passes
+#: OPENAI_API_VERSION to openai.OpenAI(), which refuses it; AZURE_OPENAI_ENDPOINT would make
+#: flowrun's stand-in give an Azure connection where pf gives these flows an OpenAI one.
+UNSET: dict[str, tuple[str, ...]] = {
+    "standard/gen-docstring": ("OPENAI_API_VERSION", "AZURE_OPENAI_ENDPOINT"),
+    "standard/autonomous-agent": ("AZURE_OPENAI_ENDPOINT",),
+}
+
+#: Flows that need a reply that depends on the request.
+RESPONDERS: dict[str, Callable[[RecordedRequest], Reply]] = {
+    "evaluation/eval-multi-turn-metrics": _multi_turn,
+}
 for _flow in ("web-classification", "flow-with-additional-includes", "flow-with-symlinks"):
     REPLIES[f"standard/{_flow}"] = '{"category": "App", "evidence": "Both"}'
 
@@ -66,6 +88,7 @@ INPUTS: dict[str, dict[str, Any]] = {
     "standard/flow-with-additional-includes": {"url": "PAGE"},
     "standard/flow-with-symlinks": {"url": "PAGE"},
     "chat/promptflow-copilot": {"question": "How do I test a flow?"},
+    "standard/describe-image": {"input_image": "IMAGE"},  # a PNG written by this script
     "integrations/continuous-monitoring-with-pipeline/flows/standard/simple-summarization": {
         "answer": "Tides are caused by the moon. They rise and fall twice a day."
     },
@@ -97,8 +120,10 @@ NOTES: dict[str, str] = {
     "chat/use_functions_with_chat_models": "`functions` become flowrun tools (a tool loop: other"
     " requests by design, reported); its chat history renders `# function:` messages, which a"
     " messages_template cannot send (reported)",
-    "evaluation/eval-multi-turn-metrics": "its python nodes call promptflow.tools.aoai /"
-    " openai chat: needs promptflow installed",
+    "evaluation/eval-multi-turn-metrics": "its grounding node calls promptflow.tools.aoai chat"
+    " (stand-in); pf's own YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
+    " in one message; type hints to widen: concat_scores' `grounding: str` gets a number,"
+    " aggregate_results' `metrics: str` a list (pf does not check); widened, identical outputs",
     "evaluation/eval-single-turn-metrics": "type hints to widen in its own files (reported);"
     " its llm nodes expect JSON replies of several shapes: not compared with one scripted reply",
     "evaluation/eval-summarization": "after its requirements (tenacity); its G-Eval code asks"
@@ -108,18 +133,23 @@ NOTES: dict[str, str] = {
     " the loopback server does not answer: not compared",
     "standard/basic-with-connection": "CustomConnection from BASIC_CUSTOM_CONNECTION_*; its own"
     " Python calls the legacy completions API, which the loopback server does not answer",
-    "standard/autonomous-agent": "its own Python calls promptflow.tools.aoai / openai chat with"
-    " functions: needs promptflow installed (and function_call replies)",
+    "standard/autonomous-agent": "its own Python calls promptflow.tools.openai chat with"
+    " functions (flowrun's stand-in): its first request is pf's but for the current time the"
+    " flow writes into it; a full run needs function_call replies, which the loopback server"
+    " does not script",
     "standard/conditional-flow-for-if-else": "no model request; its content_safety_check"
     " returns random.choice([True, False]), so the branch (and the output) differs by chance",
     "standard/customer-intent-extraction": "needs its requirements (langchain<0.2)",
-    "standard/describe-image": "the gpt-4v node converts; its python node takes and returns"
-    " promptflow.contracts.multimedia.Image (needs promptflow); the image is fetched from the"
-    " network",
-    "standard/gen-docstring": "its python node imports promptflow.tools: needs promptflow"
-    " installed",
-    "standard/question-simulation": "its python node calls promptflow.tools.common.parse_chat:"
-    " needs promptflow installed",
+    "standard/describe-image": "compared with a local PNG (its default is fetched from the"
+    " network); its python node takes and returns promptflow's Image (flowrun's stand-in; it"
+    " needs Pillow); the output image is a data: URL in flowrun, a file pf writes"
+    " (`{\"data:image/png;path\": ...}`)",
+    "standard/gen-docstring": "its prompt.py calls `render_jinja_template(prompt=...)`, which"
+    " promptflow-tools 1.6.1 refuses (TypeError); flowrun's stand-in takes that earlier name"
+    " too, and the flow runs (2 requests, through the openai SDK in its own code)",
+    "standard/question-simulation": "compared with the reply `continue` (the branch whose"
+    " python node calls promptflow.tools.common.parse_chat: flowrun's stand-in); one type hint"
+    " to widen (reported)",
     "evaluation/eval-qna-non-rag": "its embedding nodes are embed steps; type hints to widen"
     " in its own files (reported: they matter when a node is bypassed); ada_similarity differs"
     " after the 7th digit: the OpenAI SDK asks for base64 (float32) vectors, flowrun for JSON"
@@ -187,6 +217,20 @@ def serve_page() -> str:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}/tides.html"
+
+
+def tiny_png() -> bytes:
+    """A 2x1 PNG (a red and a blue pixel), for describe-image's image input."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 2, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + bytes([255, 0, 0, 0, 0, 255]))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def flow_inputs(flow: Path) -> dict[str, Any]:
@@ -258,7 +302,11 @@ def create_connections(pf: str, names: dict[str, str], url: str, env: dict, tmp:
                 f"api_type: azure\napi_version: '2024-02-01'\n"
             )
         else:
-            text = f"name: {name}\ntype: open_ai\napi_key: sk-test\nbase_url: {url}\n"
+            # an organization: gen-docstring's code copies it into an environment variable
+            text = (
+                f"name: {name}\ntype: open_ai\napi_key: sk-test\nbase_url: {url}\n"
+                "organization: org-test\n"
+            )
         spec = tmp / f"{name}.yaml"
         spec.write_text(text, encoding="utf-8")
         subprocess.run(
@@ -285,16 +333,21 @@ def flow_env(flow: Path, url: str) -> dict[str, str]:
 
 
 def connection_env(names: dict[str, str], url: str) -> dict[str, str]:
+    """The connections' values for flowrun's stand-in; an OpenAI one gets no ``_API_BASE``,
+    which would make a ``Union[AzureOpenAIConnection, OpenAIConnection]`` parameter Azure
+    where pf passes the OpenAI connection (gen-docstring's and autonomous-agent's code ask)."""
     env: dict[str, str] = {}
-    for name in names:
+    for name, kind in names.items():
         prefix = re.sub(r"\W", "_", name).upper()
+        if kind != "open_ai":
+            env[f"{prefix}_API_BASE"] = url
         env.update(
             {
                 f"{prefix}_API_KEY": "sk-test",
                 f"{prefix}_BASE_URL": url,
-                f"{prefix}_API_BASE": url,
                 f"{prefix}_API_TYPE": "openai",
                 f"{prefix}_API_VERSION": "2024-02-01",
+                f"{prefix}_ORGANIZATION": "org-test",
             }
         )
     return env
@@ -346,12 +399,13 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
     if not args.pf:
         return row
     inputs = flow_inputs(flow)
-    inputs.update({k: args.page if v == "PAGE" else v for k, v in INPUTS.get(name, {}).items()})
+    served = {"PAGE": args.page, "IMAGE": args.image}
+    inputs.update({k: served.get(v, v) for k, v in INPUTS.get(name, {}).items()})
     inputs_file = tmp / (name.replace("/", "_") + ".inputs.json")
     inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
     server = LoopbackServer(validator=None).start()
     try:
-        server.default = Reply(content=REPLIES.get(name, DEFAULT_REPLY))
+        server.default = RESPONDERS.get(name) or Reply(content=REPLIES.get(name, DEFAULT_REPLY))
         names = connections(flow)
         env = {
             **os.environ,
@@ -361,6 +415,8 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             **flow_env(flow, server.url),
             **connection_env(names, server.url),
         }
+        for key in UNSET.get(name, ()):
+            env.pop(key, None)
         create_connections(args.pf, names, server.url, env, tmp)
         pf_args = [
             f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()
@@ -566,6 +622,8 @@ def main() -> int:
         return 0
     args.page = serve_page()
     tmp = Path(tempfile.mkdtemp(prefix="pf-compare-"))
+    args.image = str(tmp / "two-pixels.png")
+    Path(args.image).write_bytes(tiny_png())
     tree = tmp / "flows"
     shutil.copytree(args.examples, tree, symlinks=True)
     rows = []

@@ -23,7 +23,20 @@ _SHIMMED = {
 } | {
     ("promptflow.connections", name)
     for name in ("OpenAIConnection", "AzureOpenAIConnection", "CustomConnection")
-}
+} | {
+    (module, name)
+    for module, names in {
+        "promptflow.tools.common": (
+            "render_jinja_template", "parse_chat", "build_messages", "to_bool",
+            "convert_to_chat_list", "ChatInputList", "VALID_ROLES",
+        ),
+        "promptflow.tools.openai": ("chat", "completion", "OpenAI"),
+        "promptflow.tools.aoai": ("chat", "completion", "AzureOpenAI"),
+        "promptflow.contracts.multimedia": ("Image", "PFBytes"),
+    }.items()
+    for name in names
+}  # fmt: skip
+_PACKAGES = {module for module, _ in _SHIMMED} | {"promptflow.tools", "promptflow.contracts"}
 _NO_LITERAL: Any = object()
 
 
@@ -117,10 +130,7 @@ def _promptflow_imports(tree: ast.Module) -> tuple[set[str], list[str]]:
                     unsupported.append(f"from {node.module} import {alias.name}")
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] == "promptflow" and alias.name not in (
-                    "promptflow",
-                    "promptflow.core",
-                ):
+                if alias.name.split(".")[0] == "promptflow" and alias.name not in _PACKAGES:
                     unsupported.append(f"import {alias.name}")
     return aliases, unsupported
 

@@ -442,8 +442,9 @@ class _Converter:
             self.report.add(
                 node.name,
                 line,
-                "flowrun's stand-in promptflow has only tool, log_metric and the OpenAI, "
-                "AzureOpenAI and Custom connections: install promptflow or drop it",
+                "flowrun's stand-in promptflow has only tool, log_metric, the OpenAI, "
+                "AzureOpenAI and Custom connections, promptflow.tools' common, openai and aoai "
+                "(chat, completion) and multimedia's Image: install promptflow or drop it",
             )
         args = self.tool_args.args(node, function)
         connection_setup(node, function, file, self.report)

@@ -201,6 +201,9 @@ def to_jsonable(value: Any) -> Any:
     """
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
+    as_json = getattr(value, "__flowrun_json__", None)  # promptflow's Image: its data: URL
+    if callable(as_json):
+        return as_json()
     try:
         return to_jsonable_python(value)
     except PydanticSerializationError:

@@ -6,5 +6,7 @@
 Pure: no I/O but reading files.
 
 May import: ``errors``, ``results``, ``metrics``, ``provider.catalog``, ``provider.pricing`` (the model
-tables: data, no client); never ``engine``, ``store``, ``batch``, ``cli``.
+tables: data, no client), ``provider.images`` (image types by their bytes) and
+``provider.promptflow_tools`` (the stand-in promptflow-tools calls that ``promptflow_stub``
+installs for flows' own Python); never ``engine``, ``store``, ``batch``, ``cli``.
 """

@@ -9,9 +9,14 @@ The stub is three modules put in ``sys.modules``: ``promptflow`` and ``promptflo
 with a ``tool`` decorator that returns the function unchanged (``@tool`` and
 ``@tool(name=...)`` both work) and ``log_metric`` (``flowrun.metrics``: an aggregate step's
 metrics), and ``promptflow.connections`` with ``OpenAIConnection``, ``AzureOpenAIConnection``
-and ``CustomConnection`` filled from the environment (``promptflow_connections``). Nothing
-else of promptflow is provided: a file that imports tracing or other promptflow modules still
-needs promptflow itself. The stub is never installed while a real promptflow can be imported.
+and ``CustomConnection`` filled from the environment (``promptflow_connections``). For flows
+whose own Python calls promptflow-tools: ``promptflow.tools.common`` (``render_jinja_template``,
+``parse_chat``, ``build_messages``: ``promptflow_common``), ``promptflow.tools.openai`` and
+``promptflow.tools.aoai`` (``chat``, ``completion``, ``OpenAI``, ``AzureOpenAI``:
+``provider.promptflow_tools``) and ``promptflow.contracts.multimedia`` (``Image``:
+``promptflow_multimedia``). Nothing else of promptflow is provided: a file that imports
+tracing or other promptflow modules still needs promptflow itself. The stub is never installed
+while a real promptflow can be imported.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import flowrun.provider.promptflow_tools as promptflow_tools
+from flowrun.format import promptflow_common, promptflow_multimedia
 from flowrun.format.promptflow_connections import (
     AzureOpenAIConnection,
     CustomConnection,
@@ -67,7 +74,49 @@ def install_promptflow_stub() -> bool:
     sys.modules["promptflow"] = package
     sys.modules["promptflow.core"] = core
     sys.modules["promptflow.connections"] = connections
+    for name, values in _parts().items():
+        _submodule(name, values)
     return True
+
+
+def _parts() -> dict[str, dict[str, Any]]:
+    """The stand-in modules beyond ``@tool`` and connections, with what each provides."""
+    common = {name: getattr(promptflow_common, name) for name in promptflow_common.__all__}
+    tools = promptflow_tools
+    return {
+        "promptflow.tools": {},
+        "promptflow.tools.common": common,
+        "promptflow.tools.openai": {
+            "chat": tools.openai_chat,
+            "completion": tools.openai_completion,
+            "OpenAI": tools.OpenAI,
+        },
+        "promptflow.tools.aoai": {
+            "chat": tools.aoai_chat,
+            "completion": tools.aoai_completion,
+            "AzureOpenAI": tools.AzureOpenAI,
+        },
+        "promptflow.contracts": {},
+        "promptflow.contracts.multimedia": {
+            "Image": promptflow_multimedia.Image,
+            "PFBytes": promptflow_multimedia.PFBytes,
+        },
+    }
+
+
+def _submodule(name: str, values: dict[str, Any]) -> None:
+    """``name`` in ``sys.modules`` holding ``values``, and as an attribute of its parent."""
+    module = types.ModuleType(name, "Stand-in installed by flowrun (promptflow is not installed).")
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=not values)
+    if not values:
+        module.__path__ = []  # a package: its children resolve
+    for key, value in values.items():
+        setattr(module, key, value)
+    module.__all__ = sorted(values)  # type: ignore[attr-defined]
+    module.__flowrun_stub__ = True  # type: ignore[attr-defined]
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    sys.modules[name] = module
 
 
 def _module(name: str, doc: str) -> types.ModuleType:

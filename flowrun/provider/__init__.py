@@ -5,6 +5,7 @@ imports openai), the rate-limited wrapper (``ratelimit``), the in-process ``--mo
 (``tokens``), image sizes (``images``) and OpenAI's strict structured-output subset
 (``strict_schema``).
 
-May import: ``errors``, ``results``, ``redaction``, ``format.validation``, ``format.textfile``;
+May import: ``errors``, ``results``, ``redaction``, ``format.validation``, ``format.textfile``,
+``format.promptflow_common`` (promptflow-tools' prompt helpers, for ``promptflow_tools``);
 never ``engine``, ``store``, ``batch``, ``cli`` or ``testing``.
 """

@@ -32,6 +32,7 @@ __all__ = [
     "OpenAIClient",
     "api_error",
     "chat_reply_from_body",
+    "sync_sdk",
     "usage_from",
 ]
 
@@ -408,6 +409,15 @@ def _server_sdk(server: ServerSettings) -> Any:
             azure_endpoint=server.azure_endpoint, api_version=server.azure_api_version, **options
         )
     return openai.AsyncOpenAI(base_url=server.url, **options)
+
+
+def sync_sdk(*, azure: bool, **options: Any) -> Any:
+    """A synchronous ``openai.OpenAI`` (``openai.AzureOpenAI`` when ``azure``) built with
+    ``options`` as they are: for the stand-in promptflow tools a flow's own Python calls
+    (``provider.promptflow_tools``), which build theirs as promptflow-tools does."""
+    import openai
+
+    return (openai.AzureOpenAI if azure else openai.OpenAI)(**options)
 
 
 def _with_tool_content(messages: list[dict[str, Any]], content: str) -> list[dict[str, Any]]:
