@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowrun import load_workflow, run_workflow
-from flowrun.testing import Reply, ToolCall
+from flowrun.testing import LoopbackServer, Reply, ToolCall
 from tests.helpers import flowrun
 from tests.imagefiles import png_bytes
 
@@ -210,3 +210,61 @@ def test_an_image_parameter_gets_promptflow_image_and_its_result_is_sent(copy, s
     assert request.images == [
         {"url": "data:image/png;base64," + base64.b64encode(framed).decode(), "detail": "auto"}
     ]
+
+
+class WithCompletions(LoopbackServer):
+    """The loopback server, answering the legacy completions API too (" done." to any prompt)."""
+
+    def _dispatch(self, req):  # type: ignore[no-untyped-def]
+        if req.method == "POST" and req.path == "/completions":
+            choice = {"text": " done.", "index": 0, "logprobs": None, "finish_reason": "stop"}
+            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            body = {"id": "cmpl-1", "object": "text_completion", "created": 0}
+            return 200, body | {"model": req.body["model"], "choices": [choice], "usage": usage}, {}
+        return super()._dispatch(req)
+
+
+def test_completion_sends_what_promptflow_sends(copy, monkeypatch):
+    flow = copy("pf_completion")
+    assert flowrun("convert", "promptflow", flow).code == 0
+    with WithCompletions(validator=None) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("MY_AZURE_API_BASE", server.url)
+        monkeypatch.setenv("MY_AZURE_API_VERSION", "2024-02-01")
+        run = flowrun("run", flow / "flowrun.yaml")
+        assert run.code == 1
+        assert (
+            "complete:complete raised PromptflowToolError: connection 'my_azure' has no api_key: "
+            "set MY_AZURE_API_KEY (or AZURE_OPENAI_API_KEY)"
+        ) in run.stderr
+        server.requests.clear()
+        monkeypatch.setenv("MY_AZURE_API_KEY", "azure-secret")
+        run = flowrun("run", flow / "flowrun.yaml", "--json")
+        requests = server.requests_to("/completions")
+    assert run.code == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["outputs"] == {"openai": " done.", "azure": " done."}
+    assert result["steps"]["complete"]["calls"] == 2
+    assert result["steps"]["complete"]["usage"]["prompt_tokens"] == 6
+    first, second = requests
+    # every parameter promptflow-tools passes, its defaults included (null where it passes None)
+    common = {"suffix": None, "temperature": 1.0, "top_p": 1.0, "n": 1, "stream": False}
+    common |= {"logprobs": None, "echo": False, "stop": None, "best_of": 1, "logit_bias": {}}
+    assert first.body == common | {
+        "prompt": "Say hello",
+        "model": "gpt-3.5-turbo-instruct",
+        "max_tokens": 5,
+        "presence_penalty": None,
+        "frequency_penalty": None,
+        "user": "",
+    }
+    assert second.body == common | {
+        "prompt": "Say hello twice",
+        "model": "instruct",
+        "max_tokens": 16,
+        "presence_penalty": 0.5,
+        "user": "",
+    }
+    assert second.query == "api-version=2024-02-01"
+    assert second.headers["ms-azure-ai-promptflow-called-from"] == "aoai-tool"

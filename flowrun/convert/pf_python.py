@@ -33,6 +33,8 @@ _SHIMMED = {
         "promptflow.tools.openai": ("chat", "completion", "OpenAI"),
         "promptflow.tools.aoai": ("chat", "completion", "AzureOpenAI"),
         "promptflow.contracts.multimedia": ("Image", "PFBytes"),
+        "promptflow.tools": ("common", "openai", "aoai"),
+        "promptflow.contracts": ("multimedia",),
     }.items()
     for name in names
 }  # fmt: skip

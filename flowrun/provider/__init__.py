@@ -6,6 +6,7 @@ imports openai), the rate-limited wrapper (``ratelimit``), the in-process ``--mo
 (``strict_schema``).
 
 May import: ``errors``, ``results``, ``redaction``, ``format.validation``, ``format.textfile``,
-``format.promptflow_common`` (promptflow-tools' prompt helpers, for ``promptflow_tools``);
+``format.promptflow_common`` and ``format.promptflow_connections`` (promptflow-tools' prompt
+helpers and the connections' variable names, for ``promptflow_tools``);
 never ``engine``, ``store``, ``batch``, ``cli`` or ``testing``.
 """

@@ -41,6 +41,7 @@ from flowrun.format.promptflow_common import (
     render_jinja_template,
     to_bool,
 )
+from flowrun.format.promptflow_connections import env_name
 from flowrun.provider import side_calls
 from flowrun.provider.client import api_error, sync_sdk, usage_from
 
@@ -117,7 +118,19 @@ class _Tool:
                 "organization": getattr(connection, "organization", None),
                 "base_url": connection.base_url,
             }
-        self._client = sync_sdk(azure=self._azure, **options)
+        if not options["api_key"]:
+            name = getattr(connection, "name", None) or "connection"
+            fallback = "AZURE_OPENAI_API_KEY" if self._azure else "OPENAI_API_KEY"
+            raise PromptflowToolError(
+                f"connection '{name}' has no api_key: set {env_name(name, 'api_key')} "
+                f"(or {fallback})"
+            )
+        try:
+            self._client = sync_sdk(azure=self._azure, **options)
+        except Exception as exc:
+            if type(exc).__module__.startswith("openai"):
+                raise api_error(exc) from None
+            raise
 
     def _send(self, create: Any, params: dict[str, Any]) -> Any:
         started = time.perf_counter()
