@@ -17,10 +17,10 @@ from flowrun.engine.budget import BudgetGate
 from flowrun.errors import UsageError
 
 #: Records in flight with the Batch API: up to 100,000 at once. A record waiting for a batch is
-#: suspended (its completed steps kept, its coroutines gone), so the first round holds the first
-#: requests of every record up to this bound (see docs/batch-api.md and
-#: benchmarks/batch_api_scale.py). The bound keeps memory finite: a suspended record still costs
-#: about 25-30 KB, so an unbounded window would take gigabytes for a million records.
+#: suspended (no task or coroutine: its requests and completed steps are in the run store), so
+#: the first round holds the first requests of every record up to this bound (see
+#: docs/batch-api.md and benchmarks/batch_api_scale.py). A suspended record still keeps its
+#: parsed input line and its place in the output order in memory (a few hundred bytes).
 BATCH_API_WINDOW = 100_000
 
 

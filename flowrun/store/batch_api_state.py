@@ -174,19 +174,34 @@ class BatchState:
             (utc_now(), file_id),
         )
 
-    def known_requests(self, run_id: str) -> dict[str, tuple[str, bool]]:
-        """custom_id -> (file_id, whether its result is stored), for resuming a run."""
+    def has_requests(self, run_id: str) -> bool:
+        """Whether an earlier process of the run left requests (a resume)."""
+        return bool(self._run("SELECT 1 FROM batch_api_requests WHERE run_id=? LIMIT 1", (run_id,)))
+
+    def requests_of(
+        self, run_id: str, indices: Iterable[int]
+    ) -> dict[int, dict[str, tuple[str, str | None]]]:
+        """The stored requests of these records: record -> custom_id -> (file_id, result line
+        or None while its batch is in flight). One indexed range read per record."""
+        found: dict[int, dict[str, tuple[str, str | None]]] = {}
+        sql = (
+            "SELECT custom_id, file_id, result FROM batch_api_requests"
+            " WHERE run_id=? AND custom_id >= ? AND custom_id < ?"
+        )
+        for index in indices:
+            rows = self._run(sql, (run_id, f"r{index}.", f"r{index}/"))
+            if rows:
+                found[index] = {cid: (fid, result) for cid, fid, result in rows}
+        return found
+
+    def open_files(self, run_id: str) -> list[str]:
+        """Files of the run whose batch exists and whose results are not all stored yet."""
         rows = self._run(
-            "SELECT custom_id, file_id, result IS NOT NULL FROM batch_api_requests WHERE run_id=?",
+            "SELECT file_id FROM batch_api_files WHERE run_id=? AND batch_id IS NOT NULL"
+            " AND collected=0 ORDER BY submitted_at, file_id",
             (run_id,),
         )
-        return {cid: (fid, bool(done)) for cid, fid, done in rows}
-
-    def result(self, run_id: str, cid: str) -> str | None:
-        rows = self._run(
-            "SELECT result FROM batch_api_requests WHERE run_id=? AND custom_id=?", (run_id, cid)
-        )
-        return rows[0][0] if rows else None
+        return [r[0] for r in rows]
 
     def file_requests(self, run_id: str, file_id: str) -> list[str]:
         rows = self._run(

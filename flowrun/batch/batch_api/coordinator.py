@@ -2,15 +2,18 @@
 follow each batch on its own, and hand its results back the moment it is collected.
 
 Records run as ordinary executors whose model client (``WaveClient``) does not call the
-API: it parks the request under a deterministic ``custom_id`` and awaits a future. When no
-record can move (every live record waits on a parked request, or has finished; no tool is
-running, no batch is being collected), the coordinator submits a *round* (numbered like the
-waves of earlier versions): the parked requests grouped by endpoint and model, split into
-files within the API's limits and the enqueued-token limit, uploaded and batched
-(``completion_window: 24h``). Each batch is then followed alone (polled with backoff,
-downloaded, matched by ``custom_id``): batches overlap, and a record's next step is
-submitted in the next round after its own batch is collected, whatever other batches are
-still running. So a run takes as many sequential turnarounds as its DAG is deep.
+API: it parks the request under a deterministic ``custom_id`` and the record is suspended
+(``ask``; a step's later requests await a future instead: ``request``). Parked requests are
+grouped by endpoint and model; without a budget, a group that fills a file (the API's
+limits, the enqueued-token limit, ``EAGER_BYTES``) is uploaded and batched at once. When no
+record can move (every running record waits, or has finished; no tool is running, no batch
+is being collected), the coordinator submits the rest as a *round* (numbered like the waves
+of earlier versions), split into files the same way (``completion_window: 24h``). Each batch
+is then followed alone (polled with backoff, downloaded, matched by ``custom_id``, stored):
+batches overlap, and once a batch's results are stored its records are marked runnable
+(``take_runnable``), run again, and submit their next steps in the next round, whatever
+other batches are still running. So a run takes as many sequential turnarounds as its DAG
+is deep.
 
 A failed request (error file, expired or cancelled batch) is asked for again with the next
 attempt's ``custom_id`` in a later round, up to ``max_retries``; then its step fails alone.
@@ -23,14 +26,27 @@ import contextlib
 import heapq
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator
 from typing import Any
 
-from flowrun.batch.batch_api.lines import Outcome, Pending, file_tokens, pack, parse_result_line
+from flowrun.batch.batch_api.lines import (
+    Outcome,
+    Pending,
+    encode_line,
+    file_bytes,
+    file_tokens,
+    pack,
+    parse_result_line,
+    record_of,
+)
 from flowrun.batch.batch_api.settings import TokenQueue, WaveBudget, WaveSettings
 from flowrun.batch.batch_api.tracking import BatchTracking, Tracked, WaveStatus
 from flowrun.batch.batch_api.transport import BatchTransport
 from flowrun.store.batch_api_state import BatchState
+
+#: Bytes of one group's parked requests held in memory: a group this big goes out as a
+#: file at once (the API allows 200 MB; a file is also held once more while uploaded).
+EAGER_BYTES = 32 * 1024 * 1024
 
 __all__ = ["Tracked", "WaveBudget", "WaveCoordinator", "WaveSettings", "WaveStatus"]
 
@@ -56,18 +72,27 @@ class WaveCoordinator(BatchTracking):
         self.budget = budget
         self.on_status = on_status
         self.on_refusal = on_refusal
-        # requests an earlier process of this run submitted: answered from the store or their batch
-        self.known: dict[str, tuple[str, bool]] = state.known_requests(run_id)
+        # whether an earlier process of this run left requests in the store (a resume)
+        self.resuming = state.has_requests(run_id)
         self.wave = max((f.wave for f in state.files(run_id, limit=1)), default=0)
         self.parked: dict[tuple[str, str], list[Pending]] = defaultdict(list)
+        self.parked_ids: set[str] = set()  # parked, not yet in an uploaded file
+        # per group: its requests, bytes, embedding inputs, tokens
+        self._sizes: dict[tuple[str, str], list[int]] = {}
+        self._forming = False  # a round is being formed (some of it may have gone out already)
         self.attached: dict[str, list[str]] = defaultdict(list)  # file_id -> custom_ids
-        self.following: set[str] = set()  # files whose batch this process follows
-        self.waiting: dict[str, asyncio.Future[Outcome]] = {}
-        # suspended records: their futures, their requests, the answers they will ask for again
-        self.sleepers: dict[int, list[asyncio.Future[Outcome]]] = defaultdict(list)
-        self.asleep: set[str] = set()
-        self.answers: dict[str, Outcome] = {}
-        self._woken: list[tuple[int, int, asyncio.Future[None]]] = []  # (record, _, its gate)
+        self.following: set[str] = set()  # files this process follows (or followed)
+        self.collected_here: set[str] = set()  # files this process collected
+        self.cancelled_files: set[str] = set()  # ... after the user cancelled the run
+        # requests of the records being run: record -> custom_id -> (file_id, result line)
+        self.rows: dict[int, dict[str, tuple[str, str | None]]] = {}
+        self._read_at: dict[int, int] = {}  # record -> ``uploads`` when its rows were read
+        self.uploads = 0  # files uploaded (their requests moved from memory to the store)
+        self.waiting: dict[str, asyncio.Future[Outcome]] = {}  # requests awaited in memory
+        self.answers: dict[str, Outcome] = {}  # outcomes not in the store (refusals, give-ups)
+        self.runnable: list[int] = []  # (heap) suspended records an answer came for
+        self._runnable: set[int] = set()
+        self.on_runnable: Callable[[], None] | None = None
         self.live: dict[str, Tracked] = {}  # file_id -> its batch, in flight
         self.queue = TokenQueue(self.settings.queue_tokens)
         self.busy = 0
@@ -82,53 +107,169 @@ class WaveCoordinator(BatchTracking):
         self._activity = 0
         state.clear_cancel(run_id)  # running (or resuming) the run again lifts a cancel
 
-    # --- parking (called by WaveClient) ------------------------------------------------
+    # --- records and their requests (called by the runner and WaveClient) ----------------
+    def prefetch(self, indices: list[int]) -> None:
+        """Read the stored requests (and results) of records about to run, in one go."""
+        self.rows.update(self.state.requests_of(self.run_id, indices))
+        self._read_at.update(dict.fromkeys(indices, self.uploads))
+
+    def release(self, index: int) -> None:
+        """Record ``index`` stopped running (suspended or finished)."""
+        self.rows.pop(index, None)
+        self._read_at.pop(index, None)
+
+    def _row(self, cid: str) -> tuple[str, str | None] | None:
+        """The stored row of a request of a record that was read before it started (read
+        again if a file was uploaded since: its request may have gone out meanwhile)."""
+        index = record_of(cid)
+        read_at = self._read_at.get(index)
+        if read_at is not None and read_at != self.uploads:
+            self.prefetch([index])
+        return self.rows.get(index, {}).get(cid)
+
+    def ask(
+        self, cid: str, endpoint: str, model: str, body_json: str, inputs: int
+    ) -> Outcome | None:
+        """The answer to a request whose record may be suspended, or None: the request is
+        parked (or in a batch in flight) and the record runs again when its batch is
+        collected. Nothing of the record stays in memory meanwhile."""
+        outcome = self._known(cid)
+        if outcome is None:
+            self._place(cid, endpoint, model, lambda: encode_line(cid, endpoint, body_json), inputs)
+        return outcome
+
     def request(
         self, cid: str, endpoint: str, model: str, line: bytes, inputs: int
     ) -> asyncio.Future[Outcome]:
-        """The future of one request: from the store, an earlier batch, or the next round."""
+        """The future of one request awaited in memory (a step's later requests)."""
         if cid in self.waiting:  # the same request of the same record and step: ask once
             return self.waiting[cid]
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        answer = self.answers.pop(cid, None)
-        if answer is not None:  # collected while its record was suspended
-            future.set_result(answer)
-            return future
-        if self.broken is not None:
-            future.set_result(Outcome(False, error=f"the batch loop failed: {self.broken!r}"))
-            return future
-        known = self.known.get(cid)
-        if known is not None and known[1]:
-            outcome = parse_result_line(self.state.result(self.run_id, cid) or "{}")[1]
-            # an earlier process's failure: ask again, under the next attempt's id
-            outcome.stale = not outcome.ok
+        outcome = self._known(cid)
+        if outcome is not None:
             future.set_result(outcome)
             return future
-        if known is not None:
-            if known[0] not in self.following:  # else: delivered when its batch is collected
-                self.attached[known[0]].append(cid)
-        else:
-            self.parked[(endpoint, model)].append(Pending(cid, line, inputs))
+        self._place(cid, endpoint, model, lambda: line, inputs)
         self.waiting[cid] = future
-        self._activity += 1
-        self._wake.set()
         return future
 
-    def sleep(self, index: int, cid: str, future: asyncio.Future[Outcome]) -> None:
-        """Record ``index`` is suspended until ``future`` (among others) is answered."""
-        self.asleep.add(cid)
-        self.sleepers[index].append(future)
+    def _known(self, cid: str) -> Outcome | None:
+        """The request's outcome if there is one: given in this process without being
+        stored (a refusal), or stored (collected here or by an earlier process)."""
+        answer = self.answers.pop(cid, None)
+        if answer is not None:
+            return answer
+        if self.broken is not None:
+            return Outcome(False, error=f"the batch loop failed: {self.broken!r}")
+        future = self.waiting.get(cid)
+        if future is not None and future.done():
+            return future.result()
+        row = self._row(cid)
+        if row is None or row[1] is None:
+            return None
+        file_id, raw = row
+        outcome = parse_result_line(raw)[1]
+        if file_id not in self.collected_here:
+            # an earlier process's failure: ask again, under the next attempt's id
+            outcome.stale = not outcome.ok
+        elif file_id in self.cancelled_files and not outcome.ok:
+            outcome.retryable = False
+            outcome.error = f"{outcome.error} (the run was cancelled)"
+        return outcome
 
-    async def wait_record(self, index: int) -> None:
-        """Until one of the requests record ``index`` was suspended for is answered (and the
-        batch it came in is collected whole, so the record runs again once, not per chunk)."""
-        futures = self.sleepers.pop(index, [])
-        if futures:
-            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-        if self.busy:  # woken in input order when it is over: results come out in order
-            gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._woken, (index, id(gate), gate))
-            await gate
+    def _place(
+        self, cid: str, endpoint: str, model: str, line: Callable[[], bytes], inputs: int
+    ) -> None:
+        """Park a request not asked for yet; follow the file of one submitted earlier."""
+        if cid in self.parked_ids or cid in self.waiting:
+            return
+        row = self._row(cid)
+        if row is not None:  # in a file submitted already
+            if row[0] not in self.following:  # else: its record runs when it is collected
+                self.attached[row[0]].append(cid)
+                self._activity += 1
+                self._wake.set()
+            return
+        self._park(endpoint, model, Pending(cid, line(), inputs))
+
+    def _park(self, endpoint: str, model: str, item: Pending) -> None:
+        """Add a request to the round being formed. Without a budget (which checks a round
+        whole), a group that fills a file goes out at once, so the first round's files are
+        created while later records are still being rendered and no group grows past a
+        file in memory."""
+        key = (endpoint, model)
+        sizes = self._sizes.setdefault(key, [0, 0, 0, 0])
+        limits = self.settings.limits
+        grows = len(item.line) + 1
+        if (
+            self.budget is None
+            and sizes[0]
+            and (
+                sizes[0] >= limits.max_requests
+                or sizes[1] + grows > min(limits.max_bytes, EAGER_BYTES)
+                or sizes[2] + item.inputs > limits.max_embedding_inputs
+                or sizes[3] + item.tokens > self.queue.limit(model)
+            )
+        ):
+            self._send_group(key)
+            sizes = self._sizes.setdefault(key, [0, 0, 0, 0])
+        self.parked[key].append(item)
+        self.parked_ids.add(item.custom_id)
+        sizes[0] += 1
+        sizes[1] += grows
+        sizes[2] += item.inputs
+        sizes[3] += item.tokens
+        if not self._forming:
+            self._forming = True
+            self.status.wave = self.wave + 1
+        self._activity += 1
+        self._wake.set()
+
+    def _send_group(self, key: tuple[str, str]) -> None:
+        """Submit a full group of the round being formed as one file, now."""
+        items = self.parked.pop(key, [])
+        self._sizes.pop(key, None)
+        if items:
+            self._files += 1
+            self._spawn(self._submit_and_follow(key[0], key[1], items, self.wave + 1, self._files))
+
+    def mark_runnable(self, cids: Iterable[str]) -> None:
+        """The records of these requests can run again (an answer of theirs is in)."""
+        self.wake_records(record_of(cid) for cid in cids)
+
+    def wake_records(self, indices: Iterable[int]) -> None:
+        added = False
+        for index in indices:
+            if index not in self._runnable:
+                self._runnable.add(index)
+                heapq.heappush(self.runnable, index)
+                added = True
+        if added and self.on_runnable is not None:
+            self.on_runnable()
+
+    def take_runnable(self, suspended: Collection[int], most: int) -> list[int]:
+        """Up to ``most`` suspended records to run again, lowest index first. One whose answer
+        came while it was still running stays, and runs once it is suspended."""
+        if self.broken is not None:  # every suspended record runs again, and fails at once
+            self.wake_records(list(suspended))
+        picked: list[int] = []
+        still: list[int] = []
+        while self.runnable and len(picked) < most:
+            index = heapq.heappop(self.runnable)
+            if index not in self._runnable:  # finished meanwhile
+                continue
+            if index in suspended:
+                self._runnable.discard(index)
+                picked.append(index)
+            else:
+                still.append(index)
+        for index in still:
+            heapq.heappush(self.runnable, index)
+        return picked
+
+    def forget_runnable(self, index: int) -> None:
+        """Record ``index`` is finished: drop a stale wake-up of it."""
+        self._runnable.discard(index)
 
     @contextlib.contextmanager
     def busy_span(self) -> Iterator[None]:
@@ -143,10 +284,6 @@ class WaveCoordinator(BatchTracking):
             self._activity += 1
             if not self.busy:
                 self._not_busy.set()
-                while self._woken:
-                    gate = heapq.heappop(self._woken)[2]
-                    if not gate.done():
-                        gate.set_result(None)
 
     # --- the submission loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -156,6 +293,9 @@ class WaveCoordinator(BatchTracking):
         no record waits forever), then propagates.
         """
         try:
+            for file_id in self.state.open_files(self.run_id):  # a resume: every batch in flight
+                self.following.add(file_id)
+                self._spawn(self._reattach_and_follow(file_id))
             while True:
                 await self._until_quiet()
                 if self.broken is not None:
@@ -178,7 +318,7 @@ class WaveCoordinator(BatchTracking):
         while True:
             if self.broken is not None:
                 return
-            if not (self.parked or self.attached):
+            if not (self.parked or self.attached or self._forming):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -203,9 +343,11 @@ class WaveCoordinator(BatchTracking):
         """Submit every parked request (one task per file) and re-attach to earlier batches."""
         started = time.perf_counter()
         groups, self.parked = self.parked, defaultdict(list)
+        self._sizes = {}
         attached, self.attached = self.attached, defaultdict(list)
         count = sum(len(items) for items in groups.values())
-        if groups:
+        if self._forming:
+            self._forming = False
             self.wave += 1
             self.status.wave = self.wave
         if groups and self.state.cancel_requested(self.run_id):
@@ -252,13 +394,17 @@ class WaveCoordinator(BatchTracking):
         self, endpoint: str, model: str, items: list[Pending], wave: int, n: int
     ) -> None:
         tokens = file_tokens(items)
+        data, cids = file_bytes(items), [p.custom_id for p in items]
+        items.clear()  # the lines are in ``data`` now (the list lives as long as this batch)
         await self.queue.enter(model, tokens)  # wait for room under the enqueued-token limit
         try:
             if self.state.cancel_requested(self.run_id):  # cancelled while it waited
                 message = "the run was cancelled (flowrun batches cancel); resume it to go on"
-                self._refuse({(endpoint, model): items}, message)
+                self._refuse_ids(cids, message)
                 return
-            tracked = await self._submit(endpoint, model, items, wave, n)
+            sent = [data]
+            del data
+            tracked = await self._submit(endpoint, model, sent, cids, wave, n)
             if tracked is not None:
                 tracked.tokens = tokens
                 await self._follow(tracked)
@@ -277,10 +423,13 @@ class WaveCoordinator(BatchTracking):
                 await self._follow(tracked)
         finally:
             self.queue.leave(model, tokens)
-            self.following.discard(file_id)
 
     def _refuse(self, groups: dict[tuple[str, str], list[Pending]], message: str) -> None:
-        outcome = Outcome(False, error=message, retryable=False)
         for items in groups.values():
-            for item in items:
-                self._resolve(item.custom_id, outcome)
+            self._refuse_ids([item.custom_id for item in items], message)
+
+    def _refuse_ids(self, cids: list[str], message: str) -> None:
+        outcome = Outcome(False, error=message, retryable=False)
+        self.parked_ids.difference_update(cids)
+        for cid in cids:
+            self._resolve(cid, outcome)

@@ -87,6 +87,11 @@ def custom_id(record: int, label: str, digest: str, attempt: int) -> str:
     return f"r{record}.{label}.{digest}.a{attempt}"
 
 
+def record_of(cid: str) -> int:
+    """The record index a ``custom_id`` names (``r17.classify...`` -> 17)."""
+    return int(cid[1 : cid.index(".")])
+
+
 def encode_line(cid: str, url: str, body_json: str) -> bytes:
     head = json.dumps({"custom_id": cid, "method": "POST", "url": url}, ensure_ascii=False)
     return f'{head[:-1]},"body":{body_json}}}'.encode()

@@ -1,16 +1,25 @@
 """Batch runs through the Batch API: the live batch runner, advanced in waves.
 
 ``WaveBatchRunner`` is ``flowrun.batch.runner.BatchRunner`` (records streamed from the file, results
-in input order, completed steps kept for resume) with three changes: the model client parks
+in input order, completed steps kept for resume) with these changes: the model client parks
 requests with a ``WaveCoordinator`` instead of calling the API, calls are priced at Batch
-API rates, and the budget is checked per wave. Every record is still an ordinary
-``Executor``, so tool steps, ``when``, ``foreach``, output validation, tool-calling rounds
-and extract repairs behave exactly as in live runs.
+API rates, the budget is checked per wave, and a record waiting for a batch is *suspended*:
+its task ends, its requests are parked (then in the run store with their file) and its
+completed steps are in the batch store; only its ``SourceRecord`` stays in memory. When a
+batch is collected, its records run again a chunk (``CHUNK``) at a time, their steps and
+stored answers read in one go. Every record is still an ordinary ``Executor``, so tool
+steps, ``when``, ``foreach``, output validation, tool-calling rounds and extract repairs
+behave exactly as in live runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
+import pickle
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +42,8 @@ from flowrun.results import StepResult
 from flowrun.store.batch_api_state import BatchState
 
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
+#: Records run together: their completed steps and requests are read from the store in one go
+CHUNK = 2_000
 
 
 class CountingToolbox:
@@ -107,60 +118,173 @@ class WaveBatchRunner(BatchRunner):
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
-        # suspended records: the steps they completed, and which of those this process ran
-        self._kept: dict[int, dict[str, StepResult]] = {}
-        self._fresh: dict[int, set[str]] = {}
-        self._given: dict[int, set[str]] = {}  # the steps the current execution started with
+        self._kept: dict[int, dict[str, StepResult]] = {}  # suspended records' steps, no store
+        # completed steps read from the store for records about to run again
+        self._loaded: dict[int, dict[str, StepResult]] = {}
+        # records given completed steps of an earlier process (a resume): those steps' ids
+        self._earlier_steps: dict[int, set[str]] = {}
         self._earlier = self.reuse  # completed steps of an earlier process (resume)
+        self._stored_at_start = (
+            self.store.stored_records(self.batch_id)
+            if self.store is not None and self._earlier is not None
+            else set()
+        )
         self.reuse = self._reuse
 
     def _reuse(self, index: int) -> dict[str, StepResult]:
-        steps = self._kept.pop(index, None)
-        if steps is None:
-            steps = self._earlier(index) if self._earlier is not None else {}
-        self._given[index] = set(steps)
+        steps = self._loaded.pop(index, None)
+        if steps is not None:  # running again: the steps it completed, from the store
+            return steps
+        steps = self._earlier(index) if self._earlier is not None else {}
+        if index in self._stored_at_start:
+            self._drop_stale(index, steps)
+        if steps:
+            self._earlier_steps[index] = set(steps)
         return steps
 
-    async def _run_record(self, rec: SourceRecord) -> BatchResult:
-        """Run the record; each time it is suspended (waiting for a batch), keep its completed
-        steps and run it again once an answer it waits for is collected."""
-        while True:
-            try:
-                result = await super()._run_record(rec)
-            except Suspended as exc:
-                fresh = self._fresh.setdefault(rec.index, set())
-                given = self._given.pop(rec.index, set())
-                fresh.update(sid for sid in exc.steps if sid not in given)
+    def _drop_stale(self, index: int, given: dict[str, StepResult]) -> None:
+        """The steps an earlier process stored and the record is not given (the workflow
+        changed) leave the store, so a suspended record never reads them back."""
+        if self.store is None:
+            return
+        stale = set(self.store.load_steps(self.batch_id, index)) - set(given)
+        if stale:
+            self.store.drop_steps(self.batch_id, index, stale)
+
+    async def _run_once(self, rec: SourceRecord) -> BatchResult | None:
+        """Run the record until it finishes (its result) or is suspended waiting for a batch
+        (None: nothing of it is left in memory; its completed steps are in the store)."""
+        result: BatchResult | None = None
+        try:
+            result = await super()._run_record(rec)
+        except Suspended as exc:
+            if self.store is None:  # (the Python API has no batch store: kept in memory)
                 self._kept[rec.index] = exc.steps
-                exc.steps = {}
-                result = None  # (out of the except block: its traceback holds every frame)
-            if result is None:
-                await self.coordinator.wait_record(rec.index)
-                continue
-            self._given.pop(rec.index, None)
-            fresh = self._fresh.pop(rec.index, set())
-            if fresh and result.steps:  # steps run before a suspension were paid for here
-                result.new_calls += [
-                    c for sid in fresh if sid in result.steps for c in result.steps[sid].calls
-                ]
-            return result
+            exc.steps = {}  # (its traceback, which holds every frame, goes with the block)
+        finally:
+            self.coordinator.release(rec.index)
+        if result is None:
+            return None
+        earlier = self._earlier_steps.pop(rec.index, set())
+        if result.steps:  # what this process paid for: steps not given by an earlier one
+            result.new_calls = [
+                c for sid, r in result.steps.items() if sid not in earlier for c in r.calls
+            ]
+        return result
+
+    def _start(
+        self, recs: list[SourceRecord], again: bool, active: dict[int, asyncio.Task[Any]]
+    ) -> list[tuple[SourceRecord, asyncio.Task[Any]]]:
+        """Start a chunk of records: their completed steps and stored requests are read in
+        one go (none for the records of a new run starting for the first time)."""
+        indices = [rec.index for rec in recs]
+        if again and self.store is not None:
+            self._loaded.update(self.store.load_steps_many(self.batch_id, indices))
+        elif again:
+            self._loaded.update((i, self._kept.pop(i, {})) for i in indices)
+        if again or self.coordinator.resuming:
+            self.coordinator.prefetch(indices)
+        started = []
+        for rec in recs:
+            task = asyncio.ensure_future(self._run_once(rec))
+            active[rec.index] = task
+            started.append((rec, task))
+        return started
 
     async def results(self) -> AsyncIterator[BatchResult]:
-        import asyncio
+        """Run every record; yield results in input order.
 
-        waves = asyncio.create_task(self.coordinator.run(), name="flowrun-batch-api-waves")
-        complete = False
+        A record runs until it finishes or is suspended; a suspended record is only its
+        ``SourceRecord`` here (its requests and completed steps are in the store) until a
+        batch it waits for is collected, and then runs again, a chunk of records at a time.
+        """
+        coordinator, summary, progress = self.coordinator, self.summary, self.progress
+        wake = asyncio.Event()
+        coordinator.on_runnable = wake.set
+        waves = asyncio.create_task(coordinator.run(), name="flowrun-batch-api-waves")
+        ticker = asyncio.ensure_future(self._tick())
+        suspended: dict[int, SourceRecord | Compact] = {}
+        active: dict[int, asyncio.Task[Any]] = {}
+        order: deque[int] = deque()
+        finished: dict[int, BatchResult] = {}
+        errors: list[BaseException] = []
+        records = iter(self.records)
+        more, first, complete = True, self.check_first, False
+
+        def ended(rec: SourceRecord, task: asyncio.Task[Any]) -> None:
+            active.pop(rec.index, None)
+            wake.set()
+            if task.cancelled():
+                return
+            if task.exception() is not None:  # e.g. KeyboardInterrupt from a signal
+                errors.append(task.exception())  # type: ignore[arg-type]
+                return
+            result = task.result()
+            if result is None:
+                suspended[rec.index] = _compact(rec)
+                return
+            coordinator.forget_runnable(rec.index)
+            finished[rec.index] = result
+            summary.record(result)
+            progress.update()
+
+        def watch(started: list[tuple[SourceRecord, asyncio.Task[Any]]]) -> None:
+            for rec, task in started:
+                task.add_done_callback(lambda t, r=rec: ended(r, t))
+
         try:
-            async for result in super().results():
+            while True:
+                if errors:
+                    raise errors[0]
                 if waves.done():
                     waves.result()  # an unexpected error in the wave loop: raise it
-                yield result
+                while order and order[0] in finished:
+                    result = finished.pop(order.popleft())
+                    if result.status != "not_run":  # no line: a resume runs it
+                        yield result
+                        self.forget(result)
+                if not order and not more:
+                    break
+                room = CHUNK - len(active)
+                if room >= CHUNK // 4 or not active:
+                    again = coordinator.take_runnable(suspended, room)
+                    if again:
+                        recs = [_expand(suspended.pop(i)) for i in again]
+                        watch(self._start(recs, True, active))
+                        continue
+                    if more and summary.stopped:
+                        summary.not_run += sum(1 for _ in records)
+                        more = False
+                    flying = len(order) - len(finished)
+                    room = min(room, self.concurrency - flying, self.window - len(order))
+                    if more and room > 0:
+                        chunk = list(itertools.islice(records, room))
+                        if not chunk:
+                            more = False
+                            continue
+                        if first:
+                            first = False
+                            if chunk[0].index == 0:
+                                self._check_first(chunk[0])
+                        order.extend(rec.index for rec in chunk)
+                        watch(self._start(chunk, False, active))
+                        continue
+                wake.clear()
+                await wake.wait()
+            if self.rows is not None and not summary.stopped:
+                await self._aggregate()
             complete = True
         finally:
+            ticker.cancel()
             waves.cancel()
-            await asyncio.gather(waves, return_exceptions=True)
+            for task in list(active.values()):
+                task.cancel()
+            await asyncio.gather(waves, ticker, *active.values(), return_exceptions=True)
+            summary.duration_s = time.perf_counter() - summary.started
+            if self.store is not None:
+                self.store.flush()
             self._forget_written()
-            if complete and self.summary.status == "succeeded":
+            if complete and summary.status == "succeeded":
                 self.state.forget_run(self.batch_id)  # nothing is left to resume
             self.state.close()
 
@@ -186,6 +310,25 @@ class WaveBatchRunner(BatchRunner):
     def _on_refusal(self, message: str) -> None:
         if self.summary.stopped is None:
             self.summary.stopped = message
+
+
+Compact = tuple[int, bytes, "int | None", bool]
+
+
+def _compact(rec: SourceRecord) -> SourceRecord | Compact:
+    """A suspended record as it waits: its columns pickled (a few hundred bytes less than the
+    parsed dict); one that cannot be pickled stays as it is."""
+    try:
+        return (rec.index, pickle.dumps(rec.data, protocol=pickle.HIGHEST_PROTOCOL), rec.line, rec.typed)
+    except Exception:  # noqa: BLE001 - e.g. a Python API record holding a lock
+        return rec
+
+
+def _expand(kept: SourceRecord | Compact) -> SourceRecord:
+    if isinstance(kept, SourceRecord):
+        return kept
+    index, data, line, typed = kept
+    return SourceRecord(index, pickle.loads(data), line, None, typed)  # noqa: S301 - our own bytes
 
 
 def _batch_client(wf: Any, live: Services) -> Any:

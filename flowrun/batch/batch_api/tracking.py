@@ -16,12 +16,12 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from flowrun.batch.batch_api.lines import Outcome, Pending, file_bytes, parse_result_line
+from flowrun.batch.batch_api.lines import Outcome, parse_result_line
 from flowrun.batch.batch_api.settings import TokenQueue, WaveSettings
 from flowrun.batch.batch_api.transport import BatchSnapshot, BatchTransport
 from flowrun.provider.client import ModelCallError
@@ -90,36 +90,49 @@ class BatchTracking:
     state: BatchState
     run_id: str
     settings: WaveSettings
-    known: dict[str, tuple[str, bool]]
     waiting: dict[str, asyncio.Future[Outcome]]
-    asleep: set[str]
     answers: dict[str, Outcome]
+    parked_ids: set[str]
+    uploads: int
+    following: set[str]
+    collected_here: set[str]
+    cancelled_files: set[str]
     live: dict[str, Tracked]
     queue: TokenQueue
     local_seconds: float
     on_status: Callable[[WaveStatus], None] | None
+    on_runnable: Callable[[], None] | None
     status: WaveStatus
 
     def busy_span(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
+    def mark_runnable(self, cids: Iterable[str]) -> None:
+        raise NotImplementedError
+
     # --- submitting ------------------------------------------------------------------------
     async def _submit(
-        self, endpoint: str, model: str, items: list[Pending], wave: int, n: int
+        self, endpoint: str, model: str, sent: list[bytes], cids: list[str], wave: int, n: int
     ) -> Tracked | None:
-        data = file_bytes(items)
-        cids = [p.custom_id for p in items]
-        del items  # the lines are in ``data`` now
+        """Upload a file (``sent`` holds its bytes, dropped once uploaded) and create its batch."""
         name = f"flowrun-{self.run_id}-w{wave}-{n}.jsonl"
+        size = len(sent[0])
         try:
-            file_id = await self.transport.upload(name, data)
+            file_id = await self.transport.upload(name, sent.pop())
         except ModelCallError as exc:
+            self.parked_ids.difference_update(cids)
             for cid in cids:  # nothing was submitted: the next attempt goes in the next wave
                 self._resolve(
                     cid, Outcome(False, error=f"upload failed: {exc}", retryable=exc.retryable)
                 )
             return None
-        self.state.file_uploaded(self.run_id, wave, file_id, endpoint, model, cids, len(data))
+        except BaseException:
+            self.parked_ids.difference_update(cids)
+            raise
+        self.state.file_uploaded(self.run_id, wave, file_id, endpoint, model, cids, size)
+        self.following.add(file_id)
+        self.parked_ids.difference_update(cids)  # (in the store now)
+        self.uploads += 1
         return await self._create(file_id, endpoint, model, cids, wave)
 
     async def _create(
@@ -317,6 +330,9 @@ class BatchTracking:
         wanted = set(tracked.custom_ids)
         seen: set[str] = set()
         cancelled = self.state.cancel_requested(self.run_id)
+        self.collected_here.add(tracked.file_id)
+        if cancelled:
+            self.cancelled_files.add(tracked.file_id)
         for file_id in (snapshot.output_file_id, snapshot.error_file_id):
             if not file_id:
                 continue
@@ -364,6 +380,7 @@ class BatchTracking:
                 chunk.append((cid, raw, parse_result_line(raw)[1]))
         self._deliver(file_id, chunk, cancelled)
         self.state.file_collected(file_id)
+        self.mark_runnable(cids)  # every result of the file is stored: its records go on
 
     def _deliver(
         self, file_id: str, chunk: list[tuple[str, str, Outcome]], cancelled: bool
@@ -374,9 +391,7 @@ class BatchTracking:
             return
         started = time.perf_counter()
         self.state.results_stored(self.run_id, [(cid, raw) for cid, raw, _ in chunk])
-        for cid, _, outcome in chunk:
-            if cid in self.known:
-                self.known[cid] = (file_id, True)
+        for cid, _, outcome in chunk:  # (suspended records read theirs from the store)
             if cid in self.waiting:
                 if cancelled and not outcome.ok:
                     outcome.retryable = False
@@ -392,11 +407,13 @@ class BatchTracking:
             self._resolve(cid, outcome)
 
     def _resolve(self, cid: str, outcome: Outcome) -> None:
+        """Hand an outcome to the request's waiter in memory, or keep it for its suspended
+        record (an outcome that is not stored: a refusal, a give-up)."""
         future = self.waiting.pop(cid, None)
-        if cid in self.asleep:  # its record is suspended: it asks again when it runs
-            self.asleep.discard(cid)
+        if future is None:
             self.answers[cid] = outcome
-        if future is not None and not future.done():
+            self.mark_runnable((cid,))
+        elif not future.done():
             future.set_result(outcome)
 
     def _report(self, event: str = "") -> None:
@@ -408,6 +425,8 @@ class BatchTracking:
         """Resolve every waiting request with a failure (the run is stopping)."""
         for cid in list(self.waiting):
             self._resolve(cid, Outcome(False, error=message, retryable=False))
+        if self.on_runnable is not None:  # suspended records run again, and fail
+            self.on_runnable()
 
 
 def read_chunks(f: BinaryIO) -> Iterator[list[bytes]]:

@@ -104,26 +104,25 @@ class WaveClient:
         answered = ANSWERED.get()
         body_json = encode_body(body)
         digest = body_digest(body_json)
+        model = body["model"]
         tries = 1 + (DEFAULT_RETRIES if max_retries is None else max_retries)
         attempt = made = 0
         while True:
             cid = custom_id(index or 0, label, digest, attempt)
-            line = encode_line(cid, url, body_json)
-            future = self.coordinator.request(cid, url, body["model"], line, inputs)
-            if (
-                not future.done()
-                and answered is not None
-                and label not in answered
-                and index is not None
-            ):
-                self.coordinator.sleep(index, cid, future)
-                raise Suspended()
-            outcome = await future
+            if answered is not None and label not in answered and index is not None:
+                # the step's first request: suspend the record until its batch is collected
+                found = self.coordinator.ask(cid, url, model, body_json, inputs)
+                if found is None:
+                    raise Suspended()
+                outcome = found
+            else:
+                line = encode_line(cid, url, body_json)
+                outcome = await self.coordinator.request(cid, url, model, line, inputs)
+            attempt += 1
+            if outcome.stale:  # an earlier process's failure: the next attempt may suspend too
+                continue
             if answered is not None:
                 answered.add(label)
-            attempt += 1
-            if outcome.stale:
-                continue
             made += 1
             if outcome.ok:
                 return outcome, made - 1

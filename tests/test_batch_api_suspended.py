@@ -1,0 +1,93 @@
+"""A record waiting for a batch holds nothing that runs: no task, no coroutine, no future.
+Its requests and completed steps are in the run store until its batch is collected, and it
+then runs again. Asserted by counting the event loop's tasks while every batch is held in
+progress by the loopback server (never by time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from flowrun.testing import LoopbackServer
+from tests.flow_files import make_flow
+from tests.helpers import flowrun
+from tests.test_batch_api import DIAMOND, read_lines, write_records
+
+RECORDS = 300
+
+
+@pytest.fixture(autouse=True)
+def _fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWRUN_BATCH_POLL", "0.01,0.03")
+    monkeypatch.setenv("FLOWRUN_PROGRESS_EVERY", "0")
+    monkeypatch.setenv("FLOWRUN_BATCH_LIMITS", "100")  # 6 first-round files
+
+
+def test_records_waiting_for_a_batch_hold_no_task(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    from flowrun.batch import arun_batch
+
+    released = threading.Event()
+    # every first-round batch stays in progress until the test has looked
+    server.batch_api.hold(r"\.(a|b)\.", until=lambda batches: released.is_set(), at_most=120)
+    wf = make_flow(tmp_path, DIAMOND)
+    rows = [{"text": f"ticket {i}"} for i in range(RECORDS)]
+
+    async def submitted() -> int:
+        while len(server.batch_api.submitted_custom_ids()) < 2 * RECORDS:
+            await asyncio.sleep(0.01)
+        return len(server.batch_api.batches)
+
+    async def scenario() -> tuple[int, int, list]:
+        results = []
+
+        async def consume() -> None:
+            async for result in arun_batch(wf, rows, via="batch-api"):
+                results.append(result)
+
+        run = asyncio.create_task(consume())
+        files = await submitted()
+        # every record asked for its first steps and is waiting for a batch held in progress
+        tasks = len(asyncio.all_tasks())
+        released.set()
+        await run
+        return files, tasks, results
+
+    files, tasks, results = asyncio.run(scenario())
+    assert files == 6
+    # the run's own tasks (the wave loop, the progress ticker, one follower per batch, this
+    # test's), none per waiting record
+    assert tasks <= files + 10, f"{tasks} tasks while {RECORDS} records waited"
+    assert [r.index for r in results] == list(range(RECORDS)) and all(r.ok for r in results)
+    assert results[7].outputs["result"] == (
+        "echo: combine echo: summarize ticket 7 | echo: keywords ticket 7"
+    )
+
+
+def test_a_suspended_record_gets_its_completed_steps_back_from_the_store(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The join of each record runs after its first-round batch is collected, with the
+    outputs of a and b read back from the run store; nothing is asked twice."""
+    wf = make_flow(tmp_path, DIAMOND)
+    records = write_records(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(RECORDS)])
+    out = tmp_path / "out.jsonl"
+    result = flowrun(
+        "run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--json"
+    )
+    assert result.code == 0, result.output
+    lines = read_lines(out)
+    assert [x["outputs"]["result"] for x in lines] == [
+        f"echo: combine echo: summarize t{i} | echo: keywords t{i}" for i in range(RECORDS)
+    ]
+    submitted = server.batch_api.submitted_custom_ids()
+    assert len(submitted) == len(set(submitted)) == 3 * RECORDS
+    # the calls made before a record was suspended are counted once, with those after
+    cost = json.loads(result.stdout)["cost"]
+    assert cost["calls"] == 3 * RECORDS
+    assert cost["total_usd"] == pytest.approx(sum(x["cost_usd"] for x in lines), rel=1e-3)
