@@ -347,7 +347,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as exc:
     assert exc.code == 0, exc.code
-heavy = ("jsonschema", "flowrun.engine.tools", "networkx", "flowrun.provider.pricing")
+heavy = ("jsonschema", "flowrun.engine.tools", "networkx", "flowrun.provider.pricing", "jinja2")
 print("IMPORTED:", ",".join(sorted(m for m in heavy if m in sys.modules)) or "-")
 """
 
@@ -355,7 +355,7 @@ print("IMPORTED:", ",".join(sorted(m for m in heavy if m in sys.modules)) or "-"
 def test_validate_imports_only_what_the_file_needs(tmp_path) -> None:
     """Plain schemas and tool signatures are checked without jsonschema and flowrun.engine.tools
     (with its asyncio): most of a cold validate's time; a schema with other keywords loads
-    jsonschema."""
+    jsonschema. Templates that only place values are read without Jinja."""
     (tmp_path / "light_tools.py").write_text(
         "def count(text: str, n: int = 1) -> int:\n    return 1\n"
     )
@@ -382,6 +382,9 @@ def test_validate_imports_only_what_the_file_needs(tmp_path) -> None:
     assert imported() == "IMPORTED: -"
     flow.write_text(flow.read_text().replace("required: [x]", "required: [x], if: {}"))
     assert imported() == "IMPORTED: jsonschema"
+    # a template that does more than place a value is checked by Jinja
+    flow.write_text(flow.read_text().replace("{{ steps.a.output }}", "{{ steps.a.output | e }}"))
+    assert imported() == "IMPORTED: jinja2,jsonschema"
 
 
 def test_version() -> None:
