@@ -168,7 +168,11 @@ class WaveCoordinator(BatchTracking):
         if row is None or row[1] is None:
             return None
         file_id, raw = row
-        outcome = parse_result_line(raw)[1]
+        try:
+            outcome = parse_result_line(raw)[1]
+        except (ValueError, AttributeError, TypeError):  # stored unparsed: not an answer
+            outcome = Outcome(False, error="the batch returned a result line that is not JSON")
+            outcome.retryable = True
         if file_id not in self.collected_here:
             # an earlier process's failure: ask again, under the next attempt's id
             outcome.stale = not outcome.ok

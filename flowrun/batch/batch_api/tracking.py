@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,7 @@ CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then t
 TOKEN_LIMIT = "token_limit_exceeded"  # the error of a batch refused for the enqueued tokens
 COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
 COLLECT_BYTES = 4 << 20  # ... or fewer, when they are this many bytes
+CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"([^"\\]*)"')  # a result line's first one
 
 
 @dataclass
@@ -348,10 +350,10 @@ class BatchTracking:
                 f.seek(0)
                 for raws in read_chunks(f):
                     started = time.perf_counter()
-                    chunk: list[tuple[str, str, Outcome]] = []
+                    chunk: list[tuple[str, str, Outcome | None]] = []
                     for raw in raws:
                         with contextlib.suppress(ValueError, AttributeError, TypeError):
-                            cid, outcome = parse_result_line(raw)
+                            cid, outcome = self._read_line(raw)
                             if cid in wanted and cid not in seen:
                                 seen.add(cid)
                                 chunk.append((cid, raw.decode("utf-8").rstrip("\n"), outcome))
@@ -361,6 +363,17 @@ class BatchTracking:
         if snapshot.errors:
             reason += ": " + "; ".join(snapshot.errors[:3])
         self._finish_file(tracked.file_id, tracked.custom_ids, seen, reason, None, cancelled)
+
+    def _read_line(self, raw: bytes) -> tuple[str, Outcome | None]:
+        """A result line's custom_id, and its outcome if a request awaits it in memory. A
+        suspended record's line is only stored here and parsed when the record runs again
+        (``WaveCoordinator._known``): its custom_id is taken with a pattern."""
+        found = CUSTOM_ID.search(raw)
+        if found is not None:
+            cid = found.group(1).decode("utf-8")
+            if cid not in self.waiting:
+                return cid, None
+        return parse_result_line(raw)
 
     def _finish_file(
         self,
@@ -383,7 +396,7 @@ class BatchTracking:
         self.mark_runnable(cids)  # every result of the file is stored: its records go on
 
     def _deliver(
-        self, file_id: str, chunk: list[tuple[str, str, Outcome]], cancelled: bool
+        self, file_id: str, chunk: list[tuple[str, str, Outcome | None]], cancelled: bool
     ) -> None:
         """Store results, then hand them to the records waiting for them. Once the user
         cancelled the run, failures are not retried."""
@@ -392,7 +405,7 @@ class BatchTracking:
         started = time.perf_counter()
         self.state.results_stored(self.run_id, [(cid, raw) for cid, raw, _ in chunk])
         for cid, _, outcome in chunk:  # (suspended records read theirs from the store)
-            if cid in self.waiting:
+            if outcome is not None and cid in self.waiting:
                 if cancelled and not outcome.ok:
                     outcome.retryable = False
                     outcome.error = f"{outcome.error} (the run was cancelled)"
