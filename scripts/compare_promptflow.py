@@ -129,10 +129,11 @@ NOTES: dict[str, str] = {
     "evaluation/eval-summarization": "after its requirements (tenacity); its G-Eval code asks"
     " for many samples with logprobs: with one scripted reply both sides fail alike"
     " (ZeroDivisionError)",
-    "standard/basic": "its own Python calls the legacy completions API (/v1/completions), which"
-    " the loopback server does not answer: not compared",
+    "standard/basic": "its own Python calls the legacy completions API (/v1/completions):"
+    " answered by the loopback server, the same request on both sides",
     "standard/basic-with-connection": "CustomConnection from BASIC_CUSTOM_CONNECTION_*; its own"
-    " Python calls the legacy completions API, which the loopback server does not answer",
+    " Python calls the legacy completions API (/v1/completions), answered by the loopback"
+    " server",
     "standard/autonomous-agent": "its own Python calls promptflow.tools.openai chat with"
     " functions (flowrun's stand-in): its first request is pf's but for the current time the"
     " flow writes into it; a full run needs function_call replies, which the loopback server"
@@ -181,7 +182,7 @@ def normalise(path: str, request: dict[str, Any]) -> dict[str, Any]:
     embeddings, the two differences the docs name (one text as a list of one, and the vectors'
     transfer encoding: the OpenAI SDK asks for base64, flowrun for floats; the same vector)."""
     body = dict(request)
-    if "max_tokens" in body:
+    if "max_tokens" in body and path.endswith("/chat/completions"):
         body["max_completion_tokens"] = body.pop("max_tokens")
     body.pop("stream_options", None)
     if path.endswith("/embeddings"):

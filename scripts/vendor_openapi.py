@@ -24,14 +24,18 @@ from typing import Any
 OUT = Path(__file__).resolve().parent.parent / "flowrun" / "testing" / "data" / "openai-openapi"
 
 #: The roots kept: request bodies of the endpoints flowrun calls (chat completions,
-#: embeddings, files, batches) and the replies (and error body) the loopback server's tests check.
+#: embeddings, files, batches) and of the legacy completions endpoint the loopback server
+#: answers (promptflow flows' own Python calls it), and the replies (and error body) the
+#: loopback server's tests check.
 ROOTS = (
     "CreateChatCompletionRequest",
+    "CreateCompletionRequest",
     "CreateEmbeddingRequest",
     "CreateFileRequest",
     "CreateBatchRequest",
     "CreateChatCompletionResponse",
     "CreateChatCompletionStreamResponse",
+    "CreateCompletionResponse",
     "CreateEmbeddingResponse",
     "ErrorResponse",
 )

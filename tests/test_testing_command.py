@@ -80,6 +80,23 @@ def test_mock_answers_structured_output_and_failures_are_injected(start, tmp_pat
     assert "every 2nd model request fails with 503" in err.splitlines()[0]
 
 
+def test_legacy_completions_are_scripted_apart_from_chat(start, tmp_path):
+    from openai import OpenAI
+
+    replies = tmp_path / "replies.yaml"
+    replies.write_text("- endpoint: completions\n  content: Hello, World!\n  times: forever\n")
+    proc, env = start("--replies", str(replies), "--mock")
+    client = OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
+    done = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Write hello")
+    assert done.choices[0].text == "Hello, World!"
+    messages = [{"role": "user", "content": "Write hello"}]
+    chat = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert chat.choices[0].message.content == "echo: Write hello"  # --mock's, not scripted
+    code, err = stop(proc)
+    assert code == 0
+    assert err.splitlines()[-1] == "stopped after 2 requests"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

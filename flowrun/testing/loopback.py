@@ -31,10 +31,12 @@ from flowrun.provider.mock import (
     split_text,
     word_count,
 )
+from flowrun.testing.completions import completion_chunks, text_completion
 from flowrun.testing.http_server import Handler, HTTPServer
 from flowrun.testing.openapi import REQUEST_SCHEMAS, OpenAPIValidator
 from flowrun.testing.replies import (
     CHAT,
+    COMPLETIONS,
     EMBEDDINGS,
     MODELS,
     Matcher,
@@ -148,7 +150,8 @@ class LoopbackServer:
         """Script a reply (or a ``RecordedRequest -> Reply`` callable).
 
         Used by the first request whose raw body contains ``match`` (or for which
-        ``match(req)`` is truthy) on ``endpoint`` (``None`` = any); ``times=None`` = forever.
+        ``match(req)`` is truthy) on ``endpoint`` (``"/chat/completions"`` by default, or
+        ``"/completions"``, ``"/embeddings"``; ``None`` = any); ``times=None`` = forever.
         """
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None, got {times}")
@@ -231,7 +234,7 @@ class LoopbackServer:
             return 200, {"object": "list", "data": data}, {}
         if path.startswith(("/files", "/batches")):
             return self.batch_api.dispatch(req)
-        if req.method != "POST" or path not in (CHAT, EMBEDDINGS):
+        if req.method != "POST" or path not in (CHAT, COMPLETIONS, EMBEDDINGS):
             return 404, _error_body(404, f"Unknown endpoint: {req.method} /v1{path}"), {}
         if not isinstance(body, dict):
             return 400, _error_body(400, "The request body is not a JSON object."), {}
@@ -248,6 +251,12 @@ class LoopbackServer:
             if path == EMBEDDINGS:
                 return 200, self._embeddings(req, reply), headers
             assert reply is not None
+            if path == COMPLETIONS:
+                whole = text_completion(req, reply, self._next_id)
+                if not body.get("stream"):
+                    return 200, whole, headers
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                return 200, list(completion_chunks(whole, usage)), headers
             completion, calls = self._chat(req, reply)
             if reply.no_usage:
                 completion["usage"] = None
@@ -263,10 +272,11 @@ class LoopbackServer:
             return 500, _error_body(500, message), {"x-should-retry": "false"}
 
     def _respond(self, req: RecordedRequest) -> Reply | None:
-        """Pick the reply for a chat/embeddings request (``None`` = compute a default)."""
+        """Pick the reply for a chat, completions or embeddings request (``None`` = compute
+        a default)."""
         responder = self._take(req)
         if responder is None:
-            if req.path != CHAT:
+            if req.path not in (CHAT, COMPLETIONS):
                 return None
             responder = self.default
         reply = responder(req) if callable(responder) else responder

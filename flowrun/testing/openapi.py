@@ -25,6 +25,7 @@ VENDORED_SPEC = Path(__file__).resolve().parent / "data" / "openai-openapi" / "o
 #: Request path (after ``/v1``) -> component schema validating its JSON body.
 REQUEST_SCHEMAS: dict[str, str] = {
     "/chat/completions": "CreateChatCompletionRequest",
+    "/completions": "CreateCompletionRequest",
     "/embeddings": "CreateEmbeddingRequest",
     "/batches": "CreateBatchRequest",
 }

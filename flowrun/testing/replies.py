@@ -17,6 +17,7 @@ from typing import Any
 from flowrun.provider.mock import content_text
 
 CHAT = "/chat/completions"
+COMPLETIONS = "/completions"  #: the legacy completions endpoint (promptflow flows' own Python)
 EMBEDDINGS = "/embeddings"
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -107,7 +108,13 @@ class RecordedRequest:
 
     @property
     def last_user_text(self) -> str:
-        """Text of the last user message (string content or the text parts of a list)."""
+        """Text of the last user message (string content or the text parts of a list); for a
+        legacy completions request, its prompt."""
+        if self.path == COMPLETIONS and isinstance(self.body, dict):
+            prompt = self.body.get("prompt")
+            if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+                return "\n".join(prompt)  # several prompts, one per line
+            return prompt if isinstance(prompt, str) else ""
         for message in reversed(self.messages):
             if isinstance(message, dict) and message.get("role") == "user":
                 return content_text(message.get("content"))
@@ -133,7 +140,8 @@ class _Entry:
         if callable(self.match):
             return bool(self.match(req))
         # the raw body has JSON escapes (e.g. "\\n"), so also look in the message texts
-        texts = (content_text(m.get("content")) for m in req.messages if isinstance(m, dict))
+        texts = [content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
+        texts.append(req.last_user_text if req.path == COMPLETIONS else "")
         return self.match in req.text or any(self.match in t for t in texts)
 
 

@@ -24,7 +24,8 @@ from flowrun.testing.replies import RecordedRequest, Reply, ToolCall
 _REPLY_KEYS = {f.name for f in fields(Reply)}
 _ENTRY_KEYS = {"match", "times", "endpoint"}
 _ENDPOINTS = {"chat": "/chat/completions", "embeddings": "/embeddings", "any": None}
-_MODEL_PATHS = ("/chat/completions", "/embeddings")
+_ENDPOINTS["completions"] = "/completions"  # legacy: promptflow flows' own Python calls it
+_MODEL_PATHS = ("/chat/completions", "/completions", "/embeddings")
 
 
 class BadArguments(Exception):
@@ -160,8 +161,11 @@ def build_server(args: argparse.Namespace) -> tuple[LoopbackServer, list[str]]:
         said.append(f"{args.latency:g} s latency")
     if args.mock:
         from flowrun.provider.mock import mock_text
+        from flowrun.testing.replies import echo
 
-        server.default = lambda req: Reply(content=mock_text(req.body))
+        server.default = lambda req: (
+            Reply(content=mock_text(req.body)) if req.path == "/chat/completions" else echo(req)
+        )
     return server, said
 
 
