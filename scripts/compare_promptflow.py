@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from flowrun.testing import LoopbackServer, RecordedRequest, Reply
+from flowrun.testing import LoopbackServer, RecordedRequest, Reply, ToolCall
 
 #: The model's reply for every request, per flow (by default a number: evaluation flows parse
 #: one, and the others pass it on as text).
@@ -74,9 +74,28 @@ UNSET: dict[str, tuple[str, ...]] = {
     "standard/autonomous-agent": ("AZURE_OPENAI_ENDPOINT",),
 }
 
+#: The London forecast chat/use_functions_with_chat_models' question asks for.
+_FORECAST = ToolCall(
+    "get_n_day_weather_forecast", {"location": "London, UK", "format": "celsius", "num_days": 7}
+)
+
+
+def _function_caller(req: RecordedRequest) -> Reply:
+    """The model of chat/use_functions_with_chat_models: given ``functions`` (promptflow), it
+    answers with a ``function_call``; given ``tools`` (flowrun), with the same call as a tool
+    call, then, once the result is sent back, with text."""
+    body = req.body or {}
+    if body.get("functions"):
+        return Reply(function_call=_FORECAST)
+    if body.get("tools") and not any(m.get("role") == "tool" for m in req.messages):
+        return Reply(tool_calls=[_FORECAST])
+    return Reply(content="Rain all week in London.")
+
+
 #: Flows that need a reply that depends on the request.
 RESPONDERS: dict[str, Callable[[RecordedRequest], Reply]] = {
     "evaluation/eval-multi-turn-metrics": _multi_turn,
+    "chat/use_functions_with_chat_models": _function_caller,
 }
 for _flow in ("web-classification", "flow-with-additional-includes", "flow-with-symlinks"):
     REPLIES[f"standard/{_flow}"] = '{"category": "App", "evidence": "Both"}'
@@ -117,9 +136,11 @@ NOTES: dict[str, str] = {
     "chat/chat-with-image": "the gpt-4v node converts; its `question` is a list mixing an image"
     " and text, which the converted prompt renders as text (reported); pf needs the image from"
     " the network",
-    "chat/use_functions_with_chat_models": "`functions` become flowrun tools (a tool loop: other"
-    " requests by design, reported); its chat history renders `# function:` messages, which a"
-    " messages_template cannot send (reported)",
+    "chat/use_functions_with_chat_models": "compared with a scripted function_call (a tool"
+    " call for flowrun): the first request's messages are identical, its chat history's"
+    " `# function:` message included; `functions` become flowrun tools (reported), so flowrun"
+    " sends tools instead of functions and runs the function in a tool loop (2 requests), and"
+    " run_function, which reads the reply's function_call, gets the final text and fails",
     "evaluation/eval-multi-turn-metrics": "its grounding node calls promptflow.tools.aoai chat"
     " (stand-in); pf's own YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
     " in one message; type hints to widen: concat_scores' `grounding: str` gets a number,"
@@ -156,9 +177,11 @@ NOTES: dict[str, str] = {
     " after the 7th digit: the OpenAI SDK asks for base64 (float32) vectors, flowrun for JSON"
     " floats",
     "evaluation/eval-qna-rag-metrics": "type hints to widen in its own files (reported: they"
-    " matter when a node is bypassed); in one message pf sends `\\ n` where the input has `\\n`"
-    " (one character, in its long `documents` default; cause not found: both YAML readers"
-    " give `\\n`)",
+    " matter when a node is bypassed); one character differs, by a promptflow bug: `pf flow"
+    " test` writes the flow to a temporary flow.dag.yaml with ruamel.yaml and reads it back,"
+    " and ruamel.yaml 0.19.1 folds the long `documents` default right after an escaped"
+    " backslash, so the copy reads `\\ n` where the flow has `\\n`; flowrun sends the default"
+    " as written",
     "standard/web-classification": "compared with a page served locally for its url input",
     "standard/flow-with-additional-includes": "compared with a page served locally",
     "standard/flow-with-symlinks": "after its create_symlinks.py; compared with a page served"

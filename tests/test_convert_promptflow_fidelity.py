@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flowrun import load_workflow, run_workflow
 from flowrun.testing import Reply, ToolCall
 from tests.helpers import flowrun
 from tests.imagefiles import png_bytes
@@ -199,17 +200,22 @@ def _flow(folder: Path, template: str, inputs: str) -> Path:
     return folder
 
 
-def test_function_role_lines_are_reported(tmp_path):
+@pytest.mark.parametrize("role", ["function", "tool"])
+def test_function_role_lines_without_a_name_and_tool_lines_are_reported(tmp_path, role):
+    # a function message is sent with its '## name:' line (see function_history): without
+    # one, the step fails when it renders one (promptflow's fails too)
     flow = _flow(
         tmp_path / "fn",
-        "# system:\nHelp.\n{% for h in history %}\n# function:\n{{h}}\n{% endfor %}\n# user:\nHi\n",
+        f"# system:\nHelp.\n{{% for h in history %}}\n# {role}:\n{{{{h}}}}\n{{% endfor %}}\n"
+        "# user:\nHi\n",
         "  history: {type: list, default: []}\n",
     )
     res = convert(flow)
     assert res.code == 1
     assert (
-        "  - chat: '# function:' messages in the prompt: a messages_template sends system, user "
-        "and assistant messages only: the step fails when the prompt renders a 'function:' message"
+        f"  - chat: '# {role}:' messages in the prompt: a messages_template sends system, user,"
+        " assistant and function messages (a function message with its '## name:' and"
+        f" '## content:' lines): the step fails when the prompt renders this '{role}:' message"
     ) in report_notes(res.stdout)
 
 
@@ -397,3 +403,41 @@ def test_images_inside_a_list_input_are_reported(flow_copy):
         "flowrun renders them as text: give the image as its own input and add it to the "
         "step's images:"
     ) in report_notes(res.stdout)
+
+
+FUNCTION_HISTORY = [
+    {"role": "system", "content": "You answer questions about the weather."},
+    {"role": "user", "content": "What is the weather like in Boston?"},
+    {
+        "role": "assistant",
+        "content": "Function generation requested, function = get_current_weather",
+    },
+    {
+        "role": "function",
+        "name": "get_current_weather",
+        "content": '{"location": "Boston", "temperature": "72"}',
+    },
+    {"role": "user", "content": "Thanks!"},
+    {"role": "assistant", "content": "You are welcome."},
+    {"role": "user", "name": "visitor", "content": "And in London?"},
+]
+
+
+def test_function_messages_in_a_chat_history_are_sent_as_promptflow_sends_them(flow_copy, server):
+    # chat/use_functions_with_chat_models' prompt: '# function:' with '## name:' and
+    # '## content:' lines; pf 1.18.5 sent exactly these messages for this flow
+    flow = flow_copy("function_history")
+    res = convert(flow)
+    assert res.code == 0, res.output
+    assert not [n for n in report_notes(res.stdout) if "function" in n]
+    server.add(Reply(content="Rainy, 60 degrees."), times=2)
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"answer": "Rainy, 60 degrees."}
+    result = run_workflow(load_workflow(flow / "flowrun.yaml"), {})
+    assert result.status == "succeeded", result.error
+    assert result.outputs == {"answer": "Rainy, 60 degrees."}
+    for body in [r.body for r in server.requests_to(CHAT)]:
+        assert body["messages"] == FUNCTION_HISTORY
+        assert (body["model"], body["max_completion_tokens"]) == ("gpt-4o-mini", 50)
+    assert len(server.requests_to(CHAT)) == 2

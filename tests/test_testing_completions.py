@@ -1,5 +1,6 @@
-"""The loopback server's legacy completions endpoint (``/v1/completions``), through the
-OpenAI SDK: promptflow flows' own Python calls it (``standard/basic``)."""
+"""The loopback server's older API shapes, through the OpenAI SDK, that promptflow flows' own
+Python uses: the legacy completions endpoint (``/v1/completions``, ``standard/basic``), legacy
+``function_call`` replies, and ``n`` choices (``eval-summarization``'s G-Eval asks for 20)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from flowrun.testing import LoopbackServer, OpenAPIValidator, Reply
+from flowrun.testing import LoopbackServer, OpenAPIValidator, Reply, ToolCall
 
 MODEL = "gpt-3.5-turbo-instruct"
 
@@ -108,3 +109,38 @@ def test_errors_and_replies_conform_to_the_spec(spec: OpenAPIValidator) -> None:
             for choice in chunk["choices"]:
                 choice["finish_reason"] = choice["finish_reason"] or "stop"
             assert spec.validate_schema("CreateCompletionResponse", chunk) == []
+
+
+def test_a_legacy_function_call_reply(server: LoopbackServer, client: OpenAI) -> None:
+    """A model given ``functions`` (the deprecated form of tools) answers with
+    ``function_call``: promptflow's chat/use_functions_with_chat_models reads it."""
+    server.add(Reply(function_call=ToolCall("get_weather", {"location": "Boston"})), times=2)
+    functions = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    messages = [{"role": "user", "content": "Weather?"}]
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, functions=functions, function_call="auto"
+    )
+    choice = resp.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.function_call is not None
+    assert (choice.message.function_call.name, choice.message.function_call.arguments) == (
+        "get_weather",
+        '{"location": "Boston"}',
+    )
+    assert choice.message.tool_calls is None
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, functions=functions, stream=True
+    )
+    calls = [c.choices[0].delta.function_call for c in stream if c.choices]
+    assert [(f.name, f.arguments) for f in calls if f] == [
+        ("get_weather", '{"location": "Boston"}')
+    ]
+
+
+def test_n_choices_repeat_the_reply(server: LoopbackServer, client: OpenAI) -> None:
+    server.add(Reply(content="4", usage={"prompt_tokens": 9}))
+    messages = [{"role": "user", "content": "Score it"}]
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=messages, n=3)
+    assert [(c.index, c.message.content) for c in resp.choices] == [(0, "4"), (1, "4"), (2, "4")]
+    assert resp.usage is not None
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (9, 3)

@@ -45,7 +45,12 @@ _UNSUPPORTED = {
 
 
 # promptflow's role lines that a flowrun messages_template does not send (function results).
-_OTHER_ROLE = re.compile(r"^\s*#?\s*(function|tool)\s*:\s*$", re.IGNORECASE | re.MULTILINE)
+# Role lines a messages_template cannot send: 'tool:', and 'function:' without the '## name:'
+# line after it (a function message is sent with its name, as promptflow's).
+_OTHER_ROLE = re.compile(
+    r"^\s*#?\s*(tool|function(?!\s*:[ \t]*\n(?:[ \t]*\n)*[ \t]*#{0,2}[ \t]*name[ \t]*:))\s*:\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass

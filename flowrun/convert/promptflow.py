@@ -338,8 +338,9 @@ class _Converter:
             self.report.add(
                 node.name,
                 f"'# {role}:' messages in the prompt",
-                "a messages_template sends system, user and assistant messages only: the step "
-                f"fails when the prompt renders a '{role}:' message",
+                "a messages_template sends system, user, assistant and function messages (a "
+                "function message with its '## name:' and '## content:' lines): the step "
+                f"fails when the prompt renders this '{role}:' message",
             )
         if chat:
             chat_role_notes(node, self.flow, translated.variables, self.report)

@@ -292,11 +292,15 @@ class LoopbackServer:
         ]
         message = {"role": "assistant", "content": content, "refusal": reply.refusal}
         message |= {"annotations": [], **({"tool_calls": calls} if calls else {})}
+        legacy = reply.function_call
+        if legacy is not None:
+            message["function_call"] = {"name": legacy.name, "arguments": legacy.arguments_json}
         texts = [content_text(m.get("content")) for m in req.messages if isinstance(m, dict)]
         prompt = over.get("prompt_tokens", sum(word_count(t) + 3 for t in texts))
         reasoning = over.get("reasoning_tokens", 0)
         out_words = word_count(content) + word_count(reply.refusal)
         out_words += sum(word_count(c["function"]["arguments"]) + 1 for c in calls)
+        out_words += word_count(legacy.arguments_json) + 1 if legacy is not None else 0
         completion = over.get("completion_tokens", max(1, out_words) + reasoning)
         usage = {
             "prompt_tokens": prompt,
@@ -307,8 +311,15 @@ class LoopbackServer:
             "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0}
             | {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         }
-        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+        finish = reply.finish_reason or (
+            "tool_calls" if calls else "function_call" if legacy is not None else "stop"
+        )
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        n = req.body.get("n") if not req.body.get("stream") else 1
+        count = n if isinstance(n, int) and n > 1 else 1  # `n` choices, the same reply each
+        if count > 1:
+            usage["completion_tokens"] = completion * count
+            usage["total_tokens"] = over.get("total_tokens", prompt + completion * count)
         return {
             "id": self._next_id("chatcmpl-loopback-"),
             "object": "chat.completion",
@@ -316,7 +327,7 @@ class LoopbackServer:
             "model": reply.model or req.body.get("model") or "gpt-4o-mini",
             "system_fingerprint": "fp_loopback",
             "service_tier": "default",
-            "choices": [choice],
+            "choices": [choice | {"index": i} for i in range(count)],
             "usage": usage,
         }, calls
 
@@ -339,6 +350,8 @@ class LoopbackServer:
             yield chunk({"content": piece})
         for piece in split_text(message["refusal"] or ""):
             yield chunk({"refusal": piece})
+        if "function_call" in message:
+            yield chunk({"function_call": message["function_call"]})
         for index, call in enumerate(calls):
             fn = {"name": call["function"]["name"], "arguments": ""}
             opening = {"index": index, "id": call["id"], "type": "function", "function": fn}

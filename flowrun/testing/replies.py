@@ -45,6 +45,8 @@ class Reply:
     content: str | None = None
     json: Any = _UNSET
     tool_calls: list[ToolCall] | None = None
+    #: the legacy ``function_call`` of a model given ``functions`` (its id is not used)
+    function_call: ToolCall | None = None
     refusal: str | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None

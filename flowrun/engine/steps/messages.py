@@ -65,30 +65,54 @@ def _render_content(content: str | list[dict[str, Any]], scope: dict[str, Any]) 
 # A role line of promptflow's chat prompt format: '# system:', 'user:', '#Assistant :' ...
 _ROLES = "system|user|assistant|function|tool"
 _ROLE_SPLIT = re.compile(rf"^\s*#?\s*({_ROLES})\s*:\s*\n", re.IGNORECASE | re.MULTILINE)
-_ROLE_ESCAPE = re.compile(rf"^(\s*#?\s*(?:{_ROLES})\s*)(:\s*\n)", re.IGNORECASE | re.MULTILINE)
+_ROLE_ESCAPE = re.compile(
+    rf"^(\s*#{{0,2}}\s*(?:{_ROLES}|name|content)\s*)(:\s*\n)", re.IGNORECASE | re.MULTILINE
+)
+# A message's '## name:' / '## content:' lines (promptflow's format for a message with a name:
+# required in a 'function:' message, the name of the function whose result is the content).
+_NAME_CONTENT = r"\n*#{0,2}\s*name\s*:\s*\n+\s*(\S+)\s*\n*#{0,2}\s*content\s*:\s*\n?(.*)"
+_FUNCTION_RESULT = re.compile(_NAME_CONTENT, re.DOTALL)  # anywhere in it, as promptflow
+_NAMED = re.compile(r"\A\s*" + _NAME_CONTENT, re.DOTALL)  # other roles: first lines only
 
 
 def template_messages(template: str, scope: dict[str, Any]) -> list[dict[str, Any]]:
     """``messages_template``: render the text, then split it into messages at role lines.
 
     Each message's content is stripped; text before the first role line is a user message.
-    Role lines inside input values are escaped while rendering, so an input cannot start a
-    message of its own (promptflow escapes flow inputs the same way).
+    A ``function:`` message (the result of a function the model called) gives the function's
+    name and its result on ``## name:`` and ``## content:`` lines, as in promptflow; another
+    message may start with them too (a message with a ``name``). Role, name and content lines
+    inside input values are escaped while rendering, so an input cannot start a message of
+    its own or name one (promptflow escapes flow inputs the same way).
     """
     nonce = f"\u2063{secrets.token_hex(4)}\u2063"
     text = render_text(template, {**scope, "inputs": _escape_roles(scope.get("inputs"), nonce)})
     parts = _ROLE_SPLIT.split(text)
     messages = [{"role": "user", "content": parts[0]}] if parts[0].strip() else []
     for role, content in zip(parts[1::2], parts[2::2], strict=True):
-        messages.append({"role": role.lower(), "content": content})
+        messages.append(_message(role.lower(), content))
     for message in messages:
-        if message["role"] in ("function", "tool"):
-            raise StepError(
-                f"messages_template: '{message['role']}:' messages are not supported "
-                "(use system, user or assistant)"
-            )
         message["content"] = message["content"].replace(nonce, "").strip()
+        if "name" in message:
+            message["name"] = message["name"].replace(nonce, "")
     return messages
+
+
+def _message(role: str, content: str) -> dict[str, Any]:
+    if role == "tool":
+        raise StepError(
+            "messages_template: 'tool:' messages are not supported (a model's tool calls and "
+            "their results come from the step's tools:)"
+        )
+    found = (_FUNCTION_RESULT.search if role == "function" else _NAMED.match)(content)
+    if found is None:
+        if role == "function":
+            raise StepError(
+                "messages_template: a 'function:' message needs the function's name and its "
+                "result on '## name:' and '## content:' lines"
+            )
+        return {"role": role, "content": content}
+    return {"role": role, "name": found.group(1), "content": found.group(2)}
 
 
 def _escape_roles(value: Any, nonce: str) -> Any:
