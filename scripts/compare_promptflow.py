@@ -5,7 +5,7 @@ scratch copy of the tree: convert it, validate the result and, where promptflow'
 given, run ``pf flow test`` and ``flowrun run`` with the same inputs against the same loopback
 server, then compare the recorded requests (roles, text, model, parameters, tools; promptflow's
 explicit defaults such as ``temperature: 1`` count as unset, ``max_tokens`` is compared with
-``max_completion_tokens``) and the outputs. Prints one line per flow and, with ``--markdown``,
+``max_completion_tokens``), the outputs and the metrics an aggregation node logs. Prints one line per flow and, with ``--markdown``,
 the table of docs/migrating-from-promptflow.md.
 
 Run it where promptflow is installed (in its own virtualenv, with the flows' requirements)::
@@ -21,6 +21,7 @@ promptflow's sources are never copied into this repository: the flows stay in th
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -92,10 +93,55 @@ def _function_caller(req: RecordedRequest) -> Reply:
     return Reply(content="Rain all week in London.")
 
 
+def _by_prompt(replies: dict[str, Any], default: str) -> Any:
+    """A model that answers each llm node of a flow in the shape its code parses: the reply
+    (text, or an object sent as JSON) of the first marker found in the request's messages."""
+
+    def reply(req: RecordedRequest) -> Reply:
+        text = "\n".join(str(m.get("content")) for m in req.messages)
+        for marker, answer in replies.items():
+            if marker in text:
+                return Reply(content=answer if isinstance(answer, str) else json.dumps(answer))
+        return Reply(content=default)
+
+    return reply
+
+
+#: evaluation/eval-single-turn-metrics: each llm node parses its own JSON shape.
+_SINGLE_TURN = {
+    "Identify if answer is noncommittal": {
+        "question": "Which tent is the most waterproof?",
+        "noncommittal": False,
+    },
+    "statement_X, reason, and attributed": {
+        "result": [
+            {"statement_1": "The Alpine Explorer Tent", "reason": "in context", "attributed": "Yes"},
+            {"statement_2": "3000m", "reason": "not in context", "attributed": "No"},
+        ]
+    },
+    "Extract following from given question and ground truth": {
+        "statements that are present in both the answer and the ground truth": ["Alpine"],
+        "statements present in the answer but not found in the ground truth": [],
+        "relevant statements found in the ground truth but omitted in the answer": ["3000m"],
+    },
+    "engagement and tone": {"accuracy and relevance": 5, "score": 4.5, "overall": "Good."},
+    "Perceived intelligence is the degree": {"relevance": "Direct.", "score": 3},
+}
+
+#: evaluation/eval-summarization: G-Eval asks each dimension for 20 samples (n=20) of a score.
+_SUMMARIZATION = {
+    "Coherence (1-5)": "4",
+    "Consistency (1-5)": "5",
+    "Fluency (1-3)": "2",
+    "Relevance (1-5)": "3",
+}
+
 #: Flows that need a reply that depends on the request.
 RESPONDERS: dict[str, Callable[[RecordedRequest], Reply]] = {
     "evaluation/eval-multi-turn-metrics": _multi_turn,
     "chat/use_functions_with_chat_models": _function_caller,
+    "evaluation/eval-single-turn-metrics": _by_prompt(_SINGLE_TURN, "4"),
+    "evaluation/eval-summarization": _by_prompt(_SUMMARIZATION, "1"),
 }
 for _flow in ("web-classification", "flow-with-additional-includes", "flow-with-symlinks"):
     REPLIES[f"standard/{_flow}"] = '{"category": "App", "evidence": "Both"}'
@@ -108,6 +154,12 @@ INPUTS: dict[str, dict[str, Any]] = {
     "standard/flow-with-symlinks": {"url": "PAGE"},
     "chat/promptflow-copilot": {"question": "How do I test a flow?"},
     "standard/describe-image": {"input_image": "IMAGE"},  # a PNG written by this script
+    "chat/chat-with-image": {
+        "question": [
+            {"data:image/png;base64": "IMAGE_BASE64"},  # inline: pf fetches no 127.0.0.1 URL
+            "How many colors can you see?",
+        ]
+    },
     "integrations/continuous-monitoring-with-pipeline/flows/standard/simple-summarization": {
         "answer": "Tides are caused by the moon. They rise and fall twice a day."
     },
@@ -133,9 +185,10 @@ NOTES: dict[str, str] = {
     " tool (promptflow_vectordb); one type hint to widen",
     "chat/chat-with-pdf": "after its requirements (faiss-cpu, PyPDF2); it downloads a PDF"
     " (network): not compared offline",
-    "chat/chat-with-image": "the gpt-4v node converts; its `question` is a list mixing an image"
-    " and text, which the converted prompt renders as text (reported); pf needs the image from"
-    " the network",
+    "chat/chat-with-image": "the gpt-4v node converts; compared with the image given inline (pf"
+    " refuses to fetch one from 127.0.0.1): its `question` is a list mixing an image and text,"
+    " which pf sends as an image part and a text part and the converted prompt renders as text"
+    " (reported)",
     "chat/use_functions_with_chat_models": "compared with a scripted function_call (a tool"
     " call for flowrun): the first request's messages are identical, its chat history's"
     " `# function:` message included; `functions` become flowrun tools (reported), so flowrun"
@@ -145,11 +198,13 @@ NOTES: dict[str, str] = {
     " (stand-in); pf's own YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
     " in one message; type hints to widen: concat_scores' `grounding: str` gets a number,"
     " aggregate_results' `metrics: str` a list (pf does not check); widened, identical outputs",
-    "evaluation/eval-single-turn-metrics": "type hints to widen in its own files (reported);"
-    " its llm nodes expect JSON replies of several shapes: not compared with one scripted reply",
-    "evaluation/eval-summarization": "after its requirements (tenacity); its G-Eval code asks"
-    " for many samples with logprobs: with one scripted reply both sides fail alike"
-    " (ZeroDivisionError)",
+    "evaluation/eval-single-turn-metrics": "each llm node answered in the JSON shape its code"
+    " parses (scripted per prompt): identical requests; flowrun stops at concat_scores, whose"
+    " `str` hints refuse the floats the calculate nodes return (annotated `-> str`), and at the"
+    " aggregation's `metrics: str` (a list there, reported): with those hints widened, identical"
+    " outputs and metrics",
+    "evaluation/eval-summarization": "after its requirements (tenacity); G-Eval asks each"
+    " dimension for n=20 samples of a score, scripted per prompt (the loopback answers n choices)",
     "standard/basic": "its own Python calls the legacy completions API (/v1/completions):"
     " answered by the loopback server, the same request on both sides",
     "standard/basic-with-connection": "CustomConnection from BASIC_CUSTOM_CONNECTION_*; its own"
@@ -244,7 +299,7 @@ def serve_page() -> str:
 
 
 def tiny_png() -> bytes:
-    """A 2x1 PNG (a red and a blue pixel), for describe-image's image input."""
+    """A 2x1 PNG (a red and a blue pixel), for describe-image's and chat-with-image's image."""
     import struct
     import zlib
 
@@ -424,7 +479,9 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
         return row
     inputs = flow_inputs(flow)
     served = {"PAGE": args.page, "IMAGE": args.image}
-    inputs.update({k: served.get(v, v) for k, v in INPUTS.get(name, {}).items()})
+    image = base64.b64encode(tiny_png()).decode("ascii")
+    given = json.loads(json.dumps(INPUTS.get(name, {})).replace('"IMAGE_BASE64"', f'"{image}"'))
+    inputs.update({k: served.get(v, v) if isinstance(v, str) else v for k, v in given.items()})
     inputs_file = tmp / (name.replace("/", "_") + ".inputs.json")
     inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
     server = LoopbackServer(validator=None).start()
@@ -447,6 +504,8 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
         ]
         output_file = flow / ".promptflow" / "flow.output.json"
         output_file.unlink(missing_ok=True)
+        metrics_file = flow / ".promptflow" / "flow.metrics.json"
+        metrics_file.unlink(missing_ok=True)
         pf = subprocess.run(
             [
                 args.pf,
@@ -469,6 +528,11 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
         pf_outputs = (
             json.loads(output_file.read_text(encoding="utf-8"))
             if output_file.exists() and not pf.returncode
+            else None
+        )
+        pf_metrics = (
+            json.loads(metrics_file.read_text(encoding="utf-8"))
+            if metrics_file.exists() and not pf.returncode
             else None
         )
         server.requests.clear()
@@ -513,6 +577,15 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
         and run.returncode == 0
         and json.loads(json.dumps(fr_outputs)) == pf_outputs
     )
+    if pf_metrics:  # an aggregation node's log_metric calls: the same metrics too
+        fr_metrics = json.loads(json.dumps(result.get("metrics") or {}))
+        row["metrics"] = pf_metrics
+        row["metrics_same"] = fr_metrics == pf_metrics
+        if not row["metrics_same"]:
+            row["outputs_same"] = False
+            row["metrics_diff"] = f"pf {json.dumps(pf_metrics)[:150]} / flowrun" + (
+                f" {json.dumps(fr_metrics)[:150]}"
+            )
     if pf_outputs is not None and not row["outputs_same"]:
         row["outputs_diff"] = (
             f"pf {json.dumps(pf_outputs)[:150]} / flowrun {json.dumps(fr_outputs)[:150]}"
@@ -602,8 +675,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             + ([row["requests_diff"]] if req == "differ" and row.get("requests_diff") else [])
             + ([row["flowrun_error"]] if out == "flowrun fails" else [])
         )
-        note = NOTES.get(row["flow"]) or "; ".join(auto)
-        note = note.replace("|", "\\|").replace("\n", " ")[:300]
+        note = NOTES.get(row["flow"]) or "; ".join(auto)[:300]  # hand-written notes whole
+        note = note.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {row['flow']} | {conv} | {req} | {out} | {note} |")
     return "\n".join(lines) + "\n"
 

@@ -441,3 +441,45 @@ def test_function_messages_in_a_chat_history_are_sent_as_promptflow_sends_them(f
         assert body["messages"] == FUNCTION_HISTORY
         assert (body["model"], body["max_completion_tokens"]) == ("gpt-4o-mini", 50)
     assert len(server.requests_to(CHAT)) == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "refused"),
+    [("gpt-35-turbo-instruct", True), ("davinci-002", True), ("gpt-4o-mini", False)],
+)
+def test_a_completion_node_is_sent_as_one_user_message_and_reported(
+    tmp_path, server, model, refused
+):
+    flow = tmp_path / "completion"
+    flow.mkdir()
+    (flow / "hello.jinja2").write_text("Write a simple {{text}} program.\n")
+    (flow / "flow.dag.yaml").write_text(
+        "inputs:\n  text: {type: string, default: Hello World!}\n"
+        "outputs:\n  output: {type: string, reference: '${llm.output}'}\n"
+        "nodes:\n- name: llm\n  type: llm\n  source: {type: code, path: hello.jinja2}\n"
+        f"  api: completion\n  connection: c\n  inputs:\n    deployment_name: {model}\n"
+        "    max_tokens: 120\n    text: ${inputs.text}\n"
+    )
+    res = convert(flow)
+    assert res.code == 1
+    why = (
+        "  - llm: api: completion: flowrun calls the chat completions API: the prompt is sent as"
+        " one user message, so a chat model's answer may differ from the completion model's"
+    )
+    if refused:
+        why += (
+            f"; {model} is a completions model, which the chat completions API refuses: set the"
+            " step's model to a chat model (gpt-4o-mini ...)"
+        )
+    assert why in report_notes(res.stdout)
+    server.add(Reply(content="print('Hello World!')"))
+    run = flowrun("run", flow / "flowrun.yaml", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"output": "print('Hello World!')"}
+    (request,) = server.requests
+    assert request.path == CHAT
+    # the text as promptflow's completion call sends its prompt (the file's last line break kept)
+    assert request.body["messages"] == [
+        {"role": "user", "content": "Write a simple Hello World! program.\n"}
+    ]
+    assert (request.body["model"], request.body["max_completion_tokens"]) == (model, 120)

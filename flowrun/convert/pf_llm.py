@@ -6,6 +6,7 @@ promptflow's LLM tool takes its parameters as node inputs, often as strings
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flowrun.convert.pf_flow import PfFlow, PfNode, parse_ref
@@ -135,6 +136,24 @@ def vision_params(node: PfNode, report: Report) -> dict[str, Any]:
             blocking=False,
         )
     return {"image_detail": "auto"}
+
+
+# Models only the legacy completions API serves (OpenAI's and Azure's deployment names).
+_COMPLETION_MODELS = re.compile(r"instruct|davinci|babbage|curie|^(text-)?ada(-00\d)?$", re.I)
+
+
+def completion_notes(node: PfNode, api: str, model: Any, report: Report) -> None:
+    """An ``api: completion`` node: flowrun sends its prompt to the chat completions API."""
+    why = (
+        "flowrun calls the chat completions API: the prompt is sent as one user message, so a "
+        "chat model's answer may differ from the completion model's"
+    )
+    if isinstance(model, str) and _COMPLETION_MODELS.search(model):
+        why += (
+            f"; {model} is a completions model, which the chat completions API refuses: set "
+            "the step's model to a chat model (gpt-4o-mini ...)"
+        )
+    report.add(node.name, f"api: {api}", why)
 
 
 def connection_notes(node: PfNode, report: Report) -> None:

@@ -54,7 +54,17 @@ class ToolArgs:
             if any("{{" in s or "{%" in s or "{#" in s for s in strings(value)):
                 return "{{ " + jinja_literal(value) + " }}"
             return value
-        if node.aggregation:  # the values are lists over the records: no bypass, no type check
+        if node.aggregation:  # the values are lists over the records: no bypass
+            if param is not None and mismatch(frozenset({"array"}), param.annotation):
+                hint = f"{param.name}: {param.annotation}"
+                self.report.add(
+                    node.name,
+                    f"input '{param.name}'",
+                    "in an aggregation node every input is the list of every record's values; "
+                    f"flowrun checks tool arguments against type hints and {hint} refuses a "
+                    f"list (promptflow passes it unchecked): widen it ({hint} | list) in the "
+                    "function's file",
+                )
             return "{{ " + ref.expr() + " }}"
         bypassable = ref.kind == "node" and ref.name in self.bypassable
         # The node still runs with the other bypassed only when it reads another node too.

@@ -46,6 +46,7 @@ from flowrun.convert.pf_llm import (
     GPT4V_TOOLS,
     LLM_PARAMS,
     chat_role_notes,
+    completion_notes,
     connection_notes,
     model_params,
     prompt_input,
@@ -396,12 +397,7 @@ class _Converter:
         else:
             step["prompt"] = text
             became = f"chat step, one user message from {source_name}"
-            self.report.add(
-                node.name,
-                f"api: {api}",
-                "flowrun calls the chat completions API: the prompt is sent as one user "
-                "message, so a chat model's answer may differ from the completion model's",
-            )
+            completion_notes(node, api, step.get("model"), self.report)
         connection_notes(node, self.report)
         return step, became
 
