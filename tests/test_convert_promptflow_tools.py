@@ -212,22 +212,12 @@ def test_an_image_parameter_gets_promptflow_image_and_its_result_is_sent(copy, s
     ]
 
 
-class WithCompletions(LoopbackServer):
-    """The loopback server, answering the legacy completions API too (" done." to any prompt)."""
-
-    def _dispatch(self, req):  # type: ignore[no-untyped-def]
-        if req.method == "POST" and req.path == "/completions":
-            choice = {"text": " done.", "index": 0, "logprobs": None, "finish_reason": "stop"}
-            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            body = {"id": "cmpl-1", "object": "text_completion", "created": 0}
-            return 200, body | {"model": req.body["model"], "choices": [choice], "usage": usage}, {}
-        return super()._dispatch(req)
-
-
 def test_completion_sends_what_promptflow_sends(copy, monkeypatch):
     flow = copy("pf_completion")
     assert flowrun("convert", "promptflow", flow).code == 0
-    with WithCompletions(validator=None) as server:
+    with LoopbackServer() as server:  # its requests checked against the OpenAPI spec
+        usage = {"prompt_tokens": 3, "completion_tokens": 2}
+        server.add(Reply(content=" done.", usage=usage), endpoint="/completions", times=None)
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("MY_AZURE_API_BASE", server.url)
