@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -579,6 +580,11 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
     )
     if pf_metrics:  # an aggregation node's log_metric calls: the same metrics too
         fr_metrics = json.loads(json.dumps(result.get("metrics") or {}))
+        # flowrun keeps a NaN (or infinite) metric as its text, "nan": JSON has no NaN
+        pf_metrics = {
+            k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in pf_metrics.items()
+        }
         row["metrics"] = pf_metrics
         row["metrics_same"] = fr_metrics == pf_metrics
         if not row["metrics_same"]:

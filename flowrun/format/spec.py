@@ -175,7 +175,8 @@ class _PromptFields(BaseModel):
     messages_template: str | None = Field(
         None,
         description="A template whose rendered text is split into messages at role lines "
-        "('# system:', '# user:', '# assistant:'), as promptflow chat prompts are.",
+        "('# system:', '# user:', '# assistant:', and '# function:' followed by '## name:' and "
+        "'## content:' lines), as promptflow chat prompts are.",
     )
     images: list[str | None] | None = None
     image_detail: Literal["low", "high", "auto"] | None = None
