@@ -10,6 +10,7 @@ the SDK's own (respecting Retry-After); the number taken is reported back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,15 @@ __all__ = [
 
 
 def sdk_maker() -> Callable[[str], Any]:
-    """What makes ``OpenAIClient()``'s SDK client from a key, for ``prepared_sdk.start``
-    (the SDK imported here, in the calling thread)."""
+    """What makes ``OpenAIClient()``'s SDK client from a key, for ``prepared_sdk.start``.
+
+    The SDK and its HTTP stack (httpcore2, which the client imports when it is made) are
+    imported here, in the calling thread: the other thread then imports nothing and mostly
+    loads certificates, without the GIL."""
     import openai
+
+    with contextlib.suppress(ImportError):  # an SDK without it imports its own stack there
+        import httpcore2  # noqa: F401
 
     return lambda key: openai.AsyncOpenAI(api_key=key)
 

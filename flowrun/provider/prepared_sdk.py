@@ -21,9 +21,9 @@ _pending: list[tuple[threading.Thread, dict[str, str], dict[str, Any]]] = []
 
 def start(make: Callable[[str], Any]) -> None:
     """Make ``make(OPENAI_API_KEY)`` in a background thread (nothing without a key: the
-    client made where it is needed reports that). ``make``'s own module must be imported
-    already (by the caller): what it imports on the way (the SDK's HTTP stack) is nothing the
-    main thread imports meanwhile, so the two threads never wait on each other's imports."""
+    client made where it is needed reports that). What ``make`` needs must be imported
+    already, by the caller (``client.sdk_maker``): two threads importing at once could wait
+    on each other's module locks."""
     _pending.clear()  # one not taken before (a run that failed before its first call)
     key = os.environ.get("OPENAI_API_KEY")
     if not key:
