@@ -94,3 +94,52 @@ def test_a_template_that_needs_jinja_loads_it_and_renders_as_before(tmp_path: Pa
     out = proc.stdout.splitlines()
     assert out[0] == "answer: echo: Again: echo: Say: HELLO!"
     assert out[-1] == "IMPORTED: jinja2"
+
+
+def test_a_run_process_starts_without_collector_passes_and_runs_with_the_collector_on(
+    tmp_path: Path,
+) -> None:
+    # the console script (python -m flowrun run ...): start-up with the collector off, then
+    # what start-up made frozen and the collector on again before the steps (cli.startup)
+    (tmp_path / "gc_state.py").write_text(
+        "import gc\n"
+        "def state() -> str:\n"
+        "    return f'enabled={gc.isenabled()} frozen={gc.get_freeze_count() > 0}'\n",
+        encoding="utf-8",
+    )
+    flow = tmp_path / "tool.yaml"
+    flow.write_text(
+        "version: 1\nname: tool\nsteps:\n  s: {type: tool, function: 'gc_state:state'}\n"
+        "outputs:\n  state: '{{ steps.s.output }}'\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowrun", "run", str(flow)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "state: enabled=True frozen=True"
+    # a program that calls main(argv) itself keeps its collector as it is
+    proc = _run(tmp_path, "run", str(flow))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "state: enabled=True frozen=False"
+
+
+def test_an_invalid_file_given_to_run_is_still_one_line_and_exit_2(tmp_path: Path) -> None:
+    flow = tmp_path / "bad.yaml"
+    flow.write_text("version: 1\nname: bad\nsteps: {}\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowrun", "run", str(flow)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{flow}:3:")
+    assert "Traceback" not in proc.stderr

@@ -11,11 +11,16 @@ May import: ``flowrun``, ``api``, ``batch``, ``engine``, ``format``, ``provider`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script ``flowrun``."""
+    if argv is None and sys.argv[1:2] == ["run"]:
+        from flowrun.cli import startup
+
+        startup.begin()  # the collector off until the run starts (cli.startup)
     from flowrun.cli.app import main as run_cli
 
     run_cli(argv)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from flowrun.cli import startup
 from flowrun.cli.batch_run import check_no_limits, resume_limit_options
 from flowrun.cli.common import CONTEXT, MAX_COUNT, Command, emit_json, input_options
 from flowrun.errors import RunFailed, RunInterrupted, UsageError
@@ -313,7 +314,6 @@ def run(
       flowrun run workflows/support-triage.yaml --inputs-file ticket.json --json
       flowrun run workflows/summarize.yaml --batch docs.jsonl --output out.jsonl
     """
-    from flowrun.engine.servers import prepare_default_client
     from flowrun.format.inputs import check_one_stdin, parse_cli_inputs, read_inputs_file
     from flowrun.format.loader import load_workflow
     from flowrun.store.locking import workflow_lock
@@ -326,8 +326,7 @@ def run(
         options["transcripts"] = False
     with _stdout_for_json(as_json) as json_stdout:
         wf = load_workflow(file)  # (what its tool modules print on import goes to stderr)
-        if records is None and not mock:  # its SDK client made while the run is set up
-            prepare_default_client(wf)
+        startup.end(wf, default_client=records is None and not mock)
         from flowrun.api import new_run_id, run_workflow
         if records is None:
             for flag, value in (
