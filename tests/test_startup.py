@@ -143,3 +143,32 @@ def test_an_invalid_file_given_to_run_is_still_one_line_and_exit_2(tmp_path: Pat
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"{flow}:3:")
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_turns_the_collector_on_again_once_its_first_file_is_read(tmp_path: Path) -> None:
+    # each tool module says, as validate imports it, how the collector is
+    for name in ("first", "second"):
+        (tmp_path / f"{name}_tool.py").write_text(
+            "import gc, sys\n"
+            f"print('{name}: enabled', gc.isenabled(), 'frozen', gc.get_freeze_count() > 0,"
+            " file=sys.stderr)\n"
+            "def go() -> str:\n    return 'x'\n",
+            encoding="utf-8",
+        )
+        (tmp_path / f"{name}.yaml").write_text(
+            f"version: 1\nname: {name}\nsteps:\n  s: {{type: tool, function: '{name}_tool:go'}}\n",
+            encoding="utf-8",
+        )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowrun", "validate", "first.yaml", "second.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "first: enabled False frozen False" in proc.stderr
+    assert "second: enabled True frozen True" in proc.stderr
+    assert proc.stdout.splitlines() == ["first.yaml: ok (1 step)", "second.yaml: ok (1 step)"]

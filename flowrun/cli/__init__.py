@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script ``flowrun``."""
-    if argv is None and sys.argv[1:2] == ["run"]:
+    if argv is None and sys.argv[1:2] in (["run"], ["validate"]):
         from flowrun.cli import startup
 
         startup.begin()  # the collector off until the run starts (cli.startup)

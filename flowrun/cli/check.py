@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from flowrun.cli import startup
 from flowrun.cli.common import CONTEXT, Command, emit_json
 from flowrun.errors import WorkflowInvalid
 
@@ -31,6 +32,8 @@ def validate(files: tuple[str, ...]) -> None:
         except WorkflowInvalid as exc:
             problems.extend(exc.problems)
             continue
+        finally:
+            startup.collector_on()  # the first file read: start-up is over (cli.startup)
         count = len(wf.spec.steps)
         click.echo(f"{file}: ok ({count} step{'' if count == 1 else 's'})")
     if problems:
