@@ -91,3 +91,30 @@ def test_a_suspended_record_gets_its_completed_steps_back_from_the_store(
     cost = json.loads(result.stdout)["cost"]
     assert cost["calls"] == 3 * RECORDS
     assert cost["total_usd"] == pytest.approx(sum(x["cost_usd"] for x in lines), rel=1e-3)
+
+
+def test_a_resume_after_a_step_changed_never_reads_its_old_result_back(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Records failed at the join keep a and b in the store. The resume runs an edited b:
+    a record suspended for the new b runs again with a only (the old b was dropped from the
+    store when it first ran), so its join reads the new b's answer."""
+    server.batch_api.fail(match="combine", status=400, times=None)
+    wf = make_flow(tmp_path, DIAMOND)
+    records = write_records(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    first = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api")
+    assert first.code == 1
+    assert {x["status"] for x in read_lines(out)} == {"failed"}
+    with server._lock:
+        server.batch_api._failures.clear()  # the join answers now
+    wf.write_text(wf.read_text().replace("keywords {{", "tags {{"), encoding="utf-8")
+    before = len(server.batch_api.submitted_custom_ids())
+    again = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--resume")
+    assert again.code == 0, again.output
+    assert [x["outputs"]["result"] for x in read_lines(out)] == [
+        f"echo: combine echo: summarize t{i} | echo: tags t{i}" for i in range(5)
+    ]
+    asked = server.batch_api.submitted_custom_ids()[before:]
+    # the resume asked for the new b and the joins, never a again
+    assert sorted(c.split(".")[1] for c in asked) == ["b"] * 5 + ["join"] * 5
