@@ -196,9 +196,10 @@ NOTES: dict[str, str] = {
     " sends tools instead of functions and runs the function in a tool loop (2 requests), and"
     " run_function, which reads the reply's function_call, gets the final text and fails",
     "evaluation/eval-multi-turn-metrics": "its grounding node calls promptflow.tools.aoai chat"
-    " (stand-in); pf's own YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
-    " in one message; type hints to widen: concat_scores' `grounding: str` gets a number,"
-    " aggregate_results' `metrics: str` a list (pf does not check); widened, identical outputs",
+    " (stand-in); pf's YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
+    " in one message; hints to widen: concat_scores' `grounding: str` gets a number,"
+    " aggregate_results' `metrics: str` a list (reported; pf does not check); widened: identical"
+    " outputs",
     "evaluation/eval-single-turn-metrics": "each llm node answered in the JSON shape its code"
     " parses (scripted per prompt): identical requests; flowrun stops at concat_scores, whose"
     " `str` hints refuse the floats the calculate nodes return (annotated `-> str`), and at the"

@@ -207,9 +207,17 @@ def test_an_image_parameter_gets_promptflow_image_and_its_result_is_sent(copy, s
         "about": f"Image image/png {len(png())} bytes; framed image/png {len(framed)} bytes, Image(",
     }
     (request,) = server.requests_to("/chat/completions")
-    assert request.images == [
-        {"url": "data:image/png;base64," + base64.b64encode(framed).decode(), "detail": "auto"}
-    ]
+    sent = [{"url": "data:image/png;base64," + base64.b64encode(framed).decode(), "detail": "auto"}]
+    assert request.images == sent
+    # the Python API, with the image given as a data: URL
+    server.reset()
+    server.add(Reply(content="A logo in a frame."))
+    photo = "data:image/png;base64," + base64.b64encode(png()).decode()
+    result = run_workflow(load_workflow(flow / "flowrun.yaml"), {"photo": photo})
+    assert result.status == "succeeded", result.error
+    assert result.outputs["answer"] == "A logo in a frame."
+    (request,) = server.requests_to("/chat/completions")
+    assert request.images == sent
 
 
 def test_completion_sends_what_promptflow_sends(copy, monkeypatch):
@@ -258,3 +266,19 @@ def test_completion_sends_what_promptflow_sends(copy, monkeypatch):
     }
     assert second.query == "api-version=2024-02-01"
     assert second.headers["ms-azure-ai-promptflow-called-from"] == "aoai-tool"
+
+
+def test_every_import_the_converter_accepts_is_in_the_stand_in(copy):
+    # the converter reports a promptflow import the stand-in lacks; what it accepts must import
+    import importlib
+
+    from flowrun.convert.pf_python import _SHIMMED
+    from flowrun.format.promptflow_stub import install_promptflow_stub
+
+    install_promptflow_stub()
+    missing = [
+        f"{module}.{name}"
+        for module, name in sorted(_SHIMMED)
+        if not hasattr(importlib.import_module(module), name)
+    ]
+    assert missing == []
