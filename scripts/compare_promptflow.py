@@ -138,8 +138,16 @@ _SUMMARIZATION = {
 }
 
 #: Flows that need a reply that depends on the request.
+def _autogpt(request: RecordedRequest) -> Reply:
+    """autonomous-agent: run its python function once, then finish (legacy function calls)."""
+    if any(m.get("role") == "function" for m in request.messages):
+        return Reply(function_call=ToolCall("finish", {"response": "42"}))
+    return Reply(function_call=ToolCall("python", {"command": "print(6 * 7)"}))
+
+
 RESPONDERS: dict[str, Callable[[RecordedRequest], Reply]] = {
     "evaluation/eval-multi-turn-metrics": _multi_turn,
+    "standard/autonomous-agent": _autogpt,
     "chat/use_functions_with_chat_models": _function_caller,
     "evaluation/eval-single-turn-metrics": _by_prompt(_SINGLE_TURN, "4"),
     "evaluation/eval-summarization": _by_prompt(_SUMMARIZATION, "1"),
@@ -213,9 +221,8 @@ NOTES: dict[str, str] = {
     " Python calls the legacy completions API (/v1/completions), answered by the loopback"
     " server",
     "standard/autonomous-agent": "its own Python calls promptflow.tools.openai chat with"
-    " functions (flowrun's stand-in): its first request is pf's but for the current time the"
-    " flow writes into it; a full run needs function_call replies, which the loopback server"
-    " does not script",
+    " functions (flowrun's stand-in); compared with scripted function calls (its python tool,"
+    " then finish) and the current time it writes into its prompt masked",
     "standard/conditional-flow-for-if-else": "no model request; its content_safety_check"
     " returns random.choice([True, False]), so the branch (and the output) differs by chance",
     "standard/customer-intent-extraction": "needs its requirements (langchain<0.2)",
@@ -255,6 +262,15 @@ DEFAULTS = {
     "user": "",
     "logit_bias": {},
 }
+
+
+#: Text a flow writes into its requests that differs from run to run: masked on both sides.
+MASKS: dict[str, str] = {"standard/autonomous-agent": r"The current time and date is [^\"]*"}
+
+
+def masked(name: str, request: dict[str, Any]) -> dict[str, Any]:
+    pattern = MASKS.get(name)
+    return json.loads(re.sub(pattern, "(masked)", json.dumps(request))) if pattern else request
 
 
 def normalise(path: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -523,7 +539,9 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             check=False,
             timeout=600,
         )
-        pf_requests = [(q.path, normalise(q.path, q.body or {})) for q in server.requests]
+        pf_requests = [
+            (q.path, masked(name, normalise(q.path, q.body or {}))) for q in server.requests
+        ]
         row["pf_rc"] = pf.returncode
         if pf.returncode:
             row["pf_error"] = failure_line(pf.stderr + "\n" + pf.stdout)
@@ -547,7 +565,9 @@ def measure(name: str, flow: Path, args: argparse.Namespace, tmp: Path) -> dict[
             cwd=flow,
             timeout=600,
         )
-        fr_requests = [(q.path, normalise(q.path, q.body or {})) for q in server.requests]
+        fr_requests = [
+            (q.path, masked(name, normalise(q.path, q.body or {}))) for q in server.requests
+        ]
     finally:
         server.stop()
     row["flowrun_rc"] = run.returncode
