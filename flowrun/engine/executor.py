@@ -23,7 +23,6 @@ from flowrun.engine.tools import STOPPING
 from flowrun.errors import BudgetExceeded, FlowrunError, Suspended
 from flowrun.format.graph import ReadyQueue
 from flowrun.format.loader import LoadedWorkflow
-from flowrun.format.spec import aggregate_steps
 from flowrun.format.templating import TemplateError, render
 from flowrun.format.validation import schema_errors
 from flowrun.results import CostReport, RunResult, StepResult
@@ -96,13 +95,14 @@ class Executor:
         for sid in self.results:
             queue.mark_done(sid)
         notify = self.services.on_step or _ignore
-        for sid in self.wf.spec.steps:
-            done = self.results.get(sid)
-            notify(sid, "waiting" if done is None else "done", done)
+        if notify is not _ignore:
+            for sid in self.wf.spec.steps:
+                done = self.results.get(sid)
+                notify(sid, "waiting" if done is None else "done", done)
         in_flight: dict[asyncio.Task[StepResult], str] = {}
         finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
         failure: StepResult | None = None
-        later = set(aggregate_steps(self.wf.spec))  # they run once after every record
+        later = self.wf.aggregate_ids  # they run once after every record
         suspended = False  # a step waits for a batch: the record stops
         try:
             while True:

@@ -33,6 +33,9 @@ class LoadedWorkflow:
     servers: dict[str, ServerEntry] = field(default_factory=dict)  # by name, usable ones
     _graph: nx.DiGraph | None = field(default=None, init=False, repr=False, compare=False)
     _order: StepOrder | None = field(default=None, init=False, repr=False, compare=False)
+    _aggregate: tuple[Workflow, frozenset[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -56,6 +59,16 @@ class LoadedWorkflow:
 
             self._order = StepOrder(self.dependencies)
         return self._order
+
+    @property
+    def aggregate_ids(self) -> frozenset[str]:
+        """The ids of the ``aggregate: true`` steps, worked out once per spec (every record's
+        executor asks)."""
+        if self._aggregate is None or self._aggregate[0] is not self.spec:
+            from flowrun.format.spec import aggregate_steps
+
+            self._aggregate = (self.spec, frozenset(aggregate_steps(self.spec)))
+        return self._aggregate[1]
 
     @property
     def name(self) -> str:
