@@ -235,7 +235,7 @@ class BatchStore:
         if not self._pending and not self._deletes and not self._records and not self._items:
             return
         rows = [
-            (bid, index, r.id, r.cost_usd, redact(json.dumps(r.to_record(), default=str)))
+            (bid, index, r.id, r.cost_usd, redact(_STEP.encode(r.to_record())))
             for (bid, index), results in self._pending.items()
             for r in results
         ]
@@ -331,7 +331,7 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
     """
     parts = []
     for sid, step in result.steps.items():
-        text = json.dumps(step.to_json(), ensure_ascii=False, default=str)
+        text = _HISTORY.encode(step.to_json())
         if step.transcript:
             text = f'{text[:-1]}, "transcript": {dump_transcript(step.transcript)}}}'
         parts.append(f"{json.dumps(sid)}: {text}")
@@ -345,6 +345,11 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
         redact(result.error) if result.error else None,
         redact("{" + ", ".join(parts) + "}"),
     )
+
+
+# one encoder each for the per-step rows (json.dumps with arguments builds one per call)
+_STEP = json.JSONEncoder(default=str)  # json.dumps(..., default=str)
+_HISTORY = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _row(row: tuple[Any, ...]) -> BatchRow:

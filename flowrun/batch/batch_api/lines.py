@@ -75,7 +75,7 @@ def batch_body(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_body(body: dict[str, Any]) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _BODY.encode(body)
 
 
 def body_digest(body_json: str) -> str:
@@ -93,8 +93,16 @@ def record_of(cid: str) -> int:
 
 
 def encode_line(cid: str, url: str, body_json: str) -> bytes:
-    head = json.dumps({"custom_id": cid, "method": "POST", "url": url}, ensure_ascii=False)
-    return f'{head[:-1]},"body":{body_json}}}'.encode()
+    # what json.dumps({"custom_id": cid, "method": "POST", "url": url}) gives, without
+    # encoding a dict per request
+    head = f'{{"custom_id": {_string(cid)}, "method": "POST", "url": {_string(url)}'
+    return f'{head},"body":{body_json}}}'.encode()
+
+
+_string = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False) of a str
+#: json.dumps(body, ensure_ascii=False, separators=(",", ":")) without building an encoder
+#: per request
+_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def pack(
