@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowrun.engine.step_record import StepRecord
@@ -32,9 +32,18 @@ class StepEnv:
     services: Services
     record: StepRecord
     index: int | None = None
+    # settings already looked up in this execution (a call reads ``server`` several times)
+    _settings: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def setting(self, name: str) -> Any:
         """A model setting from the step, else from the workflow's defaults."""
+        try:
+            return self._settings[name]
+        except KeyError:
+            value = self._settings[name] = self._lookup(name)
+            return value
+
+    def _lookup(self, name: str) -> Any:
         # a model's fields straight from its ``__dict__`` (read a dozen times per call);
         # ``getattr`` for anything else (a setting another step type has, a property)
         fields = self.step.__dict__
