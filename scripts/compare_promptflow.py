@@ -116,7 +116,11 @@ _SINGLE_TURN = {
     },
     "statement_X, reason, and attributed": {
         "result": [
-            {"statement_1": "The Alpine Explorer Tent", "reason": "in context", "attributed": "Yes"},
+            {
+                "statement_1": "The Alpine Explorer Tent",
+                "reason": "in context",
+                "attributed": "Yes",
+            },
             {"statement_2": "3000m", "reason": "not in context", "attributed": "No"},
         ]
     },
@@ -136,6 +140,7 @@ _SUMMARIZATION = {
     "Fluency (1-3)": "2",
     "Relevance (1-5)": "3",
 }
+
 
 #: Flows that need a reply that depends on the request.
 def _autogpt(request: RecordedRequest) -> Reply:
@@ -191,7 +196,7 @@ NOTES: dict[str, str] = {
     "integrations/llmlingua-prompt-compression/gsm8k_example": "not supported: the LLMLingua"
     " package tool (a local model from Hugging Face)",
     "chat/promptflow-copilot": "not supported: the vector index lookup is an Azure ML package"
-    " tool (promptflow_vectordb); one type hint to widen",
+    " tool (promptflow_vectordb)",
     "chat/chat-with-pdf": "after its requirements (faiss-cpu, PyPDF2); it downloads a PDF"
     " (network): not compared offline",
     "chat/chat-with-image": "the gpt-4v node converts; compared with the image given inline (pf"
@@ -205,14 +210,12 @@ NOTES: dict[str, str] = {
     " run_function, which reads the reply's function_call, gets the final text and fails",
     "evaluation/eval-multi-turn-metrics": "its grounding node calls promptflow.tools.aoai chat"
     " (stand-in); pf's YAML round trip (ruamel.yaml) turns `\\\\n` into `\\ \\n`"
-    " in one message; hints to widen: concat_scores' `grounding: str` gets a number,"
-    " aggregate_results' `metrics: str` a list (reported; pf does not check); widened: identical"
-    " outputs",
+    " in one message; concat_scores' `grounding: str` gets a number and aggregate_results'"
+    " `metrics: str` a list, passed as they are, as pf does (`check_args: false`)",
     "evaluation/eval-single-turn-metrics": "each llm node answered in the JSON shape its code"
-    " parses (scripted per prompt): identical requests; flowrun stops at concat_scores, whose"
-    " `str` hints refuse the floats the calculate nodes return (annotated `-> str`), and at the"
-    " aggregation's `metrics: str` (a list there, reported): with those hints widened, identical"
-    " outputs and metrics",
+    " parses (scripted per prompt); the calculate nodes' float scores go into concat_scores'"
+    " `str` parameters, and every record's list into the aggregation's `metrics: str`, as they"
+    " are, as pf does (`check_args: false`)",
     "evaluation/eval-summarization": "after its requirements (tenacity); G-Eval asks each"
     " dimension for n=20 samples of a score, scripted per prompt (the loopback answers n choices)",
     "standard/basic": "its own Python calls the legacy completions API (/v1/completions):"
@@ -229,19 +232,16 @@ NOTES: dict[str, str] = {
     "standard/describe-image": "compared with a local PNG (its default is fetched from the"
     " network); its python node takes and returns promptflow's Image (flowrun's stand-in; it"
     " needs Pillow); the output image is a data: URL in flowrun, a file pf writes"
-    " (`{\"data:image/png;path\": ...}`)",
+    ' (`{"data:image/png;path": ...}`)',
     "standard/gen-docstring": "its prompt.py calls `render_jinja_template(prompt=...)`, which"
     " promptflow-tools 1.6.1 refuses (TypeError); flowrun's stand-in takes that earlier name"
     " too, and the flow runs (2 requests, through the openai SDK in its own code)",
     "standard/question-simulation": "compared with the reply `continue` (the branch whose"
-    " python node calls promptflow.tools.common.parse_chat: flowrun's stand-in); one type hint"
-    " to widen (reported)",
-    "evaluation/eval-qna-non-rag": "its embedding nodes are embed steps; type hints to widen"
-    " in its own files (reported: they matter when a node is bypassed); ada_similarity differs"
+    " python node calls promptflow.tools.common.parse_chat: flowrun's stand-in)",
+    "evaluation/eval-qna-non-rag": "its embedding nodes are embed steps; ada_similarity differs"
     " after the 7th digit: the OpenAI SDK asks for base64 (float32) vectors, flowrun for JSON"
     " floats",
-    "evaluation/eval-qna-rag-metrics": "type hints to widen in its own files (reported: they"
-    " matter when a node is bypassed); one character differs, by a promptflow bug: `pf flow"
+    "evaluation/eval-qna-rag-metrics": "one character differs, by a promptflow bug: `pf flow"
     " test` writes the flow to a temporary flow.dag.yaml with ruamel.yaml and reads it back,"
     " and ruamel.yaml 0.19.1 folds the long `documents` default right after an escaped"
     " backslash, so the copy reads `\\ n` where the flow has `\\n`; flowrun sends the default"
@@ -327,7 +327,9 @@ def tiny_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 2, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00" + bytes([255, 0, 0, 0, 0, 255]))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def flow_inputs(flow: Path) -> dict[str, Any]:

@@ -206,6 +206,38 @@ def test_tool_step_argument_of_the_wrong_type_is_an_error_naming_step_and_argume
     assert server.requests == []
 
 
+ECHO_TYPES = """\
+version: 1
+name: as-given
+inputs:
+  count: {type: string}
+  text: {type: array}
+steps:
+  show:
+    type: tool
+    function: tests.tool_fixtures:show_types
+    check_args: false
+    args:
+      count: "{{ inputs.count }}"
+      text: "{{ inputs.text }}"
+"""
+
+
+def test_check_args_false_passes_what_a_hint_refuses_and_converts_what_fits(server, tmp_path):
+    """check_args: false (what `convert promptflow` writes): "3" still becomes the int its
+    hint asks for, and a list its str hint refuses is passed as it is, as promptflow does;
+    with the default, the same list fails the step naming the argument."""
+    flow = make_flow(tmp_path, ECHO_TYPES)
+    args = ("-i", "count=3", "-i", 'text=["a", "b"]', "--json")
+    res = flowrun("run", flow, *args)
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["steps"]["show"]["output"] == "count int 3; text list ['a', 'b']"
+    flow.write_text(ECHO_TYPES.replace("    check_args: false\n", ""))
+    res = flowrun("run", flow, *args)
+    assert res.code == 1
+    assert "argument 'text': Input should be a valid string" in json.loads(res.stdout)["error"]
+
+
 SYNC_AND_ASYNC = '''
 import asyncio
 import threading

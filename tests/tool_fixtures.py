@@ -48,3 +48,8 @@ def shipping_quote(
 def word_count(text: str, min_length: Annotated[int, Field(ge=1)] = 1) -> int:
     """Count the words of a text."""
     return sum(1 for w in text.split() if len(w) >= min_length)
+
+
+def show_types(count: int, text: str) -> str:
+    """What arrived, with its type (check_args: false passes what a hint refuses)."""
+    return f"count {type(count).__name__} {count}; text {type(text).__name__} {text}"

@@ -21,7 +21,7 @@ What each part becomes:
 
 The parts: ``pf_flow`` reads the flow, ``pf_prompt`` translates prompts (with ``pf_images``
 for image markers and ``pf_undefined`` for promptflow's lenient Jinja), ``pf_llm`` the model
-parameters, ``pf_python`` / ``pf_tool_args`` / ``pf_types`` the python nodes, ``pf_keys`` every
+parameters, ``pf_python`` / ``pf_tool_args`` the python nodes, ``pf_keys`` every
 other key of the flow, ``pf_yaml`` writes the file, ``report`` says what happened.
 
 The user's files are never modified; the workflow is written next to them so its tool steps
@@ -451,6 +451,7 @@ class _Converter:
             "description": f"promptflow python node '{node.name}' ({file.name})",
             "function": spec,
             "args": args,
+            "check_args": False,  # promptflow passes values whatever the type hints say
         }
         return step, f"tool step, {spec}"
 

@@ -87,8 +87,9 @@ class ToolFunction:
             },
         }
 
-    def check_args(self, args: Any) -> dict[str, Any]:
-        """Validate (and coerce) ``args`` against the signature; raises ``ToolArgumentError``."""
+    def check_args(self, args: Any, lenient: bool = False) -> dict[str, Any]:
+        """Validate (and coerce) ``args`` against the signature; raises ``ToolArgumentError``.
+        ``lenient``: a value its type hint refuses is passed as it is (``check_args: false``)."""
         if not isinstance(args, dict):
             raise ToolArgumentError(f"arguments must be an object, got {type(args).__name__}")
         if self.explicit_parameters:
@@ -98,7 +99,7 @@ class ToolFunction:
             if errors:
                 raise ToolArgumentError("; ".join(errors))
             return args
-        model = args_model(self.function)
+        model = args_model(self.function, lenient)
         try:
             validated = model.model_validate(args)
         except ValidationError as exc:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from flowrun.errors import SignatureProblem as SignatureProblem
 
@@ -45,12 +45,17 @@ def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
 
 
 @functools.lru_cache(maxsize=256)
-def args_model(function: Any) -> type[BaseModel]:
+def args_model(function: Any, lenient: bool = False) -> type[BaseModel]:
     """A pydantic model of the function's keyword-passable parameters.
 
     Extra keys are forbidden, unless the function takes ``**kwargs``: then they pass through.
+    ``lenient``: a value is converted to its parameter's type where it can be ("3" for an
+    ``int``), and passed as it is where it cannot (as promptflow passes node values).
     """
-    fields = {name: (annotation, default) for name, annotation, default in _parameters(function)}
+    fields = {
+        name: (_as_given_otherwise(annotation) if lenient else annotation, default)
+        for name, annotation, default in _parameters(function)
+    }
     extra = "allow" if _takes_var_keywords(function) else "forbid"
     try:
         return create_model(
@@ -60,6 +65,13 @@ def args_model(function: Any) -> type[BaseModel]:
         )
     except Exception as exc:
         raise _signature_problem(function, exc) from None
+
+
+def _as_given_otherwise(annotation: Any) -> Any:
+    """``annotation``, else any value unchanged: tried in that order."""
+    if annotation is Any:
+        return Any
+    return Annotated[Union[annotation, Any], Field(union_mode="left_to_right")]  # noqa: UP007
 
 
 def _takes_var_keywords(function: Any) -> bool:

@@ -205,6 +205,12 @@ class ToolStep(StepBase):
     function: str = Field(description="module:callable")
     args: dict[str, Any] = Field(default_factory=_new_dict)
     timeout_s: float | None = Field(None, gt=0)
+    check_args: bool = Field(
+        True,
+        description="false: a value the function's type hint refuses is passed as it is "
+        "(promptflow's way) instead of failing the step; values that fit are still "
+        "converted (\"3\" for an int).",
+    )
     aggregate: bool = Field(
         False,
         description="Run once after every record of a batch (after the other steps in a "
