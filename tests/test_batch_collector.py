@@ -31,3 +31,13 @@ def test_settings_come_back_after_nested_and_overlapping_batches() -> None:
     thread.join(10)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_batch_api_run_takes_its_own_young_threshold_and_gives_it_back() -> None:
+    from flowrun.batch.collector import BATCH_API_YOUNG
+
+    before = gc.get_threshold()
+    with batch_collector(BATCH_API_YOUNG):
+        assert gc.get_threshold() == (BATCH_API_YOUNG, before[1], before[2])
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowrun.batch.collector import batch_collector
+from flowrun.batch.collector import BATCH_API_YOUNG, YOUNG, batch_collector
 from flowrun.batch.modes import LIVE, BatchMode
 from flowrun.batch.output_file import OutputWriter, previous_output
 from flowrun.batch.progress import Progress
@@ -165,7 +165,7 @@ async def _run_locked(
         try:
             progress.start(summary)
             shown = 0
-            with batch_collector():
+            with batch_collector(BATCH_API_YOUNG if job.mode.batch_api else YOUNG):
                 async for result in results:
                     ran = True
                     try:
