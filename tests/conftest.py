@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from flowrun.testing import LoopbackServer, OpenAPIValidator, validate_every_server
@@ -65,3 +66,10 @@ def _flowrun_home(
 
 # The plugin users get on install; registered here too so the suite runs from a plain checkout.
 pytest_plugins = ["flowrun.pytest_plugin"]
+
+
+@pytest.fixture
+def client(server: LoopbackServer) -> openai.OpenAI:
+    """The openai SDK's own client on the test's loopback server (the ``server`` fixture sets
+    OPENAI_BASE_URL and OPENAI_API_KEY)."""
+    return openai.OpenAI()

@@ -123,3 +123,12 @@ def only_run_id() -> str:
     rows = query("SELECT id FROM runs")
     assert len(rows) == 1, rows
     return rows[0][0]
+
+
+def python_c(code: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` in a fresh process, importing this checkout, with its own
+    flowrun home (what a test reads of a whole process: the modules it loaded ...)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )

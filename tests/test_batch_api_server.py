@@ -39,11 +39,6 @@ def results(client: OpenAI, file_id: str | None) -> list[dict]:
     return [json.loads(x) for x in client.files.content(file_id).text.splitlines()]
 
 
-@pytest.fixture
-def client(server: LoopbackServer) -> OpenAI:
-    return OpenAI()
-
-
 def test_lifecycle_output_matched_by_custom_id(server: LoopbackServer, client: OpenAI) -> None:
     server.add(Reply(content="scripted"), match="two")
     server.batch_api.completion_delay = 3600  # completes only when the test says so

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from flowrun.provider import prepared_sdk
 from flowrun.testing.loopback import LoopbackServer
+from tests.run_helpers import python_c
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,14 +48,7 @@ outputs:
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
-    return subprocess.run(
-        [sys.executable, "-c", _RUN_AND_LIST, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return python_c(_RUN_AND_LIST, *args, home=tmp_path / "home")
 
 
 def test_a_single_run_uses_the_client_made_in_the_background(

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.run_helpers import python_c
+
 REPO = Path(__file__).resolve().parent.parent
 
 _RUN_AND_LIST = """
@@ -45,14 +47,7 @@ outputs:
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
-    return subprocess.run(
-        [sys.executable, "-c", _RUN_AND_LIST, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return python_c(_RUN_AND_LIST, *args, home=tmp_path / "home")
 
 
 def test_a_single_run_loads_neither_networkx_nor_the_batch_code_nor_jinja(tmp_path: Path) -> None:

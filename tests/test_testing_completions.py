@@ -16,18 +16,6 @@ from flowrun.testing import LoopbackServer, OpenAPIValidator, Reply, ToolCall
 MODEL = "gpt-3.5-turbo-instruct"
 
 
-@pytest.fixture
-def client(server: LoopbackServer) -> OpenAI:
-    return OpenAI()  # configured from OPENAI_BASE_URL / OPENAI_API_KEY set by the fixture
-
-
-@pytest.fixture
-def spec(openapi_validator: OpenAPIValidator | None) -> OpenAPIValidator:
-    if openapi_validator is None:
-        pytest.skip("OpenAPI spec not available")
-    return openapi_validator
-
-
 def test_default_reply_echoes_the_prompt(server: LoopbackServer, client: OpenAI) -> None:
     resp = client.completions.create(model=MODEL, prompt="Say hello twice", max_tokens=20)
     assert resp.object == "text_completion"
@@ -74,8 +62,8 @@ def test_streamed_completion(server: LoopbackServer, client: OpenAI) -> None:
     assert events[-1].usage.completion_tokens == 3
 
 
-def test_errors_and_replies_conform_to_the_spec(spec: OpenAPIValidator) -> None:
-    with LoopbackServer(validator=spec) as srv:
+def test_errors_and_replies_conform_to_the_spec(openapi_validator: OpenAPIValidator) -> None:
+    with LoopbackServer(validator=openapi_validator) as srv:
         client = OpenAI(base_url=srv.url, api_key="sk-test", max_retries=0)
         with pytest.raises(openai.BadRequestError, match="best_of"):
             client.completions.create(model=MODEL, prompt="x", best_of=50)
@@ -93,7 +81,7 @@ def test_errors_and_replies_conform_to_the_spec(spec: OpenAPIValidator) -> None:
         body = {"model": MODEL, "prompt": ["one", "two"], "max_tokens": 5}
         whole = httpx2.post(srv.url + "/completions", json=body).json()
         assert whole["choices"][0]["text"] == "echo: one\ntwo"
-        assert spec.validate_schema("CreateCompletionResponse", whole) == []
+        assert openapi_validator.validate_schema("CreateCompletionResponse", whole) == []
         stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         with httpx2.stream("POST", srv.url + "/completions", json=stream_body) as resp:
             events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
@@ -108,7 +96,7 @@ def test_errors_and_replies_conform_to_the_spec(spec: OpenAPIValidator) -> None:
             # schema (shared by both shapes) does not allow: checked with the final reason
             for choice in chunk["choices"]:
                 choice["finish_reason"] = choice["finish_reason"] or "stop"
-            assert spec.validate_schema("CreateCompletionResponse", chunk) == []
+            assert openapi_validator.validate_schema("CreateCompletionResponse", chunk) == []
 
 
 def test_a_legacy_function_call_reply(server: LoopbackServer, client: OpenAI) -> None:

@@ -31,18 +31,6 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
-@pytest.fixture
-def client(server: LoopbackServer) -> OpenAI:
-    return OpenAI()  # configured from OPENAI_BASE_URL / OPENAI_API_KEY set by the fixture
-
-
-@pytest.fixture
-def spec(openapi_validator: OpenAPIValidator | None) -> OpenAPIValidator:
-    if openapi_validator is None:
-        pytest.skip("OpenAPI spec not available")
-    return openapi_validator
-
-
 def test_default_echo_and_usage(server: LoopbackServer, client: OpenAI) -> None:
     resp = ask(client, "hello there world")
     assert resp.choices[0].message.content == "echo: hello there world"
@@ -343,11 +331,13 @@ def test_models_and_unknown_path(server: LoopbackServer, client: OpenAI) -> None
     assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_responses_conform_to_openapi_spec(server: LoopbackServer, spec: OpenAPIValidator) -> None:
+def test_responses_conform_to_openapi_spec(
+    server: LoopbackServer, openapi_validator: OpenAPIValidator
+) -> None:
     server.add(Reply(content="hi", tool_calls=[ToolCall("f", {"a": 1})]), times=2)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     completion = httpx2.post(server.url + "/chat/completions", json=body).json()
-    assert spec.validate_schema("CreateChatCompletionResponse", completion) == []
+    assert openapi_validator.validate_schema("CreateChatCompletionResponse", completion) == []
 
     stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     with httpx2.stream("POST", server.url + "/chat/completions", json=stream_body) as resp:
@@ -355,18 +345,23 @@ def test_responses_conform_to_openapi_spec(server: LoopbackServer, spec: OpenAPI
         events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     for event in events[:-1]:
-        assert spec.validate_schema("CreateChatCompletionStreamResponse", json.loads(event)) == []
+        assert (
+            openapi_validator.validate_schema(
+                "CreateChatCompletionStreamResponse", json.loads(event)
+            )
+            == []
+        )
 
     # (the spec types `embedding` as a number array only, so check the float form)
     emb_body = {"model": EMBED, "input": ["a", "b"], "encoding_format": "float"}
     embeddings = httpx2.post(server.url + "/embeddings", json=emb_body).json()
-    assert spec.validate_schema("CreateEmbeddingResponse", embeddings) == []
+    assert openapi_validator.validate_schema("CreateEmbeddingResponse", embeddings) == []
     error = httpx2.post(server.url + "/nope", json={}).json()
-    assert spec.validate_schema("ErrorResponse", error) == []
+    assert openapi_validator.validate_schema("ErrorResponse", error) == []
 
 
-def test_spec_violations_rejected_and_recorded(spec: OpenAPIValidator) -> None:
-    with LoopbackServer(validator=spec) as srv:
+def test_spec_violations_rejected_and_recorded(openapi_validator: OpenAPIValidator) -> None:
+    with LoopbackServer(validator=openapi_validator) as srv:
         resp = httpx2.post(srv.url + "/chat/completions", json={"model": MODEL})
         assert resp.status_code == 400
         assert "'messages' is a required property" in resp.json()["error"]["message"]
