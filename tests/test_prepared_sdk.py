@@ -10,6 +10,7 @@ import pytest
 
 from flowrun.provider import prepared_sdk
 from flowrun.testing.loopback import LoopbackServer
+from tests.helpers import flowrun_process
 from tests.run_helpers import python_c
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,3 +109,19 @@ def test_a_client_that_fails_to_be_made_ahead_is_made_again_where_it_reports(
 
     prepared_sdk.start(fails)
     assert prepared_sdk.take("sk-one", None) is None
+
+
+def test_a_run_that_stops_before_taking_the_client_exits_cleanly(
+    tmp_path: Path, flowrun_server: LoopbackServer
+) -> None:
+    """A run that stops before its first call (a price file that does not exist: exit 2)
+    while the client is still being made must exit with its one line, every time. (The
+    interpreter used to finalize while the thread was inside OpenSSL: a segfault in about
+    half the runs.)"""
+    flow = tmp_path / "one.yaml"
+    flow.write_text(ONE_STEP, encoding="utf-8")
+    for _ in range(8):
+        res = flowrun_process("run", flow, "-i", "q=hi", "--prices", tmp_path / "none.json")
+        assert res.code == 2, (res.code, res.stderr)
+        assert res.stderr.startswith("error: "), res.stderr
+    assert flowrun_server.requests == []

@@ -34,7 +34,9 @@ def start(make: Callable[[str], Any]) -> None:
         with contextlib.suppress(Exception):  # made again where needed, which reports it
             made["sdk"] = make(key)
 
-    thread = threading.Thread(target=run, name="flowrun-sdk-client", daemon=True)
+    # not a daemon: a run that stops early (a bad price file: exit 2) must not leave the
+    # interpreter finalizing while this thread is inside OpenSSL, which crashes the process
+    thread = threading.Thread(target=run, name="flowrun-sdk-client", daemon=False)
     _pending.append((thread, dict(os.environ), made))
     thread.start()
 
