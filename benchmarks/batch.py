@@ -62,6 +62,7 @@ def shout(text: str) -> str:
     return text.upper()
 '''
 
+
 async def handwritten(records: list[dict[str, str]], concurrency: int) -> None:
     """The same requests with the bare SDK: b and c concurrently, then d; ``concurrency`` records."""
     from openai import AsyncOpenAI
@@ -95,9 +96,7 @@ def timed(run: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def flowrun_batch(
-    workflow: Path, data: Path, out: Path, concurrency: int, *extra: str
-) -> None:
+def flowrun_batch(workflow: Path, data: Path, out: Path, concurrency: int, *extra: str) -> None:
     """``flowrun run WORKFLOW --batch DATA --output OUT [EXTRA]`` in this process."""
     from flowrun.cli import main
 

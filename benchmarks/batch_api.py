@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO))
 GOAL_MS = 1.0
 
 
-
 async def one_run(wf: object, records: int, measure_memory: bool = False) -> dict[str, float]:
     from flowrun.batch import BatchSummary, make_batch_services
     from flowrun.batch.batch_api.coordinator import WaveSettings

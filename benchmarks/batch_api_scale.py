@@ -67,9 +67,7 @@ def turnarounds(events: list[list[str]], records: dict[str, list[int]] | None = 
     held = {b: set(r) for b, r in (records or {}).items()}
     for what, batch_id in events:
         if what == "created":
-            before = [
-                depth[b] for b in done if records is None or held[b] & held[batch_id]
-            ]
+            before = [depth[b] for b in done if records is None or held[b] & held[batch_id]]
             depth[batch_id] = 1 + max(before, default=0)
         else:
             done.append(batch_id)
@@ -128,7 +126,9 @@ def main() -> None:
     any_chain = turnarounds(log["events"])
     per_record = cpu * 1000 / args.records
     load = os.getloadavg()[0]
-    print(f"Batch API at scale: diamond (depth {DEPTH}), {args.records:,} records, D = {args.delay:g} s")
+    print(
+        f"Batch API at scale: diamond (depth {DEPTH}), {args.records:,} records, D = {args.delay:g} s"
+    )
     print(f"  (load average {load:.1f} on {os.cpu_count()} cores while measuring)")
     print(f"  batches: {[(n, s) for _, n, s in log['batches']]}")
     print(f"  sequential turnarounds of a record: {turns} (goal {DEPTH})")

@@ -87,6 +87,7 @@ async def main():
 asyncio.run(main())
 """
 
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime

@@ -43,7 +43,9 @@ def test_a_signal_while_the_wave_is_submitted_leaves_its_records_pending(
             proc.communicate(timeout=10)
     assert proc.returncode == 1, err
     assert re.search(rf": 0 succeeded, 0 failed, {RECORDS} pending in ", err), err
-    assert f"error: interrupted; finished records are in the output; {RECORDS} pending records" in err
+    assert (
+        f"error: interrupted; finished records are in the output; {RECORDS} pending records" in err
+    )
     resume = re.search(r"hint: continue with: (flowrun resume (batch-\S+)) \(requests already "
                        r"submitted are collected, not sent again\)", err)  # fmt: skip
     assert resume, err

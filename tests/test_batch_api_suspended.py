@@ -27,9 +27,7 @@ def _fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWRUN_BATCH_LIMITS", "100")  # 6 first-round files
 
 
-def test_records_waiting_for_a_batch_hold_no_task(
-    server: LoopbackServer, tmp_path: Path
-) -> None:
+def test_records_waiting_for_a_batch_hold_no_task(server: LoopbackServer, tmp_path: Path) -> None:
     from flowrun.batch import arun_batch
 
     released = threading.Event()
@@ -77,9 +75,7 @@ def test_a_suspended_record_gets_its_completed_steps_back_from_the_store(
     wf = make_flow(tmp_path, DIAMOND)
     records = write_records(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(RECORDS)])
     out = tmp_path / "out.jsonl"
-    result = flowrun(
-        "run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--json"
-    )
+    result = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--json")
     assert result.code == 0, result.output
     lines = read_lines(out)
     assert [x["outputs"]["result"] for x in lines] == [
@@ -110,7 +106,9 @@ def test_a_resume_after_a_step_changed_never_reads_its_old_result_back(
         server.batch_api._failures.clear()  # the join answers now
     wf.write_text(wf.read_text().replace("keywords {{", "tags {{"), encoding="utf-8")
     before = len(server.batch_api.submitted_custom_ids())
-    again = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--resume")
+    again = flowrun(
+        "run", wf, "--batch", records, "--output", out, "--via", "batch-api", "--resume"
+    )
     assert again.code == 0, again.output
     assert [x["outputs"]["result"] for x in read_lines(out)] == [
         f"echo: combine echo: summarize t{i} | echo: tags t{i}" for i in range(5)

@@ -30,7 +30,9 @@ def test_no_overlap_refuses_a_second_run_while_the_first_is_running(server, tmp_
         res = flowrun("run", wf, "--no-overlap")
         assert res.code == 1
         assert re.fullmatch(
-            re.escape(f"error: another run of {wf.resolve()} is still in progress (pid {first.pid}, ")
+            re.escape(
+                f"error: another run of {wf.resolve()} is still in progress (pid {first.pid}, "
+            )
             + r"started at \S+\); not starting a second one",
             res.stderr.strip(),
         )
@@ -56,7 +58,9 @@ def test_resume_no_overlap_refuses_while_a_run_of_the_workflow_is_running(server
         res = flowrun("resume", failed["run_id"], "--no-overlap")
         assert res.code == 1
         assert re.fullmatch(
-            re.escape(f"error: another run of {wf.resolve()} is still in progress (pid {running.pid}, ")
+            re.escape(
+                f"error: another run of {wf.resolve()} is still in progress (pid {running.pid}, "
+            )
             + r"started at \S+\); not starting a second one",
             res.stderr.strip(),
         )

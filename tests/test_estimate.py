@@ -158,7 +158,8 @@ def test_estimate_checks_inputs_like_run(server):
     res = flowrun("estimate", WORKFLOWS / "summarize.yaml")
     assert res.code == 2
     assert (
-        res.stderr == "error: missing required input 'text' (give it with -i text=VALUE or --inputs-file)\n"
+        res.stderr
+        == "error: missing required input 'text' (give it with -i text=VALUE or --inputs-file)\n"
     )
 
 

@@ -47,7 +47,10 @@ def proxy(behind: LoopbackServer, tmp_path_factory: pytest.TempPathFactory) -> I
                     "api_key": "unused",
                 },
             },
-            {"model_name": "gpt-4o-mini", "litellm_params": {"model": "openai/gpt-4o-mini", **forward}},
+            {
+                "model_name": "gpt-4o-mini",
+                "litellm_params": {"model": "openai/gpt-4o-mini", **forward},
+            },
             {
                 "model_name": "text-embedding-3-small",
                 "litellm_params": {"model": "openai/text-embedding-3-small", **forward},
@@ -66,7 +69,15 @@ def proxy(behind: LoopbackServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "OPENAI_API_KEY": "sk-behind",
     }
     with running(
-        [str(litellm), "--config", str(root / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(litellm),
+            "--config",
+            str(root / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         f"{url}/health/liveliness",
         name="LiteLLM proxy",
         log=root / "proxy.log",
@@ -116,11 +127,12 @@ def test_a_mock_response_model_and_a_wrong_key(proxy, tmp_path, monkeypatch):
 def test_chat_with_tools_and_embeddings_forwarded(proxy, behind, tmp_path, monkeypatch):
     monkeypatch.setenv("LITELLM_TEST_KEY", MASTER_KEY)
     (tmp_path / "words.py").write_text(
-        "def count(text: str) -> int:\n    \"\"\"Count words.\"\"\"\n    return len(text.split())\n"
+        'def count(text: str) -> int:\n    """Count words."""\n    return len(text.split())\n'
     )
     behind.add(Reply(tool_calls=[ToolCall("count", {"text": "a b c"})]), match="count words")
     behind.add(
-        Reply(content="three words"), match=lambda req: any(m.get("role") == "tool" for m in req.messages)
+        Reply(content="three words"),
+        match=lambda req: any(m.get("role") == "tool" for m in req.messages),
     )
     steps = """\
     ask: {type: chat, model: gpt-4o-mini, prompt: "count words of 'a b c'", tools: [count]}
@@ -141,7 +153,9 @@ def test_batch_api_through_the_proxy(proxy, behind, tmp_path, monkeypatch):
     monkeypatch.setenv("LITELLM_TEST_KEY", MASTER_KEY)
     monkeypatch.setenv("FLOWRUN_BATCH_POLL", "0.2,1")
     behind.default = lambda req: Reply(content=f"re: {req.last_user_text}")
-    wf = workflow(tmp_path, proxy, "ask: {type: chat, model: gpt-4o-mini, prompt: 'q {{ inputs.q }}'}\n")
+    wf = workflow(
+        tmp_path, proxy, "ask: {type: chat, model: gpt-4o-mini, prompt: 'q {{ inputs.q }}'}\n"
+    )
     wf.write_text(wf.read_text() + "inputs: {q: {type: string}}\n")
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps({"q": f"n{i}"}) + "\n" for i in range(3)))

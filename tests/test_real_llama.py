@@ -41,7 +41,13 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             env={**os.environ, **pool},
         )
     port = free_port()
-    chat = {"model": str(root / "tiny.gguf"), "n_ctx": 256, "n_batch": 256, "n_threads": 1, "verbose": False}
+    chat = {
+        "model": str(root / "tiny.gguf"),
+        "n_ctx": 256,
+        "n_batch": 256,
+        "n_threads": 1,
+        "verbose": False,
+    }
     models = [
         {**chat, "model_alias": "gpt-4o-mini", "chat_format": "chatml"},
         {**chat, "model_alias": "gpt-4o", "chat_format": "chatml-function-calling"},
@@ -133,7 +139,7 @@ def test_embeddings_of_the_wrong_shape_fail_the_step_naming_the_server(llama, tm
 
 def test_a_tool_loop_works_though_the_server_refuses_content_null(llama, tmp_path):
     (tmp_path / "words.py").write_text(
-        "def count(text: str) -> int:\n    \"\"\"Count words.\"\"\"\n    return len(text.split())\n"
+        'def count(text: str) -> int:\n    """Count words."""\n    return len(text.split())\n'
     )
     steps = """\
     ask:
@@ -146,7 +152,9 @@ def test_a_tool_loop_works_though_the_server_refuses_content_null(llama, tmp_pat
       max_tool_rounds: 1
     """
     wf = workflow(tmp_path, llama, steps, setting="max_tokens_param: max_tokens")
-    text = wf.read_text().replace("steps:\n", "tools:\n  count: {function: 'words:count'}\nsteps:\n")
+    text = wf.read_text().replace(
+        "steps:\n", "tools:\n  count: {function: 'words:count'}\nsteps:\n"
+    )
     wf.write_text(text)
     result = run_workflow(load_workflow(wf), store=False)
     step = result.steps["ask"]
@@ -164,7 +172,9 @@ def test_batch_api_says_the_server_has_none(llama, tmp_path):
     wf.write_text(wf.read_text() + "inputs: {q: {type: string}}\n")
     data = tmp_path / "in.jsonl"
     data.write_text('{"q": "a"}\n')
-    res = flowrun("run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--via", "batch-api")
+    res = flowrun(
+        "run", wf, "--batch", data, "--output", tmp_path / "o.jsonl", "--via", "batch-api"
+    )
     assert res.code == 2
     assert "resume" not in res.output
     assert res.stderr.strip().splitlines()[-1:] == [

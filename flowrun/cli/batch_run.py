@@ -197,7 +197,11 @@ def _run(job: BatchJob, *, as_json: bool, quiet: bool) -> None:
         )
     if summary.interrupted:
         pending = "" if not summary.pending else f"; {summary.pending:,} pending records"
-        waiting = " (requests already submitted are collected, not sent again)" if job.mode.batch_api else ""
+        waiting = (
+            " (requests already submitted are collected, not sent again)"
+            if job.mode.batch_api
+            else ""
+        )
         raise RunInterrupted(
             f"interrupted; finished records are in the output{pending}",
             hint=f"continue with: {resume}{waiting}",
@@ -259,7 +263,7 @@ def format_summary(summary: BatchSummary) -> str:
         lines.append(f"warning ({records}): {message}")
     if len(summary.warnings) > WARNINGS_SHOWN:
         more = len(summary.warnings) - WARNINGS_SHOWN
-        lines.append(f"(and {more:,} other warnings: see \"warnings\" in the output lines)")
+        lines.append(f'(and {more:,} other warnings: see "warnings" in the output lines)')
     if summary.output:
         lines.append(f"output: {summary.output}")
     return "\n".join(lines)

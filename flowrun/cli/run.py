@@ -328,6 +328,7 @@ def run(
         wf = load_workflow(file)  # (what its tool modules print on import goes to stderr)
         startup.end(wf, default_client=records is None and not mock)
         from flowrun.api import new_run_id, run_workflow
+
         if records is None:
             for flag, value in (
                 ("--output", output),

@@ -250,7 +250,7 @@ class _Checker:
                 self.add(
                     path,
                     f"{owner}: foreach renders to text here, never a list: write the list "
-                    "expression alone, as foreach: \"{{ inputs.items }}\"",
+                    'expression alone, as foreach: "{{ inputs.items }}"',
                 )
             return
         self.add(

@@ -148,7 +148,9 @@ def topological_index(graph: nx.DiGraph) -> dict[str, int]:
     return index
 
 
-def _lexicographic(readers: Mapping[str, Iterable[str]], waiting: Mapping[str, int]) -> dict[str, int]:
+def _lexicographic(
+    readers: Mapping[str, Iterable[str]], waiting: Mapping[str, int]
+) -> dict[str, int]:
     """Kahn's algorithm taking the smallest name among the ready steps each time."""
     left = dict(waiting)
     heap = [n for n, w in left.items() if w == 0]

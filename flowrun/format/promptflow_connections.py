@@ -139,7 +139,5 @@ class CustomConnection(_Connection):
 
     def keys(self) -> list[str]:
         prefix = env_name(self.name, "") + "_" if self.name else None
-        from_env = [
-            k[len(prefix) :].lower() for k in os.environ if prefix and k.startswith(prefix)
-        ]
+        from_env = [k[len(prefix) :].lower() for k in os.environ if prefix and k.startswith(prefix)]
         return list(dict.fromkeys([*self.secrets, *self.configs, *from_env]))

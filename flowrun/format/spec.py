@@ -94,7 +94,9 @@ class ServerSpec(_Strict):
     api_key_env: str | None = Field(
         None, description="The environment variable holding the key; omit for a keyless server."
     )
-    headers: dict[str, str] = Field(default_factory=_new_dict, description="Sent with every request.")
+    headers: dict[str, str] = Field(
+        default_factory=_new_dict, description="Sent with every request."
+    )
     organization: str | None = None
     project: str | None = None
     timeout_s: float | None = Field(None, gt=0)
@@ -109,7 +111,7 @@ class ServerSpec(_Strict):
     tool_call_content: Literal["null", "empty"] | None = Field(
         None,
         description="content of an assistant message with tool calls: null (OpenAI) or an empty "
-        "string; unset: null, and \"\" once the server refuses null.",
+        'string; unset: null, and "" once the server refuses null.',
     )
     prices: dict[str, ServerPrice] | Literal["openai"] | None = Field(
         None,
@@ -209,7 +211,7 @@ class ToolStep(StepBase):
         True,
         description="false: a value the function's type hint refuses is passed as it is "
         "(promptflow's way) instead of failing the step; values that fit are still "
-        "converted (\"3\" for an int).",
+        'converted ("3" for an int).',
     )
     aggregate: bool = Field(
         False,

@@ -340,7 +340,11 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
         return Workflow
     head, rest = path[0], path[1:]
     singles: dict[str, type[BaseModel]] = {"defaults": Defaults, "budget": Budget}
-    maps: dict[str, type[BaseModel]] = {"inputs": InputSpec, "tools": ToolDef, "servers": ServerSpec}
+    maps: dict[str, type[BaseModel]] = {
+        "inputs": InputSpec,
+        "tools": ToolDef,
+        "servers": ServerSpec,
+    }
     if head in singles and not rest:
         return singles[head]
     if head in maps and len(rest) == 1:

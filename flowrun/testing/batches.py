@@ -256,7 +256,9 @@ class BatchAPI(BatchHolds):
         return 200, stored.to_json(), {}
 
     def _store(self, filename: str, purpose: str, data: bytes) -> StoredFile:
-        stored = StoredFile(f"file-loopback{self._run_tag}-{next(self._ids)}", filename, purpose, data, _now())
+        stored = StoredFile(
+            f"file-loopback{self._run_tag}-{next(self._ids)}", filename, purpose, data, _now()
+        )
         self.files[stored.id] = stored
         return stored
 

@@ -319,7 +319,12 @@ def _compact(rec: SourceRecord) -> SourceRecord | Compact:
     """A suspended record as it waits: its columns pickled (a few hundred bytes less than the
     parsed dict); one that cannot be pickled stays as it is."""
     try:
-        return (rec.index, pickle.dumps(rec.data, protocol=pickle.HIGHEST_PROTOCOL), rec.line, rec.typed)
+        return (
+            rec.index,
+            pickle.dumps(rec.data, protocol=pickle.HIGHEST_PROTOCOL),
+            rec.line,
+            rec.typed,
+        )
     except Exception:  # noqa: BLE001 - e.g. a Python API record holding a lock
         return rec
 

@@ -98,7 +98,7 @@ class BatchTransport:
         who = f"server '{server.name}'" if server is not None else "the server"
         return BatchAPIMissing(
             f"{who} has no Batch API: POST {url.rstrip('/')}{path} answered {exc.status}; "
-            "run with via=\"live\" instead"
+            'run with via="live" instead'
         )
 
     async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> BatchSnapshot:
