@@ -62,7 +62,6 @@ class ToolFunction:
     params: dict[str, Param] = field(default_factory=dict)
     var_keyword: bool = False
     unsupported_imports: list[str] = field(default_factory=list)
-    returns: str | None = None  #: the return annotation's source text
 
 
 def find_tool(path: Path) -> ToolFunction:
@@ -114,8 +113,7 @@ def _describe(fn: ast.FunctionDef | ast.AsyncFunctionDef, unsupported: list[str]
             with contextlib.suppress(ValueError, SyntaxError, TypeError):
                 param.default = ast.literal_eval(default)
         params[arg.arg] = param
-    returns = ast.unparse(fn.returns) if fn.returns else None
-    return ToolFunction(fn.name, params, args.kwarg is not None, unsupported, returns)
+    return ToolFunction(fn.name, params, args.kwarg is not None, unsupported)
 
 
 def _promptflow_imports(tree: ast.Module) -> tuple[set[str], list[str]]:
