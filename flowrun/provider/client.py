@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flowrun.errors import ModelCallError
@@ -32,6 +32,7 @@ __all__ = [
     "ModelClient",
     "OpenAIClient",
     "api_error",
+    "sdk_errors",
     "chat_reply_from_body",
     "sync_sdk",
     "usage_from",
@@ -435,6 +436,18 @@ def _with_tool_content(messages: list[dict[str, Any]], content: str) -> list[dic
         else m
         for m in messages
     ]
+
+
+@contextlib.contextmanager
+def sdk_errors() -> Iterator[None]:
+    """An exception of the openai SDK raised in the block comes out as ``api_error`` makes
+    it (a message safe to show); any other as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__module__.startswith("openai"):
+            raise api_error(exc) from None
+        raise
 
 
 def api_error(exc: Exception) -> ModelCallError:

@@ -43,7 +43,7 @@ from flowrun.format.promptflow_common import (
 )
 from flowrun.format.promptflow_connections import env_name
 from flowrun.provider import side_calls
-from flowrun.provider.client import api_error, sync_sdk, usage_from
+from flowrun.provider.client import sdk_errors, sync_sdk, usage_from
 
 __all__ = [
     "AzureOpenAI",
@@ -125,21 +125,13 @@ class _Tool:
                 f"connection '{name}' has no api_key: set {env_name(name, 'api_key')} "
                 f"(or {fallback})"
             )
-        try:
+        with sdk_errors():
             self._client = sync_sdk(azure=self._azure, **options)
-        except Exception as exc:
-            if type(exc).__module__.startswith("openai"):
-                raise api_error(exc) from None
-            raise
 
     def _send(self, create: Any, params: dict[str, Any]) -> Any:
         started = time.perf_counter()
-        try:
+        with sdk_errors():
             reply = create(**params)
-        except Exception as exc:
-            if type(exc).__module__.startswith("openai"):
-                raise api_error(exc) from None
-            raise
         if not params.get("stream"):
             usage = getattr(reply, "usage", None)
             side_calls.report(
