@@ -196,7 +196,7 @@ class BatchStore:
     ) -> None:
         """Keep a finished foreach item of a record (``key``: what it was computed from):
         committed now with ``commit`` (it was paid for), else by the next ``flush``."""
-        record = redact(json.dumps(item, default=str))
+        record = redact(_STEP.encode(item))
         self._items.append((batch_id, index, step_id, item_index, key, record))
         self._pending.setdefault((batch_id, index), [])
         if commit:
