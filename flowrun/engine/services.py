@@ -73,6 +73,10 @@ class Services:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
     batch_prices: bool = False  # the Batch API: calls priced at its rates (batch_api/runner)
+    #: each step's settings, looked up on its first execution in this run (``steps.base``)
+    step_settings: dict[int, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     async def aclose(self) -> None:
         """Close the run's client and every named server's."""

@@ -16,9 +16,45 @@ if TYPE_CHECKING:
     from flowrun.format.loader import LoadedWorkflow
 
 
-__all__ = ["MODEL_PARAMS", "StepEnv", "StepError", "StepRecord"]
+__all__ = ["MODEL_PARAMS", "StepEnv", "StepError", "StepRecord", "StepSettings"]
 
 MODEL_PARAMS = ("temperature", "top_p", "max_completion_tokens", "seed", "stop", "reasoning_effort")
+
+
+class StepSettings:
+    """A step's model settings (its own, else the workflow's defaults), looked up once per
+    run: ``Services.step_settings`` keeps one per step, shared by the step's executions (the
+    records of a batch, foreach items, a Batch API step run again for its answer)."""
+
+    __slots__ = ("step", "defaults", "values", "params", "extra")
+
+    def __init__(self, step: Any, defaults: Any) -> None:
+        self.step, self.defaults = step, defaults
+        self.values: dict[str, Any] = {}
+        #: the request fields of ``MODEL_PARAMS`` the step sets (None: not looked up yet)
+        self.params: dict[str, Any] | None = None
+        #: whether the step or the defaults have ``extra`` (None: not looked up yet)
+        self.extra: bool | None = None
+
+    def lookup(self, name: str) -> Any:
+        # a model's fields straight from its ``__dict__``; ``getattr`` for anything else (a
+        # setting another step type has, a property)
+        fields = self.step.__dict__
+        value = fields[name] if name in fields else getattr(self.step, name, None)
+        if value is None:
+            fields = self.defaults.__dict__
+            value = fields[name] if name in fields else getattr(self.defaults, name, None)
+        self.values[name] = value
+        return value
+
+
+def step_settings(services: Any, step: Any, defaults: Any) -> StepSettings:
+    """The run's ``StepSettings`` of ``step`` (made on its first execution in this run)."""
+    kept: dict[int, StepSettings] = services.step_settings
+    found = kept.get(id(step))
+    if found is None or found.step is not step or found.defaults is not defaults:
+        found = kept[id(step)] = StepSettings(step, defaults)
+    return found
 
 
 @dataclass
@@ -32,27 +68,18 @@ class StepEnv:
     services: Services
     record: StepRecord
     index: int | None = None
-    # settings already looked up in this execution (a call reads ``server`` several times)
-    _settings: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _settings: StepSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._settings = step_settings(self.services, self.step, self.workflow.spec.defaults)
 
     def setting(self, name: str) -> Any:
         """A model setting from the step, else from the workflow's defaults."""
+        settings = self._settings
         try:
-            return self._settings[name]
+            return settings.values[name]
         except KeyError:
-            value = self._settings[name] = self._lookup(name)
-            return value
-
-    def _lookup(self, name: str) -> Any:
-        # a model's fields straight from its ``__dict__`` (read a dozen times per call);
-        # ``getattr`` for anything else (a setting another step type has, a property)
-        fields = self.step.__dict__
-        value = fields[name] if name in fields else getattr(self.step, name, None)
-        if value is None:
-            defaults = self.workflow.spec.defaults
-            fields = defaults.__dict__
-            value = fields[name] if name in fields else getattr(defaults, name, None)
-        return value
+            return settings.lookup(name)
 
     @property
     def label(self) -> str:
@@ -60,17 +87,24 @@ class StepEnv:
 
     def base_request(self, model: str) -> dict[str, Any]:
         """The request fields shared by chat and extract: model and its parameters."""
-        request: dict[str, Any] = {"model": model}
-        for name in MODEL_PARAMS:
-            value = self.setting(name)
-            if value is not None:
-                request[name] = value
-        extra = {
-            **(self.workflow.spec.defaults.extra or {}),
-            **(getattr(self.step, "extra", None) or {}),
-        }
-        if extra:
-            request["extra"] = extra
+        settings = self._settings
+        params = settings.params
+        if params is None:
+            params = settings.params = {}
+            for name in MODEL_PARAMS:
+                value = self.setting(name)
+                if value is not None:
+                    params[name] = value
+        request: dict[str, Any] = {"model": model, **params}
+        if settings.extra is None:
+            settings.extra = bool(self.workflow.spec.defaults.extra) or bool(
+                getattr(self.step, "extra", None)
+            )
+        if settings.extra:
+            request["extra"] = {
+                **(self.workflow.spec.defaults.extra or {}),
+                **(getattr(self.step, "extra", None) or {}),
+            }
         return request
 
     def warn(self, message: str) -> None:
