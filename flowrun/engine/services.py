@@ -125,14 +125,16 @@ class Services:
             reservation = self.budget.reserve(
                 env.label, model, prompt_tokens, max_out, prices=self.prices_for(env)
             )
-        calls_log.info(
-            "request %s: %s, %d message%s, max %s output tokens",
-            env.label,
-            model,
-            len(request.get("messages") or ()),
-            "" if len(request.get("messages") or ()) == 1 else "s",
-            max_out or "?",
-        )
+        if calls_log.isEnabledFor(logging.INFO):
+            messages = len(request.get("messages") or ())
+            calls_log.info(
+                "request %s: %s, %d message%s, max %s output tokens",
+                env.label,
+                model,
+                messages,
+                "" if messages == 1 else "s",
+                max_out or "?",
+            )
         on_text = (
             (lambda text: self.on_text(env.label, text))
             if self.on_text and request.get("stream")
@@ -152,7 +154,9 @@ class Services:
         )
         for note in reply.notes:
             env.warn(f"step '{env.label}': {note}")
-        check_cap(env, request, reply, cap_parameter(self.client_for(env)))
+        cap = request.get("max_completion_tokens")
+        if cap and reply.usage.completion_tokens > cap:  # (else nothing to check)
+            check_cap(env, request, reply, cap_parameter(self.client_for(env)))
         if use_cache:
             self.cache.put(request, _reply_dict(reply))  # type: ignore[union-attr]
         return reply
@@ -194,13 +198,14 @@ class Services:
             reservation = self.budget.reserve(
                 env.label, model, tokens, 0, prices=self.prices_for(env)
             )
-        calls_log.info(
-            "request %s: %s, %d input%s",
-            env.label,
-            model,
-            len(texts),
-            "" if len(texts) == 1 else "s",
-        )
+        if calls_log.isEnabledFor(logging.INFO):
+            calls_log.info(
+                "request %s: %s, %d input%s",
+                env.label,
+                model,
+                len(texts),
+                "" if len(texts) == 1 else "s",
+            )
         reply = await self._call(
             env,
             request,
@@ -276,13 +281,6 @@ class Services:
         """``--cache`` (every model call), or ``cache: true`` on the step or in defaults."""
         return self.cache is not None and (self.cache_all or bool(env.setting("cache")))
 
-    def _has_batch_price(self, model: str, env: CallSite) -> bool:
-        """Whether the step's price table gives ``model`` a Batch API price (else the list price)."""
-        price = self.prices_for(env).price(model)
-        return price is not None and (
-            price.batch_input is not None or price.batch_output is not None
-        )
-
     def _record_failure(self, env: CallSite, model: str, duration: float, retries: int) -> None:
         """A call that failed after ``retries``: recorded for them, at no cost."""
         calls_log.info(
@@ -311,23 +309,19 @@ class Services:
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
         mock = is_mock(self.client)
-        cost = (
-            None
-            if mock
-            else 0.0
-            if cached
-            else self.prices_for(env).cost(model, usage, batch=batch)
-        )
-        discounted = batch and not cached and not mock and self._has_batch_price(model, env)
+        table = self.prices_for(env)
+        cost = None if mock else 0.0 if cached else table.cost(model, usage, batch=batch)
+        discounted = batch and not cached and not mock and _has_batch_price(table, model)
         duration = 0.0 if batch else round(duration, 4)
-        calls_log.info(
-            "reply   %s: %s, %s prompt + %s completion tokens, %s",
-            env.label,
-            model,
-            getattr(usage, "prompt_tokens", "?"),
-            getattr(usage, "completion_tokens", "?"),
-            "from the cache" if cached else f"{duration:.2f}s",
-        )
+        if calls_log.isEnabledFor(logging.INFO):
+            calls_log.info(
+                "reply   %s: %s, %s prompt + %s completion tokens, %s",
+                env.label,
+                model,
+                getattr(usage, "prompt_tokens", "?"),
+                getattr(usage, "completion_tokens", "?"),
+                "from the cache" if cached else f"{duration:.2f}s",
+            )
         env.record.calls.append(
             CallRecord(
                 model,
@@ -430,6 +424,12 @@ def _size_bound(request: dict[str, Any], model: str) -> int:
         if request.get(key):
             size += len(json.dumps(request[key]).encode("utf-8"))
     return size
+
+
+def _has_batch_price(table: PriceTable, model: str) -> bool:
+    """Whether ``table`` gives ``model`` a Batch API price (else the list price)."""
+    price = table.price(model)
+    return price is not None and (price.batch_input is not None or price.batch_output is not None)
 
 
 def _usage(data: Any) -> Any:
