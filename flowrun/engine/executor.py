@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from flowrun.engine import foreach
@@ -100,7 +101,7 @@ class Executor:
                 done = self.results.get(sid)
                 notify(sid, "waiting" if done is None else "done", done)
         in_flight: dict[asyncio.Task[StepResult], str] = {}
-        finished: asyncio.Queue[asyncio.Task[StepResult]] = asyncio.Queue()
+        finished = _Finished()
         failure: StepResult | None = None
         later = self.wf.aggregate_ids  # they run once after every record
         suspended = False  # a step waits for a batch: the record stops
@@ -111,11 +112,11 @@ class Executor:
                         if sid not in self.results and sid not in later:
                             task = asyncio.create_task(self._run_and_store(sid), name=sid)
                             notify(sid, "running", None)
-                            task.add_done_callback(finished.put_nowait)
+                            task.add_done_callback(finished.put)
                             in_flight[task] = sid
                 if not in_flight:
                     break
-                task = await finished.get()  # one wake-up per finished step, however many run
+                task = finished.pop() or await finished.next()  # one wake-up per finished step
                 sid = in_flight.pop(task)
                 try:
                     result = task.result()
@@ -351,6 +352,36 @@ async def _every_item(tasks: list[asyncio.Future[Any]]) -> list[Any]:
     if suspended:
         raise Suspended()
     return [task.result() for task in tasks]
+
+
+class _Finished:
+    """The steps' finished tasks, in the order they finished (an ``asyncio.Queue`` without
+    what a queue between many producers and consumers needs: one is made per record run)."""
+
+    __slots__ = ("tasks", "waiter")
+
+    def __init__(self) -> None:
+        self.tasks: deque[asyncio.Task[StepResult]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, task: asyncio.Task[StepResult]) -> None:
+        self.tasks.append(task)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pop(self) -> asyncio.Task[StepResult] | None:
+        return self.tasks.popleft() if self.tasks else None
+
+    async def next(self) -> asyncio.Task[StepResult]:
+        """The next finished task, once one finishes."""
+        while not self.tasks:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.tasks.popleft()
 
 
 def _suspended(steps: dict[str, StepResult]) -> Suspended:
