@@ -100,10 +100,14 @@ class StepResult:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
+        prompt = completion = cached = reasoning = 0
         for call in self.calls:
-            total = total + call.usage
-        return total
+            u = call.usage
+            prompt += u.prompt_tokens
+            completion += u.completion_tokens
+            cached += u.cached_tokens
+            reasoning += u.reasoning_tokens
+        return Usage(prompt, completion, cached, reasoning)
 
     @property
     def cost_usd(self) -> float:

@@ -223,15 +223,18 @@ class BatchRunner:
                 self._budget_waiters -= 1
         if self.rows is not None and run.ok:
             self.rows.add(rec.index, inputs, run.steps)
-        calls = [c for r in run.steps.values() for c in r.calls]
         new_calls = [c for sid, r in run.steps.items() if sid not in reused for c in r.calls]
+        # the run's report is over the calls of its steps already
+        cost = run.cost
+        if wasted:
+            cost = CostReport.from_calls([c for r in run.steps.values() for c in r.calls] + wasted)
         return BatchResult(
             index=rec.index,
             status=run.status,
             outputs=run.outputs,
             error=run.error,
             failed_step=run.failed_step,
-            cost=CostReport.from_calls(calls + wasted),
+            cost=cost,
             extra=extra,
             line=rec.line,
             duration_s=time.perf_counter() - started,
