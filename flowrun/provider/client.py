@@ -62,21 +62,21 @@ def usage_from(raw: Any) -> Usage:
     """
     if raw is None:
         return Usage()
-    get = raw.get if isinstance(raw, dict) else lambda k, d=None: getattr(raw, k, d)
-    prompt_details = get("prompt_tokens_details") or {}
-    completion_details = get("completion_tokens_details") or {}
-
-    def detail(obj: Any, key: str) -> Any:
-        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
+    prompt_details = _detail(raw, "prompt_tokens_details") or {}
+    completion_details = _detail(raw, "completion_tokens_details") or {}
     return Usage(
-        prompt_tokens=checked_count("prompt_tokens", get("prompt_tokens")),
-        completion_tokens=checked_count("completion_tokens", get("completion_tokens")),
-        cached_tokens=checked_count("cached_tokens", detail(prompt_details, "cached_tokens")),
+        prompt_tokens=checked_count("prompt_tokens", _detail(raw, "prompt_tokens")),
+        completion_tokens=checked_count("completion_tokens", _detail(raw, "completion_tokens")),
+        cached_tokens=checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
         reasoning_tokens=checked_count(
-            "reasoning_tokens", detail(completion_details, "reasoning_tokens")
+            "reasoning_tokens", _detail(completion_details, "reasoning_tokens")
         ),
     )
+
+
+def _detail(obj: Any, key: str) -> Any:
+    """``obj``'s ``key``: a dict's item or an SDK object's attribute (None if it has none)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 class OpenAIClient:

@@ -23,6 +23,8 @@ MAX_TOKENS = 100_000_000
 
 def checked_count(name: str, value: Any) -> int:
     """A token count from a reply's usage (``None`` -> 0); ModelCallError if it is impossible."""
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # (what every server sends)
+        return value
     if value is None:
         return 0
     number = value
