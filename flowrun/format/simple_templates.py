@@ -106,24 +106,25 @@ def references(simple: _Simple) -> References:
 
 def render(simple: _Simple, context: dict[str, Any]) -> Any:
     """The template's value with ``context``, or ``NOT_SIMPLE`` where only Jinja can say."""
-    values = []
-    for scope, *keys in simple.lookups:
-        value = context.get(scope, NOT_SIMPLE)
-        for key in keys:
+    texts = simple.texts
+    parts = [texts[0]]
+    at = 1
+    for names in simple.lookups:
+        value = context.get(names[0], NOT_SIMPLE)
+        for key in names[1:]:
             if not isinstance(value, dict) or key not in value:
                 return NOT_SIMPLE
             value = value[key]
-        values.append(value)
-    if simple.lone:
-        value = values[0]
-        return str(value) if isinstance(value, str) and type(value) is not str else value
-    parts = [simple.texts[0]]
-    for value, text in zip(values, simple.texts[1:], strict=True):
-        try:
-            parts.append(str(value))
-        except Exception:  # an object of the Python API's whose str() fails: Jinja reports it
-            return NOT_SIMPLE
-        parts.append(text)
+        if simple.lone:
+            return str(value) if isinstance(value, str) and type(value) is not str else value
+        if type(value) is not str:
+            try:
+                value = str(value)
+            except Exception:  # an object of the Python API's whose str() fails: Jinja reports it
+                return NOT_SIMPLE
+        parts.append(value)
+        parts.append(texts[at])
+        at += 1
     if sum(map(len, parts)) > _LONGEST:
         return NOT_SIMPLE
     return "".join(parts)

@@ -86,10 +86,11 @@ def render(source: Any, context: dict[str, Any]) -> Any:
     Non-strings and strings without template syntax are returned unchanged; dicts and
     lists are rendered item by item.
     """
-    if isinstance(source, dict):
-        return {k: render(v, context) for k, v in source.items()}
-    if isinstance(source, list):
-        return [render(v, context) for v in source]
+    if type(source) is not str:
+        if isinstance(source, dict):
+            return {k: render(v, context) for k, v in source.items()}
+        if isinstance(source, list):
+            return [render(v, context) for v in source]
     if not is_template(source):
         return source
     parsed = simple.parse(source)
