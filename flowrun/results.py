@@ -152,34 +152,39 @@ class StepResult:
 
     def template_view(self) -> dict[str, Any]:
         """What templates see as ``steps.<id>``."""
+        calls = self.calls
+        priced = all(c.cost_usd is not None for c in calls)
         return {
             "output": self.output,
             "usage": self.usage.to_dict(),
             "finish_reason": self.finish_reason,
-            "skipped": self.skipped,
+            "skipped": self.status == "skipped",
             "status": self.status,
             "tool_calls": self.tool_calls,
-            "cost_usd": self.known_cost_usd,
+            "cost_usd": sum(c.cost_usd or 0.0 for c in calls) if priced else None,
             "model": self.model,
         }
 
     def to_json(self) -> dict[str, Any]:
         """The step's entry in ``--json`` output."""
+        calls = self.calls
+        priced = all(c.cost_usd is not None for c in calls)
+        replied = [c for c in calls if not c.failed]
         data: dict[str, Any] = {
             "status": self.status,
             "output": self.output,
             "model": self.model,
             "usage": self.usage.to_dict(),
-            "cost_usd": None if not self.priced else round(self.cost_usd, 8),
+            "cost_usd": round(sum(c.cost_usd or 0.0 for c in calls), 8) if priced else None,
             "duration_s": round(self.duration_s, 4),
-            "calls": len(self.replied_calls),
-            "retries": self.retries,
+            "calls": len(replied),
+            "retries": sum(c.retries for c in calls),
         }
-        if self.cached:
+        if replied and all(c.cached for c in replied):
             data["cached"] = True
-        if self.approximate:
+        if any(c.approximate for c in calls):
             data["approximate_usage"] = True
-        if self.mock:
+        if any(c.mock for c in calls):
             data["mock"] = True
         if self.finish_reason:
             data["finish_reason"] = self.finish_reason
