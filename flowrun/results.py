@@ -93,6 +93,9 @@ class StepResult:
     transcript: list[dict[str, Any]] = field(default_factory=list, repr=False)
     #: calls of foreach items kept from an earlier run of this run (a resume did not make them)
     kept_calls: int = 0
+    #: ``transcript`` as the store keeps it (``dump_transcript``'s text), once it was written
+    #: or when the step was read back from a batch's stored steps (``transcript`` is then empty)
+    stored_transcript: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def skipped(self) -> bool:

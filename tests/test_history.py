@@ -217,3 +217,46 @@ def test_mock_and_unpriced_runs_show_no_dollars_in_the_history(server, tmp_path)
     assert rows[batch_id].rstrip().endswith("mock")
     shown = flowrun("runs", "show", local_run).stdout
     assert "cost unpriced" in shown and "$0.000000" not in shown
+
+
+def test_a_records_history_keeps_the_transcripts_of_steps_done_in_an_earlier_run(
+    server, tmp_path, monkeypatch
+):
+    """A Batch API record runs once per wave; a resumed batch reuses steps of the process
+    before. Every step's transcript is in the record's history all the same."""
+    from tests.test_batch_api import DIAMOND
+
+    monkeypatch.setenv("FLOWRUN_BATCH_POLL", "0.01,0.05")
+    wf = make_flow(tmp_path, DIAMOND)
+    records = tmp_path / "in.jsonl"
+    records.write_text("".join(json.dumps({"text": f"ticket {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    res = flowrun("run", wf, "--batch", records, "-o", out, "--via", "batch-api", "--json")
+    assert res.code == 0, res.stderr
+    batch = json.loads(res.stdout)["batch_id"]
+    record = json.loads(flowrun("runs", "show", batch, "--record", "1", "--json").stdout)
+    sent = {
+        sid: [call["request"]["messages"][-1]["content"] for call in step["transcript"]]
+        for sid, step in record["steps"].items()
+    }
+    assert sent == {
+        "a": ["summarize ticket 1"],
+        "b": ["keywords ticket 1"],
+        "join": ["combine echo: summarize ticket 1 | echo: keywords ticket 1"],
+    }
+    shown = flowrun("runs", "show", batch, "--record", "1", "--step", "a").stdout
+    assert "[user]\nsummarize ticket 1" in shown and "echo: summarize ticket 1" in shown
+
+    # a live batch whose join failed: the resume reuses a and b, and shows what they sent
+    server.add(Reply(status=400, error="no join today"), match="combine", times=3)
+    live_out = tmp_path / "live.jsonl"
+    assert flowrun("run", wf, "--batch", records, "-o", live_out).code == 1
+    assert server.pending == 0
+    res = flowrun("run", wf, "--batch", records, "-o", live_out, "--resume", "--json")
+    assert res.code == 0, res.stderr
+    resumed = json.loads(res.stdout)["batch_id"]
+    record = json.loads(flowrun("runs", "show", resumed, "--record", "2", "--json").stdout)
+    assert record["steps"]["a"]["transcript"][0]["request"]["messages"][-1]["content"] == (
+        "summarize ticket 2"
+    )
+    assert record["steps"]["join"]["transcript"][0]["reply"]["content"].startswith("echo: combine")

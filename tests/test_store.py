@@ -180,6 +180,45 @@ def test_a_failing_migration_leaves_the_schema_as_it_was(monkeypatch):
     assert query("SELECT name FROM sqlite_master WHERE name IN ('half_done', 'runs')") == []
 
 
+def test_a_batch_stopped_before_an_upgrade_resumes_after_it_without_paying_again(server, tmp_path):
+    """Migration 13 rebuilds the batch tables: the completed steps of a batch that failed
+    under the schema before it are still reused, and its records' history still shown."""
+    wf = write(tmp_path, TWO_STEPS)
+    records = tmp_path / "in.jsonl"
+    records.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    server.add(Reply(status=400, error="not now"), match="second after", times=3)
+    assert flowrun("run", wf, "--batch", records, "-o", out).code == 1
+    with sqlite3.connect(store_path(), isolation_level=None) as db:  # back to schema 12
+        db.executescript(
+            """
+            BEGIN;
+            CREATE TABLE old_steps (batch_id TEXT NOT NULL REFERENCES batches(id)
+                ON DELETE CASCADE, record_index INTEGER NOT NULL, step_id TEXT NOT NULL,
+                cost_usd REAL NOT NULL DEFAULT 0, record TEXT NOT NULL,
+                PRIMARY KEY (batch_id, record_index, step_id)) WITHOUT ROWID;
+            INSERT INTO old_steps SELECT batch_id, record_index, step_id, cost_usd, record
+                FROM batch_steps;
+            DROP TABLE batch_steps;
+            ALTER TABLE old_steps RENAME TO batch_steps;
+            DELETE FROM _migrations WHERE id = 13;
+            COMMIT;
+            """
+        )
+    assert query("SELECT COUNT(*) FROM batch_steps") == [(3,)]  # each record's first step
+    res = flowrun("run", wf, "--batch", records, "-o", out, "--resume", "--json")
+    assert res.code == 0, res.stderr
+    asked = [r for r in server.requests if '"content":"first step"' in r.text]
+    assert len(asked) == 3  # once per record, before the upgrade
+    assert query("SELECT MAX(id) FROM _migrations") == [(len(MIGRATIONS),)]
+    [(schema,)] = query("SELECT sql FROM sqlite_master WHERE name='batch_steps'")
+    assert "WITHOUT ROWID" not in schema and "transcript" in schema
+    batch = json.loads(res.stdout)["batch_id"]
+    record = json.loads(flowrun("runs", "show", batch, "--record", "0", "--json").stdout)
+    assert set(record["steps"]) == {"first", "second"}
+    assert record["steps"]["second"]["transcript"]
+
+
 class _LockOnRequest:
     """A responder that takes the run store's write lock (BEGIN IMMEDIATE) as the call arrives."""
 

@@ -235,7 +235,7 @@ class BatchStore:
         if not self._pending and not self._deletes and not self._records and not self._items:
             return
         rows = [
-            (bid, index, r.id, r.cost_usd, redact(_STEP.encode(r.to_record())))
+            (bid, index, r.id, r.cost_usd, redact(_STEP.encode(r.to_record())), _dumped(r))
             for (bid, index), results in self._pending.items()
             for r in results
         ]
@@ -247,8 +247,8 @@ class BatchStore:
                 items,
             )
             db.executemany(
-                "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd, record)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO batch_steps (batch_id, record_index, step_id, cost_usd,"
+                " record, transcript) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany("DELETE FROM batch_steps WHERE batch_id=? AND record_index=?", deletes)
@@ -277,9 +277,10 @@ class BatchStore:
 
     def load_steps(self, batch_id: str, index: int) -> dict[str, StepResult]:
         rows = self._run(
-            "SELECT record FROM batch_steps WHERE batch_id=? AND record_index=?", (batch_id, index)
+            "SELECT record, transcript FROM batch_steps WHERE batch_id=? AND record_index=?",
+            (batch_id, index),
         )
-        results = (StepResult.from_record(json.loads(row[0])) for row in rows)
+        results = (_stored_step(record, transcript) for record, transcript in rows)
         return {r.id: r for r in results}
 
     def load_steps_many(
@@ -292,12 +293,12 @@ class BatchStore:
         for start in range(0, len(indices), 500):
             part = indices[start : start + 500]
             rows = self._run(
-                "SELECT record_index, record FROM batch_steps WHERE batch_id=?"
+                "SELECT record_index, record, transcript FROM batch_steps WHERE batch_id=?"
                 f" AND record_index IN ({','.join('?' * len(part))})",
                 (batch_id, *part),
             )
-            for index, record in rows:
-                result = StepResult.from_record(json.loads(record))
+            for index, record, transcript in rows:
+                result = _stored_step(record, transcript)
                 found[index][result.id] = result
         return found
 
@@ -332,8 +333,9 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
     parts = []
     for sid, step in result.steps.items():
         text = _HISTORY.encode(step.to_json())
-        if step.transcript:
-            text = f'{text[:-1]}, "transcript": {dump_transcript(step.transcript)}}}'
+        transcript = _dumped(step)
+        if transcript:
+            text = f'{text[:-1]}, "transcript": {transcript}}}'
         parts.append(f"{json.dumps(sid)}: {text}")
     return (
         batch_id,
@@ -345,6 +347,21 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
         redact(result.error) if result.error else None,
         redact("{" + ", ".join(parts) + "}"),
     )
+
+
+def _dumped(step: StepResult) -> str | None:
+    """The step's transcript as the store keeps it, dumped once (a step's row and its record's
+    history hold the same text); None without one (``--no-transcripts``, a tool step)."""
+    if step.stored_transcript is None and step.transcript:
+        step.stored_transcript = dump_transcript(step.transcript)
+    return step.stored_transcript
+
+
+def _stored_step(record: str, transcript: str | None) -> StepResult:
+    """A completed step read back from ``batch_steps``, its transcript as stored."""
+    result = StepResult.from_record(json.loads(record))
+    result.stored_transcript = transcript
+    return result
 
 
 # one encoder each for the per-step rows (json.dumps with arguments builds one per call)
