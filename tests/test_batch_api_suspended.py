@@ -116,3 +116,60 @@ def test_a_resume_after_a_step_changed_never_reads_its_old_result_back(
     asked = server.batch_api.submitted_custom_ids()[before:]
     # the resume asked for the new b and the joins, never a again
     assert sorted(c.split(".")[1] for c in asked) == ["b"] * 5 + ["join"] * 5
+
+
+@pytest.mark.parametrize("via", ["cli", "python"])
+def test_records_finished_behind_a_late_one_wait_on_disk_and_come_back_whole(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """Record 0's first request fails and is asked again a round later: the 39 records after
+    it finish meanwhile. Past IN_MEMORY (5 here) they wait pickled in a temporary file, and
+    each comes back whole (outputs, steps, transcripts) when its turn comes."""
+    from flowrun.batch.batch_api import held_results
+
+    monkeypatch.setattr(held_results, "IN_MEMORY", 5)
+    went: list[int] = []
+    keep = held_results.HeldResults.keep
+
+    def counting(self, result, waiting):  # type: ignore[no-untyped-def]
+        kept = keep(self, result, waiting)
+        if isinstance(kept, held_results.OnDisk):
+            went.append(result.index)
+        return kept
+
+    monkeypatch.setattr(held_results.HeldResults, "keep", counting)
+    server.batch_api.fail(match="summarize ticket 0", status=500)
+    wf = make_flow(tmp_path, DIAMOND)
+    rows = [{"text": f"ticket {i}"} for i in range(40)]
+    if via == "cli":
+        out = tmp_path / "out.jsonl"
+        res = flowrun(
+            "run",
+            wf,
+            "--batch",
+            write_records(tmp_path / "in.jsonl", rows),
+            "-o",
+            out,
+            "--via",
+            "batch-api",
+            "--json",
+        )
+        assert res.code == 0, res.stderr
+        lines = read_lines(out)
+        outputs = [x["outputs"]["result"] for x in lines]
+        batch = json.loads(res.stdout)["batch_id"]
+        record = json.loads(flowrun("runs", "show", batch, "--record", "39", "--json").stdout)
+        sent = record["steps"]["a"]["transcript"][0]["request"]["messages"][-1]["content"]
+    else:
+        from flowrun.batch import run_batch
+
+        results = list(run_batch(wf, rows, via="batch-api"))
+        assert [r.index for r in results] == list(range(40))
+        outputs = [r.outputs["result"] for r in results]
+        sent = results[39].steps["a"].transcript[0]["request"]["messages"][-1]["content"]
+    assert outputs == [
+        f"echo: combine echo: summarize ticket {i} | echo: keywords ticket {i}" for i in range(40)
+    ]
+    assert sent == "summarize ticket 39"
+    assert len(server.batch_api.batches) == 3  # record 0 took one more round
+    assert len(went) >= 30 and 0 not in went  # the late record itself never waits

@@ -29,6 +29,7 @@ from flowrun.batch.batch_api.coordinator import (
     WaveSettings,
     WaveStatus,
 )
+from flowrun.batch.batch_api.held_results import HeldResults, OnDisk
 from flowrun.batch.batch_api.transport import BatchTransport
 from flowrun.batch.batch_api.wave_client import ANSWERED, WaveClient
 from flowrun.batch.records import SourceRecord
@@ -206,7 +207,9 @@ class WaveBatchRunner(BatchRunner):
         suspended: dict[int, SourceRecord | Compact] = {}
         active: dict[int, asyncio.Task[Any]] = {}
         order: deque[int] = deque()
-        finished: dict[int, BatchResult] = {}
+        # finished records waiting for an earlier one's line (past a few thousand: on disk)
+        finished: dict[int, BatchResult | OnDisk] = {}
+        held = HeldResults()
         errors: list[BaseException] = []
         records = iter(self.records)
         more, first, complete = True, self.check_first, False
@@ -224,8 +227,9 @@ class WaveBatchRunner(BatchRunner):
                 suspended[rec.index] = _compact(rec)
                 return
             coordinator.forget_runnable(rec.index)
-            finished[rec.index] = result
             summary.record(result)
+            next_up = bool(order) and order[0] == rec.index
+            finished[rec.index] = held.keep(result, 0 if next_up else len(finished))
             progress.update()
 
         def watch(started: list[tuple[SourceRecord, asyncio.Task[Any]]]) -> None:
@@ -239,7 +243,7 @@ class WaveBatchRunner(BatchRunner):
                 if waves.done():
                     waves.result()  # an unexpected error in the wave loop: raise it
                 while order and order[0] in finished:
-                    result = finished.pop(order.popleft())
+                    result = held.take(finished.pop(order.popleft()))
                     if result.status != "not_run":  # no line: a resume runs it
                         yield result
                         self.forget(result)
@@ -275,6 +279,7 @@ class WaveBatchRunner(BatchRunner):
                 await self._aggregate()
             complete = True
         finally:
+            held.close()
             ticker.cancel()
             waves.cancel()
             for task in list(active.values()):
