@@ -101,14 +101,14 @@ class Services:
     # --- chat ---------------------------------------------------------------------
     async def chat(self, env: CallSite, request: dict[str, Any]) -> ChatReply:
         """Make one chat call for ``env``'s step and record it."""
-        from flowrun.provider.tokens import count_request
-
         model = request["model"]
         env.record.model = env.record.model or model  # known even if the call fails
         info = model_info(model)
         max_out = request.get("max_completion_tokens") or (info.max_output_tokens if info else 0)
         prompt_tokens: int | None = None
         if info and _size_bound(request, model) + max_out > info.context_window:
+            from flowrun.provider.tokens import count_request
+
             prompt_tokens = count_request(request, model)
             _check_window(env, request, prompt_tokens, info.context_window)
         use_cache = self._use_cache(env)
@@ -121,6 +121,8 @@ class Services:
         reservation = None
         if self.budget is not None:
             if prompt_tokens is None:
+                from flowrun.provider.tokens import count_request
+
                 prompt_tokens = count_request(request, model)
             reservation = self.budget.reserve(
                 env.label, model, prompt_tokens, max_out, prices=self.prices_for(env)
@@ -411,7 +413,7 @@ def _size_bound(request: dict[str, Any], model: str) -> int:
     for message in request.get("messages", []):
         content = message.get("content")
         if isinstance(content, str):
-            size += len(content.encode("utf-8")) + 8
+            size += (len(content) if content.isascii() else len(content.encode("utf-8"))) + 8
         elif isinstance(content, list):
             for part in content:
                 if part.get("type") == "image_url":
