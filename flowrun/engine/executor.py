@@ -118,12 +118,11 @@ class Executor:
                     break
                 task = finished.pop() or await finished.next()  # one wake-up per finished step
                 sid = in_flight.pop(task)
-                try:
-                    result = task.result()
-                except Suspended:  # the other steps still go as far as they can
-                    suspended = True
+                if isinstance(task.exception(), Suspended):  # (read, not raised again)
+                    suspended = True  # the other steps still go as far as they can
                     del task  # (it holds the exception, whose traceback holds this frame)
                     continue
+                result = task.result()
                 notify(sid, "done", result)  # (the step's own task stored it)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
