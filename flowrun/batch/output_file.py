@@ -102,6 +102,10 @@ def _previous_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 continue
 
 
+#: a result line's encoder (``json.dumps(..., ensure_ascii=False, default=str)``, made once)
+_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class OutputWriter:
     """Writes result lines in order; on resume, merges them with the earlier output's lines.
 
@@ -132,7 +136,7 @@ class OutputWriter:
     def write(self, result: BatchResult) -> None:
         f = self._open()
         self._copy_old(f, before=result.index)
-        f.write(json.dumps(result.to_json(), ensure_ascii=False, default=str) + "\n")
+        f.write(_LINE.encode(result.to_json()) + "\n")
 
     def _copy_old(self, f: TextIO, before: int | None) -> None:
         """Copy earlier lines with an index below ``before`` (all when None); drop ``before``'s."""
