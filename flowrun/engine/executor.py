@@ -2,8 +2,10 @@
 
 A failed step stops new steps from starting; steps already in flight finish (their calls
 are paid for) and are recorded. Each step's result is handed to the recorder the moment it
-completes, in the step's own task before any other task runs (a foreach item's, the moment
-the item completes: ``engine.foreach``), so nothing paid for is lost. When the run store is locked by another process, the
+completes, in the task that ran it before any other task runs (a foreach item's, the moment
+the item completes: ``engine.foreach``), so nothing paid for is lost. Steps that run side by
+side each have a task of their own; a step that is the only one able to run (the next link
+of a chain, a join) runs in the executor's task, without one. When the run store is locked by another process, the
 result stays in memory and is written as soon as the lock goes (retried with backoff for up
 to ``WRITE_PATIENCE_S``); after that the run goes on, and its output says what was not saved.
 """
@@ -107,23 +109,35 @@ class Executor:
         suspended = False  # a step waits for a batch: the record stops
         try:
             while True:
+                result: StepResult | None = None
                 if failure is None:
-                    for sid in queue.ready():
-                        if sid not in self.results and sid not in later:
-                            task = asyncio.create_task(self._run_and_store(sid), name=sid)
-                            notify(sid, "running", None)
-                            task.add_done_callback(finished.put)
-                            in_flight[task] = sid
-                if not in_flight:
-                    break
-                task = finished.pop() or await finished.next()  # one wake-up per finished step
-                sid = in_flight.pop(task)
-                if isinstance(task.exception(), Suspended):  # (read, not raised again)
-                    suspended = True  # the other steps still go as far as they can
-                    del task  # (it holds the exception, whose traceback holds this frame)
-                    continue
-                result = task.result()
-                notify(sid, "done", result)  # (the step's own task stored it)
+                    ready = [s for s in queue.ready() if s not in self.results and s not in later]
+                    if len(ready) == 1 and not in_flight:
+                        # the only step that can run: it runs (and is stored) right here,
+                        # without a task of its own
+                        sid = ready[0]
+                        notify(sid, "running", None)
+                        try:
+                            result = await self._run_and_store(sid)
+                        except Suspended:
+                            suspended = True
+                            continue
+                    for sid in ready if result is None else ():
+                        task = asyncio.create_task(self._run_and_store(sid), name=sid)
+                        notify(sid, "running", None)
+                        task.add_done_callback(finished.put)
+                        in_flight[task] = sid
+                if result is None:
+                    if not in_flight:
+                        break
+                    task = finished.pop() or await finished.next()  # one wake-up per step
+                    sid = in_flight.pop(task)
+                    if isinstance(task.exception(), Suspended):  # (read, not raised again)
+                        suspended = True  # the other steps still go as far as they can
+                        del task  # (it holds the exception, whose traceback holds this frame)
+                        continue
+                    result = task.result()
+                notify(sid, "done", result)  # (the step's own task, or this one, stored it)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
                     failure = result
@@ -151,7 +165,7 @@ class Executor:
         return result
 
     async def _run_and_store(self, sid: str) -> StepResult:
-        """Run a step and save its result at once, in the step's own task: nothing else runs
+        """Run a step and save its result at once, in the task running it: nothing else runs
         between the step's end and its commit (not even this executor's scheduling loop)."""
         result = await self.run_step(sid)
         self._store(result)
