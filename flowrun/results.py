@@ -260,19 +260,23 @@ class CostReport:
         if call.failed:
             return
         u = call.usage
+        prompt, completion = u.prompt_tokens, u.completion_tokens
+        cached, reasoning = u.cached_tokens, u.reasoning_tokens
         self.calls += 1
-        self.prompt_tokens += u.prompt_tokens
-        self.completion_tokens += u.completion_tokens
-        self.cached_tokens += u.cached_tokens
-        self.reasoning_tokens += u.reasoning_tokens
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cached_tokens += cached
+        self.reasoning_tokens += reasoning
         self.batch_discount = self.batch_discount or call.batch
         self.approximate_calls += call.approximate
-        entry = self.by_model.setdefault(call.model, ModelCost())
+        entry = self.by_model.get(call.model)
+        if entry is None:
+            entry = self.by_model[call.model] = ModelCost()
         entry.calls += 1
-        entry.prompt_tokens += u.prompt_tokens
-        entry.completion_tokens += u.completion_tokens
-        entry.cached_tokens += u.cached_tokens
-        entry.reasoning_tokens += u.reasoning_tokens
+        entry.prompt_tokens += prompt
+        entry.completion_tokens += completion
+        entry.cached_tokens += cached
+        entry.reasoning_tokens += reasoning
         if call.mock:
             self.mock_calls += 1
             entry.usd = None

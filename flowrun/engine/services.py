@@ -407,8 +407,6 @@ def _warn_approximate(env: CallSite, what: str) -> None:
 
 def _size_bound(request: dict[str, Any], model: str) -> int:
     """A cheap upper bound of the prompt's tokens: a token covers at least one UTF-8 byte."""
-    from flowrun.provider.tokens import count_image
-
     size = 0
     for message in request.get("messages", []):
         content = message.get("content")
@@ -417,6 +415,8 @@ def _size_bound(request: dict[str, Any], model: str) -> int:
         elif isinstance(content, list):
             for part in content:
                 if part.get("type") == "image_url":
+                    from flowrun.provider.tokens import count_image
+
                     size += count_image(part.get("image_url") or {}, model)
                 else:
                     size += len(str(part.get("text", "")).encode("utf-8")) + 8

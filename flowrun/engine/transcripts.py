@@ -21,8 +21,9 @@ def chat_entry(
     cached: bool = False,
 ) -> dict[str, Any]:
     """One chat call: the request (messages with roles, tools, parameters) and the reply."""
-    sent = {k: v for k, v in request.items() if k != "messages"}
-    sent["messages"] = [_message(m) for m in request.get("messages") or ()]
+    sent = dict(request)  # (the messages go last, copied below)
+    messages = sent.pop("messages", None)
+    sent["messages"] = [_message(m) for m in messages or ()]
     got = None
     if reply is not None:
         got = {
