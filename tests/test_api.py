@@ -142,3 +142,17 @@ def test_python_api_errors_name_api_settings_not_cli_flags(server, monkeypatch):
         run_workflow(SUMMARIZE, {}, store=False)
     for error in (no_key.value, missing.value):
         assert " --" not in " ".join(error.lines()), error.lines()
+
+
+def test_a_workflow_run_again_after_its_settings_change_sends_the_new_ones(server):
+    """A run looks each step's settings up once and keeps them for the run only: the same
+    loaded workflow run again after a change (here by the Python API) sends the new ones."""
+    script(server)
+    wf = load_workflow(SUMMARIZE)
+    run_workflow(wf, {"text": "x"}, store=False)
+    wf.spec.defaults.max_completion_tokens = 77
+    wf.spec.steps["title"].temperature = 0.5
+    run_workflow(wf, {"text": "x"}, store=False)
+    sent = [r.body for r in server.requests_to("/chat/completions")]
+    assert [b["max_completion_tokens"] for b in sent] == [200, 200, 77, 77]
+    assert [b.get("temperature") for b in sent] == [None, None, None, 0.5]
