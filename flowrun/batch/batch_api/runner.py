@@ -119,7 +119,8 @@ class WaveBatchRunner(BatchRunner):
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
-        self._kept: dict[int, dict[str, StepResult]] = {}  # suspended records' steps, no store
+        # suspended records' completed steps when there is no store (the Python API): pickled
+        self._kept: dict[int, bytes | dict[str, StepResult]] = {}
         # completed steps read from the store for records about to run again
         self._loaded: dict[int, dict[str, StepResult]] = {}
         # records given completed steps of an earlier process (a resume): those steps' ids
@@ -160,7 +161,7 @@ class WaveBatchRunner(BatchRunner):
             result = await super()._run_record(rec)
         except Suspended as exc:
             if self.store is None:  # (the Python API has no batch store: kept in memory)
-                self._kept[rec.index] = exc.steps
+                self._kept[rec.index] = _pickled(exc.steps)
             exc.steps = {}  # (its traceback, which holds every frame, goes with the block)
         finally:
             self.coordinator.release(rec.index)
@@ -182,7 +183,7 @@ class WaveBatchRunner(BatchRunner):
         if again and self.store is not None:
             self._loaded.update(self.store.load_steps_many(self.batch_id, indices))
         elif again:
-            self._loaded.update((i, self._kept.pop(i, {})) for i in indices)
+            self._loaded.update((i, _unpickled(self._kept.pop(i, {}))) for i in indices)
         if again or self.coordinator.resuming:
             self.coordinator.prefetch(indices)
         started = []
@@ -339,6 +340,20 @@ def _expand(kept: SourceRecord | Compact) -> SourceRecord:
         return kept
     index, data, line, typed = kept
     return SourceRecord(index, pickle.loads(data), line, None, typed)  # noqa: S301 - our own bytes
+
+
+def _pickled(steps: dict[str, StepResult]) -> bytes | dict[str, StepResult]:
+    """A suspended record's completed steps as they wait in memory (the Python API has no
+    batch store): pickled, about a third of the objects' size; as they are if pickle refuses
+    an output."""
+    try:
+        return pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - e.g. a tool's output holding a lock
+        return steps
+
+
+def _unpickled(kept: bytes | dict[str, StepResult]) -> dict[str, StepResult]:
+    return pickle.loads(kept) if isinstance(kept, bytes) else kept  # noqa: S301 - our own bytes
 
 
 def _batch_client(wf: Any, live: Services) -> Any:
