@@ -236,35 +236,41 @@ class Executor:
         step = self.wf.spec.steps[sid]
         record = StepRecord()
         started = time.perf_counter()
-        result = StepResult(id=sid, status="succeeded")
+        status, output, error = "succeeded", None, None
         try:
             scope = self.scope()
             if step.when is not None and not is_truthy(render(step.when, scope)):
-                result.status = "skipped"
+                status = "skipped"
             elif step.foreach is not None:
-                result.output = await self._run_foreach(sid, step, scope, record)
+                output = await self._run_foreach(sid, step, scope, record)
             else:
-                result.output = await self._run_one(sid, step, scope, record, None)
+                output = await self._run_one(sid, step, scope, record, None)
         except Suspended:
             raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
-            result.status, result.error = "failed", str(exc)
+            status, error = "failed", str(exc)
         except FlowrunError as exc:
-            result.status, result.error = "failed", exc.message
+            status, error = "failed", exc.message
         except Exception as exc:  # a bug in a step runner, or a user function's surprise
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
         except BaseException as exc:  # e.g. SystemExit from user code: the step failed
             if isinstance(exc, STOPPING):
                 raise
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-        result.model = record.model
-        result.calls = record.calls
-        result.tool_calls = record.tool_calls
-        result.warnings = record.warnings
-        result.finish_reason = record.finish_reason
-        result.transcript = record.transcript
-        result.kept_calls = record.kept_calls
-        result.duration_s = time.perf_counter() - started
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        result = StepResult(
+            id=sid,
+            status=status,
+            output=output,
+            model=record.model,
+            calls=record.calls,
+            tool_calls=record.tool_calls,
+            finish_reason=record.finish_reason,
+            error=error,
+            warnings=record.warnings,
+            duration_s=time.perf_counter() - started,
+            transcript=record.transcript,
+            kept_calls=record.kept_calls,
+        )
         return result
 
     async def _run_one(
