@@ -11,7 +11,6 @@ object pickle refuses) stays in memory.
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 from typing import IO
@@ -50,7 +49,8 @@ class HeldResults:
         if self._file is None:
             # (open as long as the run: closed by ``close``)
             self._file = tempfile.TemporaryFile(prefix="flowrun-waiting-")  # noqa: SIM115
-        os.pwrite(self._file.fileno(), data, self._end)
+        self._file.seek(self._end)
+        self._file.write(data)
         where = OnDisk(self._end, len(data))
         self._end += len(data)
         self.on_disk += 1
@@ -61,7 +61,8 @@ class HeldResults:
         if isinstance(kept, BatchResult):
             return kept
         assert self._file is not None
-        data = os.pread(self._file.fileno(), kept.size, kept.offset)
+        self._file.seek(kept.offset)
+        data = self._file.read(kept.size)
         self.on_disk -= 1
         if not self.on_disk:  # every one is back: start the file again
             self._file.truncate(0)
