@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrun.store.runs import RunStore, flowrun_home
-from flowrun.store.sqlite import Database, Row, utc_now
+from flowrun.store.sqlite import BATCH_CHECKPOINT_PAGES, Database, Row, utc_now
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -85,7 +85,9 @@ class BatchState:
             path = store.path
         else:
             path = Path(store) if store else flowrun_home() / "runs.db"
-        self.db = Database(path)  # creates the file and applies every migration
+        self.db = Database(
+            path, checkpoint_pages=BATCH_CHECKPOINT_PAGES
+        )  # creates the file and applies every migration
         self.path = self.db.path
 
     def close(self) -> None:

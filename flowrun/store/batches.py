@@ -25,7 +25,7 @@ from flowrun.errors import UsageError
 from flowrun.redaction import redact
 from flowrun.results import StepResult
 from flowrun.store.runs import flowrun_home
-from flowrun.store.sqlite import Database, Row, utc_now
+from flowrun.store.sqlite import BATCH_CHECKPOINT_PAGES, Database, Row, utc_now
 from flowrun.store.transcripts import dump_transcript
 
 FLUSH_EVERY_S = 0.2
@@ -76,7 +76,7 @@ class BatchStore:
         self._deletes: list[tuple[str, int]] = []
         self._records: list[tuple[Any, ...]] = []  # finished records' rows, for the history
         self._items: list[tuple[Any, ...]] = []  # finished foreach items' rows
-        self.db = Database(self.path)
+        self.db = Database(self.path, checkpoint_pages=BATCH_CHECKPOINT_PAGES)
 
     def close(self) -> None:
         self.db.close()

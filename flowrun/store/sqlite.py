@@ -25,6 +25,11 @@ from flowrun.errors import StoreError, StoreLocked, UsageError
 from flowrun.store.migrations import migrate
 
 TIMEOUT_ENV = "FLOWRUN_STORE_TIMEOUT"  # seconds to wait for another process's lock (default 10)
+#: The write-ahead log's size (in pages) before a connection that writes a batch's rows folds
+#: it back into the file (SQLite's default is 1,000 pages, 4 MB): a Batch API run commits tens
+#: of megabytes of result lines, and with the default the same pages were copied again and
+#: again; the log is still folded back and removed when the run's connections close.
+BATCH_CHECKPOINT_PAGES = 10_000
 
 Row = sqlite3.Row
 
@@ -32,7 +37,7 @@ Row = sqlite3.Row
 class Database:
     """One connection to the SQLite file at ``path``, with flowrun's settings (see the module)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, checkpoint_pages: int | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         timeout = busy_timeout()
@@ -52,6 +57,8 @@ class Database:
             _enable_wal(self._db, timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            if checkpoint_pages is not None:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
             migrate(self._db)
         except sqlite3.Error as exc:
             self._db.close()
