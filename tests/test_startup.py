@@ -7,14 +7,11 @@ for out of it, and check that the run still does what it did.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers import flowrun_process
 from tests.run_helpers import python_c
-
-REPO = Path(__file__).resolve().parent.parent
 
 _RUN_AND_LIST = """
 import sys
@@ -108,16 +105,11 @@ def test_a_run_process_starts_without_collector_passes_and_runs_with_the_collect
         "outputs:\n  state: '{{ steps.s.output }}'\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowrun", "run", str(flow)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    console = flowrun_process(
+        "run", flow, env={"FLOWRUN_HOME": str(tmp_path / "home")}, timeout=120
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0] == "state: enabled=True frozen=True"
+    assert console.code == 0, console.stderr
+    assert console.stdout.splitlines()[0] == "state: enabled=True frozen=True"
     # a program that calls main(argv) itself keeps its collector as it is
     proc = _run(tmp_path, "run", str(flow))
     assert proc.returncode == 0, proc.stderr
@@ -127,17 +119,10 @@ def test_a_run_process_starts_without_collector_passes_and_runs_with_the_collect
 def test_an_invalid_file_given_to_run_is_still_one_line_and_exit_2(tmp_path: Path) -> None:
     flow = tmp_path / "bad.yaml"
     flow.write_text("version: 1\nname: bad\nsteps: {}\n", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowrun", "run", str(flow)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(f"{flow}:3:")
-    assert "Traceback" not in proc.stderr
+    res = flowrun_process("run", flow, env={"FLOWRUN_HOME": str(tmp_path / "home")}, timeout=120)
+    assert res.code == 2
+    assert res.stderr.startswith(f"{flow}:3:")
+    assert "Traceback" not in res.stderr
 
 
 def test_validate_turns_the_collector_on_again_once_its_first_file_is_read(tmp_path: Path) -> None:
@@ -154,16 +139,15 @@ def test_validate_turns_the_collector_on_again_once_its_first_file_is_read(tmp_p
             f"version: 1\nname: {name}\nsteps:\n  s: {{type: tool, function: '{name}_tool:go'}}\n",
             encoding="utf-8",
         )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLOWRUN_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowrun", "validate", "first.yaml", "second.yaml"],
-        capture_output=True,
-        text=True,
-        env=env,
+    res = flowrun_process(
+        "validate",
+        "first.yaml",
+        "second.yaml",
+        env={"FLOWRUN_HOME": str(tmp_path / "home")},
         cwd=tmp_path,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "first: enabled False frozen False" in proc.stderr
-    assert "second: enabled True frozen True" in proc.stderr
-    assert proc.stdout.splitlines() == ["first.yaml: ok (1 step)", "second.yaml: ok (1 step)"]
+    assert res.code == 0, res.stderr
+    assert "first: enabled False frozen False" in res.stderr
+    assert "second: enabled True frozen True" in res.stderr
+    assert res.stdout.splitlines() == ["first.yaml: ok (1 step)", "second.yaml: ok (1 step)"]
