@@ -21,7 +21,7 @@ import pickle
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from flowrun.batch.batch_api.coordinator import (
     WaveBudget,
@@ -205,7 +205,7 @@ class WaveBatchRunner(BatchRunner):
         coordinator.on_runnable = wake.set
         waves = asyncio.create_task(coordinator.run(), name="flowrun-batch-api-waves")
         ticker = asyncio.ensure_future(self._tick())
-        suspended: dict[int, SourceRecord | Compact] = {}
+        suspended: dict[int, Compact] = {}
         active: dict[int, asyncio.Task[Any]] = {}
         order: deque[int] = deque()
         # finished records waiting for an earlier one's line (past a few thousand: on disk)
@@ -318,42 +318,36 @@ class WaveBatchRunner(BatchRunner):
             self.summary.stopped = message
 
 
-Compact = tuple[int, bytes, "int | None", bool]
+T = TypeVar("T")
+#: a suspended record as it waits: index, columns (pickled when they can be), line, typed
+Compact = tuple[int, Any, "int | None", bool]
 
 
-def _compact(rec: SourceRecord) -> SourceRecord | Compact:
+def _compact(rec: SourceRecord) -> Compact:
     """A suspended record as it waits: its columns pickled (a few hundred bytes less than the
-    parsed dict); one that cannot be pickled stays as it is."""
-    try:
-        return (
-            rec.index,
-            pickle.dumps(rec.data, protocol=pickle.HIGHEST_PROTOCOL),
-            rec.line,
-            rec.typed,
-        )
-    except Exception:  # noqa: BLE001 - e.g. a Python API record holding a lock
-        return rec
+    parsed dict)."""
+    return (rec.index, _pickled(rec.data), rec.line, rec.typed)
 
 
-def _expand(kept: SourceRecord | Compact) -> SourceRecord:
-    if isinstance(kept, SourceRecord):
-        return kept
+def _expand(kept: Compact) -> SourceRecord:
     index, data, line, typed = kept
-    return SourceRecord(index, pickle.loads(data), line, None, typed)  # noqa: S301 - our own bytes
+    return SourceRecord(index, _unpickled(data), line, None, typed)
 
 
-def _pickled(steps: dict[str, StepResult]) -> bytes | dict[str, StepResult]:
-    """A suspended record's completed steps as they wait in memory (the Python API has no
-    batch store): pickled, about a third of the objects' size; as they are if pickle refuses
-    an output."""
+def _pickled(value: T) -> bytes | T:
+    """What waits in memory while its record is suspended (its columns; its completed steps
+    when there is no batch store, in the Python API): pickled, a third to a half of the
+    objects' size; as it is if pickle refuses it (e.g. a value holding a lock)."""
     try:
-        return pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - e.g. a tool's output holding a lock
-        return steps
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - anything pickle refuses stays as it is
+        return value
 
 
-def _unpickled(kept: bytes | dict[str, StepResult]) -> dict[str, StepResult]:
-    return pickle.loads(kept) if isinstance(kept, bytes) else kept  # noqa: S301 - our own bytes
+def _unpickled(kept: bytes | T) -> T:
+    if isinstance(kept, bytes):
+        return pickle.loads(kept)  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
+    return kept
 
 
 def _batch_client(wf: Any, live: Services) -> Any:
