@@ -4,14 +4,16 @@ records are written (succeeded); those of failed records stay for the resume."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from flowrun.store.migrations import MIGRATIONS
 from flowrun.testing import LoopbackServer
 from tests.flow_files import make_flow
 from tests.helpers import flowrun
-from tests.run_helpers import query
+from tests.run_helpers import query, store_path
 from tests.test_batch_api import DIAMOND, read_lines, write_records
 
 
@@ -48,3 +50,72 @@ def test_request_rows_go_once_their_records_are_written(
     assert again.code == 0, again.output
     assert request_rows(run_id) == []  # complete: nothing left to resume
     assert {x["status"] for x in read_lines(out)} == {"succeeded"}
+
+
+def back_to_schema_13(db: sqlite3.Connection) -> None:
+    """Turn the Batch API tables back into those of schema 13: each result line in its
+    request's row (migration 14 moved them to a table of their own)."""
+    db.executescript(
+        """
+        BEGIN;
+        CREATE TABLE old_requests (run_id TEXT NOT NULL, custom_id TEXT NOT NULL,
+            file_id TEXT NOT NULL, result TEXT, PRIMARY KEY (run_id, custom_id));
+        INSERT INTO old_requests SELECT q.run_id, q.custom_id, q.file_id, s.result
+            FROM batch_api_requests q LEFT JOIN batch_api_results s
+            USING (run_id, record, custom_id);
+        DROP TABLE batch_api_requests;
+        DROP TABLE batch_api_results;
+        ALTER TABLE old_requests RENAME TO batch_api_requests;
+        DELETE FROM _migrations WHERE id = 14;
+        COMMIT;
+        """
+    )
+
+
+def test_a_run_stopped_before_the_upgrade_resumes_after_it_without_paying_again(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Migration 14 moves the stored result lines to their own table: a Batch API run that
+    failed under schema 13 resumes after the upgrade and asks no answered request again."""
+    server.batch_api.fail(match="keywords ticket 3", status=400)
+    wf = make_flow(tmp_path, DIAMOND)
+    records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    result = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api",
+                     "--json")  # fmt: skip
+    assert result.code == 1
+    run_id = json.loads(result.stdout)["batch_id"]
+    kept = request_rows(run_id)
+    with sqlite3.connect(store_path(), isolation_level=None) as db:
+        back_to_schema_13(db)
+    stored = query("SELECT custom_id FROM batch_api_requests WHERE result IS NOT NULL")
+    assert sorted(r[0] for r in stored) == sorted(kept)  # record 3's a and b answered
+
+    again = flowrun("resume", run_id)
+    assert again.code == 0, again.output
+    assert query("SELECT MAX(id) FROM _migrations") == [(len(MIGRATIONS),)]
+    asked = [cid for b in server.batch_api.batches for cid in b.custom_ids]
+    assert sum(cid.startswith("r3.a.") for cid in asked) == 1  # answered before the upgrade
+    assert sum(cid.startswith("r3.b.") for cid in asked) == 2  # failed: asked again
+    assert [x["status"] for x in read_lines(out)] == ["succeeded"] * 6
+    assert request_rows(run_id) == []
+    assert query("SELECT COUNT(*) FROM batch_api_results") == [(0,)]
+
+
+def test_prune_deletes_the_requests_and_results_a_failed_run_kept(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.batch_api.fail(match="keywords ticket 1", status=400)
+    wf = make_flow(tmp_path, DIAMOND)
+    records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(3)])
+    result = flowrun("run", wf, "--batch", records, "--output", tmp_path / "out.jsonl",
+                     "--via", "batch-api", "--json")  # fmt: skip
+    assert result.code == 1
+    run_id = json.loads(result.stdout)["batch_id"]
+    assert request_rows(run_id)
+    assert query("SELECT COUNT(*) FROM batch_api_results WHERE run_id=?", (run_id,)) == [(2,)]
+    res = flowrun("runs", "prune", "--keep", "0", "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["deleted_batches"] == 1
+    assert request_rows(run_id) == []
+    assert query("SELECT COUNT(*) FROM batch_api_results") == [(0,)]

@@ -23,6 +23,7 @@ from tests.run_helpers import (
     wait_for,
     write,
 )
+from tests.test_batch_api_store import back_to_schema_13
 
 
 def test_first_step_is_in_the_file_while_the_second_is_in_flight(server, tmp_path):
@@ -190,6 +191,7 @@ def test_a_batch_stopped_before_an_upgrade_resumes_after_it_without_paying_again
     server.add(Reply(status=400, error="not now"), match="second after", times=3)
     assert flowrun("run", wf, "--batch", records, "-o", out).code == 1
     with sqlite3.connect(store_path(), isolation_level=None) as db:  # back to schema 12
+        back_to_schema_13(db)
         db.executescript(
             """
             BEGIN;

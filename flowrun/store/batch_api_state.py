@@ -5,9 +5,11 @@ and the batch id right after; downloaded results are stored by custom_id before 
 sees them. On resume a request whose result is stored is answered from here, and one that
 sits in a submitted batch waits for that batch: no request is ever submitted twice.
 
-Tables (created by migration ``m005_batch_api`` in ``flowrun/migrations.py``):
-``batch_api_files`` (one row per uploaded input file and its batch), ``batch_api_requests``
-(custom_id -> file, and the result line once downloaded), ``batch_api_runs`` (cancel flag).
+Tables (created by migrations ``m005_batch_api`` and ``m014_batch_api_results`` in
+``flowrun/store/migrations.py``): ``batch_api_files`` (one row per uploaded input file and its
+batch), ``batch_api_requests`` (custom_id -> file), ``batch_api_results`` (custom_id -> the
+result line, once downloaded), ``batch_api_runs`` (cancel flag). Requests and results are
+keyed by run, record index and custom_id, so a range of records is read or deleted at once.
 """
 
 from __future__ import annotations
@@ -138,8 +140,9 @@ class BatchState:
                 (file_id, run_id, wave, endpoint, model, len(custom_ids), size, now, now),
             )
             db.executemany(
-                "INSERT INTO batch_api_requests (run_id, custom_id, file_id) VALUES (?, ?, ?)",
-                ((run_id, cid, file_id) for cid in custom_ids),
+                "INSERT INTO batch_api_requests (run_id, record, custom_id, file_id)"
+                " VALUES (?, ?, ?, ?)",
+                sorted((run_id, record_of(cid), cid, file_id) for cid in custom_ids),
             )
 
     def batch_status(
@@ -160,13 +163,15 @@ class BatchState:
         )
 
     def results_stored(self, run_id: str, results: list[tuple[str, str]]) -> None:
-        """Store result lines by custom_id (in one transaction). In custom_id order: the rows
-        grow in place, and updating them in key order touches each B-tree page once, where
-        the output file's shuffled order made every update a random page access."""
+        """Store result lines by custom_id (in one transaction), in key order: each B-tree
+        page of the key is touched once, where the output file's shuffled order made every
+        insert a random page access. A line stored again (a file collected again after a
+        crash) replaces the one before."""
         with self.db.transaction() as db:
             db.executemany(
-                "UPDATE batch_api_requests SET result=? WHERE run_id=? AND custom_id=?",
-                ((line, run_id, cid) for cid, line in sorted(results)),
+                "INSERT OR REPLACE INTO batch_api_results (run_id, record, custom_id, result)"
+                " VALUES (?, ?, ?, ?)",
+                sorted((run_id, record_of(cid), cid, line) for cid, line in results),
             )
 
     def file_collected(self, file_id: str) -> None:
@@ -184,16 +189,19 @@ class BatchState:
         self, run_id: str, indices: Iterable[int]
     ) -> dict[int, dict[str, tuple[str, str | None]]]:
         """The stored requests of these records: record -> custom_id -> (file_id, result line
-        or None while its batch is in flight). One indexed range read per record."""
+        or None while its batch is in flight). One indexed range read per run of consecutive
+        records (a chunk of records woken by one batch is usually one run)."""
         found: dict[int, dict[str, tuple[str, str | None]]] = {}
         sql = (
-            "SELECT custom_id, file_id, result FROM batch_api_requests"
-            " WHERE run_id=? AND custom_id >= ? AND custom_id < ?"
+            "SELECT q.record, q.custom_id, q.file_id, s.result FROM batch_api_requests q"
+            " LEFT JOIN batch_api_results s ON s.run_id=q.run_id AND s.record=q.record"
+            " AND s.custom_id=q.custom_id WHERE q.run_id=? AND q.record BETWEEN ? AND ?"
         )
-        for index in indices:
-            rows = self._run(sql, (run_id, f"r{index}.", f"r{index}/"))
-            if rows:
-                found[index] = {cid: (fid, result) for cid, fid, result in rows}
+        wanted = set(indices)
+        for first, last in spans(wanted):
+            for index, cid, fid, result in self._run(sql, (run_id, first, last)):
+                if index in wanted:
+                    found.setdefault(index, {})[cid] = (fid, result)
         return found
 
     def open_files(self, run_id: str) -> list[str]:
@@ -214,18 +222,21 @@ class BatchState:
 
     def forget_records(self, run_id: str, indices: Iterable[int]) -> None:
         """Delete the requests and results of records whose output line is written (their
-        completed steps need no result any more; like ``BatchStore.forget``)."""
+        completed steps need no result any more; like ``BatchStore.forget``): one statement
+        per table and run of consecutive records."""
+        ranges = [(run_id, first, last) for first, last in spans(indices)]
         with self.db.transaction() as db:
-            db.executemany(
-                "DELETE FROM batch_api_requests WHERE run_id=? AND custom_id >= ?"
-                " AND custom_id < ?",  # custom_ids r{index}.* sort between the two
-                ((run_id, f"r{i}.", f"r{i}/") for i in indices),
-            )
+            for table in ("batch_api_requests", "batch_api_results"):
+                db.executemany(
+                    f"DELETE FROM {table} WHERE run_id=? AND record BETWEEN ? AND ?", ranges
+                )
 
     def forget_run(self, run_id: str) -> None:
-        """Delete every request row of a run whose records are all written and succeeded (its
-        files stay, for ``flowrun batches list``)."""
-        self._run("DELETE FROM batch_api_requests WHERE run_id=?", (run_id,))
+        """Delete every request and result of a run whose records are all written and
+        succeeded (its files stay, for ``flowrun batches list``)."""
+        with self.db.transaction() as db:
+            db.execute("DELETE FROM batch_api_requests WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM batch_api_results WHERE run_id=?", (run_id,))
 
     def file(self, file_id: str) -> FileRow | None:
         rows = self._run(f"SELECT {_FILE_COLUMNS} FROM batch_api_files WHERE file_id=?", (file_id,))
@@ -240,6 +251,22 @@ class BatchState:
             params,
         )
         return [FileRow(*r) for r in rows]
+
+
+def record_of(cid: str) -> int:
+    """The record index a ``custom_id`` names (``r17.classify...`` -> 17)."""
+    return int(cid[1 : cid.index(".")])
+
+
+def spans(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Record indices as runs of consecutive ones, ``(first, last)``, in order."""
+    runs: list[tuple[int, int]] = []
+    for index in sorted(set(indices)):
+        if runs and runs[-1][1] == index - 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs
 
 
 _FILE_COLUMNS = (

@@ -288,6 +288,39 @@ def m013_rowid_batch_tables(db: sqlite3.Connection) -> None:
     )
 
 
+def m014_batch_api_results(db: sqlite3.Connection) -> None:
+    """Batch API result lines in their own table, inserted as they are downloaded: a request
+    row that grew in place by its result line (about 900 bytes) cost twice the CPU time of an
+    insert. Both tables are keyed by the record's index too, so the requests and results of a
+    range of records are read and deleted by one statement instead of one per record."""
+    record = "CAST(substr(custom_id, 2, instr(custom_id, '.') - 2) AS INTEGER)"  # r17.x -> 17
+    db.executescript(
+        f"""
+        CREATE TABLE batch_api_requests_m014 (
+            run_id TEXT NOT NULL,
+            record INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            PRIMARY KEY (run_id, record, custom_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE batch_api_results (
+            run_id TEXT NOT NULL,
+            record INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            result TEXT NOT NULL,
+            PRIMARY KEY (run_id, record, custom_id)
+        );
+        INSERT INTO batch_api_requests_m014 (run_id, record, custom_id, file_id)
+            SELECT run_id, {record}, custom_id, file_id FROM batch_api_requests;
+        INSERT INTO batch_api_results (run_id, record, custom_id, result)
+            SELECT run_id, {record}, custom_id, result FROM batch_api_requests
+            WHERE result IS NOT NULL;
+        DROP TABLE batch_api_requests;
+        ALTER TABLE batch_api_requests_m014 RENAME TO batch_api_requests;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_runs_and_steps,
     m002_cache,
@@ -302,6 +335,7 @@ MIGRATIONS: list[Migration] = [
     m011_earlier_attempts,
     m012_batch_items,
     m013_rowid_batch_tables,
+    m014_batch_api_results,
 ]
 
 

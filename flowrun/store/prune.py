@@ -54,6 +54,7 @@ def prune(
         ("DELETE FROM batch_records WHERE batch_id=?", batches),
         ("DELETE FROM batch_steps WHERE batch_id=?", batches),
         ("DELETE FROM batch_api_requests WHERE run_id=?", batches),
+        ("DELETE FROM batch_api_results WHERE run_id=?", batches),
         ("DELETE FROM batch_api_files WHERE run_id=?", batches),
         ("DELETE FROM batch_api_runs WHERE run_id=?", batches),
         ("DELETE FROM batches WHERE id=?", batches),
