@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,42 @@ def test_the_signal_lands_inside_the_upload(
     assert again.code == 0, again.output
     assert_nothing_submitted_twice(server)
     assert_complete(out)
+
+
+def test_a_signal_while_records_wait_for_their_join_keeps_their_completed_steps(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """SIGINT while every record waits for its join's batch (a and b done, kept pickled by
+    the process, not in the store): stopping stores them, so the resume gives them back as
+    the first run's. It asks for nothing again and counts only the joins' calls as its own
+    (run again from their stored answers, a and b would count twice)."""
+    released = threading.Event()
+    server.batch_api.hold(r"\.join\.", until=lambda batches: released.is_set(), at_most=120)
+    proc, out = start_batch(tmp_path)
+
+    def joins() -> int:
+        return sum(".join." in c for c in server.batch_api.submitted_custom_ids())
+
+    try:
+        wait_for(lambda: joins() == RECORDS, what="every record's join in a batch")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        released.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 1, err
+    assert re.search(rf": 0 succeeded, 0 failed, {RECORDS} pending in ", err), err
+    run_id = server.batch_api.batches[0].metadata["flowrun_run_id"]
+
+    result = flowrun("resume", run_id, "--json")
+    assert result.code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["succeeded"], doc["failed"], doc["pending"]) == (RECORDS, 0, 0)
+    assert doc["cost"]["calls"] == RECORDS  # the joins: a and b are the first run's
+    assert_nothing_submitted_twice(server)
+    assert_complete(out)
+    record = json.loads(flowrun("runs", "show", run_id, "--record", "5", "--json").stdout)
+    sent = record["steps"]["a"]["transcript"][0]["request"]["messages"][-1]["content"]
+    assert sent == "summarize ticket 5"

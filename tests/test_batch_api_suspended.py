@@ -1,6 +1,6 @@
 """A record waiting for a batch holds nothing that runs: no task, no coroutine, no future.
-Its requests and completed steps are in the run store until its batch is collected, and it
-then runs again. Asserted by counting the event loop's tasks while every batch is held in
+Its requests are in the run store and its completed steps wait pickled (on disk past a few
+MB) until its batch is collected, and it then runs again. Asserted by counting the event loop's tasks while every batch is held in
 progress by the loopback server (never by time)."""
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def test_records_waiting_for_a_batch_hold_no_task(server: LoopbackServer, tmp_pa
     )
 
 
-def test_a_suspended_record_gets_its_completed_steps_back_from_the_store(
+def test_a_suspended_record_gets_its_completed_steps_back(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
     """The join of each record runs after its first-round batch is collected, with the
-    outputs of a and b read back from the run store; nothing is asked twice."""
+    outputs of a and b it completed before it waited; nothing is asked twice."""
     wf = make_flow(tmp_path, DIAMOND)
     records = write_records(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(RECORDS)])
     out = tmp_path / "out.jsonl"
@@ -173,3 +173,46 @@ def test_records_finished_behind_a_late_one_wait_on_disk_and_come_back_whole(
     assert sent == "summarize ticket 39"
     assert len(server.batch_api.batches) == 3  # record 0 took one more round
     assert len(went) >= 30 and 0 not in went  # the late record itself never waits
+
+
+@pytest.mark.parametrize("via", ["cli", "python"])
+def test_completed_steps_past_the_memory_limit_wait_on_disk_and_come_back_whole(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """With no room in memory (IN_MEMORY_BYTES 0), every record's a and b wait in the
+    temporary file while its join is asked, and come back whole: the join reads their
+    outputs, the history and the Python API's results show what a sent."""
+    from flowrun.batch.batch_api import held_results, waiting_steps
+
+    monkeypatch.setattr(waiting_steps, "IN_MEMORY_BYTES", 0)
+    spilled: list[str] = []
+    put = held_results.SpillFile.put
+
+    def counting(self, data):  # type: ignore[no-untyped-def]
+        spilled.append(self.prefix)
+        return put(self, data)
+
+    monkeypatch.setattr(held_results.SpillFile, "put", counting)
+    wf = make_flow(tmp_path, DIAMOND)
+    rows = [{"text": f"ticket {i}"} for i in range(20)]
+    if via == "cli":
+        out = tmp_path / "out.jsonl"
+        records = write_records(tmp_path / "in.jsonl", rows)
+        res = flowrun("run", wf, "--batch", records, "-o", out, "--via", "batch-api", "--json")
+        assert res.code == 0, res.stderr
+        outputs = [x["outputs"]["result"] for x in read_lines(out)]
+        batch = json.loads(res.stdout)["batch_id"]
+        record = json.loads(flowrun("runs", "show", batch, "--record", "13", "--json").stdout)
+        sent = record["steps"]["a"]["transcript"][0]["request"]["messages"][-1]["content"]
+    else:
+        from flowrun.batch import run_batch
+
+        results = list(run_batch(wf, rows, via="batch-api"))
+        outputs = [r.outputs["result"] for r in results]
+        sent = results[13].steps["a"].transcript[0]["request"]["messages"][-1]["content"]
+    assert outputs == [
+        f"echo: combine echo: summarize ticket {i} | echo: keywords ticket {i}" for i in range(20)
+    ]
+    assert sent == "summarize ticket 13"
+    assert spilled.count("flowrun-steps-") == 20  # each record's a and b, once
+    assert len(server.batch_api.submitted_custom_ids()) == 3 * 20  # nothing asked twice

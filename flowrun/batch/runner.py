@@ -151,6 +151,13 @@ class BatchRunner:
     def _prepare(self, rec: SourceRecord) -> tuple[dict[str, Any], dict[str, Any]]:
         return self.mapping.inputs_for(rec)
 
+    def _recorder(self, index: int) -> _StepSink | None:
+        """Where record ``index``'s executor hands its completed steps (and foreach items):
+        the batch store, when there is one."""
+        if self.store is None:
+            return None
+        return _ItemSink(self.store, self.batch_id, index, self.commit_paid_steps)
+
     async def _run_record(self, rec: SourceRecord) -> BatchResult:
         started = time.perf_counter()
         CURRENT_RECORD.set(rec.index)
@@ -177,12 +184,7 @@ class BatchRunner:
         completed = self.reuse(rec.index) if self.reuse is not None else None
         reused = set(completed or ())
         wasted: list[CallRecord] = []
-        sink = _ItemSink if self.commit_paid_steps else _StepSink  # (Batch API: its own state)
-        recorder = (
-            sink(self.store, self.batch_id, rec.index, self.commit_paid_steps)
-            if self.store is not None
-            else None
-        )
+        recorder = self._recorder(rec.index)
         retrying = False  # while a refused record retries, no new record starts
         try:
             while True:

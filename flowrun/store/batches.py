@@ -283,25 +283,6 @@ class BatchStore:
         results = (_stored_step(record, transcript) for record, transcript in rows)
         return {r.id: r for r in results}
 
-    def load_steps_many(
-        self, batch_id: str, indices: list[int]
-    ) -> dict[int, dict[str, StepResult]]:
-        """The stored steps of several records, a few queries for all (buffered ones first
-        committed): record -> step -> result (an entry for every record asked for)."""
-        self.flush()
-        found: dict[int, dict[str, StepResult]] = {i: {} for i in indices}
-        for start in range(0, len(indices), 500):
-            part = indices[start : start + 500]
-            rows = self._run(
-                "SELECT record_index, record, transcript FROM batch_steps WHERE batch_id=?"
-                f" AND record_index IN ({','.join('?' * len(part))})",
-                (batch_id, *part),
-            )
-            for index, record, transcript in rows:
-                result = _stored_step(record, transcript)
-                found[index][result.id] = result
-        return found
-
     def drop_steps(self, batch_id: str, index: int, step_ids: set[str]) -> None:
         """Delete some stored steps of a record (stale ones: the workflow changed since)."""
         self.flush()

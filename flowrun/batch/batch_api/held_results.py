@@ -1,12 +1,16 @@
-"""Finished records whose output line must wait for an earlier record's.
+"""What a Batch API run holds while records wait, pickled, on a temporary file past a limit.
 
-Lines are written in input order. In a Batch API run one record can fall a whole turnaround
-behind the rest (a failed request is asked again in the next round), and every record after
-it finishes meanwhile: kept as objects, their steps and transcripts would take gigabytes at
+``HeldResults``: finished records whose output line must wait for an earlier record's. Lines
+are written in input order. In a Batch API run one record can fall a whole turnaround behind
+the rest (a failed request is asked again in the next round), and every record after it
+finishes meanwhile: kept as objects, their steps and transcripts would take gigabytes at
 100,000 records. Past ``IN_MEMORY`` waiting results, each one is pickled to a temporary file
 instead and read back when its turn comes (the same object: the CLI writes its line and
 history, the Python API yields it). A result that cannot be pickled (a tool returned an
 object pickle refuses) stays in memory.
+
+``SpillFile``: the temporary file both this and ``WaitingSteps`` (the completed steps of
+suspended records) put their pickles in.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ IN_MEMORY = 2_000
 
 
 class OnDisk:
-    """Where a waiting result's pickle is in the temporary file."""
+    """Where a pickle is in the temporary file."""
 
     __slots__ = ("offset", "size")
 
@@ -30,13 +34,52 @@ class OnDisk:
         self.offset, self.size = offset, size
 
 
-class HeldResults:
-    """The temporary file of waiting results (made when the first one goes there)."""
+class SpillFile:
+    """A temporary file of pickles, made when the first one goes there and written from its
+    start again once every one is taken back (open until ``close``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
         self._file: IO[bytes] | None = None
         self._end = 0
-        self.on_disk = 0  # results in the file now
+        self.count = 0  # pickles in the file now
+
+    def put(self, data: bytes) -> OnDisk:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix=self.prefix)  # noqa: SIM115
+        self._file.seek(self._end)
+        self._file.write(data)
+        where = OnDisk(self._end, len(data))
+        self._end += len(data)
+        self.count += 1
+        return where
+
+    def get(self, where: OnDisk) -> bytes:
+        assert self._file is not None
+        self._file.seek(where.offset)
+        data = self._file.read(where.size)
+        self.count -= 1
+        if not self.count:  # every one is back: start the file again
+            self._file.truncate(0)
+            self._end = 0
+        return data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class HeldResults:
+    """Finished results waiting for their turn (past ``IN_MEMORY``, in a ``SpillFile``)."""
+
+    def __init__(self) -> None:
+        self._spill = SpillFile("flowrun-waiting-")
+
+    @property
+    def on_disk(self) -> int:
+        """Results in the file now."""
+        return self._spill.count
 
     def keep(self, result: BatchResult, waiting: int) -> BatchResult | OnDisk:
         """``result`` as it waits, ``waiting`` results waiting already."""
@@ -46,33 +89,16 @@ class HeldResults:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - e.g. an output holding a lock or a generator
             return result
-        if self._file is None:
-            # (open as long as the run: closed by ``close``)
-            self._file = tempfile.TemporaryFile(prefix="flowrun-waiting-")  # noqa: SIM115
-        self._file.seek(self._end)
-        self._file.write(data)
-        where = OnDisk(self._end, len(data))
-        self._end += len(data)
-        self.on_disk += 1
-        return where
+        return self._spill.put(data)
 
     def take(self, kept: BatchResult | OnDisk) -> BatchResult:
         """The result, read back if it waited on disk."""
         if isinstance(kept, BatchResult):
             return kept
-        assert self._file is not None
-        self._file.seek(kept.offset)
-        data = self._file.read(kept.size)
-        self.on_disk -= 1
-        if not self.on_disk:  # every one is back: start the file again
-            self._file.truncate(0)
-            self._end = 0
-        return pickle.loads(data)  # noqa: S301 - our own bytes, written by this process
+        return pickle.loads(self._spill.get(kept))  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._spill.close()
 
 
-__all__ = ["IN_MEMORY", "HeldResults", "OnDisk"]
+__all__ = ["IN_MEMORY", "HeldResults", "OnDisk", "SpillFile"]

@@ -5,9 +5,9 @@ in input order, completed steps kept for resume) with these changes: the model c
 requests with a ``WaveCoordinator`` instead of calling the API, calls are priced at Batch
 API rates, the budget is checked per wave, and a record waiting for a batch is *suspended*:
 its task ends, its requests are parked (then in the run store with their file) and its
-completed steps are in the batch store; only its ``SourceRecord`` stays in memory. When a
-batch is collected, its records run again a chunk (``CHUNK``) at a time, their steps and
-stored answers read in one go. Every record is still an ordinary ``Executor``, so tool
+completed steps wait pickled (``WaitingSteps``: their answers are in the run store, so they
+are not state); only its ``SourceRecord`` stays in memory. When a batch is collected, its
+records run again a chunk (``CHUNK``) at a time, their stored answers read in one go. Every record is still an ordinary ``Executor``, so tool
 steps, ``when``, ``foreach``, output validation, tool-calling rounds and extract repairs
 behave exactly as in live runs.
 """
@@ -31,9 +31,10 @@ from flowrun.batch.batch_api.coordinator import (
 )
 from flowrun.batch.batch_api.held_results import HeldResults, OnDisk
 from flowrun.batch.batch_api.transport import BatchTransport
+from flowrun.batch.batch_api.waiting_steps import WaitingSteps
 from flowrun.batch.batch_api.wave_client import ANSWERED, WaveClient
 from flowrun.batch.records import SourceRecord
-from flowrun.batch.runner import CURRENT_RECORD, BatchRunner
+from flowrun.batch.runner import CURRENT_RECORD, BatchRunner, _StepSink
 from flowrun.batch.summary import BatchResult
 from flowrun.engine.executor import Executor
 from flowrun.engine.services import Services
@@ -43,7 +44,7 @@ from flowrun.results import StepResult
 from flowrun.store.batch_api_state import BatchState
 
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
-#: Records run together: their completed steps and requests are read from the store in one go
+#: Records run together: their stored requests are read from the store in one go
 CHUNK = 2_000
 
 
@@ -60,6 +61,21 @@ class CountingToolbox:
     async def run_calls(self, *args: Any, **kwargs: Any) -> Any:
         with self.coordinator.busy_span():
             return await self.inner.run_calls(*args, **kwargs)
+
+
+class _LastingSink(_StepSink):
+    """A Batch API record's recorder: only its ``lasting`` steps (run again, they could repeat
+    something) go to the batch store as they complete, committed by the next flush."""
+
+    __slots__ = ("lasting",)
+
+    def __init__(self, store: Any, batch_id: str, index: int, lasting: frozenset[str]) -> None:
+        super().__init__(store, batch_id, index, commit_paid=False)
+        self.lasting = lasting
+
+    def step_finished(self, run_id: str, result: StepResult) -> None:
+        if result.id in self.lasting:
+            super().step_finished(run_id, result)
 
 
 class WaveExecutor(Executor):
@@ -80,9 +96,6 @@ class WaveBatchRunner(BatchRunner):
     """``BatchRunner`` over the Batch API. ``batch_id`` names the run in the Batch API tables."""
 
     executor_class = WaveExecutor
-    # a collected answer is durable in the Batch API state already (and arrives in bulk):
-    # completed steps are committed with the periodic flush
-    commit_paid_steps = False
 
     def __init__(
         self,
@@ -119,10 +132,18 @@ class WaveBatchRunner(BatchRunner):
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
-        # suspended records' completed steps when there is no store (the Python API): pickled
-        self._kept: dict[int, bytes | dict[str, StepResult]] = {}
-        # completed steps read from the store for records about to run again
+        # suspended records' completed steps (pickled; past a few MB in a temporary file)
+        self.waiting_steps = WaitingSteps()
+        # the steps stored as they complete: a collected answer is durable in the Batch API
+        # state already, so only steps that could repeat something if run again
+        self.lasting = frozenset(
+            sid
+            for sid, step in self.wf.spec.steps.items()
+            if step.type == "tool" or getattr(step, "tools", None) or getattr(step, "thread", None)
+        )
+        # the completed steps of records about to run again, and of records running again
         self._loaded: dict[int, dict[str, StepResult]] = {}
+        self._given: dict[int, dict[str, StepResult]] = {}
         # records given completed steps of an earlier process (a resume): those steps' ids
         self._earlier_steps: dict[int, set[str]] = {}
         self._earlier = self.reuse  # completed steps of an earlier process (resume)
@@ -133,9 +154,15 @@ class WaveBatchRunner(BatchRunner):
         )
         self.reuse = self._reuse
 
+    def _recorder(self, index: int) -> _StepSink | None:
+        if self.store is None or not self.lasting:
+            return None
+        return _LastingSink(self.store, self.batch_id, index, self.lasting)
+
     def _reuse(self, index: int) -> dict[str, StepResult]:
         steps = self._loaded.pop(index, None)
-        if steps is not None:  # running again: the steps it completed, from the store
+        if steps is not None:  # running again: the steps it completed before it waited
+            self._given[index] = steps
             return steps
         steps = self._earlier(index) if self._earlier is not None else {}
         if index in self._stored_at_start:
@@ -155,18 +182,29 @@ class WaveBatchRunner(BatchRunner):
 
     async def _run_once(self, rec: SourceRecord) -> BatchResult | None:
         """Run the record until it finishes (its result) or is suspended waiting for a batch
-        (None: nothing of it is left in memory; its completed steps are in the store)."""
+        (None: only its completed steps are left, pickled, in ``waiting_steps``)."""
         result: BatchResult | None = None
         try:
             result = await super()._run_record(rec)
         except Suspended as exc:
-            if self.store is None:  # (the Python API has no batch store: kept in memory)
-                self._kept[rec.index] = _pickled(exc.steps)
+            self.waiting_steps.keep(rec.index, exc.steps)
             exc.steps = {}  # (its traceback, which holds every frame, goes with the block)
+        except asyncio.CancelledError:  # the run stops: what it was given waits for the resume
+            given = self._given.get(rec.index)
+            if given:
+                self.waiting_steps.keep(rec.index, given)
+            raise
         finally:
+            self._given.pop(rec.index, None)
             self.coordinator.release(rec.index)
         if result is None:
             return None
+        if not result.ok and self.store is not None:
+            # a resume runs the record again with these steps given (counted once, as an
+            # earlier run's), as a live batch's would be
+            for step in result.steps.values():
+                if step.id not in self.lasting:
+                    self.store.add_step(self.batch_id, rec.index, step)
         earlier = self._earlier_steps.pop(rec.index, set())
         if result.steps:  # what this process paid for: steps not given by an earlier one
             result.new_calls = [
@@ -177,13 +215,11 @@ class WaveBatchRunner(BatchRunner):
     def _start(
         self, recs: list[SourceRecord], again: bool, active: dict[int, asyncio.Task[Any]]
     ) -> list[tuple[SourceRecord, asyncio.Task[Any]]]:
-        """Start a chunk of records: their completed steps and stored requests are read in
-        one go (none for the records of a new run starting for the first time)."""
+        """Start a chunk of records: their stored requests are read in one go (none for the
+        records of a new run starting for the first time)."""
         indices = [rec.index for rec in recs]
-        if again and self.store is not None:
-            self._loaded.update(self.store.load_steps_many(self.batch_id, indices))
-        elif again:
-            self._loaded.update((i, _unpickled(self._kept.pop(i, {}))) for i in indices)
+        if again:
+            self._loaded.update((i, self.waiting_steps.take(i)) for i in indices)
         if again or self.coordinator.resuming:
             self.coordinator.prefetch(indices)
         started = []
@@ -287,12 +323,26 @@ class WaveBatchRunner(BatchRunner):
                 task.cancel()
             await asyncio.gather(waves, ticker, *active.values(), return_exceptions=True)
             summary.duration_s = time.perf_counter() - summary.started
+            self._store_waiting()
             if self.store is not None:
                 self.store.flush()
             self._forget_written()
             if complete and summary.status == "succeeded":
                 self.state.forget_run(self.batch_id)  # nothing is left to resume
             self.state.close()
+
+    def _store_waiting(self) -> None:
+        """The run stops with records still waiting: their completed steps go to the batch
+        store, so a resume gives them back as an earlier process's (instead of running them
+        again from their stored answers)."""
+        for index, steps in self._loaded.items():  # started, never run
+            self.waiting_steps.keep(index, steps)
+        self._loaded.clear()
+        if self.store is not None:
+            for index, steps in self.waiting_steps.drain():
+                for step in steps.values():
+                    self.store.add_step(self.batch_id, index, step)
+        self.waiting_steps.close()
 
     def forget(self, result: BatchResult) -> None:
         """The record's line is written: once it succeeded, its requests and results go too."""
@@ -335,9 +385,8 @@ def _expand(kept: Compact) -> SourceRecord:
 
 
 def _pickled(value: T) -> bytes | T:
-    """What waits in memory while its record is suspended (its columns; its completed steps
-    when there is no batch store, in the Python API): pickled, a third to a half of the
-    objects' size; as it is if pickle refuses it (e.g. a value holding a lock)."""
+    """A suspended record's columns as they wait in memory: pickled, a third to a half of the
+    objects' size; as they are if pickle refuses them (e.g. a value holding a lock)."""
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - anything pickle refuses stays as it is
