@@ -235,7 +235,14 @@ class BatchStore:
         if not self._pending and not self._deletes and not self._records and not self._items:
             return
         rows = [
-            (bid, index, r.id, r.cost_usd, redact(_STEP.encode(r.to_record())), _dumped(r))
+            (
+                bid,
+                index,
+                r.id,
+                r.cost_usd,
+                redact(_STEP.encode(r.to_record())),
+                _redacted(_dumped(r)),
+            )
             for (bid, index), results in self._pending.items()
             for r in results
         ]
@@ -332,10 +339,15 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
 
 def _dumped(step: StepResult) -> str | None:
     """The step's transcript as the store keeps it, dumped once (a step's row and its record's
-    history hold the same text); None without one (``--no-transcripts``, a tool step)."""
+    history hold the same text); None without one (``--no-transcripts``, a tool step). Not
+    redacted here: the step's row redacts it, and the history row redacts its whole text."""
     if step.stored_transcript is None and step.transcript:
-        step.stored_transcript = dump_transcript(step.transcript)
+        step.stored_transcript = dump_transcript(step.transcript, redacted=False)
     return step.stored_transcript
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact(text) if text else text
 
 
 def _stored_step(record: str, transcript: str | None) -> StepResult:

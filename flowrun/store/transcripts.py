@@ -14,17 +14,20 @@ from flowrun.redaction import redact
 
 CAP_BYTES = 1_000_000  # one call's entry, serialized
 _CUT_MARK = "… [cut {n:,} characters]"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps(..., the same)
 
 
-def dump_transcript(entries: list[dict[str, Any]]) -> str:
-    """The entries as one JSON text, each capped at ``CAP_BYTES``, the API key redacted."""
+def dump_transcript(entries: list[dict[str, Any]], *, redacted: bool = True) -> str:
+    """The entries as one JSON text, each capped at ``CAP_BYTES``, the API key redacted
+    (``redacted=False``: not yet, for a text that is redacted whole with what holds it)."""
     parts = []
     for entry in entries:
-        text = json.dumps(entry, ensure_ascii=False, default=str)
+        text = _ENCODER.encode(entry)
         if len(text) > CAP_BYTES:
-            text = json.dumps(cap_entry(entry, len(text)), ensure_ascii=False, default=str)
+            text = _ENCODER.encode(cap_entry(entry, len(text)))
         parts.append(text)
-    return redact("[" + ", ".join(parts) + "]")
+    text = "[" + ", ".join(parts) + "]"
+    return redact(text) if redacted else text
 
 
 def cap_entry(entry: dict[str, Any], size: int, cap: int = CAP_BYTES) -> dict[str, Any]:
