@@ -92,3 +92,34 @@ def test_debug_tracebacks_are_redacted_like_the_error_line(server, tmp_path):
     assert "[redacted]" in res.stderr
     assert KEY not in res.output
     assert server.requests == []
+
+
+@pytest.mark.parametrize("via", ["live", "batch-api"])
+def test_a_batch_never_stores_the_key_in_its_steps_history_or_transcripts(
+    leaky_server, tmp_path, monkeypatch, via
+):
+    """A reply that echoes the key is a completed step, in the transcript and in the history
+    row of a failed record (its second step got a 401 that echoes the key): stored without
+    it, and shown without it."""
+    monkeypatch.setenv("FLOWRUN_BATCH_POLL", "0.01,0.03")
+    leaky_server.add(Reply(content=f"your key is {KEY}"), match="first step", times=None)
+    leaky_server.add(Reply(status=401, error=f"Incorrect: {KEY}"), match="second after", times=None)
+    if via == "batch-api":
+        leaky_server.batch_api.fail(
+            match="second after", status=401, message=f"Incorrect API key provided: {KEY}"
+        )
+    wf = write(tmp_path, TWO_STEPS)
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"x": 1}\n{"x": 2}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    res = flowrun("run", wf, "--batch", records, "-o", out, "--via", via, "--json")
+    assert res.code == 1, res.output
+    batch = json.loads(res.stdout)["batch_id"]
+    shown = flowrun("runs", "show", batch, "--record", "1", "--json")
+    assert shown.code == 0, shown.output
+    steps = json.loads(shown.stdout)["steps"]
+    assert steps["first"]["output"] == "your key is [redacted]"
+    assert "[redacted]" in json.dumps(steps["first"]["transcript"])
+    for text in (res.output, shown.output, out.read_text(encoding="utf-8")):
+        assert KEY not in text
+    assert KEY.encode() not in _home_bytes()

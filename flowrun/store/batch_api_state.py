@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flowrun.redaction import redact
 from flowrun.store.runs import RunStore, flowrun_home
 from flowrun.store.sqlite import BATCH_CHECKPOINT_PAGES, Database, Row, utc_now
 
@@ -166,12 +167,13 @@ class BatchState:
         """Store result lines by custom_id (in one transaction), in key order: each B-tree
         page of the key is touched once, where the output file's shuffled order made every
         insert a random page access. A line stored again (a file collected again after a
-        crash) replaces the one before."""
+        crash) replaces the one before. The API key is redacted from each line (a reply or an
+        error that echoes it), as from everything else the store keeps."""
         with self.db.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO batch_api_results (run_id, record, custom_id, result)"
                 " VALUES (?, ?, ?, ?)",
-                sorted((run_id, record_of(cid), cid, line) for cid, line in results),
+                sorted((run_id, record_of(cid), cid, redact(line)) for cid, line in results),
             )
 
     def file_collected(self, file_id: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, usage_from
 from flowrun.provider.client import chat_reply_from_body as chat_reply
+from flowrun.redaction import redact
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -154,7 +155,9 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
             # no usage in the line: the client that knows the request counts it (never $0)
             reply.approximate_usage = body.get("usage") is None
         except (KeyError, TypeError, AttributeError, IndexError, ModelCallError) as exc:
-            return cid, Outcome(False, error=f"the batch returned an unexpected body: {exc!r}")
+            return cid, Outcome(
+                False, error=redact(f"the batch returned an unexpected body: {exc!r}")
+            )
         return cid, Outcome(True, reply=reply)
     if response is not None:
         status = int(response.get("status_code") or 0)
@@ -163,13 +166,13 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
         message = detail.get("message") if isinstance(detail, dict) else None
         return cid, Outcome(
             False,
-            error=f"API error {status}: {message or json.dumps(body)[:300]}",
+            error=redact(f"API error {status}: {message or json.dumps(body)[:300]}"),
             retryable=status in RETRYABLE_STATUS,
         )
     error = error if isinstance(error, dict) else {"message": str(error)}
     code = error.get("code") or "error"
     return cid, Outcome(
-        False, error=f"batch request {code}: {error.get('message') or code}", retryable=True
+        False, error=redact(f"batch request {code}: {error.get('message') or code}"), retryable=True
     )
 
 
