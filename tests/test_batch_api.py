@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -174,6 +175,33 @@ def test_diamond_takes_exactly_two_chat_batches(
     assert "batch api: wave 2 · " in result.stderr
     assert "300/300 requests · collected" in result.stderr
     assert "Batch API price: 50% off" in result.stderr
+
+
+def test_a_custom_id_names_the_digest_of_the_body_it_sends(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A request's id holds a hash of its body as the line carries it (compact JSON, text as
+    is), so a record run again, in this process or after a resume, asks under the same id."""
+    flow = DIAMOND.replace(
+        "max_completion_tokens: 60", "max_completion_tokens: 60\n  temperature: 0.25"
+    )
+    wf = make_flow(tmp_path, flow)
+    texts = ['café 1 \u2603 "quoted"\n', "ticket 2 \\ tab\there", "日本語 3"]
+    records = write_records(tmp_path / "in.jsonl", [{"text": t} for t in texts])
+    out = tmp_path / "out.jsonl"
+    result = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api")
+    assert result.code == 0, result.output
+
+    lines = uploaded_lines(server)
+    assert len(lines) == 9
+    for line in lines:
+        body = json.dumps(line["body"], ensure_ascii=False, separators=(",", ":"))
+        digest = hashlib.blake2b(body.encode("utf-8"), digest_size=4).hexdigest()
+        assert line["custom_id"].split(".")[2] == digest, line
+        assert line["body"]["temperature"] == 0.25
+    sent = {m["content"] for line in lines for m in line["body"]["messages"]}
+    assert {f"summarize {t}" for t in texts} <= sent
+    assert [x["status"] for x in read_lines(out)] == ["succeeded"] * 3
 
 
 def test_multi_wave_workflow_matches_a_live_run(server: LoopbackServer, tmp_path: Path) -> None:
