@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from flowrun.engine import foreach
+from flowrun.engine import eager, foreach
 from flowrun.engine.services import CURRENT_RUN_ID, Services
 from flowrun.engine.steps import RUNNERS, StepEnv, StepError
 from flowrun.engine.steps.base import StepRecord
@@ -32,7 +32,10 @@ from flowrun.results import CostReport, RunResult, StepResult
 from flowrun.store.runs import StoreError, StoreLocked
 
 FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
-WRITE_PATIENCE_S = 600.0  # how long a step result waits for a locked run store
+WRITE_PATIENCE_S = 600.0
+EAGER_TYPES = frozenset(
+    {"chat", "extract", "embed"}
+)  # (see ``Executor._eager``)  # how long a step result waits for a locked run store
 
 
 class Recorder(Protocol):
@@ -102,7 +105,7 @@ class Executor:
             for sid in self.wf.spec.steps:
                 done = self.results.get(sid)
                 notify(sid, "waiting" if done is None else "done", done)
-        in_flight: dict[asyncio.Task[StepResult], str] = {}
+        in_flight: dict[asyncio.Future[StepResult], str] = {}
         finished = _Finished()
         failure: StepResult | None = None
         later = self.wf.aggregate_ids  # they run once after every record
@@ -123,9 +126,16 @@ class Executor:
                             suspended = True
                             continue
                     for sid in ready if result is None else ():
-                        task = asyncio.create_task(self._run_and_store(sid), name=sid)
-                        notify(sid, "running", None)
-                        task.add_done_callback(finished.put)
+                        if self._eager(sid):
+                            notify(sid, "running", None)
+                            task = eager.start(self._run_and_store(sid), sid)
+                        else:
+                            task = asyncio.create_task(self._run_and_store(sid), name=sid)
+                            notify(sid, "running", None)
+                        if task.done():  # it ended without waiting
+                            finished.put(task)
+                        else:
+                            task.add_done_callback(finished.put)
                         in_flight[task] = sid
                 if result is None:
                     if not in_flight:
@@ -163,6 +173,19 @@ class Executor:
                 "are only in this output, and a resume would run them again"
             )
         return result
+
+    def _eager(self, sid: str) -> bool:
+        """Whether ``sid`` starts in this task (``engine.eager``): a model step without
+        tools or a thread, in a run whose client never waits for the network in the step
+        (the Batch API's: a request is answered from a collected batch, or parked)."""
+        if not getattr(self.services.client, "eager_steps", False):
+            return False
+        step = self.wf.spec.steps[sid]
+        return (
+            step.type in EAGER_TYPES
+            and not getattr(step, "tools", None)
+            and not getattr(step, "thread", None)
+        )
 
     async def _run_and_store(self, sid: str) -> StepResult:
         """Run a step and save its result at once, in the task running it: nothing else runs
@@ -374,25 +397,26 @@ async def _every_item(tasks: list[asyncio.Future[Any]]) -> list[Any]:
 
 
 class _Finished:
-    """The steps' finished tasks, in the order they finished (an ``asyncio.Queue`` without
-    what a queue between many producers and consumers needs: one is made per record run)."""
+    """The steps' finished tasks (or futures of steps that ended at once: ``engine.eager``),
+    in the order they finished (an ``asyncio.Queue`` without what a queue between many
+    producers and consumers needs: one is made per record run)."""
 
     __slots__ = ("tasks", "waiter")
 
     def __init__(self) -> None:
-        self.tasks: deque[asyncio.Task[StepResult]] = deque()
+        self.tasks: deque[asyncio.Future[StepResult]] = deque()
         self.waiter: asyncio.Future[None] | None = None
 
-    def put(self, task: asyncio.Task[StepResult]) -> None:
+    def put(self, task: asyncio.Future[StepResult]) -> None:
         self.tasks.append(task)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def pop(self) -> asyncio.Task[StepResult] | None:
+    def pop(self) -> asyncio.Future[StepResult] | None:
         return self.tasks.popleft() if self.tasks else None
 
-    async def next(self) -> asyncio.Task[StepResult]:
+    async def next(self) -> asyncio.Future[StepResult]:
         """The next finished task, once one finishes."""
         while not self.tasks:
             self.waiter = asyncio.get_running_loop().create_future()
