@@ -67,12 +67,16 @@ def test_the_key_is_never_stored_or_printed(leaky_server, tmp_path):
     assert KEY.encode() not in stored  # ...without the key
 
 
-def test_sk_shaped_keys_and_bearer_tokens_are_redacted(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("before", ["bad key ", "a task-based plan, risk-free; key x-"])
+def test_sk_shaped_keys_and_bearer_tokens_are_redacted(server, tmp_path, monkeypatch, before):
+    """(Words with "sk-" inside, which cannot start a key, take the redaction another way.)"""
     other = "sk-proj-AbCdEf0123456789xyz"
-    server.add(Reply(status=400, error=f"bad key {other}; Authorization: Bearer tok_123456789"))
+    message = f"{before}{other}; Authorization: Bearer tok_123456789; xsk-not-a-key-itself"
+    server.add(Reply(status=400, error=message))
     res = flowrun("run", write(tmp_path, TWO_STEPS), "--json")
     assert res.code == 1
     assert other not in res.output and "tok_123456789" not in res.output
+    assert "xsk-not-a-key-itself" in res.output  # (not at the start of a word: no key shape)
     assert other.encode() not in _home_bytes()
 
 
