@@ -346,6 +346,14 @@ def _dumped(step: StepResult) -> str | None:
     return step.stored_transcript
 
 
+def keep_transcript_dumped(step: StepResult) -> None:
+    """Keep the step's transcript only as the store keeps it (one string, as for a step read
+    back from the store), for a step that waits pickled: a third smaller and faster to pickle,
+    and dumped once whichever row writes it."""
+    if _dumped(step) is not None:
+        step.transcript = []
+
+
 def _redacted(text: str | None) -> str | None:
     return redact(text) if text else text
 

@@ -42,6 +42,7 @@ from flowrun.errors import Suspended
 from flowrun.provider.client import OpenAIClient
 from flowrun.results import StepResult
 from flowrun.store.batch_api_state import BatchState
+from flowrun.store.batches import keep_transcript_dumped
 
 FORGET_EVERY = 1_000  # written records whose request rows are deleted together
 #: Records run together: their stored requests are read from the store in one go
@@ -187,6 +188,9 @@ class WaveBatchRunner(BatchRunner):
         try:
             result = await super()._run_record(rec)
         except Suspended as exc:
+            if self.store is not None:  # (the Python API hands transcripts out as lists)
+                for step in exc.steps.values():
+                    keep_transcript_dumped(step)
             self.waiting_steps.keep(rec.index, exc.steps)
             exc.steps = {}  # (its traceback, which holds every frame, goes with the block)
         except asyncio.CancelledError:  # the run stops: what it was given waits for the resume
