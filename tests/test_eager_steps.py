@@ -39,6 +39,22 @@ def test_a_step_that_raises_at_once_hands_its_exception_over() -> None:
     assert isinstance(asyncio.run(main()), KeyError)
 
 
+def test_an_interrupt_in_a_step_that_ends_at_once_goes_up_at_once() -> None:
+    started: list[str] = []
+
+    async def step(name: str) -> None:
+        started.append(name)
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        for name in ("a", "b"):  # as the executor starts the steps that can run
+            eager.start(step(name), name)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert started == ["a"]  # nothing else ran after it
+
+
 def test_a_step_that_waits_goes_on_in_its_own_task_and_context() -> None:
     seen: list[str] = []
 

@@ -33,6 +33,8 @@ def start(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Future[T]:
         awaiting = context.run(coro.send, None)
     except StopIteration as stop:
         return _ended(loop, stop.value, None)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # at once, as a task's step raises them out of the event loop
     except BaseException as exc:  # noqa: BLE001 - the caller reads it, as task.exception()
         return _ended(loop, None, exc)
     return loop.create_task(_GoingOn(coro, awaiting), name=name, context=context)
