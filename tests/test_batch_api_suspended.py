@@ -216,3 +216,31 @@ def test_completed_steps_past_the_memory_limit_wait_on_disk_and_come_back_whole(
     assert sent == "summarize ticket 13"
     assert spilled.count("flowrun-steps-") == 20  # each record's a and b, once
     assert len(server.batch_api.submitted_custom_ids()) == 3 * 20  # nothing asked twice
+
+
+def test_records_that_never_wait_cost_no_task(server: LoopbackServer, tmp_path: Path) -> None:
+    """Every step of the diamond is a model step, answered from a collected batch or parked:
+    each of a record's three runs ends (or is suspended) without waiting, in the runner's
+    task. Counted with the loop's task factory: a few tasks for the whole run (the wave loop,
+    the ticker, one follower per batch), none per record."""
+    from flowrun.batch import arun_batch
+
+    wf = make_flow(tmp_path, DIAMOND)
+    rows = [{"text": f"ticket {i}"} for i in range(RECORDS)]
+    created: list[str] = []
+
+    async def scenario() -> list:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop, coro, **kwargs):  # type: ignore[no-untyped-def]
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+            created.append(task.get_name())
+            return task
+
+        loop.set_task_factory(factory)
+        return [r async for r in arun_batch(wf, rows, via="batch-api")]
+
+    results = asyncio.run(scenario())
+    assert [r.index for r in results] == list(range(RECORDS)) and all(r.ok for r in results)
+    batches = len(server.batch_api.batches)  # (100 requests per file: 9 or more)
+    assert len(created) < batches + 20, f"{len(created)} tasks for {RECORDS} records"

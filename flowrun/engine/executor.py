@@ -32,10 +32,19 @@ from flowrun.results import CostReport, RunResult, StepResult
 from flowrun.store.runs import StoreError, StoreLocked
 
 FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
-WRITE_PATIENCE_S = 600.0
-EAGER_TYPES = frozenset(
-    {"chat", "extract", "embed"}
-)  # (see ``Executor._eager``)  # how long a step result waits for a locked run store
+WRITE_PATIENCE_S = 600.0  # how long a step result waits for a locked run store
+EAGER_TYPES = frozenset({"chat", "extract", "embed"})  # (see ``starts_eagerly``)
+
+
+def starts_eagerly(step: Any) -> bool:
+    """Whether a step of a run whose client never waits for the network in the step (the
+    Batch API's) may start in the task that runs it (``engine.eager``): a model step without
+    tools or a thread, whose code up to its first wait is flowrun's own."""
+    return (
+        step.type in EAGER_TYPES
+        and not getattr(step, "tools", None)
+        and not getattr(step, "thread", None)
+    )
 
 
 class Recorder(Protocol):
@@ -180,12 +189,7 @@ class Executor:
         (the Batch API's: a request is answered from a collected batch, or parked)."""
         if not getattr(self.services.client, "eager_steps", False):
             return False
-        step = self.wf.spec.steps[sid]
-        return (
-            step.type in EAGER_TYPES
-            and not getattr(step, "tools", None)
-            and not getattr(step, "thread", None)
-        )
+        return starts_eagerly(self.wf.spec.steps[sid])
 
     async def _run_and_store(self, sid: str) -> StepResult:
         """Run a step and save its result at once, in the task running it: nothing else runs

@@ -36,7 +36,8 @@ from flowrun.batch.batch_api.wave_client import ANSWERED, WaveClient
 from flowrun.batch.records import SourceRecord
 from flowrun.batch.runner import CURRENT_RECORD, BatchRunner, _StepSink
 from flowrun.batch.summary import BatchResult
-from flowrun.engine.executor import Executor
+from flowrun.engine import eager
+from flowrun.engine.executor import Executor, starts_eagerly
 from flowrun.engine.services import Services
 from flowrun.errors import Suspended
 from flowrun.provider.client import OpenAIClient
@@ -142,6 +143,10 @@ class WaveBatchRunner(BatchRunner):
             for sid, step in self.wf.spec.steps.items()
             if step.type == "tool" or getattr(step, "tools", None) or getattr(step, "thread", None)
         )
+        # a record starts in the runner's task (``engine.eager``), and gets a task of its own
+        # only if it waits, when every step may: most records run to their end or to their
+        # suspension without waiting, at no task's cost
+        self.eager_records = all(starts_eagerly(s) for s in self.wf.spec.steps.values())
         # the completed steps of records about to run again, and of records running again
         self._loaded: dict[int, dict[str, StepResult]] = {}
         self._given: dict[int, dict[str, StepResult]] = {}
@@ -217,8 +222,8 @@ class WaveBatchRunner(BatchRunner):
         return result
 
     def _start(
-        self, recs: list[SourceRecord], again: bool, active: dict[int, asyncio.Task[Any]]
-    ) -> list[tuple[SourceRecord, asyncio.Task[Any]]]:
+        self, recs: list[SourceRecord], again: bool, active: dict[int, asyncio.Future[Any]]
+    ) -> list[tuple[SourceRecord, asyncio.Future[Any]]]:
         """Start a chunk of records: their stored requests are read in one go (none for the
         records of a new run starting for the first time)."""
         indices = [rec.index for rec in recs]
@@ -228,7 +233,10 @@ class WaveBatchRunner(BatchRunner):
             self.coordinator.prefetch(indices)
         started = []
         for rec in recs:
-            task = asyncio.ensure_future(self._run_once(rec))
+            if self.eager_records:
+                task = eager.start(self._run_once(rec), f"record {rec.index}")
+            else:
+                task = asyncio.ensure_future(self._run_once(rec))
             active[rec.index] = task
             started.append((rec, task))
         return started
@@ -246,7 +254,7 @@ class WaveBatchRunner(BatchRunner):
         waves = asyncio.create_task(coordinator.run(), name="flowrun-batch-api-waves")
         ticker = asyncio.ensure_future(self._tick())
         suspended: dict[int, Compact] = {}
-        active: dict[int, asyncio.Task[Any]] = {}
+        active: dict[int, asyncio.Future[Any]] = {}
         order: deque[int] = deque()
         # finished records waiting for an earlier one's line (past a few thousand: on disk)
         finished: dict[int, BatchResult | OnDisk] = {}
@@ -255,7 +263,7 @@ class WaveBatchRunner(BatchRunner):
         records = iter(self.records)
         more, first, complete = True, self.check_first, False
 
-        def ended(rec: SourceRecord, task: asyncio.Task[Any]) -> None:
+        def ended(rec: SourceRecord, task: asyncio.Future[Any]) -> None:
             active.pop(rec.index, None)
             wake.set()
             if task.cancelled():
@@ -273,7 +281,7 @@ class WaveBatchRunner(BatchRunner):
             finished[rec.index] = held.keep(result, 0 if next_up else len(finished))
             progress.update()
 
-        def watch(started: list[tuple[SourceRecord, asyncio.Task[Any]]]) -> None:
+        def watch(started: list[tuple[SourceRecord, asyncio.Future[Any]]]) -> None:
             for rec, task in started:
                 task.add_done_callback(lambda t, r=rec: ended(r, t))
 
