@@ -23,6 +23,7 @@ from flowrun.batch.summary import BatchResult
 
 #: waiting results kept as objects before they go to the temporary file
 IN_MEMORY = 2_000
+BUFFER = 1024 * 1024  # bytes of the temporary file's buffer
 
 
 class OnDisk:
@@ -42,27 +43,37 @@ class SpillFile:
         self.prefix = prefix
         self._file: IO[bytes] | None = None
         self._end = 0
+        self._at = 0  # the file's position (a seek flushes the buffer: only when it moves)
         self.count = 0  # pickles in the file now
 
     def put(self, data: bytes) -> OnDisk:
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix=self.prefix)  # noqa: SIM115
-        self._file.seek(self._end)
+        if self._file is None:  # (a large buffer: pickles are written and read in runs)
+            self._file = tempfile.TemporaryFile(prefix=self.prefix, buffering=BUFFER)  # noqa: SIM115
+        self._move(self._end)
         self._file.write(data)
         where = OnDisk(self._end, len(data))
         self._end += len(data)
+        self._at = self._end
         self.count += 1
         return where
 
     def get(self, where: OnDisk) -> bytes:
         assert self._file is not None
-        self._file.seek(where.offset)
+        self._move(where.offset)
         data = self._file.read(where.size)
+        self._at = where.offset + len(data)
         self.count -= 1
         if not self.count:  # every one is back: start the file again
             self._file.truncate(0)
-            self._end = 0
+            self._end = self._at = 0
+            self._file.seek(0)
         return data
+
+    def _move(self, offset: int) -> None:
+        if self._at != offset:
+            assert self._file is not None
+            self._file.seek(offset)
+            self._at = offset
 
     def close(self) -> None:
         if self._file is not None:
