@@ -29,17 +29,23 @@ def request_rows(run_id: str) -> list[str]:
     ]
 
 
+def failed_batch(server: LoopbackServer, tmp_path: Path, records: int, bad: int) -> str:
+    """A Batch API run of the diamond over ``records`` records in which record ``bad``'s
+    step b fails (its output in ``tmp_path/out.jsonl``); its run id."""
+    server.batch_api.fail(match=f"keywords ticket {bad}", status=400)
+    wf = make_flow(tmp_path, DIAMOND)
+    rows = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(records)])
+    result = flowrun("run", wf, "--batch", rows, "--output", tmp_path / "out.jsonl",
+                     "--via", "batch-api", "--json")  # fmt: skip
+    assert result.code == 1
+    return str(json.loads(result.stdout)["batch_id"])
+
+
 def test_request_rows_go_once_their_records_are_written(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
-    server.batch_api.fail(match="keywords ticket 3", status=400)
-    wf = make_flow(tmp_path, DIAMOND)
-    records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(12)])
+    run_id = failed_batch(server, tmp_path, 12, bad=3)
     out = tmp_path / "out.jsonl"
-    result = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api",
-                     "--json")  # fmt: skip
-    assert result.code == 1
-    run_id = json.loads(result.stdout)["batch_id"]
     assert [x["status"] for x in read_lines(out)].count("failed") == 1
     # only record 3's requests (and results) are kept, for its resume
     left = request_rows(run_id)
@@ -77,14 +83,8 @@ def test_a_run_stopped_before_the_upgrade_resumes_after_it_without_paying_again(
 ) -> None:
     """Migration 14 moves the stored result lines to their own table: a Batch API run that
     failed under schema 13 resumes after the upgrade and asks no answered request again."""
-    server.batch_api.fail(match="keywords ticket 3", status=400)
-    wf = make_flow(tmp_path, DIAMOND)
-    records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(6)])
+    run_id = failed_batch(server, tmp_path, 6, bad=3)
     out = tmp_path / "out.jsonl"
-    result = flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api",
-                     "--json")  # fmt: skip
-    assert result.code == 1
-    run_id = json.loads(result.stdout)["batch_id"]
     kept = request_rows(run_id)
     with sqlite3.connect(store_path(), isolation_level=None) as db:
         back_to_schema_13(db)
@@ -105,13 +105,7 @@ def test_a_run_stopped_before_the_upgrade_resumes_after_it_without_paying_again(
 def test_prune_deletes_the_requests_and_results_a_failed_run_kept(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
-    server.batch_api.fail(match="keywords ticket 1", status=400)
-    wf = make_flow(tmp_path, DIAMOND)
-    records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(3)])
-    result = flowrun("run", wf, "--batch", records, "--output", tmp_path / "out.jsonl",
-                     "--via", "batch-api", "--json")  # fmt: skip
-    assert result.code == 1
-    run_id = json.loads(result.stdout)["batch_id"]
+    run_id = failed_batch(server, tmp_path, 3, bad=1)
     assert request_rows(run_id)
     assert query("SELECT COUNT(*) FROM batch_api_results WHERE run_id=?", (run_id,)) == [(2,)]
     res = flowrun("runs", "prune", "--keep", "0", "--json")
