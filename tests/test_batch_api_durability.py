@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -173,3 +174,37 @@ def test_cancel_unknown_run(server: LoopbackServer) -> None:
     assert result.code == 2
     assert "no Batch API batches for run 'batch-nope'" in result.stderr
     assert flowrun("batches", "list").stdout.startswith("no batches yet")
+
+
+def test_kill_9_while_records_wait_for_their_join_then_resume(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """kill -9 while every record waits for its join's batch: the steps they completed (a
+    and b) were only kept by the killed process, not stored; their answers were. The resume
+    runs a and b again from those answers, asking for nothing again, and counts them as its
+    own calls: the killed process reported none of them."""
+    released = threading.Event()
+    server.batch_api.hold(r"\.join\.", until=lambda batches: released.is_set(), at_most=120)
+    proc, out = start_batch(tmp_path)
+
+    def joins() -> int:
+        return sum(".join." in c for c in server.batch_api.submitted_custom_ids())
+
+    try:
+        wait_for(lambda: joins() == RECORDS, what="every record's join in a batch")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    released.set()
+
+    result = flowrun("resume", run_id_of(server), "--json")
+    assert result.code == 0, result.output
+    assert_nothing_submitted_twice(server)
+    assert_complete(out)
+    assert json.loads(result.stdout)["cost"]["calls"] == 3 * RECORDS
+    record = json.loads(
+        flowrun("runs", "show", run_id_of(server), "--record", "5", "--json").stdout
+    )
+    sent = record["steps"]["b"]["transcript"][0]["request"]["messages"][-1]["content"]
+    assert sent == "keywords ticket 5"
