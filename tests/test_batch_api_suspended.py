@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
-from flowrun.testing import LoopbackServer
+from flowrun.testing import LoopbackServer, RecordedRequest, Reply
 from tests.flow_files import make_flow
 from tests.helpers import flowrun
 from tests.test_batch_api import DIAMOND, read_lines, write_records
@@ -244,3 +245,68 @@ def test_records_that_never_wait_cost_no_task(server: LoopbackServer, tmp_path: 
     assert [r.index for r in results] == list(range(RECORDS)) and all(r.ok for r in results)
     batches = len(server.batch_api.batches)  # (100 requests per file: 9 or more)
     assert len(created) < batches + 20, f"{len(created)} tasks for {RECORDS} records"
+
+
+MODEL_ONLY = """\
+version: 1
+name: model-only
+inputs:
+  ticket: {type: string}
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 60
+steps:
+  classify:
+    type: extract
+    prompt: "Classify: {{ inputs.ticket }}"
+    schema:
+      type: object
+      properties:
+        category: {type: string, enum: [billing, bug, other]}
+      required: [category]
+      additionalProperties: false
+  tags:
+    type: chat
+    foreach: "{{ [inputs.ticket, 'extra'] }}"
+    prompt: "Tag {{ item }}"
+  vector:
+    type: embed
+    input: "{{ inputs.ticket }}"
+    dimensions: 4
+  join:
+    type: chat
+    prompt: "Join {{ steps.classify.output.category }} {{ steps.tags.output | join(',') }}"
+outputs:
+  category: "{{ steps.classify.output.category }}"
+  tags: "{{ steps.tags.output }}"
+  dims: "{{ steps.vector.output | length }}"
+  joined: "{{ steps.join.output }}"
+"""
+
+
+def test_a_model_only_workflow_starting_records_eagerly_gives_a_live_runs_output(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Every step a model step: records start in the runner's task. A foreach's items, an
+    embedding and extract repairs (a later request of a step, waited for in memory, so the
+    record goes on in a task of its own) give what a live run of the same records gives."""
+
+    def classify(req: RecordedRequest) -> Reply:
+        n = int(re.search(r"ticket (\d+)", req.text)[1])  # type: ignore[index]
+        if n % 3 == 1 and "does not match" not in req.text:
+            return Reply(json={"category": "weird"})  # repaired by a second request
+        return Reply(json={"category": ["billing", "bug", "other"][n % 3]})
+
+    wf = make_flow(tmp_path, MODEL_ONLY)
+    records = write_records(tmp_path / "in.jsonl", [{"ticket": f"ticket {i}"} for i in range(24)])
+    outputs = {}
+    for via in ("live", "batch-api"):
+        server.reset()
+        server.add(classify, match="Classify:", times=None)
+        out = tmp_path / f"{via}.jsonl"
+        res = flowrun("run", wf, "--batch", records, "--output", out, "--via", via)
+        assert res.code == 0, res.output
+        outputs[via] = [x["outputs"] for x in read_lines(out)]
+    assert outputs["batch-api"] == outputs["live"]
+    assert outputs["live"][1]["category"] == "bug" and outputs["live"][1]["dims"] == 4
+    assert outputs["live"][1]["tags"] == ["echo: Tag ticket 1", "echo: Tag extra"]
