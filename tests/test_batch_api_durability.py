@@ -11,6 +11,7 @@ import signal
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,29 @@ def start_batch(tmp_path: Path) -> tuple[object, Path]:
     out = tmp_path / "out.jsonl"
     proc = start_flowrun("run", wf, "--batch", records, "--output", out, "--via", "batch-api")
     return proc, out
+
+
+def start_waiting_for_joins(
+    server: LoopbackServer, tmp_path: Path
+) -> tuple[Any, Path, threading.Event]:
+    """A batch run whose joins' batches are held in progress, once every record waits for
+    its join (a and b done): the process, its output file, and the event that lets the joins'
+    batches complete."""
+    released = threading.Event()
+    server.batch_api.hold(r"\.join\.", until=lambda batches: released.is_set(), at_most=120)
+    proc, out = start_batch(tmp_path)
+
+    def joins() -> int:
+        return sum(".join." in c for c in server.batch_api.submitted_custom_ids())
+
+    try:
+        wait_for(lambda: joins() == RECORDS, what="every record's join in a batch")
+    except BaseException:
+        released.set()
+        proc.kill()
+        proc.communicate(timeout=10)
+        raise
+    return proc, out, released
 
 
 def run_id_of(server: LoopbackServer) -> str:
@@ -183,18 +207,9 @@ def test_kill_9_while_records_wait_for_their_join_then_resume(
     and b) were only kept by the killed process, not stored; their answers were. The resume
     runs a and b again from those answers, asking for nothing again, and counts them as its
     own calls: the killed process reported none of them."""
-    released = threading.Event()
-    server.batch_api.hold(r"\.join\.", until=lambda batches: released.is_set(), at_most=120)
-    proc, out = start_batch(tmp_path)
-
-    def joins() -> int:
-        return sum(".join." in c for c in server.batch_api.submitted_custom_ids())
-
-    try:
-        wait_for(lambda: joins() == RECORDS, what="every record's join in a batch")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
+    proc, out, released = start_waiting_for_joins(server, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     released.set()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tests.test_batch_api_durability import (
     assert_complete,
     assert_nothing_submitted_twice,
     start_batch,
+    start_waiting_for_joins,
 )
 
 
@@ -100,15 +100,8 @@ def test_a_signal_while_records_wait_for_their_join_keeps_their_completed_steps(
     the process, not in the store): stopping stores them, so the resume gives them back as
     the first run's. It asks for nothing again and counts only the joins' calls as its own
     (run again from their stored answers, a and b would count twice)."""
-    released = threading.Event()
-    server.batch_api.hold(r"\.join\.", until=lambda batches: released.is_set(), at_most=120)
-    proc, out = start_batch(tmp_path)
-
-    def joins() -> int:
-        return sum(".join." in c for c in server.batch_api.submitted_custom_ids())
-
+    proc, out, released = start_waiting_for_joins(server, tmp_path)
     try:
-        wait_for(lambda: joins() == RECORDS, what="every record's join in a batch")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
