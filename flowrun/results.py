@@ -161,9 +161,7 @@ class StepResult:
             usage = call.usage.to_dict()
             cost = None if call.cost_usd is None else 0 + (call.cost_usd or 0.0)  # (as sum())
         else:
-            usage = self.usage.to_dict()
-            priced = all(c.cost_usd is not None for c in calls)
-            cost = sum(c.cost_usd or 0.0 for c in calls) if priced else None
+            usage, cost = self.usage.to_dict(), self.known_cost_usd
         return {
             "output": self.output,
             "usage": usage,
@@ -178,46 +176,34 @@ class StepResult:
     def to_json(self) -> dict[str, Any]:
         """The step's entry in ``--json`` output."""
         calls = self.calls
-        if len(calls) == 1:  # (most steps: one call, read without a loop per field)
+        if len(calls) == 1:  # (most steps: one call, read straight from it, not per field)
             call = calls[0]
             usage = call.usage.to_dict()
             cost = None if call.cost_usd is None else round(0 + (call.cost_usd or 0.0), 8)
-            replied = 0 if call.failed else 1
-            data: dict[str, Any] = {
-                "status": self.status,
-                "output": self.output,
-                "model": self.model,
-                "usage": usage,
-                "cost_usd": cost,
-                "duration_s": round(self.duration_s, 4),
-                "calls": replied,
-                "retries": call.retries,
-            }
-            if replied and call.cached:
-                data["cached"] = True
-            if call.approximate:
-                data["approximate_usage"] = True
-            if call.mock:
-                data["mock"] = True
+            replied, retries = (0 if call.failed else 1), call.retries
+            cached = bool(replied) and call.cached
+            approximate, mock = call.approximate, call.mock
         else:
-            priced = all(c.cost_usd is not None for c in calls)
-            replied_calls = [c for c in calls if not c.failed]
-            data = {
-                "status": self.status,
-                "output": self.output,
-                "model": self.model,
-                "usage": self.usage.to_dict(),
-                "cost_usd": round(sum(c.cost_usd or 0.0 for c in calls), 8) if priced else None,
-                "duration_s": round(self.duration_s, 4),
-                "calls": len(replied_calls),
-                "retries": sum(c.retries for c in calls),
-            }
-            if replied_calls and all(c.cached for c in replied_calls):
-                data["cached"] = True
-            if any(c.approximate for c in calls):
-                data["approximate_usage"] = True
-            if any(c.mock for c in calls):
-                data["mock"] = True
+            usage = self.usage.to_dict()
+            cost = round(self.cost_usd, 8) if self.priced else None
+            replied, retries = len(self.replied_calls), self.retries
+            cached, approximate, mock = self.cached, self.approximate, self.mock
+        data: dict[str, Any] = {
+            "status": self.status,
+            "output": self.output,
+            "model": self.model,
+            "usage": usage,
+            "cost_usd": cost,
+            "duration_s": round(self.duration_s, 4),
+            "calls": replied,
+            "retries": retries,
+        }
+        if cached:
+            data["cached"] = True
+        if approximate:
+            data["approximate_usage"] = True
+        if mock:
+            data["mock"] = True
         if self.finish_reason:
             data["finish_reason"] = self.finish_reason
         if self.tool_calls:
