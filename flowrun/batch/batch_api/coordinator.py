@@ -37,12 +37,11 @@ from flowrun.batch.batch_api.lines import (
     file_tokens,
     pack,
     parse_result_line,
-    record_of,
 )
 from flowrun.batch.batch_api.settings import TokenQueue, WaveBudget, WaveSettings
 from flowrun.batch.batch_api.tracking import BatchTracking, Tracked, WaveStatus
 from flowrun.batch.batch_api.transport import BatchTransport
-from flowrun.store.batch_api_state import BatchState
+from flowrun.store.batch_api_state import BatchState, record_of
 
 #: Bytes of one group's parked requests held in memory: a group this big goes out as a
 #: file at once (the API allows 200 MB; a file is also held once more while uploaded).

@@ -71,7 +71,7 @@ def file_tokens(items: list[Pending]) -> int:
 def batch_body(request: dict[str, Any]) -> dict[str, Any]:
     """The request body as a batch line carries it: ``extra`` merged in, streaming dropped
     (``request`` itself when it has none of them: the body is only read)."""
-    if "extra" not in request and "stream" not in request and "stream_options" not in request:
+    if "extra" not in request and not any(k in request for k in _DROPPED):
         return request
     body = {k: v for k, v in request.items() if k not in _DROPPED and k != "extra"}
     body.update(request.get("extra") or {})
@@ -93,11 +93,6 @@ def body_digest(body_json: str) -> str:
 def custom_id(record: int, label: str, digest: str, attempt: int) -> str:
     """``r{record}.{label}.{digest}.a{attempt}``: the same request always gets the same id."""
     return f"r{record}.{label}.{digest}.a{attempt}"
-
-
-def record_of(cid: str) -> int:
-    """The record index a ``custom_id`` names (``r17.classify...`` -> 17)."""
-    return int(cid[1 : cid.index(".")])
 
 
 def encode_line(cid: str, url: str, body_json: str) -> bytes:
