@@ -88,9 +88,8 @@ class BatchState:
             path = store.path
         else:
             path = Path(store) if store else flowrun_home() / "runs.db"
-        self.db = Database(
-            path, checkpoint_pages=BATCH_CHECKPOINT_PAGES
-        )  # creates the file and applies every migration
+        # (creates the file and applies every migration)
+        self.db = Database(path, checkpoint_pages=BATCH_CHECKPOINT_PAGES)
         self.path = self.db.path
 
     def close(self) -> None:

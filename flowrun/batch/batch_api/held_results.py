@@ -10,20 +10,38 @@ history, the Python API yields it). A result that cannot be pickled (a tool retu
 object pickle refuses) stays in memory.
 
 ``SpillFile``: the temporary file both this and ``WaitingSteps`` (the completed steps of
-suspended records) put their pickles in.
+suspended records) put their pickles in. ``pickled``/``unpickled``: what waits, pickled when
+pickle takes it (results, steps, a suspended record's columns).
 """
 
 from __future__ import annotations
 
 import pickle
 import tempfile
-from typing import IO
+from typing import IO, TypeVar
 
 from flowrun.batch.summary import BatchResult
+
+T = TypeVar("T")
 
 #: waiting results kept as objects before they go to the temporary file
 IN_MEMORY = 2_000
 BUFFER = 1024 * 1024  # bytes of the temporary file's buffer
+
+
+def pickled(value: T) -> bytes | T:
+    """What waits, pickled: a third to a half of the objects' size; as it is if pickle
+    refuses it (e.g. a tool's output holding a lock)."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - anything pickle refuses waits as it is
+        return value
+
+
+def unpickled(kept: bytes | T) -> T:
+    if isinstance(kept, bytes):
+        return pickle.loads(kept)  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
+    return kept
 
 
 class OnDisk:
@@ -87,29 +105,21 @@ class HeldResults:
     def __init__(self) -> None:
         self._spill = SpillFile("flowrun-waiting-")
 
-    @property
-    def on_disk(self) -> int:
-        """Results in the file now."""
-        return self._spill.count
-
     def keep(self, result: BatchResult, waiting: int) -> BatchResult | OnDisk:
         """``result`` as it waits, ``waiting`` results waiting already."""
         if waiting < IN_MEMORY:
             return result
-        try:
-            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - e.g. an output holding a lock or a generator
-            return result
-        return self._spill.put(data)
+        data = pickled(result)
+        return self._spill.put(data) if isinstance(data, bytes) else result
 
     def take(self, kept: BatchResult | OnDisk) -> BatchResult:
         """The result, read back if it waited on disk."""
         if isinstance(kept, BatchResult):
             return kept
-        return pickle.loads(self._spill.get(kept))  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
+        return unpickled(self._spill.get(kept))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._spill.close()
 
 
-__all__ = ["IN_MEMORY", "HeldResults", "OnDisk", "SpillFile"]
+__all__ = ["IN_MEMORY", "HeldResults", "OnDisk", "SpillFile", "pickled", "unpickled"]

@@ -7,9 +7,9 @@ API rates, the budget is checked per wave, and a record waiting for a batch is *
 its task ends, its requests are parked (then in the run store with their file) and its
 completed steps wait pickled (``WaitingSteps``: their answers are in the run store, so they
 are not state); only its ``SourceRecord`` stays in memory. When a batch is collected, its
-records run again a chunk (``CHUNK``) at a time, their stored answers read in one go. Every record is still an ordinary ``Executor``, so tool
-steps, ``when``, ``foreach``, output validation, tool-calling rounds and extract repairs
-behave exactly as in live runs.
+records run again a chunk (``CHUNK``) at a time, their stored answers read in one go. Every
+record is still an ordinary ``Executor``, so tool steps, ``when``, ``foreach``, output
+validation, tool-calling rounds and extract repairs behave exactly as in live runs.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import pickle
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from flowrun.batch.batch_api.coordinator import (
     WaveBudget,
@@ -29,7 +28,7 @@ from flowrun.batch.batch_api.coordinator import (
     WaveSettings,
     WaveStatus,
 )
-from flowrun.batch.batch_api.held_results import HeldResults, OnDisk
+from flowrun.batch.batch_api.held_results import HeldResults, OnDisk, pickled, unpickled
 from flowrun.batch.batch_api.transport import BatchTransport
 from flowrun.batch.batch_api.waiting_steps import WaitingSteps
 from flowrun.batch.batch_api.wave_client import ANSWERED, WaveClient
@@ -137,16 +136,15 @@ class WaveBatchRunner(BatchRunner):
         # suspended records' completed steps (pickled; past a few MB in a temporary file)
         self.waiting_steps = WaitingSteps()
         # the steps stored as they complete: a collected answer is durable in the Batch API
-        # state already, so only steps that could repeat something if run again
+        # state already, so only steps that could repeat something if run again (those whose
+        # code is not only flowrun's own: a tool step, a chat step with tools or a thread)
         self.lasting = frozenset(
-            sid
-            for sid, step in self.wf.spec.steps.items()
-            if step.type == "tool" or getattr(step, "tools", None) or getattr(step, "thread", None)
+            sid for sid, step in self.wf.spec.steps.items() if not starts_eagerly(step)
         )
-        # a record starts in the runner's task (``engine.eager``), and gets a task of its own
-        # only if it waits, when every step may: most records run to their end or to their
-        # suspension without waiting, at no task's cost
-        self.eager_records = all(starts_eagerly(s) for s in self.wf.spec.steps.values())
+        # with none, a record starts in the runner's task (``engine.eager``) and gets a task
+        # of its own only if it waits: most records run to their end or to their suspension
+        # without waiting, at no task's cost
+        self.eager_records = not self.lasting
         # the completed steps of records about to run again, and of records running again
         self._loaded: dict[int, dict[str, StepResult]] = {}
         self._given: dict[int, dict[str, StepResult]] = {}
@@ -344,16 +342,14 @@ class WaveBatchRunner(BatchRunner):
             self.state.close()
 
     def _store_waiting(self) -> None:
-        """The run stops with records still waiting: their completed steps go to the batch
-        store, so a resume gives them back as an earlier process's (instead of running them
-        again from their stored answers)."""
-        for index, steps in self._loaded.items():  # started, never run
-            self.waiting_steps.keep(index, steps)
-        self._loaded.clear()
+        """The run stops with records still waiting (or started and never run): their
+        completed steps go to the batch store, so a resume gives them back as an earlier
+        process's (instead of running them again from their stored answers)."""
         if self.store is not None:
-            for index, steps in self.waiting_steps.drain():
+            for index, steps in itertools.chain(self._loaded.items(), self.waiting_steps.drain()):
                 for step in steps.values():
                     self.store.add_step(self.batch_id, index, step)
+        self._loaded.clear()
         self.waiting_steps.close()
 
     def forget(self, result: BatchResult) -> None:
@@ -380,7 +376,6 @@ class WaveBatchRunner(BatchRunner):
             self.summary.stopped = message
 
 
-T = TypeVar("T")
 #: a suspended record as it waits: index, columns (pickled when they can be), line, typed
 Compact = tuple[int, Any, "int | None", bool]
 
@@ -388,27 +383,12 @@ Compact = tuple[int, Any, "int | None", bool]
 def _compact(rec: SourceRecord) -> Compact:
     """A suspended record as it waits: its columns pickled (a few hundred bytes less than the
     parsed dict)."""
-    return (rec.index, _pickled(rec.data), rec.line, rec.typed)
+    return (rec.index, pickled(rec.data), rec.line, rec.typed)
 
 
 def _expand(kept: Compact) -> SourceRecord:
     index, data, line, typed = kept
-    return SourceRecord(index, _unpickled(data), line, None, typed)
-
-
-def _pickled(value: T) -> bytes | T:
-    """A suspended record's columns as they wait in memory: pickled, a third to a half of the
-    objects' size; as they are if pickle refuses them (e.g. a value holding a lock)."""
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - anything pickle refuses stays as it is
-        return value
-
-
-def _unpickled(kept: bytes | T) -> T:
-    if isinstance(kept, bytes):
-        return pickle.loads(kept)  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
-    return kept
+    return SourceRecord(index, unpickled(data), line, None, typed)
 
 
 def _batch_client(wf: Any, live: Services) -> Any:

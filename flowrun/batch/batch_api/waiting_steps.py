@@ -17,10 +17,9 @@ waiting, the runner stores their steps (``drain``) so a resume gives them back.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 
-from flowrun.batch.batch_api.held_results import OnDisk, SpillFile
+from flowrun.batch.batch_api.held_results import OnDisk, SpillFile, pickled, unpickled
 from flowrun.results import StepResult
 
 #: bytes of pickled steps kept in memory before the rest go to the temporary file
@@ -38,25 +37,15 @@ class WaitingSteps:
         self._in_memory = 0  # bytes of the pickles kept in memory
         self._spill = SpillFile("flowrun-steps-")
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    @property
-    def on_disk(self) -> int:
-        """Records whose steps wait in the temporary file now."""
-        return self._spill.count
-
     def keep(self, index: int, steps: Steps) -> None:
         """Keep record ``index``'s completed steps until it runs again (replacing any kept)."""
         self._drop(index)
         if not steps:
             return
-        try:
-            data = pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - anything pickle refuses waits as it is
-            self._kept[index] = steps
-            return
-        if self._in_memory + len(data) <= IN_MEMORY_BYTES:
+        data = pickled(steps)
+        if not isinstance(data, bytes):  # (pickle refused it)
+            self._kept[index] = data
+        elif self._in_memory + len(data) <= IN_MEMORY_BYTES:
             self._in_memory += len(data)
             self._kept[index] = data
         else:
@@ -67,12 +56,11 @@ class WaitingSteps:
         kept = self._kept.pop(index, None)
         if kept is None:
             return {}
-        if isinstance(kept, bytes):
-            self._in_memory -= len(kept)
-            return pickle.loads(kept)  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
         if isinstance(kept, OnDisk):
-            return pickle.loads(self._spill.get(kept))  # type: ignore[no-any-return]  # noqa: S301
-        return kept
+            kept = self._spill.get(kept)
+        elif isinstance(kept, bytes):
+            self._in_memory -= len(kept)
+        return unpickled(kept)
 
     def drain(self) -> Iterator[tuple[int, Steps]]:
         """Every record's kept steps, lowest index first, taken out."""
