@@ -7,7 +7,7 @@ file to an output file and the run store, ``output_file`` writes and merges that
 records through the OpenAI Files and Batches APIs.
 
 May import: ``api``, ``engine``, ``format``, ``provider``, ``store``, ``errors``, ``results``,
-``redaction``; never ``cli``. The names below are loaded on first use so that importing a submodule stays light.
+``redaction``, ``json_text``; never ``cli``. The names below are loaded on first use so that importing a submodule stays light.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from flowrun.batch.summary import BatchResult
 from flowrun.errors import UsageError
+from flowrun.json_text import json_encoder
 
 _INDEX_PREFIX = re.compile(rb'^\{"index": (\d+)')
 
@@ -103,7 +104,7 @@ def _previous_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 #: a result line's encoder (``json.dumps(..., ensure_ascii=False, default=str)``, made once)
-_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+_LINE = json_encoder(ensure_ascii=False, default=str)
 
 
 class OutputWriter:
@@ -136,7 +137,7 @@ class OutputWriter:
     def write(self, result: BatchResult) -> None:
         f = self._open()
         self._copy_old(f, before=result.index)
-        f.write(_LINE.encode(result.to_json()) + "\n")
+        f.write(_LINE(result.to_json()) + "\n")
 
     def _copy_old(self, f: TextIO, before: int | None) -> None:
         """Copy earlier lines with an index below ``before`` (all when None); drop ``before``'s."""

@@ -2,5 +2,5 @@
 its numbered migrations, batch rows (``batches``), Batch API state (``batch_api_state``) and
 the ``--no-overlap`` lock (``locking``).
 
-May import: ``errors``, ``results``, ``redaction``; never ``format``, ``engine``, ``batch`` or ``cli``.
+May import: ``errors``, ``results``, ``redaction``, ``json_text``; never ``format``, ``engine``, ``batch`` or ``cli``.
 """

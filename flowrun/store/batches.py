@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrun.errors import UsageError
+from flowrun.json_text import json_encoder
 from flowrun.redaction import redact
 from flowrun.results import StepResult
 from flowrun.store.runs import flowrun_home
@@ -196,7 +197,7 @@ class BatchStore:
     ) -> None:
         """Keep a finished foreach item of a record (``key``: what it was computed from):
         committed now with ``commit`` (it was paid for), else by the next ``flush``."""
-        record = redact(_STEP.encode(item))
+        record = redact(_STEP(item))
         self._items.append((batch_id, index, step_id, item_index, key, record))
         self._pending.setdefault((batch_id, index), [])
         if commit:
@@ -240,7 +241,7 @@ class BatchStore:
                 index,
                 r.id,
                 r.cost_usd,
-                redact(_STEP.encode(r.to_record())),
+                redact(_STEP(r.to_record())),
                 _redacted(_dumped(r)),
             )
             for (bid, index), results in self._pending.items()
@@ -320,7 +321,7 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
     """
     parts = []
     for sid, step in result.steps.items():
-        text = _HISTORY.encode(step.to_json())
+        text = _HISTORY(step.to_json())
         transcript = _dumped(step)
         if transcript:
             text = f'{text[:-1]}, "transcript": {transcript}}}'
@@ -366,8 +367,8 @@ def _stored_step(record: str, transcript: str | None) -> StepResult:
 
 
 # one encoder each for the per-step rows (json.dumps with arguments builds one per call)
-_STEP = json.JSONEncoder(default=str)  # json.dumps(..., default=str)
-_HISTORY = json.JSONEncoder(ensure_ascii=False, default=str)
+_STEP = json_encoder(default=str)  # json.dumps(..., default=str)
+_HISTORY = json_encoder(ensure_ascii=False, default=str)
 
 
 def _row(row: tuple[Any, ...]) -> BatchRow:

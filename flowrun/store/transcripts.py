@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flowrun.json_text import json_encoder
 from flowrun.redaction import redact
 
 CAP_BYTES = 1_000_000  # one call's entry, serialized
 _CUT_MARK = "… [cut {n:,} characters]"
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps(..., the same)
+_ENCODER = json_encoder(ensure_ascii=False, default=str)  # json.dumps(..., the same)
 
 
 def dump_transcript(entries: list[dict[str, Any]], *, redacted: bool = True) -> str:
@@ -22,9 +23,9 @@ def dump_transcript(entries: list[dict[str, Any]], *, redacted: bool = True) -> 
     (``redacted=False``: not yet, for a text that is redacted whole with what holds it)."""
     parts = []
     for entry in entries:
-        text = _ENCODER.encode(entry)
+        text = _ENCODER(entry)
         if len(text) > CAP_BYTES:
-            text = _ENCODER.encode(cap_entry(entry, len(text)))
+            text = _ENCODER(cap_entry(entry, len(text)))
         parts.append(text)
     text = "[" + ", ".join(parts) + "]"
     return redact(text) if redacted else text

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from flowrun.json_text import json_encoder
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, usage_from
 from flowrun.provider.client import chat_reply_from_body as chat_reply
 from flowrun.redaction import redact
@@ -81,9 +82,7 @@ def batch_body(request: dict[str, Any]) -> dict[str, Any]:
 def encode_body(body: dict[str, Any]) -> str:
     """``json.dumps(body, ensure_ascii=False, separators=(",", ":"))``: what the body's digest
     (so its ``custom_id``) is of."""
-    if _BODY_CHUNKS is None:  # (a Python without the json module's C encoder)
-        return _BODY.encode(body)
-    return "".join(_BODY_CHUNKS(body, 0))
+    return _BODY(body)
 
 
 def body_digest(body_json: str) -> str:
@@ -103,18 +102,7 @@ def encode_line(cid: str, url: str, body_json: str) -> bytes:
 
 
 _string = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False) of a str
-#: json.dumps(body, ensure_ascii=False, separators=(",", ":")) without building an encoder
-#: per request
-_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-#: the C encoder ``_BODY.encode`` builds on every call, built once (a third of the time for a
-#: small body); no circular-reference check: a request body is a tree of plain values
-_BODY_CHUNKS = (
-    json.encoder.c_make_encoder(
-        None, _BODY.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    if json.encoder.c_make_encoder is not None
-    else None
-)
+_BODY = json_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def pack(
