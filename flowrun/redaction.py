@@ -16,13 +16,14 @@ def redact(text: str) -> str:
     """``text`` with the API key, bearer tokens and sk-... keys replaced by ``[redacted]``."""
     if not text:
         return text
+    keyish = "sk-" in text  # (one pass: an OpenAI key starts so, and most text has none)
     key = os.environ.get("OPENAI_API_KEY")
-    if key and len(key) >= 4:
+    if key and len(key) >= 4 and (keyish or not key.startswith("sk-")):
         text = text.replace(key, "[redacted]")
     # (the patterns need these words: most text has neither, and a search costs far more)
     if "bearer" in text.lower():
         text = _BEARER.sub(r"\1[redacted]", text)
-    return _KEY_SHAPE.sub("[redacted]", text) if _starts_a_word(text, "sk-") else text
+    return _KEY_SHAPE.sub("[redacted]", text) if keyish and _starts_a_word(text, "sk-") else text
 
 
 def _starts_a_word(text: str, prefix: str) -> bool:
