@@ -145,6 +145,9 @@ class WaveBatchRunner(BatchRunner):
         # of its own only if it waits: most records run to their end or to their suspension
         # without waiting, at no task's cost
         self.eager_records = not self.lasting
+        # the inputs (checked, defaults filled) and extra columns of records running: a record
+        # that suspends waits with them, and runs again without reading its columns again
+        self._inputs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         # the completed steps of records about to run again, and of records running again
         self._loaded: dict[int, dict[str, StepResult]] = {}
         self._given: dict[int, dict[str, StepResult]] = {}
@@ -162,6 +165,12 @@ class WaveBatchRunner(BatchRunner):
         if self.store is None or not self.lasting:
             return None
         return _LastingSink(self.store, self.batch_id, index, self.lasting)
+
+    def _prepare(self, rec: SourceRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        prepared = self._inputs.get(rec.index)  # (running again: as its first run made them)
+        if prepared is None:
+            prepared = self._inputs[rec.index] = super()._prepare(rec)
+        return prepared
 
     def _reuse(self, index: int) -> dict[str, StepResult]:
         steps = self._loaded.pop(index, None)
@@ -271,9 +280,10 @@ class WaveBatchRunner(BatchRunner):
                 return
             result = task.result()
             if result is None:
-                suspended[rec.index] = _compact(rec)
+                suspended[rec.index] = _compact(rec, self._inputs.pop(rec.index))
                 return
             coordinator.forget_runnable(rec.index)
+            self._inputs.pop(rec.index, None)
             summary.record(result)
             next_up = bool(order) and order[0] == rec.index
             finished[rec.index] = held.keep(result, 0 if next_up else len(finished))
@@ -300,7 +310,7 @@ class WaveBatchRunner(BatchRunner):
                 if room >= CHUNK // 4 or not active:
                     again = coordinator.take_runnable(suspended, room)
                     if again:
-                        recs = [_expand(suspended.pop(i)) for i in again]
+                        recs = [self._expand(suspended.pop(i)) for i in again]
                         watch(self._start(recs, True, active))
                         continue
                     if more and summary.stopped:
@@ -341,6 +351,12 @@ class WaveBatchRunner(BatchRunner):
                 self.state.forget_run(self.batch_id)  # nothing is left to resume
             self.state.close()
 
+    def _expand(self, kept: Compact) -> SourceRecord:
+        """A suspended record about to run again, with the inputs its first run made."""
+        index, prepared, line, typed = kept
+        self._inputs[index] = unpickled(prepared)
+        return SourceRecord(index, None, line, None, typed)
+
     def _store_waiting(self) -> None:
         """The run stops with records still waiting (or started and never run): their
         completed steps go to the batch store, so a resume gives them back as an earlier
@@ -376,19 +392,15 @@ class WaveBatchRunner(BatchRunner):
             self.summary.stopped = message
 
 
-#: a suspended record as it waits: index, columns (pickled when they can be), line, typed
+#: a suspended record as it waits: index, inputs and extra columns (pickled when they can be),
+#: line, typed
 Compact = tuple[int, Any, "int | None", bool]
 
 
-def _compact(rec: SourceRecord) -> Compact:
-    """A suspended record as it waits: its columns pickled (a few hundred bytes less than the
-    parsed dict)."""
-    return (rec.index, pickled(rec.data), rec.line, rec.typed)
-
-
-def _expand(kept: Compact) -> SourceRecord:
-    index, data, line, typed = kept
-    return SourceRecord(index, unpickled(data), line, None, typed)
+def _compact(rec: SourceRecord, prepared: tuple[dict[str, Any], dict[str, Any]]) -> Compact:
+    """A suspended record as it waits: its inputs and extra columns pickled (a few hundred
+    bytes less than the parsed dicts)."""
+    return (rec.index, pickled(prepared), rec.line, rec.typed)
 
 
 def _batch_client(wf: Any, live: Services) -> Any:
