@@ -182,7 +182,7 @@ class BatchRunner:
         self, rec: SourceRecord, inputs: dict[str, Any], extra: dict[str, Any], started: float
     ) -> BatchResult:
         completed = self.reuse(rec.index) if self.reuse is not None else None
-        reused = set(completed or ())
+        reused = completed or {}  # (the steps given: its keys, read once the run ends)
         wasted: list[CallRecord] = []
         recorder = self._recorder(rec.index)
         retrying = False  # while a refused record retries, no new record starts

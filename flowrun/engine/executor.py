@@ -53,10 +53,6 @@ class Recorder(Protocol):
     def step_finished(self, run_id: str, result: StepResult) -> None: ...
 
 
-def _ignore(*_: Any) -> None:
-    return None
-
-
 def is_truthy(value: Any) -> bool:
     """``when`` semantics: native falsy values, and texts like "false", "0", "no", "" are false."""
     if isinstance(value, str):
@@ -106,11 +102,9 @@ class Executor:
 
     async def _run(self) -> RunResult:
         started = time.perf_counter()
-        queue = ReadyQueue(self.wf.order)
-        for sid in self.results:
-            queue.mark_done(sid)
-        notify = self.services.on_step or _ignore
-        if notify is not _ignore:
+        queue = ReadyQueue(self.wf.order, done=self.results)
+        notify = self.services.on_step
+        if notify is not None:
             for sid in self.wf.spec.steps:
                 done = self.results.get(sid)
                 notify(sid, "waiting" if done is None else "done", done)
@@ -119,44 +113,56 @@ class Executor:
         failure: StepResult | None = None
         later = self.wf.aggregate_ids  # they run once after every record
         suspended = False  # a step waits for a batch: the record stops
+        # a client that never waits for the network in a step (the Batch API's: a request
+        # is answered from a collected batch, or parked) lets model steps without tools or a
+        # thread start in this task (``engine.eager``)
+        eager_client = getattr(self.services.client, "eager_steps", False)
+        steps = self.wf.spec.steps
         try:
             while True:
                 result: StepResult | None = None
                 if failure is None:
-                    ready = [s for s in queue.ready() if s not in self.results and s not in later]
+                    ready = queue.ready()
+                    if later:
+                        ready = [s for s in ready if s not in later]
                     if len(ready) == 1 and not in_flight:
                         # the only step that can run: it runs (and is stored) right here,
                         # without a task of its own
                         sid = ready[0]
-                        notify(sid, "running", None)
+                        if notify is not None:
+                            notify(sid, "running", None)
                         try:
                             result = await self._run_and_store(sid)
                         except Suspended:
                             suspended = True
                             continue
                     for sid in ready if result is None else ():
-                        if self._eager(sid):
-                            notify(sid, "running", None)
+                        if eager_client and starts_eagerly(steps[sid]):
+                            if notify is not None:
+                                notify(sid, "running", None)
                             task = eager.start(self._run_and_store(sid), sid)
                         else:
                             task = asyncio.create_task(self._run_and_store(sid), name=sid)
-                            notify(sid, "running", None)
-                        if task.done():  # it ended without waiting
-                            finished.put(task)
+                            if notify is not None:
+                                notify(sid, "running", None)
+                        if task.done():  # it ended without waiting (no one waits in ``next``)
+                            finished.tasks.append(task)
                         else:
                             task.add_done_callback(finished.put)
                         in_flight[task] = sid
                 if result is None:
                     if not in_flight:
                         break
-                    task = finished.pop() or await finished.next()  # one wake-up per step
+                    # the next finished step (one wake-up per step that had to wait)
+                    task = finished.tasks.popleft() if finished.tasks else await finished.next()
                     sid = in_flight.pop(task)
                     if isinstance(task.exception(), Suspended):  # (read, not raised again)
                         suspended = True  # the other steps still go as far as they can
                         del task  # (it holds the exception, whose traceback holds this frame)
                         continue
                     result = task.result()
-                notify(sid, "done", result)  # (the step's own task, or this one, stored it)
+                if notify is not None:
+                    notify(sid, "done", result)  # (the step's own task, or this one, stored it)
                 queue.mark_done(sid)
                 if result.status == "failed" and failure is None:
                     failure = result
@@ -182,14 +188,6 @@ class Executor:
                 "are only in this output, and a resume would run them again"
             )
         return result
-
-    def _eager(self, sid: str) -> bool:
-        """Whether ``sid`` starts in this task (``engine.eager``): a model step without
-        tools or a thread, in a run whose client never waits for the network in the step
-        (the Batch API's: a request is answered from a collected batch, or parked)."""
-        if not getattr(self.services.client, "eager_steps", False):
-            return False
-        return starts_eagerly(self.wf.spec.steps[sid])
 
     async def _run_and_store(self, sid: str) -> StepResult:
         """Run a step and save its result at once, in the task running it: nothing else runs
@@ -270,8 +268,10 @@ class Executor:
                 status = "skipped"
             elif step.foreach is not None:
                 output = await self._run_foreach(sid, step, scope, record)
-            else:
-                output = await self._run_one(sid, step, scope, record, None)
+            else:  # (``_run_one``'s work, without a coroutine of its own)
+                env = StepEnv(sid, step, self.wf, scope, self.services, record)
+                output = await RUNNERS[step.type](env)
+                self._check_output(sid, output)
         except Suspended:
             raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
@@ -305,12 +305,16 @@ class Executor:
     ) -> Any:
         env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
         output = await RUNNERS[step.type](env)
+        self._check_output(sid, output)
+        return output
+
+    def _check_output(self, sid: str, output: Any) -> None:
+        """A StepError if the step has an ``output_schema`` and ``output`` does not match it."""
         schema = self.wf.schemas.get((sid, "output_schema"))
         if schema is not None:
             errors = schema_errors(output, schema)
             if errors:
                 raise StepError("output does not match output_schema: " + "; ".join(errors))
-        return output
 
     async def _run_foreach(
         self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord
@@ -416,9 +420,6 @@ class _Finished:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def pop(self) -> asyncio.Future[StepResult] | None:
-        return self.tasks.popleft() if self.tasks else None
 
     async def next(self) -> asyncio.Future[StepResult]:
         """The next finished task, once one finishes."""

@@ -186,6 +186,8 @@ class StepOrder:
         self.readers = readers
         self.waiting = waiting
         self.index = _lexicographic(readers, waiting)
+        #: the steps without dependencies, in topological-index order
+        self.roots = sorted((n for n, w in waiting.items() if w == 0), key=self.index.__getitem__)
 
 
 class ReadyQueue:
@@ -193,28 +195,39 @@ class ReadyQueue:
 
     The executor calls ``ready()`` for what may start now and ``mark_done()`` as each step
     finishes, so a step starts as soon as its own dependencies are done, not level by level.
+    ``done``: steps done before the queue starts (never handed out).
     """
 
-    def __init__(self, order: StepOrder) -> None:
+    def __init__(self, order: StepOrder, done: Iterable[str] = ()) -> None:
         self._readers = order.readers
         self._index = order.index
         self._waiting = dict(order.waiting)
-        self._handed_out: set[str] = set()
         self._done: set[str] = set()
+        # the steps whose last dependency was marked done since the last ``ready()`` (kept
+        # as they come, not found by a scan over every step)
+        self._fresh: list[str] = []
+        for step in done:
+            self.mark_done(step)
+        roots = [n for n in order.roots if n not in self._done] if self._done else order.roots
+        self._fresh = roots + self._fresh
 
     def ready(self) -> list[str]:
         """Steps that may start now and were not handed out before."""
-        out = [n for n, w in self._waiting.items() if w == 0 and n not in self._handed_out]
-        out.sort(key=self._index.__getitem__)
-        self._handed_out.update(out)
+        out, self._fresh = self._fresh, []
+        if len(out) > 1:
+            out.sort(key=self._index.__getitem__)
         return out
 
     def mark_done(self, step: str) -> None:
-        if step in self._done:
+        done = self._done
+        if step in done:
             return
-        self._done.add(step)
+        done.add(step)
+        waiting = self._waiting
         for succ in self._readers[step]:
-            self._waiting[succ] -= 1
+            left = waiting[succ] = waiting[succ] - 1
+            if left == 0 and succ not in done:
+                self._fresh.append(succ)
 
     @property
     def finished(self) -> bool:

@@ -109,9 +109,9 @@ def render(simple: _Simple, context: dict[str, Any]) -> Any:
     texts = simple.texts
     parts = [texts[0]]
     at = 1
-    for names in simple.lookups:
-        value = context.get(names[0], NOT_SIMPLE)
-        for key in names[1:]:
+    for scope, *keys in simple.lookups:
+        value = context.get(scope, NOT_SIMPLE)
+        for key in keys:
             if not isinstance(value, dict) or key not in value:
                 return NOT_SIMPLE
             value = value[key]
@@ -125,6 +125,5 @@ def render(simple: _Simple, context: dict[str, Any]) -> Any:
         parts.append(value)
         parts.append(texts[at])
         at += 1
-    if sum(map(len, parts)) > _LONGEST:
-        return NOT_SIMPLE
-    return "".join(parts)
+    text = "".join(parts)
+    return NOT_SIMPLE if len(text) > _LONGEST else text

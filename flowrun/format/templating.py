@@ -91,7 +91,9 @@ def render(source: Any, context: dict[str, Any]) -> Any:
             return {k: render(v, context) for k, v in source.items()}
         if isinstance(source, list):
             return [render(v, context) for v in source]
-    if not is_template(source):
+        if not isinstance(source, str):
+            return source
+    if not ("{{" in source or "{%" in source or "{#" in source):  # (``is_template``'s test)
         return source
     parsed = simple.parse(source)
     if parsed is not None:

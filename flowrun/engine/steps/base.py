@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowrun.engine.step_record import StepRecord
@@ -21,6 +20,19 @@ __all__ = ["MODEL_PARAMS", "StepEnv", "StepError", "StepRecord", "StepSettings"]
 MODEL_PARAMS = ("temperature", "top_p", "max_completion_tokens", "seed", "stop", "reasoning_effort")
 
 
+class _Values(dict):  # type: ignore[type-arg]
+    """A step's settings by name; a name not looked up yet is looked up on first use."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: StepSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def __missing__(self, name: str) -> Any:
+        return self.settings.lookup(name)
+
+
 class StepSettings:
     """A step's model settings (its own, else the workflow's defaults), looked up once per
     run: ``Services.step_settings`` keeps one per step, shared by the step's executions (the
@@ -30,7 +42,7 @@ class StepSettings:
 
     def __init__(self, step: Any, defaults: Any) -> None:
         self.step, self.defaults = step, defaults
-        self.values: dict[str, Any] = {}
+        self.values: dict[str, Any] = _Values(self)
         #: the request fields of ``MODEL_PARAMS`` the step sets (None: not looked up yet)
         self.params: dict[str, Any] | None = None
         #: whether the step or the defaults have ``extra`` (None: not looked up yet)
@@ -57,33 +69,45 @@ def step_settings(services: Any, step: Any, defaults: Any) -> StepSettings:
     return found
 
 
-@dataclass
 class StepEnv:
     """One execution of a step (or of one foreach item)."""
 
-    step_id: str
-    step: Any
-    workflow: LoadedWorkflow
-    scope: dict[str, Any]
-    services: Services
-    record: StepRecord
-    index: int | None = None
-    _settings: StepSettings = field(init=False, repr=False, compare=False)
+    __slots__ = (
+        "step_id",
+        "step",
+        "workflow",
+        "scope",
+        "services",
+        "record",
+        "index",
+        "label",
+        "setting",
+        "_settings",
+    )
 
-    def __post_init__(self) -> None:
-        self._settings = step_settings(self.services, self.step, self.workflow.spec.defaults)
-
-    def setting(self, name: str) -> Any:
-        """A model setting from the step, else from the workflow's defaults."""
-        settings = self._settings
-        try:
-            return settings.values[name]
-        except KeyError:
-            return settings.lookup(name)
-
-    @property
-    def label(self) -> str:
-        return self.step_id if self.index is None else f"{self.step_id}[{self.index}]"
+    def __init__(
+        self,
+        step_id: str,
+        step: Any,
+        workflow: LoadedWorkflow,
+        scope: dict[str, Any],
+        services: Services,
+        record: StepRecord,
+        index: int | None = None,
+    ) -> None:
+        self.step_id = step_id
+        self.step = step
+        self.workflow = workflow
+        self.scope = scope
+        self.services = services
+        self.record = record
+        self.index = index
+        #: the step (or item) as messages and requests name it: ``draft``, ``draft[2]``
+        self.label = step_id if index is None else f"{step_id}[{index}]"
+        self._settings = settings = step_settings(services, step, workflow.spec.defaults)
+        #: ``setting(name)``: a model setting from the step, else from the workflow's
+        #: defaults (the settings' dict lookup itself: a model call reads five of them)
+        self.setting = settings.values.__getitem__
 
     def base_request(self, model: str) -> dict[str, Any]:
         """The request fields shared by chat and extract: model and its parameters."""

@@ -32,7 +32,11 @@ def build_messages(env: StepEnv) -> list[dict[str, Any]]:
         messages.append(entry)
     if step.prompt is not None:
         messages.append({"role": "user", "content": render_text(step.prompt, scope)})
-    images = [image_part(url, step.image_detail, env) for url in _image_sources(step.images, scope)]
+    images = (
+        [image_part(url, step.image_detail, env) for url in _image_sources(step.images, scope)]
+        if step.images
+        else None
+    )
     if images:
         last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
         if last_user is None:
