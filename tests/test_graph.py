@@ -194,6 +194,18 @@ def test_ready_hands_out_each_step_once_and_mark_done_is_idempotent():
     assert queue.finished
 
 
+def test_steps_done_before_the_queue_starts_are_never_handed_out():
+    order = StepOrder({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []})
+    # (given in an order where a step is done before its dependencies are)
+    queue = ReadyQueue(order, done=["d", "b", "a"])
+    assert drain(queue, ["c", "e"]) == [["c", "e"], [], []]
+    assert queue.finished
+    queue = ReadyQueue(order, done=["a", "b", "c", "d", "e"])
+    assert queue.ready() == [] and queue.finished
+    queue = ReadyQueue(order, done=["e"])
+    assert drain(queue, ["a", "b", "c", "d"]) == [["a"], ["b", "c"], [], ["d"], []]
+
+
 def test_step_order_is_networkx_lexicographic_topological_order():
     # the executor's order (built without networkx) is the one `flowrun graph` draws with
     import random

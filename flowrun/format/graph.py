@@ -208,8 +208,10 @@ class ReadyQueue:
         self._fresh: list[str] = []
         for step in done:
             self.mark_done(step)
-        roots = [n for n in order.roots if n not in self._done] if self._done else order.roots
-        self._fresh = roots + self._fresh
+        if self._done:  # (a step done already is never handed out, whatever its dependencies)
+            self._fresh = [n for n in order.roots + self._fresh if n not in self._done]
+        else:
+            self._fresh = list(order.roots)
 
     def ready(self) -> list[str]:
         """Steps that may start now and were not handed out before."""
