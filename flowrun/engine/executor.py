@@ -270,8 +270,9 @@ class Executor:
                 output = await self._run_foreach(sid, step, scope, record)
             else:  # (``_run_one``'s work, without a coroutine of its own)
                 env = StepEnv(sid, step, self.wf, scope, self.services, record)
-                output = await RUNNERS[step.type](env)
-                self._check_output(sid, output)
+                value = await RUNNERS[step.type](env)
+                self._check_output(sid, value)  # (a failed step has no output)
+                output = value
         except Suspended:
             raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
