@@ -77,6 +77,8 @@ class Services:
     step_settings: dict[int, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: (the client, whether it is --mock's fake model): asked once per client, not per call
+    _mock_of: tuple[Any, bool] | None = field(default=None, init=False, repr=False, compare=False)
 
     async def aclose(self) -> None:
         """Close the run's client and every named server's."""
@@ -88,13 +90,24 @@ class Services:
 
     def client_for(self, env: CallSite) -> Any:
         """The client of the step's server (the run's client for a step without one)."""
+        if self.servers is None:  # (every step: no server is named; a Batch API run)
+            return self.client
         name = env.setting("server")
-        if name and self.servers is not None and name in self.servers.settings:
+        if name and name in self.servers.settings:
             return self.servers.client(name)
         return self.client
 
+    def _mock(self) -> bool:
+        """Whether the run's client is ``--mock``'s fake model (``is_mock``)."""
+        known = self._mock_of
+        if known is None or known[0] is not self.client:
+            known = self._mock_of = (self.client, is_mock(self.client))
+        return known[1]
+
     def prices_for(self, env: CallSite) -> PriceTable:
         """The price table of the step's server."""
+        if not self.server_prices:  # (no server has prices of its own)
+            return self.prices
         name = env.setting("server")
         return self.server_prices.get(name, self.prices) if name else self.prices
 
@@ -310,10 +323,13 @@ class Services:
         approximate: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
-        mock = is_mock(self.client)
-        table = self.prices_for(env)
-        cost = None if mock else 0.0 if cached else table.cost(model, usage, batch=batch)
-        discounted = batch and not cached and not mock and _has_batch_price(table, model)
+        mock = self._mock()
+        price = None if mock or cached else self.prices_for(env).price(model)  # (looked up once)
+        if mock or cached:
+            cost = None if mock else 0.0
+        else:
+            cost = None if price is None else price.cost(usage, batch=batch)
+        discounted = batch and price is not None and price.has_batch_price
         duration = 0.0 if batch else round(duration, 4)
         if calls_log.isEnabledFor(logging.INFO):
             calls_log.info(
@@ -426,12 +442,6 @@ def _size_bound(request: dict[str, Any], model: str) -> int:
         if request.get(key):
             size += len(json.dumps(request[key]).encode("utf-8"))
     return size
-
-
-def _has_batch_price(table: PriceTable, model: str) -> bool:
-    """Whether ``table`` gives ``model`` a Batch API price (else the list price)."""
-    price = table.price(model)
-    return price is not None and (price.batch_input is not None or price.batch_output is not None)
 
 
 def _usage(data: Any) -> Any:

@@ -62,15 +62,19 @@ def usage_from(raw: Any) -> Usage:
     """
     if raw is None:
         return Usage()
-    prompt_details = _detail(raw, "prompt_tokens_details") or {}
-    completion_details = _detail(raw, "completion_tokens_details") or {}
+    if type(raw) is dict:  # a reply's JSON (a live reply, a Batch API line): no getattr
+        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+        prompt_details = raw.get("prompt_tokens_details") or {}
+        completion_details = raw.get("completion_tokens_details") or {}
+    else:
+        prompt, completion = _detail(raw, "prompt_tokens"), _detail(raw, "completion_tokens")
+        prompt_details = _detail(raw, "prompt_tokens_details") or {}
+        completion_details = _detail(raw, "completion_tokens_details") or {}
     return Usage(
-        prompt_tokens=checked_count("prompt_tokens", _detail(raw, "prompt_tokens")),
-        completion_tokens=checked_count("completion_tokens", _detail(raw, "completion_tokens")),
-        cached_tokens=checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
-        reasoning_tokens=checked_count(
-            "reasoning_tokens", _detail(completion_details, "reasoning_tokens")
-        ),
+        checked_count("prompt_tokens", prompt),
+        checked_count("completion_tokens", completion),
+        checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
+        checked_count("reasoning_tokens", _detail(completion_details, "reasoning_tokens")),
     )
 
 
@@ -188,10 +192,14 @@ class OpenAIClient:
         """The parameter this server takes the output cap as."""
         return self.server.max_tokens_param if self.server is not None else "max_completion_tokens"
 
-    def adapted(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The request as this server takes it: its cap parameter, deployment, tool content."""
-        body = dict(request)
+    def adapted(self, request: dict[str, Any], *, copy: bool = True) -> dict[str, Any]:
+        """The request as this server takes it: its cap parameter, deployment, tool content
+        (a copy; ``copy=False``: ``request`` itself when none of them changes it, for a caller
+        that only reads it)."""
         server = self.server
+        if not copy and server is None and self._tool_content is None:
+            return request
+        body = dict(request)
         if server is not None:
             if server.max_tokens_param == "max_tokens" and "max_completion_tokens" in body:
                 body["max_tokens"] = body.pop("max_completion_tokens")

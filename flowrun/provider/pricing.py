@@ -28,6 +28,23 @@ class Price:
     batch_input: float | None = None
     batch_output: float | None = None
 
+    @property
+    def has_batch_price(self) -> bool:
+        """Whether the Batch API has its own price (else the list price)."""
+        return self.batch_input is not None or self.batch_output is not None
+
+    def cost(self, usage: Usage, *, batch: bool = False) -> float:
+        """Dollars for ``usage`` at these rates (the Batch API's with ``batch``)."""
+        in_rate, out_rate = self.input, self.output
+        cached_rate = self.cached_input if self.cached_input is not None else self.input
+        if batch:
+            in_rate = self.batch_input if self.batch_input is not None else in_rate
+            out_rate = self.batch_output if self.batch_output is not None else out_rate
+            cached_rate = min(cached_rate, in_rate)
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        fresh = usage.prompt_tokens - cached
+        return (fresh * in_rate + cached * cached_rate + usage.completion_tokens * out_rate) / 1e6
+
 
 class PriceTable:
     """Looks up a model's price (dated snapshots resolve to the base model) and prices usage."""
@@ -44,17 +61,7 @@ class PriceTable:
     def cost(self, model: str, usage: Usage, *, batch: bool = False) -> float | None:
         """Dollars for ``usage`` on ``model``; None when the model is unpriced."""
         p = self.price(model)
-        if p is None:
-            return None
-        in_rate, out_rate = p.input, p.output
-        cached_rate = p.cached_input if p.cached_input is not None else p.input
-        if batch:
-            in_rate = p.batch_input if p.batch_input is not None else in_rate
-            out_rate = p.batch_output if p.batch_output is not None else out_rate
-            cached_rate = min(cached_rate, in_rate)
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
-        fresh = usage.prompt_tokens - cached
-        return (fresh * in_rate + cached * cached_rate + usage.completion_tokens * out_rate) / 1e6
+        return None if p is None else p.cost(usage, batch=batch)
 
     def worst_case(
         self, model: str, prompt_tokens: int, max_completion_tokens: int, *, batch: bool = False

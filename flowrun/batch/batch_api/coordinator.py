@@ -117,24 +117,29 @@ class WaveCoordinator(BatchTracking):
         self.rows.pop(index, None)
         self._read_at.pop(index, None)
 
-    def _row(self, cid: str) -> tuple[str, str | None] | None:
-        """The stored row of a request of a record that was read before it started (read
-        again if a file was uploaded since: its request may have gone out meanwhile)."""
-        index = record_of(cid)
+    def _row(self, index: int, cid: str) -> tuple[str, str | None] | None:
+        """The stored row of request ``cid`` of record ``index``, read before the record
+        started (read again if a file was uploaded since: its request may have gone out
+        meanwhile)."""
         read_at = self._read_at.get(index)
         if read_at is not None and read_at != self.uploads:
             self.prefetch([index])
-        return self.rows.get(index, {}).get(cid)
+        rows = self.rows.get(index)
+        return rows.get(cid) if rows is not None else None
 
     def ask(
-        self, cid: str, endpoint: str, model: str, body_json: str, inputs: int
+        self, cid: str, index: int, endpoint: str, model: str, body_json: str, inputs: int
     ) -> Outcome | None:
-        """The answer to a request whose record may be suspended, or None: the request is
-        parked (or in a batch in flight) and the record runs again when its batch is
-        collected. Nothing of the record stays in memory meanwhile."""
-        outcome = self._known(cid)
+        """The answer to request ``cid`` of record ``index``, whose record may be suspended,
+        or None: the request is parked (or in a batch in flight) and the record runs again
+        when its batch is collected. Nothing of the record stays in memory meanwhile."""
+        outcome = self._given(cid)
         if outcome is None:
-            self._place(cid, endpoint, model, lambda: encode_line(cid, endpoint, body_json), inputs)
+            row = self._row(index, cid)  # (read once: the answer, else where it went)
+            outcome = self._stored(row)
+            if outcome is None and self._unplaced(cid, row):
+                line = encode_line(cid, endpoint, body_json)
+                self._park(endpoint, model, Pending(cid, line, inputs))
         return outcome
 
     def request(
@@ -144,17 +149,22 @@ class WaveCoordinator(BatchTracking):
         if cid in self.waiting:  # the same request of the same record and step: ask once
             return self.waiting[cid]
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        outcome = self._known(cid)
+        outcome = self._given(cid)
+        row = None
+        if outcome is None:
+            row = self._row(record_of(cid), cid)
+            outcome = self._stored(row)
         if outcome is not None:
             future.set_result(outcome)
             return future
-        self._place(cid, endpoint, model, lambda: line, inputs)
+        if self._unplaced(cid, row):
+            self._park(endpoint, model, Pending(cid, line, inputs))
         self.waiting[cid] = future
         return future
 
-    def _known(self, cid: str) -> Outcome | None:
-        """The request's outcome if there is one: given in this process without being
-        stored (a refusal), or stored (collected here or by an earlier process)."""
+    def _given(self, cid: str) -> Outcome | None:
+        """The request's outcome if this process has it without the store: a refusal or a
+        give-up, a failure of the loop, or an answer awaited in memory."""
         answer = self.answers.pop(cid, None)
         if answer is not None:
             return answer
@@ -163,7 +173,11 @@ class WaveCoordinator(BatchTracking):
         future = self.waiting.get(cid)
         if future is not None and future.done():
             return future.result()
-        row = self._row(cid)
+        return None
+
+    def _stored(self, row: tuple[str, str | None] | None) -> Outcome | None:
+        """The outcome of a request's stored row (collected here or by an earlier process),
+        or None while it has no result."""
         if row is None or row[1] is None:
             return None
         file_id, raw = row
@@ -180,20 +194,18 @@ class WaveCoordinator(BatchTracking):
             outcome.error = f"{outcome.error} (the run was cancelled)"
         return outcome
 
-    def _place(
-        self, cid: str, endpoint: str, model: str, line: Callable[[], bytes], inputs: int
-    ) -> None:
-        """Park a request not asked for yet; follow the file of one submitted earlier."""
+    def _unplaced(self, cid: str, row: tuple[str, str | None] | None) -> bool:
+        """Whether a request without an outcome is to be parked: not parked or awaited
+        already, nor in a file submitted earlier (whose batch is then followed: ``row``)."""
         if cid in self.parked_ids or cid in self.waiting:
-            return
-        row = self._row(cid)
+            return False
         if row is not None:  # in a file submitted already
             if row[0] not in self.following:  # else: its record runs when it is collected
                 self.attached[row[0]].append(cid)
                 self._activity += 1
                 self._wake.set()
-            return
-        self._park(endpoint, model, Pending(cid, line(), inputs))
+            return False
+        return True
 
     def _park(self, endpoint: str, model: str, item: Pending) -> None:
         """Add a request to the round being formed. Without a budget (which checks a round

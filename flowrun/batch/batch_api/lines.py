@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowrun.json_text import json_encoder
@@ -27,6 +27,7 @@ MAX_BYTES = 200 * 1024 * 1024  # bytes per input file
 MAX_EMBEDDING_INPUTS = 50_000  # embedding inputs across the requests of one batch
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _DROPPED = ("stream", "stream_options")  # the Batch API does not stream
+_REWRITTEN = frozenset({"extra", *_DROPPED})  # the keys batch_body merges in or drops
 
 
 @dataclass(slots=True)
@@ -36,12 +37,13 @@ class Pending:
     custom_id: str
     line: bytes
     inputs: int = 1  # embedding inputs (for the per-batch input limit)
+    #: an upper estimate of the request's input tokens (for the enqueued-token limit): a
+    #: token is at least one byte and usually four; a quarter of the line, JSON included
+    #: (counted once: a request's tokens are read when it is parked, packed and queued)
+    tokens: int = field(init=False)
 
-    @property
-    def tokens(self) -> int:
-        """An upper estimate of the request's input tokens (for the enqueued-token limit): a
-        token is at least one byte and usually four; a quarter of the line, JSON included."""
-        return len(self.line) // 4 + 1
+    def __post_init__(self) -> None:
+        self.tokens = len(self.line) // 4 + 1
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ def file_tokens(items: list[Pending]) -> int:
 def batch_body(request: dict[str, Any]) -> dict[str, Any]:
     """The request body as a batch line carries it: ``extra`` merged in, streaming dropped
     (``request`` itself when it has none of them: the body is only read)."""
-    if "extra" not in request and not any(k in request for k in _DROPPED):
+    if _REWRITTEN.isdisjoint(request):  # (the usual request)
         return request
     body = {k: v for k, v in request.items() if k not in _DROPPED and k != "extra"}
     body.update(request.get("extra") or {})

@@ -367,7 +367,7 @@ class BatchTracking:
     def _read_line(self, raw: bytes) -> tuple[str, Outcome | None]:
         """A result line's custom_id, and its outcome if a request awaits it in memory. A
         suspended record's line is only stored here and parsed when the record runs again
-        (``WaveCoordinator._known``): its custom_id is taken with a pattern."""
+        (``WaveCoordinator._stored``): its custom_id is taken with a pattern."""
         found = CUSTOM_ID.search(raw)
         if found is not None:
             cid = found.group(1).decode("utf-8")

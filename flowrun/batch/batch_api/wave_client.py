@@ -60,7 +60,7 @@ class WaveClient:
         """The request as a batch line carries it, adapted to the batch's server (its cap
         parameter, Azure deployment, tool-call content) as a live call would be."""
         adapted = getattr(self.coordinator.transport.client, "adapted", None)
-        return batch_body(adapted(request) if adapted is not None else request)
+        return batch_body(adapted(request, copy=False) if adapted is not None else request)
 
     @property
     def mock(self) -> bool:
@@ -116,7 +116,7 @@ class WaveClient:
             cid = custom_id(index or 0, label, digest, attempt)
             if answered is not None and label not in answered and index is not None:
                 # the step's first request: suspend the record until its batch is collected
-                found = self.coordinator.ask(cid, url, model, body_json, inputs)
+                found = self.coordinator.ask(cid, index, url, model, body_json, inputs)
                 if found is None:
                     raise Suspended()
                 outcome = found
