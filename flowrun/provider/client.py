@@ -336,17 +336,22 @@ def chat_reply_from_body(body: dict[str, Any]) -> ChatReply:
         raise ModelCallError("the API returned no choices")
     choice = choices[0]
     message = choice.get("message") or {}
-    tool_calls = [
-        {
-            "id": tc.get("id"),
-            "type": "function",
-            "function": {
-                "name": tc["function"]["name"],
-                "arguments": tc["function"].get("arguments") or "",
-            },
-        }
-        for tc in message.get("tool_calls") or []
-    ]
+    calls = message.get("tool_calls")
+    tool_calls = (
+        [
+            {
+                "id": tc.get("id"),
+                "type": "function",
+                "function": {
+                    "name": tc["function"]["name"],
+                    "arguments": tc["function"].get("arguments") or "",
+                },
+            }
+            for tc in calls
+        ]
+        if calls
+        else []  # (most replies: no comprehension to run)
+    )
     return ChatReply(
         content=message.get("content"),
         tool_calls=tool_calls,

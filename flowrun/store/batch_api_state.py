@@ -142,7 +142,7 @@ class BatchState:
             db.executemany(
                 "INSERT INTO batch_api_requests (run_id, record, custom_id, file_id)"
                 " VALUES (?, ?, ?, ?)",
-                sorted((run_id, record_of(cid), cid, file_id) for cid in custom_ids),
+                sorted([(run_id, record_of(cid), cid, file_id) for cid in custom_ids]),
             )
 
     def batch_status(
@@ -172,7 +172,7 @@ class BatchState:
             db.executemany(
                 "INSERT OR REPLACE INTO batch_api_results (run_id, record, custom_id, result)"
                 " VALUES (?, ?, ?, ?)",
-                sorted((run_id, record_of(cid), cid, redact(line)) for cid, line in results),
+                sorted([(run_id, record_of(cid), cid, redact(line)) for cid, line in results]),
             )
 
     def file_collected(self, file_id: str) -> None:

@@ -213,7 +213,7 @@ class WaveCoordinator(BatchTracking):
         created while later records are still being rendered and no group grows past a
         file in memory."""
         key = (endpoint, model)
-        sizes = self._sizes.setdefault(key, [0, 0, 0, 0])
+        sizes = self._sizes.get(key) or self._sizes.setdefault(key, [0, 0, 0, 0])
         limits = self.settings.limits
         grows = len(item.line) + 1
         if (
@@ -250,7 +250,7 @@ class WaveCoordinator(BatchTracking):
 
     def mark_runnable(self, cids: Iterable[str]) -> None:
         """The records of these requests can run again (an answer of theirs is in)."""
-        self.wake_records(record_of(cid) for cid in cids)
+        self.wake_records(map(record_of, cids))
 
     def wake_records(self, indices: Iterable[int]) -> None:
         added = False

@@ -68,7 +68,7 @@ class Limits:
 
 def file_tokens(items: list[Pending]) -> int:
     """The estimated input tokens of a file's requests (see ``Pending.tokens``)."""
-    return sum(p.tokens for p in items)
+    return sum([p.tokens for p in items])
 
 
 def batch_body(request: dict[str, Any]) -> dict[str, Any]:
