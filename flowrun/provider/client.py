@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 from flowrun.errors import ModelCallError
 from flowrun.provider import prepared_sdk
 from flowrun.provider.interface import ChatReply, EmbedReply, ModelClient
-from flowrun.provider.usage import checked_count, count_missing_chat, count_missing_embed
+from flowrun.provider.usage import count_missing_chat, count_missing_embed, usage_from
 from flowrun.redaction import redact
-from flowrun.results import Usage
 
 if TYPE_CHECKING:
     from flowrun.provider.servers import ServerSettings
@@ -51,36 +50,6 @@ def sdk_maker() -> Callable[[str], Any]:
         import httpcore2  # noqa: F401
 
     return lambda key: openai.AsyncOpenAI(api_key=key)
-
-
-def usage_from(raw: Any) -> Usage:
-    """Usage from an SDK usage object (or dict), including cached and reasoning tokens.
-
-    Raises ``ModelCallError`` for counts no server can mean (negative, not whole numbers, or
-    beyond ``usage.MAX_TOKENS``). ``None`` (no usage sent) is the caller's to count: see
-    ``provider.usage.count_missing``.
-    """
-    if raw is None:
-        return Usage()
-    if type(raw) is dict:  # a reply's JSON (a live reply, a Batch API line): no getattr
-        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-        prompt_details = raw.get("prompt_tokens_details") or {}
-        completion_details = raw.get("completion_tokens_details") or {}
-    else:
-        prompt, completion = _detail(raw, "prompt_tokens"), _detail(raw, "completion_tokens")
-        prompt_details = _detail(raw, "prompt_tokens_details") or {}
-        completion_details = _detail(raw, "completion_tokens_details") or {}
-    return Usage(
-        checked_count("prompt_tokens", prompt),
-        checked_count("completion_tokens", completion),
-        checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
-        checked_count("reasoning_tokens", _detail(completion_details, "reasoning_tokens")),
-    )
-
-
-def _detail(obj: Any, key: str) -> Any:
-    """``obj``'s ``key``: a dict's item or an SDK object's attribute (None if it has none)."""
-    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 class OpenAIClient:

@@ -58,3 +58,33 @@ def count_missing_embed(request: dict[str, Any]) -> Usage:
     texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
     model = request.get("model")
     return Usage(prompt_tokens=sum(count_text(str(t), model) for t in texts))
+
+
+def usage_from(raw: Any) -> Usage:
+    """Usage from an SDK usage object (or dict), including cached and reasoning tokens.
+
+    Raises ``ModelCallError`` for counts no server can mean (negative, not whole numbers, or
+    beyond ``MAX_TOKENS``). ``None`` (no usage sent) is the caller's to count: see
+    ``count_missing_chat`` and ``count_missing_embed``.
+    """
+    if raw is None:
+        return Usage()
+    if type(raw) is dict:  # a reply's JSON (a live reply, a Batch API line): no getattr
+        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+        prompt_details = raw.get("prompt_tokens_details") or {}
+        completion_details = raw.get("completion_tokens_details") or {}
+    else:
+        prompt, completion = _detail(raw, "prompt_tokens"), _detail(raw, "completion_tokens")
+        prompt_details = _detail(raw, "prompt_tokens_details") or {}
+        completion_details = _detail(raw, "completion_tokens_details") or {}
+    return Usage(
+        checked_count("prompt_tokens", prompt),
+        checked_count("completion_tokens", completion),
+        checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
+        checked_count("reasoning_tokens", _detail(completion_details, "reasoning_tokens")),
+    )
+
+
+def _detail(obj: Any, key: str) -> Any:
+    """``obj``'s ``key``: a dict's item or an SDK object's attribute (None if it has none)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
