@@ -5,10 +5,27 @@ May import: ``errors``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
+def _pickled_by_position(cls: type[T]) -> type[T]:
+    """Pickle (and copy) a dataclass as its constructor and its field values in order: no
+    field names in each pickle, and one call builds it back (Batch API records' waiting
+    steps are pickled and read back once or twice each)."""
+    values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
+
+    def __reduce__(self: T) -> tuple[type[T], tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
+
+
+@_pickled_by_position
 @dataclass
 class Usage:
     """Token counts of one call or a sum of calls (reasoning and cached are subsets)."""
@@ -41,6 +58,7 @@ class Usage:
         return cls(**{k: int(data.get(k) or 0) for k in cls.__dataclass_fields__})
 
 
+@_pickled_by_position
 @dataclass
 class CallRecord:
     """One model call: which model, what it used and cost (None: the model is unpriced).
@@ -75,6 +93,7 @@ class CallRecord:
         return cls(**data)
 
 
+@_pickled_by_position
 @dataclass
 class StepResult:
     """The outcome of one step (all its foreach items, tool rounds and repairs together)."""

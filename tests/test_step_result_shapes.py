@@ -97,3 +97,24 @@ def test_steps_of_no_call_and_of_several_calls_read_the_same_way() -> None:
         step = StepResult("a", "succeeded", output="o", calls=list(some), duration_s=0.1)
         assert step.to_json() == general_json(step)
         assert step.template_view() == general_view(step)
+
+
+def test_a_step_comes_back_from_pickle_whole() -> None:
+    """A Batch API record's completed steps wait pickled (in memory or in a temporary file)
+    between its runs: every field comes back, those left out of ``==`` too."""
+    import pickle
+
+    call = CallRecord(
+        "gpt-4o-mini", Usage(11, 7, 3, 2), 0.00012, 0.5, 2, "stop", cached=True, batch=True,
+        approximate=True,
+    )  # fmt: skip
+    step = StepResult(
+        id="a", status="succeeded", output={"x": [1, "two"]}, model="gpt-4o-mini",
+        calls=[call, CallRecord("gpt-4o", Usage(), None, failed=True, mock=True)],
+        tool_calls=[{"name": "f"}], finish_reason="stop", error=None, warnings=["w"],
+        duration_s=1.25, transcript=[{"kind": "chat"}], kept_calls=1, stored_transcript="[]",
+    )  # fmt: skip
+    back = pickle.loads(pickle.dumps(step, protocol=pickle.HIGHEST_PROTOCOL))
+    assert vars(back) == vars(step)
+    assert [vars(c) for c in back.calls] == [vars(c) for c in step.calls]
+    assert type(back.calls[0].usage) is Usage and vars(back.calls[0].usage) == vars(call.usage)
