@@ -109,9 +109,9 @@ def render(simple: _Simple, context: dict[str, Any]) -> Any:
     texts = simple.texts
     parts = [texts[0]]
     at = 1
-    for scope, *keys in simple.lookups:
-        value = context.get(scope, NOT_SIMPLE)
-        for key in keys:
+    for names in simple.lookups:
+        value = context.get(names[0], NOT_SIMPLE)
+        for key in names[1:]:
             if not isinstance(value, dict) or key not in value:
                 return NOT_SIMPLE
             value = value[key]
@@ -122,8 +122,7 @@ def render(simple: _Simple, context: dict[str, Any]) -> Any:
                 value = str(value)
             except Exception:  # an object of the Python API's whose str() fails: Jinja reports it
                 return NOT_SIMPLE
-        parts.append(value)
-        parts.append(texts[at])
+        parts += (value, texts[at])
         at += 1
     text = "".join(parts)
     return NOT_SIMPLE if len(text) > _LONGEST else text

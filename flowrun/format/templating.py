@@ -107,7 +107,13 @@ def render(source: Any, context: dict[str, Any]) -> Any:
 
 def render_text(source: str, context: dict[str, Any]) -> str:
     """Render to text whatever the expression's type (for prompts and messages)."""
-    value = render(source, context)
+    parsed = simple.parse(source) if type(source) is str else None
+    if parsed is not None:  # (most prompts: ``render``'s work, without its call)
+        value = simple.render(parsed, context)
+        if value is simple.NOT_SIMPLE:
+            value = render(source, context)
+    else:
+        value = render(source, context)
     if isinstance(value, str):
         return value
     if value is None:
