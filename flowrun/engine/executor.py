@@ -28,7 +28,7 @@ from flowrun.format.graph import ReadyQueue
 from flowrun.format.loader import LoadedWorkflow
 from flowrun.format.templating import TemplateError, render
 from flowrun.format.validation import schema_errors
-from flowrun.results import CostReport, RunResult, StepResult
+from flowrun.results import CallRecord, CostReport, RunResult, StepResult
 from flowrun.store.runs import StoreError, StoreLocked
 
 FALSY_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
@@ -231,16 +231,24 @@ class Executor:
         return None
 
     def _finish(self, failure: StepResult | None, duration: float) -> RunResult:
-        ordered = {sid: self.results[sid] for sid in self.wf.spec.steps if sid in self.results}
-        calls = [c for r in ordered.values() for c in r.calls]
+        # one pass over the steps in order: their results, calls and warnings
+        ordered: dict[str, StepResult] = {}
+        calls: list[CallRecord] = []
+        warnings: list[str] = []
+        for sid in self.wf.spec.steps:
+            step = self.results.get(sid)
+            if step is not None:
+                ordered[sid] = step
+                calls += step.calls
+                warnings += step.warnings
         result = RunResult(
             run_id=self.run_id,
             status="succeeded",
             steps=ordered,
             cost=CostReport.from_calls(calls),
+            warnings=warnings,
             duration_s=duration,
         )
-        result.warnings = [w for r in ordered.values() for w in r.warnings]
         if failure is not None:
             result.status = "failed"
             result.failed_step = failure.id

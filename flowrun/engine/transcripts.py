@@ -23,7 +23,7 @@ def chat_entry(
     """One chat call: the request (messages with roles, tools, parameters) and the reply."""
     sent = dict(request)  # (the messages go last, copied below)
     messages = sent.pop("messages", None)
-    sent["messages"] = [_message(m) for m in messages or ()]
+    sent["messages"] = list(map(_message, messages or ()))
     got = None
     if reply is not None:
         got = {
