@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--delay", type=float, default=30.0, help="D: seconds per batch")
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="a command the flowrun process runs under (a profiler: see instructions.py)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="flowrun-bench-"))
@@ -103,7 +109,8 @@ def main() -> None:
         "FLOWRUN_BATCH_QUEUE_TOKENS": "1000000000",  # the benchmark's account: no queue limit
         "FLOWRUN_PROGRESS_EVERY": "3600",
     }
-    command = [sys.executable, "-m", "flowrun", "run", str(work / "diamond.yaml")]
+    command = shlex.split(args.prefix) + [sys.executable, "-m", "flowrun", "run"]
+    command += [str(work / "diamond.yaml")]
     command += ["--batch", str(work / "in.jsonl"), "--output", str(work / "out.jsonl")]
     command += ["--via", "batch-api", "--json"]
     try:
