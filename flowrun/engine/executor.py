@@ -276,11 +276,8 @@ class Executor:
                 status = "skipped"
             elif step.foreach is not None:
                 output = await self._run_foreach(sid, step, scope, record)
-            else:  # (``_run_one``'s work, without a coroutine of its own)
-                env = StepEnv(sid, step, self.wf, scope, self.services, record)
-                value = await RUNNERS[step.type](env)
-                self._check_output(sid, value)  # (a failed step has no output)
-                output = value
+            else:
+                output = await self._run_one(sid, step, scope, record, None)
         except Suspended:
             raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
@@ -314,16 +311,12 @@ class Executor:
     ) -> Any:
         env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
         output = await RUNNERS[step.type](env)
-        self._check_output(sid, output)
-        return output
-
-    def _check_output(self, sid: str, output: Any) -> None:
-        """A StepError if the step has an ``output_schema`` and ``output`` does not match it."""
         schema = self.wf.schemas.get((sid, "output_schema"))
         if schema is not None:
             errors = schema_errors(output, schema)
             if errors:
                 raise StepError("output does not match output_schema: " + "; ".join(errors))
+        return output
 
     async def _run_foreach(
         self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord

@@ -77,8 +77,6 @@ class Services:
     step_settings: dict[int, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    #: (the client, whether it is --mock's fake model): asked once per client, not per call
-    _mock_of: tuple[Any, bool] | None = field(default=None, init=False, repr=False, compare=False)
 
     async def aclose(self) -> None:
         """Close the run's client and every named server's."""
@@ -96,13 +94,6 @@ class Services:
         if name and name in self.servers.settings:
             return self.servers.client(name)
         return self.client
-
-    def _mock(self) -> bool:
-        """Whether the run's client is ``--mock``'s fake model (``is_mock``)."""
-        known = self._mock_of
-        if known is None or known[0] is not self.client:
-            known = self._mock_of = (self.client, is_mock(self.client))
-        return known[1]
 
     def prices_for(self, env: CallSite) -> PriceTable:
         """The price table of the step's server."""
@@ -323,7 +314,7 @@ class Services:
         approximate: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
-        mock = self._mock()
+        mock = is_mock(self.client)
         price = None if mock or cached else self.prices_for(env).price(model)  # (looked up once)
         if mock or cached:
             cost = None if mock else 0.0

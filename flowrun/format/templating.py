@@ -91,9 +91,7 @@ def render(source: Any, context: dict[str, Any]) -> Any:
             return {k: render(v, context) for k, v in source.items()}
         if isinstance(source, list):
             return [render(v, context) for v in source]
-        if not isinstance(source, str):
-            return source
-    if not ("{{" in source or "{%" in source or "{#" in source):  # (``is_template``'s test)
+    if not is_template(source):
         return source
     parsed = simple.parse(source)
     if parsed is not None:
@@ -107,13 +105,7 @@ def render(source: Any, context: dict[str, Any]) -> Any:
 
 def render_text(source: str, context: dict[str, Any]) -> str:
     """Render to text whatever the expression's type (for prompts and messages)."""
-    parsed = simple.parse(source) if type(source) is str else None
-    if parsed is not None:  # (most prompts: ``render``'s work, without its call)
-        value = simple.render(parsed, context)
-        if value is simple.NOT_SIMPLE:
-            value = render(source, context)
-    else:
-        value = render(source, context)
+    value = render(source, context)
     if isinstance(value, str):
         return value
     if value is None:

@@ -69,17 +69,11 @@ def usage_from(raw: Any) -> Usage:
     """
     if raw is None:
         return Usage()
-    if type(raw) is dict:  # a reply's JSON (a live reply, a Batch API line): no getattr
-        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-        prompt_details = raw.get("prompt_tokens_details") or {}
-        completion_details = raw.get("completion_tokens_details") or {}
-    else:
-        prompt, completion = _detail(raw, "prompt_tokens"), _detail(raw, "completion_tokens")
-        prompt_details = _detail(raw, "prompt_tokens_details") or {}
-        completion_details = _detail(raw, "completion_tokens_details") or {}
+    prompt_details = _detail(raw, "prompt_tokens_details") or {}
+    completion_details = _detail(raw, "completion_tokens_details") or {}
     return Usage(
-        checked_count("prompt_tokens", prompt),
-        checked_count("completion_tokens", completion),
+        checked_count("prompt_tokens", _detail(raw, "prompt_tokens")),
+        checked_count("completion_tokens", _detail(raw, "completion_tokens")),
         checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
         checked_count("reasoning_tokens", _detail(completion_details, "reasoning_tokens")),
     )
