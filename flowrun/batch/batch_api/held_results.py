@@ -11,7 +11,7 @@ object pickle refuses) stays in memory.
 
 ``SpillFile``: the temporary file both this and ``WaitingSteps`` (the completed steps of
 suspended records) put their pickles in. ``pickled``/``unpickled``: what waits, pickled when
-pickle takes it (results, steps, a suspended record's columns).
+pickle takes it (results, steps, a suspended record's inputs).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ requests with a ``WaveCoordinator`` instead of calling the API, calls are priced
 API rates, the budget is checked per wave, and a record waiting for a batch is *suspended*:
 its task ends, its requests are parked (then in the run store with their file) and its
 completed steps wait pickled (``WaitingSteps``: their answers are in the run store, so they
-are not state); only its ``SourceRecord`` stays in memory. When a batch is collected, its
-records run again a chunk (``CHUNK``) at a time, their stored answers read in one go. Every
-record is still an ordinary ``Executor``, so tool steps, ``when``, ``foreach``, output
+are not state); only its checked inputs (pickled) and its place stay in memory. When a batch
+is collected, its records run again a chunk (``CHUNK``) at a time, their stored answers read
+in one go. Every record is still an ordinary ``Executor``, so tool steps, ``when``, ``foreach``, output
 validation, tool-calling rounds and extract repairs behave exactly as in live runs.
 """
 
