@@ -2,11 +2,11 @@
 
 Every table family (runs and steps, batches, Batch API state, the history) goes through a
 ``Database``: the same connection settings (autocommit, WAL, ``synchronous=NORMAL``, foreign
-keys, the busy timeout from ``FLOWRUN_STORE_TIMEOUT``, default 10 s), the schema migrated on
-open, one lock per connection (a connection is shared by the threads of a run), rows that
-decode by column name (``sqlite3.Row``: ``row["status"]``, and still ``row[0]`` or tuple
-unpacking), and every SQLite error mapped to ``StoreError`` / ``StoreLocked`` with a message
-that says what to do.
+keys, ``secure_delete=FAST``, the busy timeout from ``FLOWRUN_STORE_TIMEOUT``, default 10 s),
+the schema migrated on open, one lock per connection (a connection is shared by the threads
+of a run), rows that decode by column name (``sqlite3.Row``: ``row["status"]``, and still
+``row[0]`` or tuple unpacking), and every SQLite error mapped to ``StoreError`` /
+``StoreLocked`` with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class Database:
             _enable_wal(self._db, timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # deleted rows are zeroed in the pages a delete writes anyway, but a page that
+            # becomes free is not written again only to be zeroed (Debian's SQLite builds
+            # default to secure_delete=ON, which did: a Batch API run deletes every result
+            # line it stored)
+            self._db.execute("PRAGMA secure_delete=FAST")
             if checkpoint_pages is not None:
                 self._db.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
             migrate(self._db)
