@@ -113,3 +113,53 @@ def test_prune_deletes_the_requests_and_results_a_failed_run_kept(
     assert json.loads(res.stdout)["deleted_batches"] == 1
     assert request_rows(run_id) == []
     assert query("SELECT COUNT(*) FROM batch_api_results") == [(0,)]
+
+
+PREFIXES = """\
+version: 1
+name: prefixes
+inputs:
+  text: {type: string}
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 60
+steps:
+  s:
+    type: chat
+    prompt: "one {{ inputs.text }}"
+  s2:
+    type: chat
+    prompt: "two {{ steps.s.output }}"
+  s2x:
+    type: chat
+    foreach: "{{ ['x', 'y'] }}"
+    prompt: "item {{ item }} {{ steps.s2.output }}"
+  s3:
+    type: chat
+    prompt: "three {{ steps.s2x.output | join(',') }}"
+outputs:
+  result: "{{ steps.s3.output }}"
+"""
+
+
+def test_records_woken_again_read_only_the_answers_of_steps_they_have_not_completed(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A record woken again is not given back the answers of the steps it completed (its
+    chunk's stored requests are read without them); step ids that begin alike (s, s2, s2x
+    and its items) still each get their own answer, and nothing is asked twice."""
+    wf = make_flow(tmp_path, PREFIXES)
+    records = write_records(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(5)])
+    outputs = {}
+    for via in ("live", "batch-api"):
+        server.reset()
+        out = tmp_path / f"{via}.jsonl"
+        res = flowrun("run", wf, "--batch", records, "--output", out, "--via", via)
+        assert res.code == 0, res.output
+        outputs[via] = [x["outputs"] for x in read_lines(out)]
+    assert outputs["batch-api"] == outputs["live"]
+    assert outputs["live"][0] == {"result": "echo: three echo: item x echo: two echo: one t0,"
+                                            "echo: item y echo: two echo: one t0"}  # fmt: skip
+    asked = [cid for b in server.batch_api.batches for cid in b.custom_ids]
+    assert len(asked) == len(set(asked)) == 5 * 5  # s, s2, two items, s3: once each
+    assert len(server.batch_api.batches) == 4  # one round per depth

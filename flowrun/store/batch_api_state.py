@@ -14,7 +14,7 @@ keyed by run, record index and custom_id, so a range of records is read or delet
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -187,20 +187,29 @@ class BatchState:
         return bool(self._run("SELECT 1 FROM batch_api_requests WHERE run_id=? LIMIT 1", (run_id,)))
 
     def requests_of(
-        self, run_id: str, indices: Iterable[int]
+        self, run_id: str, indices: Iterable[int], skip: Collection[str] = ()
     ) -> dict[int, dict[str, tuple[str, str | None]]]:
         """The stored requests of these records: record -> custom_id -> (file_id, result line
         or None while its batch is in flight). One indexed range read per run of consecutive
-        records (a chunk of records woken by one batch is usually one run)."""
+        records (a chunk of records woken by one batch is usually one run). The requests of
+        the steps in ``skip`` (steps every one of these records has completed: they are not
+        asked again) are not read, nor their result lines."""
         found: dict[int, dict[str, tuple[str, str | None]]] = {}
+        labels = sorted(skip)
+        # a request's custom_id is r{record}.{label}.{digest}.a{attempt}; a foreach item's
+        # label is step[item]
+        unasked = "".join(
+            " AND substr(q.custom_id, length(q.record) + 3, ?) NOT IN (?, ?)" for _ in labels
+        )
         sql = (
             "SELECT q.record, q.custom_id, q.file_id, s.result FROM batch_api_requests q"
             " LEFT JOIN batch_api_results s ON s.run_id=q.run_id AND s.record=q.record"
-            " AND s.custom_id=q.custom_id WHERE q.run_id=? AND q.record BETWEEN ? AND ?"
+            f" AND s.custom_id=q.custom_id WHERE q.run_id=? AND q.record BETWEEN ? AND ?{unasked}"
         )
+        unasked_params = [p for label in labels for p in (len(label) + 1, label + ".", label + "[")]
         wanted = set(indices)
         for first, last in spans(wanted):
-            for index, cid, fid, result in self._run(sql, (run_id, first, last)):
+            for index, cid, fid, result in self._run(sql, (run_id, first, last, *unasked_params)):
                 if index in wanted:
                     found.setdefault(index, {})[cid] = (fid, result)
         return found

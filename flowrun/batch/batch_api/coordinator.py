@@ -107,9 +107,11 @@ class WaveCoordinator(BatchTracking):
         state.clear_cancel(run_id)  # running (or resuming) the run again lifts a cancel
 
     # --- records and their requests (called by the runner and WaveClient) ----------------
-    def prefetch(self, indices: list[int]) -> None:
-        """Read the stored requests (and results) of records about to run, in one go."""
-        self.rows.update(self.state.requests_of(self.run_id, indices))
+    def prefetch(self, indices: list[int], completed: Collection[str] = ()) -> None:
+        """Read the stored requests (and results) of records about to run, in one go; not
+        those of the ``completed`` steps, which each of these records has (and does not run
+        again)."""
+        self.rows.update(self.state.requests_of(self.run_id, indices, completed))
         self._read_at.update(dict.fromkeys(indices, self.uploads))
 
     def release(self, index: int) -> None:

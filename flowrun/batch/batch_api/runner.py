@@ -234,10 +234,13 @@ class WaveBatchRunner(BatchRunner):
         """Start a chunk of records: their stored requests are read in one go (none for the
         records of a new run starting for the first time)."""
         indices = [rec.index for rec in recs]
+        completed: set[str] = set()
         if again:
             self._loaded.update((i, self.waiting_steps.take(i)) for i in indices)
+            # the steps every record of the chunk has: their requests are not read again
+            completed = set.intersection(*(set(self._loaded[i]) for i in indices))
         if again or self.coordinator.resuming:
-            self.coordinator.prefetch(indices)
+            self.coordinator.prefetch(indices, completed)
         started = []
         for rec in recs:
             if self.eager_records:
