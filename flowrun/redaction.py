@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 _BEARER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?bearer\s+)[^\s\"',}]+")
 _KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
@@ -14,10 +15,17 @@ _KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
 
 def redact(text: str) -> str:
     """``text`` with the API key, bearer tokens and sk-... keys replaced by ``[redacted]``."""
-    if not text:
-        return text
-    keyish = "sk-" in text  # (one pass: an OpenAI key starts so, and most text has none)
+    return _redact(text, os.environ.get("OPENAI_API_KEY")) if text else text
+
+
+def redact_each(texts: Iterable[str]) -> list[str]:
+    """``[redact(text) for text in texts]``, the key read once (many texts stored at once)."""
     key = os.environ.get("OPENAI_API_KEY")
+    return [_redact(text, key) if text else text for text in texts]
+
+
+def _redact(text: str, key: str | None) -> str:
+    keyish = "sk-" in text  # (one pass: an OpenAI key starts so, and most text has none)
     if key and len(key) >= 4 and (keyish or not key.startswith("sk-")):
         text = text.replace(key, "[redacted]")
     # (the patterns need these words: most text has neither, and a search costs far more)

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowrun.redaction import redact
+from flowrun.redaction import redact_each
 from flowrun.store.runs import RunStore, flowrun_home
 from flowrun.store.sqlite import BATCH_CHECKPOINT_PAGES, Database, Row, utc_now
 
@@ -168,11 +168,15 @@ class BatchState:
         insert a random page access. A line stored again (a file collected again after a
         crash) replaces the one before. The API key is redacted from each line (a reply or an
         error that echoes it), as from everything else the store keeps."""
+        lines = redact_each([line for _, line in results])
+        rows = [
+            (run_id, record_of(c), c, line) for (c, _), line in zip(results, lines, strict=True)
+        ]
         with self.db.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO batch_api_results (run_id, record, custom_id, result)"
                 " VALUES (?, ?, ?, ?)",
-                sorted([(run_id, record_of(cid), cid, redact(line)) for cid, line in results]),
+                sorted(rows),
             )
 
     def file_collected(self, file_id: str) -> None:

@@ -325,7 +325,7 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
         transcript = _dumped(step)
         if transcript:
             text = f'{text[:-1]}, "transcript": {transcript}}}'
-        parts.append(f"{json.dumps(sid)}: {text}")
+        parts.append(f"{_KEY(sid)}: {text}")
     return (
         batch_id,
         result.index,
@@ -369,6 +369,7 @@ def _stored_step(record: str, transcript: str | None) -> StepResult:
 # one encoder each for the per-step rows (json.dumps with arguments builds one per call)
 _STEP = json_encoder(default=str)  # json.dumps(..., default=str)
 _HISTORY = json_encoder(ensure_ascii=False, default=str)
+_KEY = json.encoder.encode_basestring_ascii  # json.dumps(key) of a str key
 
 
 def _row(row: tuple[Any, ...]) -> BatchRow:
