@@ -62,9 +62,7 @@ def test_a_record_goes_on_while_an_unrelated_batch_is_still_running(
     # than the whole first turnaround of records 0-1)
     server.batch_api.hold(
         r"^r0\.first\.",
-        until=lambda batches: any(
-            c.startswith("r2.first.") for b in batches for c in b.custom_ids
-        ),
+        until=lambda batches: any(c.startswith("r2.first.") for b in batches for c in b.custom_ids),
     )
     wf = make_flow(tmp_path, CHAIN)
     records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(4)])
