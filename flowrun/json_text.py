@@ -1,4 +1,5 @@
-"""JSON texts flowrun writes many of (batch lines, transcripts, history rows, output lines).
+"""JSON texts flowrun writes many of (batch lines, transcripts, history rows, output lines),
+and reads many of (Batch API result lines).
 
 ``json_encoder(...)`` gives a function that returns exactly what ``json.dumps(value, ...)``
 returns with the same arguments, without what ``json.dumps`` (and ``JSONEncoder.encode``)
@@ -49,3 +50,21 @@ def json_encoder(
         return "".join(chunks(value, 0))
 
     return encode
+
+
+_SCAN = json.decoder.JSONDecoder().scan_once  # the C scanner json.loads runs
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads(text)``: the same value, or the same error. A text that is one JSON value
+    with nothing around it is scanned straight away, without what ``json.loads`` does around
+    the scan (two regex searches for the whitespace before and after it, three calls) on
+    every text; anything else (bytes, whitespace, a BOM, an error) is ``json.loads``'s."""
+    if isinstance(text, str):
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:  # (not a value at 0: json.loads says why, or skips whitespace)
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(text)

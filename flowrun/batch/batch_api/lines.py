@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowrun.json_text import json_encoder
+from flowrun.json_text import json_encoder, loads
 from flowrun.provider.client import ChatReply, EmbedReply, ModelCallError, usage_from
 from flowrun.provider.client import chat_reply_from_body as chat_reply
 from flowrun.redaction import redact
@@ -145,7 +145,7 @@ def file_bytes(items: list[Pending]) -> bytes:
 
 def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
     """``(custom_id, outcome)`` of one output- or error-file line."""
-    line = json.loads(raw)
+    line = loads(raw)
     cid = line.get("custom_id") or ""
     response = line.get("response") or None
     error = line.get("error") or None
