@@ -50,8 +50,9 @@ May import: nothing in flowrun.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 # Whatever ``str.splitlines`` breaks a line at, with the blanks around it.
@@ -102,12 +103,16 @@ class Suspended(BaseException):  # noqa: N818 - a control signal, not an error
     and its record, stop here and are run again when it comes. Not a failure; a
     ``BaseException``, so no ``except Exception`` takes it for one.
 
-    ``steps`` is what the record has completed so far (the executor fills it in).
+    ``steps`` is what the record has completed so far (the executor fills it in; empty
+    until then). No ``__init__`` of its own: a Batch API record makes one for each step that
+    parks a request and one each time it is suspended, and a Python ``__init__`` and the
+    instance dict it fills would cost as much again as the rest of the signal.
     """
 
-    def __init__(self) -> None:
-        super().__init__("suspended until a batch answers")
-        self.steps: dict[str, Any] = {}
+    steps: Mapping[str, Any] = MappingProxyType({})
+
+    def __str__(self) -> str:
+        return "suspended until a batch answers"
 
 
 class FlowrunError(Exception):

@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from flowrun.batch.batch_api.coordinator import (
@@ -84,13 +84,18 @@ class WaveExecutor(Executor):
     may suspend the record until a batch answers (not a ``thread:`` step: its conversation
     is stored as it goes)."""
 
-    async def run_step(self, sid: str) -> StepResult:
+    def run_step(self, sid: str) -> Coroutine[Any, Any, StepResult]:  # type: ignore[override]
+        # (the step's own coroutine, not one around it: a model step runs twice per answer,
+        # and a suspension is raised through every frame between it and the executor)
         step = self.wf.spec.steps[sid]
         if step.type != "tool":
             ANSWERED.set(None if getattr(step, "thread", None) else set())
-            return await super().run_step(sid)
+            return super().run_step(sid)
+        return self._busy(super().run_step(sid))
+
+    async def _busy(self, running: Coroutine[Any, Any, StepResult]) -> StepResult:
         with self.services.client.coordinator.busy_span():  # type: ignore[attr-defined]
-            return await super().run_step(sid)
+            return await running
 
 
 class WaveBatchRunner(BatchRunner):
