@@ -230,18 +230,19 @@ class BatchRunner:
         cost = run.cost
         if wasted:
             cost = CostReport.from_calls([c for r in run.steps.values() for c in r.calls] + wasted)
+        # (its fields by position, in their order: keywords would be matched one by one)
         return BatchResult(
-            index=rec.index,
-            status=run.status,
-            outputs=run.outputs,
-            error=run.error,
-            failed_step=run.failed_step,
-            cost=cost,
-            extra=extra,
-            line=rec.line,
-            duration_s=time.perf_counter() - started,
-            steps=run.steps,
-            new_calls=new_calls + wasted,
+            rec.index,
+            run.status,
+            run.outputs,
+            run.error,
+            run.failed_step,
+            cost,
+            extra,
+            rec.line,
+            time.perf_counter() - started,
+            run.steps,
+            new_calls + wasted,
         )
 
     async def _budget_retry(self, index: int) -> bool:

@@ -241,13 +241,18 @@ class Executor:
                 ordered[sid] = step
                 calls += step.calls
                 warnings += step.warnings
+        # (by position, in the order of its fields: outputs, steps, cost, error, failed step,
+        # warnings, duration)
         result = RunResult(
-            run_id=self.run_id,
-            status="succeeded",
-            steps=ordered,
-            cost=CostReport.from_calls(calls),
-            warnings=warnings,
-            duration_s=duration,
+            self.run_id,
+            "succeeded",
+            {},
+            ordered,
+            CostReport.from_calls(calls),
+            None,
+            None,
+            warnings,
+            duration,
         )
         if failure is not None:
             result.status = "failed"
@@ -290,21 +295,22 @@ class Executor:
             if isinstance(exc, STOPPING):
                 raise
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        result = StepResult(
-            id=sid,
-            status=status,
-            output=output,
-            model=record.model,
-            calls=record.calls,
-            tool_calls=record.tool_calls,
-            finish_reason=record.finish_reason,
-            error=error,
-            warnings=record.warnings,
-            duration_s=time.perf_counter() - started,
-            transcript=record.transcript,
-            kept_calls=record.kept_calls,
+        # (its fields by position, in their order: keywords would be matched one by one, at
+        # every step run)
+        return StepResult(
+            sid,
+            status,
+            output,
+            record.model,
+            record.calls,
+            record.tool_calls,
+            record.finish_reason,
+            error,
+            record.warnings,
+            time.perf_counter() - started,
+            record.transcript,
+            record.kept_calls,
         )
-        return result
 
     async def _run_one(
         self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None

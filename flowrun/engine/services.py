@@ -332,7 +332,7 @@ class Services:
                 "from the cache" if cached else f"{duration:.2f}s",
             )
         env.record.calls.append(
-            CallRecord(
+            CallRecord(  # (by position, in the order of its fields, ``failed`` False)
                 model,
                 usage,
                 cost,
@@ -341,8 +341,9 @@ class Services:
                 finish_reason,
                 cached,
                 discounted,
-                approximate=approximate,
-                mock=mock,
+                False,
+                approximate,
+                mock,
             )
         )
         env.record.model = env.record.model or model

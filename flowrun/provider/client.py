@@ -321,13 +321,13 @@ def chat_reply_from_body(body: dict[str, Any]) -> ChatReply:
         if calls
         else []  # (most replies: no comprehension to run)
     )
-    return ChatReply(
-        content=message.get("content"),
-        tool_calls=tool_calls,
-        refusal=message.get("refusal"),
-        finish_reason=choice.get("finish_reason"),
-        usage=usage_from(body.get("usage")),
-        model=body.get("model") or "",
+    return ChatReply(  # (by position, in the order of its fields)
+        message.get("content"),
+        tool_calls,
+        message.get("refusal"),
+        choice.get("finish_reason"),
+        usage_from(body.get("usage")),
+        body.get("model") or "",
     )
 
 
