@@ -188,13 +188,14 @@ class BatchRunner:
         retrying = False  # while a refused record retries, no new record starts
         try:
             while True:
+                # (by position: a class called with keywords builds a dict of them)
                 executor = self.executor_class(
                     self.wf,
                     inputs,
                     self.services,
-                    run_id=f"{self.batch_id}:{rec.index}",
-                    recorder=recorder,
-                    completed=completed,
+                    f"{self.batch_id}:{rec.index}",
+                    recorder,
+                    completed,
                 )
                 run = await executor.run()
                 if retrying:

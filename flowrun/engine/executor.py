@@ -68,7 +68,6 @@ class Executor:
         workflow: LoadedWorkflow,
         inputs: dict[str, Any],
         services: Services,
-        *,
         run_id: str,
         recorder: Recorder | None = None,
         completed: dict[str, StepResult] | None = None,
@@ -102,7 +101,7 @@ class Executor:
 
     async def _run(self) -> RunResult:
         started = time.perf_counter()
-        queue = ReadyQueue(self.wf.order, done=self.results)
+        queue = ReadyQueue(self.wf.order, self.results)  # (by position: no keyword dict)
         notify = self.services.on_step
         if notify is not None:
             for sid in self.wf.spec.steps:
