@@ -315,10 +315,10 @@ class Services:
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
         mock = is_mock(self.client)
-        price = None if mock or cached else self.prices_for(env).price(model)  # (looked up once)
-        if mock or cached:
-            cost = None if mock else 0.0
+        if mock or cached:  # no price: a mock call has no cost, a cached one costs nothing
+            price, cost = None, None if mock else 0.0
         else:
+            price = self.prices_for(env).price(model)  # (looked up once)
             cost = None if price is None else price.cost(usage, batch=batch)
         discounted = batch and price is not None and price.has_batch_price
         duration = 0.0 if batch else round(duration, 4)
