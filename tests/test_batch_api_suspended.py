@@ -1,5 +1,5 @@
 """A record waiting for a batch holds nothing that runs: no task, no coroutine, no future.
-Its requests are in the run store and its completed steps wait pickled (on disk past a few
+Its requests are in the run store and its completed steps wait as bytes (on disk past a few
 MB) until its batch is collected, and it then runs again. Asserted by counting the event loop's tasks while every batch is held in
 progress by the loopback server (never by time)."""
 
@@ -310,3 +310,58 @@ def test_a_model_only_workflow_starting_records_eagerly_gives_a_live_runs_output
     assert outputs["batch-api"] == outputs["live"]
     assert outputs["live"][1]["category"] == "bug" and outputs["live"][1]["dims"] == 4
     assert outputs["live"][1]["tags"] == ["echo: Tag ticket 1", "echo: Tag extra"]
+
+
+OBJECTS = """\
+version: 1
+name: objects
+inputs:
+  text: {type: string}
+defaults:
+  model: gpt-4o-mini
+  max_completion_tokens: 60
+steps:
+  plain:
+    type: tool
+    function: TOOLS:plain
+    args: {text: "{{ inputs.text }}"}
+  ordered:
+    type: tool
+    function: TOOLS:ordered
+    args: {text: "{{ inputs.text }}"}
+  ask:
+    type: chat
+    prompt: "{{ steps.ordered.output.last }} of {{ steps.plain.output.words[0] }}"
+outputs:
+  answer: "{{ steps.ask.output }}"
+"""
+
+OBJECT_TOOLS = """\
+def plain(text: str) -> dict:
+    return {"words": text.split(), "n": 10**30, "none": None, "half": 0.5}
+
+
+def ordered(text: str) -> dict:
+    return {"last": text.split()[-1], "first": text.split()[0]}
+"""
+
+
+def test_completed_steps_come_back_with_the_same_types(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A waiting record's completed steps (marshalled while it waits) come back with outputs
+    of the same values, types and key order, and their calls counted once."""
+    from flowrun.batch import run_batch
+
+    wf = make_flow(tmp_path, OBJECTS, OBJECT_TOOLS)
+    rows = [{"text": f"ticket number {i}"} for i in range(5)]
+    results = list(run_batch(wf, rows, via="batch-api"))
+    assert [r.error for r in results] == [None] * 5
+    assert [r.outputs["answer"] for r in results] == [f"echo: {i} of ticket" for i in range(5)]
+    steps = results[3].steps
+    plain, ordered = steps["plain"].output, steps["ordered"].output
+    assert plain == {"words": ["ticket", "number", "3"], "n": 10**30, "none": None, "half": 0.5}
+    assert list(ordered.items()) == [("last", "3"), ("first", "ticket")]
+    assert type(plain["n"]) is int and type(plain["half"]) is float
+    assert [len(r.steps["ask"].calls) for r in results] == [1] * 5
+    assert len(server.batch_api.submitted_custom_ids()) == 5  # one request a record, once
