@@ -15,7 +15,7 @@ T = TypeVar("T")
 def _pickled_by_position(cls: type[T]) -> type[T]:
     """Pickle (and copy) a dataclass as its constructor and its field values in order: no
     field names in each pickle, and one call builds it back (Batch API records' waiting
-    steps are pickled and read back once or twice each)."""
+    steps are kept by these values, marshalled, and built back once or twice each)."""
     values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
 
     def __reduce__(self: T) -> tuple[type[T], tuple[Any, ...]]:

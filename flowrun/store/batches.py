@@ -349,7 +349,7 @@ def _dumped(step: StepResult) -> str | None:
 
 def keep_transcript_dumped(step: StepResult) -> None:
     """Keep the step's transcript only as the store keeps it (one string, as for a step read
-    back from the store), for a step that waits pickled: a third smaller and faster to pickle,
+    back from the store), for a step that waits as bytes: a third smaller and faster to keep,
     and dumped once whichever row writes it."""
     if _dumped(step) is not None:
         step.transcript = []

@@ -10,8 +10,9 @@ history, the Python API yields it). A result that cannot be pickled (a tool retu
 object pickle refuses) stays in memory.
 
 ``SpillFile``: the temporary file both this and ``WaitingSteps`` (the completed steps of
-suspended records) put their pickles in. ``pickled``/``unpickled``: what waits, pickled when
-pickle takes it (results, steps, a suspended record's inputs).
+suspended records, as marshal's bytes) put their bytes in. ``pickled``/``unpickled``: what
+waits, pickled when pickle takes it (results, a suspended record's inputs, steps that are
+not plain data).
 """
 
 from __future__ import annotations

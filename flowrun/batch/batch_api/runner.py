@@ -5,7 +5,7 @@ in input order, completed steps kept for resume) with these changes: the model c
 requests with a ``WaveCoordinator`` instead of calling the API, calls are priced at Batch
 API rates, the budget is checked per wave, and a record waiting for a batch is *suspended*:
 its task ends, its requests are parked (then in the run store with their file) and its
-completed steps wait pickled (``WaitingSteps``: their answers are in the run store, so they
+completed steps wait as bytes (``WaitingSteps``: their answers are in the run store, so they
 are not state); only its checked inputs (pickled) and its place stay in memory. When a batch
 is collected, its records run again a chunk (``CHUNK``) at a time, their stored answers read
 in one go. Every record is still an ordinary ``Executor``, so tool steps, ``when``, ``foreach``, output
@@ -138,7 +138,7 @@ class WaveBatchRunner(BatchRunner):
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
         self._written: list[int] = []  # succeeded records whose request rows can go
-        # suspended records' completed steps (pickled; past a few MB in a temporary file)
+        # suspended records' completed steps (as bytes; past a few MB in a temporary file)
         self.waiting_steps = WaitingSteps()
         # the steps stored as they complete: a collected answer is durable in the Batch API
         # state already, so only steps that could repeat something if run again (those whose
@@ -200,7 +200,7 @@ class WaveBatchRunner(BatchRunner):
 
     async def _run_once(self, rec: SourceRecord) -> BatchResult | None:
         """Run the record until it finishes (its result) or is suspended waiting for a batch
-        (None: only its completed steps are left, pickled, in ``waiting_steps``)."""
+        (None: only its completed steps are left, as bytes, in ``waiting_steps``)."""
         result: BatchResult | None = None
         try:
             result = await super()._run_record(rec)
