@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from typing import Any
 
 from flowrun.errors import ModelCallError
@@ -69,13 +70,24 @@ def usage_from(raw: Any) -> Usage:
     """
     if raw is None:
         return Usage()
-    prompt_details = _detail(raw, "prompt_tokens_details") or {}
-    completion_details = _detail(raw, "completion_tokens_details") or {}
+    # (a reply's JSON is a dict: its fields are read without a call each)
+    get = raw.get if isinstance(raw, dict) else partial(_detail, raw)
+    prompt, completion = get("prompt_tokens"), get("completion_tokens")
+    cached = _detail(get("prompt_tokens_details") or {}, "cached_tokens")
+    reasoning = _detail(get("completion_tokens_details") or {}, "reasoning_tokens")
+    if (  # (what every server sends: four whole numbers in range, checked without a call each)
+        type(prompt) is type(completion) is type(cached) is type(reasoning) is int
+        and 0 <= prompt <= MAX_TOKENS
+        and 0 <= completion <= MAX_TOKENS
+        and 0 <= cached <= MAX_TOKENS
+        and 0 <= reasoning <= MAX_TOKENS
+    ):
+        return Usage(prompt, completion, cached, reasoning)
     return Usage(
-        checked_count("prompt_tokens", _detail(raw, "prompt_tokens")),
-        checked_count("completion_tokens", _detail(raw, "completion_tokens")),
-        checked_count("cached_tokens", _detail(prompt_details, "cached_tokens")),
-        checked_count("reasoning_tokens", _detail(completion_details, "reasoning_tokens")),
+        checked_count("prompt_tokens", prompt),
+        checked_count("completion_tokens", completion),
+        checked_count("cached_tokens", cached),
+        checked_count("reasoning_tokens", reasoning),
     )
 
 

@@ -159,7 +159,7 @@ def parse_result_line(raw: bytes | str) -> tuple[str, Outcome]:
             return cid, Outcome(
                 False, error=redact(f"the batch returned an unexpected body: {exc!r}")
             )
-        return cid, Outcome(True, reply=reply)
+        return cid, Outcome(True, reply)  # (by position: keywords would build a dict)
     if response is not None:
         status = int(response.get("status_code") or 0)
         body = response.get("body") or {}
