@@ -30,6 +30,16 @@ def test_a_batch_over_the_token_limit_is_created_again_without_an_attempt(
 ) -> None:
     monkeypatch.setenv("FLOWRUN_BATCH_LIMITS", "6")  # wave 1: two files of 6 requests
     server.batch_api.fail_batch("failed")  # the first batch: enqueued-token limit reached
+    # the refused file, created again (a third batch), stays in progress until the other
+    # file's records have sent their joins: they must not wait for it (without the hold,
+    # a quick server could answer it before those joins leave, and both groups would share
+    # one file)
+    server.batch_api.hold(
+        r"\.(a|b)\.",
+        until=lambda batches: (
+            len(batches) < 3 or any(".join." in c for b in batches for c in b.custom_ids)
+        ),
+    )
     wf = make_flow(tmp_path, DIAMOND)
     records = write_records(tmp_path / "in.jsonl", [{"text": f"ticket {i}"} for i in range(6)])
     out = tmp_path / "out.jsonl"
