@@ -45,7 +45,10 @@ class BatchResult:
     @property
     def warnings(self) -> list[str]:
         """What its steps warned about (a reply past the cap, an approximate count), once each."""
-        return list(dict.fromkeys(w for step in self.steps.values() for w in step.warnings))
+        found: list[str] = []
+        for step in self.steps.values():
+            found += step.warnings
+        return list(dict.fromkeys(found)) if found else found  # (most records: none)
 
     def to_json(self) -> dict[str, Any]:
         """The record's line in the output file."""

@@ -319,13 +319,16 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
 
     A step's transcript is added as the (capped, redacted) JSON the run store keeps.
     """
-    parts = []
+    parts: list[str] = []  # (the row's text in pieces, joined once)
     for sid, step in result.steps.items():
         text = _HISTORY(step.to_json())
         transcript = _dumped(step)
-        if transcript:
-            text = f'{text[:-1]}, "transcript": {transcript}}}'
-        parts.append(f"{_KEY(sid)}: {text}")
+        if transcript:  # (added as the last field of the step's text)
+            parts += (", ", _KEY(sid), ": ", text[:-1], ', "transcript": ', transcript, "}")
+        else:
+            parts += (", ", _KEY(sid), ": ", text)
+    parts[:1] = ["{"]  # (in place of the first step's ", ")
+    parts.append("}")
     return (
         batch_id,
         result.index,
@@ -334,7 +337,7 @@ def record_row(batch_id: str, result: Any) -> tuple[Any, ...]:
         round(result.duration_s, 4),
         result.line,
         redact(result.error) if result.error else None,
-        redact("{" + ", ".join(parts) + "}"),
+        redact("".join(parts)),
     )
 
 
