@@ -297,9 +297,15 @@ class WaveBatchRunner(BatchRunner):
             finished[rec.index] = held.keep(result, 0 if next_up else len(finished))
             progress.update()
 
-        def watch(started: list[tuple[SourceRecord, asyncio.Future[Any]]]) -> None:
-            for rec, task in started:
-                task.add_done_callback(lambda t, r=rec: ended(r, t))
+        async def launch(recs: list[SourceRecord], again: bool) -> None:
+            for rec, task in self._start(recs, again, active):
+                if task.done():  # it ended without waiting (``engine.eager``): handled now,
+                    ended(rec, task)  # not by a callback the event loop calls on its next turn
+                else:
+                    task.add_done_callback(lambda t, r=rec: ended(r, t))
+            # the other tasks' turn once a chunk (as when it waited for those callbacks): a
+            # group of parked requests that filled a file goes out while records are rendered
+            await asyncio.sleep(0)
 
         try:
             while True:
@@ -319,7 +325,7 @@ class WaveBatchRunner(BatchRunner):
                     again = coordinator.take_runnable(suspended, room)
                     if again:
                         recs = [self._expand(suspended.pop(i)) for i in again]
-                        watch(self._start(recs, True, active))
+                        await launch(recs, True)
                         continue
                     if more and summary.stopped:
                         summary.not_run += sum(1 for _ in records)
@@ -336,7 +342,7 @@ class WaveBatchRunner(BatchRunner):
                             if chunk[0].index == 0:
                                 self._check_first(chunk[0])
                         order.extend(rec.index for rec in chunk)
-                        watch(self._start(chunk, False, active))
+                        await launch(chunk, False)
                         continue
                 wake.clear()
                 await wake.wait()
