@@ -39,7 +39,8 @@ EAGER_TYPES = frozenset({"chat", "extract", "embed"})  # (see ``starts_eagerly``
 def starts_eagerly(step: Any) -> bool:
     """Whether a step of a run whose client never waits for the network in the step (the
     Batch API's) may start in the task that runs it (``engine.eager``): a model step without
-    tools or a thread, whose code up to its first wait is flowrun's own."""
+    tools or a thread, whose code up to its first wait is flowrun's own. (Such a run's
+    ``Services.eager_steps``: the executor reads them, it does not ask each step.)"""
     return (
         step.type in EAGER_TYPES
         and not getattr(step, "tools", None)
@@ -112,11 +113,10 @@ class Executor:
         failure: StepResult | None = None
         later = self.wf.aggregate_ids  # they run once after every record
         suspended = False  # a step waits for a batch: the record stops
-        # a client that never waits for the network in a step (the Batch API's: a request
-        # is answered from a collected batch, or parked) lets model steps without tools or a
-        # thread start in this task (``engine.eager``)
-        eager_client = getattr(self.services.client, "eager_steps", False)
-        steps = self.wf.spec.steps
+        # with a client that never waits for the network in a step (the Batch API's: a
+        # request is answered from a collected batch, or parked), model steps without tools
+        # or a thread start in this task (``engine.eager``)
+        eager_steps = self.services.eager_steps
         try:
             while True:
                 result: StepResult | None = None
@@ -136,7 +136,7 @@ class Executor:
                             suspended = True
                             continue
                     for sid in ready if result is None else ():
-                        if eager_client and starts_eagerly(steps[sid]):
+                        if sid in eager_steps:
                             if notify is not None:
                                 notify(sid, "running", None)
                             task = eager.start(self._run_and_store(sid), sid)

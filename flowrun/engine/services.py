@@ -73,10 +73,19 @@ class Services:
     dry_run: bool = False  # estimate: requests are built but never sent
     transcripts: bool = True  # keep what each call sent and got (off: --no-transcripts)
     batch_prices: bool = False  # the Batch API: calls priced at its rates (batch_api/runner)
+    #: the steps that start in the task running them (``engine.eager``): model steps without
+    #: tools or a thread, when the client never waits for the network in a step (the Batch
+    #: API's, whose runner sets them)
+    eager_steps: frozenset[str] = frozenset()
     #: each step's settings, looked up on its first execution in this run (``steps.base``)
     step_settings: dict[int, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: whether the client is ``--mock``'s fake model (its calls have no cost)
+    mock: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.mock = is_mock(self.client)
 
     async def aclose(self) -> None:
         """Close the run's client and every named server's."""
@@ -314,7 +323,7 @@ class Services:
         approximate: bool = False,
     ) -> float | None:
         batch = self.batch_prices  # the Batch API: its prices; a call's time is its wave's
-        mock = is_mock(self.client)
+        mock = self.mock
         if mock or cached:  # no price: a mock call has no cost, a cached one costs nothing
             price, cost = None, None if mock else 0.0
         else:

@@ -125,6 +125,12 @@ class WaveBatchRunner(BatchRunner):
             on_status=self._on_status,
             on_refusal=self._on_refusal,
         )
+        # a step's requests are answered from a collected batch or parked, never awaited on
+        # the network in the step: its model steps without tools or a thread may start in
+        # the executor's task (``flowrun.engine.eager``)
+        eager_steps = frozenset(
+            sid for sid, step in self.wf.spec.steps.items() if starts_eagerly(step)
+        )
         # the same services, with every request parked with the coordinator (whatever the
         # step's server), tool calls counted as busy and calls priced at Batch API rates
         self.services = dataclasses.replace(
@@ -134,6 +140,7 @@ class WaveBatchRunner(BatchRunner):
             toolbox=CountingToolbox(live.toolbox, self.coordinator) if live.toolbox else None,
             on_text=None,
             batch_prices=True,
+            eager_steps=eager_steps,
         )
         self.state = state
         self.gate = None  # the wave budget refuses whole waves; no record is re-run
@@ -143,9 +150,7 @@ class WaveBatchRunner(BatchRunner):
         # the steps stored as they complete: a collected answer is durable in the Batch API
         # state already, so only steps that could repeat something if run again (those whose
         # code is not only flowrun's own: a tool step, a chat step with tools or a thread)
-        self.lasting = frozenset(
-            sid for sid, step in self.wf.spec.steps.items() if not starts_eagerly(step)
-        )
+        self.lasting = frozenset(self.wf.spec.steps) - eager_steps
         # with none, a record starts in the runner's task (``engine.eager``) and gets a task
         # of its own only if it waits: most records run to their end or to their suspension
         # without waiting, at no task's cost

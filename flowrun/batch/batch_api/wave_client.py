@@ -40,11 +40,6 @@ class WaveClient:
     tool-calling round, an extract repair, a retry) wait in memory instead, so nothing the
     step did before them (a tool call) runs twice."""
 
-    #: a step's requests are answered from a collected batch or parked, never awaited on
-    #: the network in the step: its model steps may start in the executor's task
-    #: (``flowrun.engine.eager``)
-    eager_steps = True
-
     def __init__(
         self, coordinator: WaveCoordinator, record_index: Callable[[], int | None]
     ) -> None:
