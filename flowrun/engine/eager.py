@@ -4,7 +4,7 @@ it has to wait (what Python 3.12's eager tasks do, for 3.11).
 Only for steps whose code up to their first wait is flowrun's own and never asks for the
 running task (``asyncio.current_task``, ``asyncio.timeout``, anyio's cancel scopes: that
 part runs while the executor's task is the current one): the model steps of a Batch API run
-(see ``Executor._run``). Such a step that ends without waiting (its answer is in, or its
+(see ``Executor.run``). Such a step that ends without waiting (its answer is in, or its
 request is parked and the record suspended) costs no task, no event-loop turn and no
 wake-up of the executor. One that waits goes on in a task from where it stopped, as if it
 had been started in one: in a context of its own from its first line, and, if the task is

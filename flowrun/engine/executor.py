@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from flowrun.engine import eager, foreach
@@ -94,13 +95,6 @@ class Executor:
         return {"inputs": self.inputs, "steps": dict(self._views)}
 
     async def run(self) -> RunResult:
-        token = CURRENT_RUN_ID.set(self.run_id)  # the steps' tasks inherit it
-        try:
-            return await self._run()
-        finally:
-            CURRENT_RUN_ID.reset(token)
-
-    async def _run(self) -> RunResult:
         started = time.perf_counter()
         queue = ReadyQueue(self.wf.order, self.results)  # (by position: no keyword dict)
         notify = self.services.on_step
@@ -117,6 +111,7 @@ class Executor:
         # request is answered from a collected batch, or parked), model steps without tools
         # or a thread start in this task (``engine.eager``)
         eager_steps = self.services.eager_steps
+        token = CURRENT_RUN_ID.set(self.run_id)  # what the steps (and their tasks) run under
         try:
             while True:
                 result: StepResult | None = None
@@ -131,7 +126,7 @@ class Executor:
                         if notify is not None:
                             notify(sid, "running", None)
                         try:
-                            result = await self._run_and_store(sid)
+                            result = await self.run_step(sid)
                         except Suspended:
                             suspended = True
                             continue
@@ -139,9 +134,9 @@ class Executor:
                         if sid in eager_steps:
                             if notify is not None:
                                 notify(sid, "running", None)
-                            task = eager.start(self._run_and_store(sid), sid)
+                            task = eager.start(self.run_step(sid), sid)
                         else:
-                            task = asyncio.create_task(self._run_and_store(sid), name=sid)
+                            task = asyncio.create_task(self.run_step(sid), name=sid)
                             if notify is not None:
                                 notify(sid, "running", None)
                         if task.done():  # it ended without waiting (no one waits in ``next``)
@@ -174,6 +169,8 @@ class Executor:
                 self._saver.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
+        finally:
+            CURRENT_RUN_ID.reset(token)
         problem = await self._saver if self._saver is not None else None
         if suspended and failure is None:
             # a new one, bound to no name here: a local referring to it would make a cycle
@@ -186,13 +183,6 @@ class Executor:
                 f"step(s) {steps} could not be saved in the run store ({problem}); their results "
                 "are only in this output, and a resume would run them again"
             )
-        return result
-
-    async def _run_and_store(self, sid: str) -> StepResult:
-        """Run a step and save its result at once, in the task running it: nothing else runs
-        between the step's end and its commit (not even this executor's scheduling loop)."""
-        result = await self.run_step(sid)
-        self._store(result)
         return result
 
     def _store(self, result: StepResult) -> None:
@@ -269,7 +259,9 @@ class Executor:
         return result
 
     async def run_step(self, sid: str) -> StepResult:
-        """Run one step (its condition, fan-out and schema check); never raises for step errors."""
+        """Run one step (its condition, fan-out and schema check) and save its result at once,
+        in the task running it: nothing else runs between the step's end and its commit (not
+        even this executor's scheduling loop). Never raises for step errors."""
         step = self.wf.spec.steps[sid]
         record = StepRecord()
         started = time.perf_counter()
@@ -281,7 +273,7 @@ class Executor:
             elif step.foreach is not None:
                 output = await self._run_foreach(sid, step, scope, record)
             else:
-                output = await self._run_one(sid, step, scope, record, None)
+                output = self._checked(sid, await self._start_one(sid, step, scope, record, None))
         except Suspended:
             raise
         except (StepError, TemplateError, BudgetExceeded) as exc:
@@ -296,7 +288,7 @@ class Executor:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         # (its fields by position, in their order: keywords would be matched one by one, at
         # every step run)
-        return StepResult(
+        result = StepResult(
             sid,
             status,
             output,
@@ -310,12 +302,20 @@ class Executor:
             record.transcript,
             record.kept_calls,
         )
+        self._store(result)
+        return result
 
-    async def _run_one(
+    def _start_one(
         self, sid: str, step: Any, scope: dict[str, Any], record: StepRecord, index: int | None
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
+        """The step's runner (or one foreach item's) on its way: its output, once awaited (then
+        ``_checked``). (Not a coroutine around it: a step's runner is awaited through as few
+        frames as can be, a Batch API step twice per answer.)"""
         env = StepEnv(sid, step, self.wf, scope, self.services, record, index)
-        output = await RUNNERS[step.type](env)
+        return RUNNERS[step.type](env)
+
+    def _checked(self, sid: str, output: Any) -> Any:
+        """A step's (or item's) output, checked against its ``output_schema``."""
         schema = self.wf.schemas.get((sid, "output_schema"))
         if schema is not None:
             errors = schema_errors(output, schema)
@@ -347,9 +347,10 @@ class Executor:
             async with limit:
                 sub = StepRecord()
                 try:
-                    output = await self._run_one(
+                    running = self._start_one(
                         sid, step, {**scope, "item": item, "index": index}, sub, index
                     )
+                    output = self._checked(sid, await running)
                 except (StepError, TemplateError) as exc:
                     raise StepError(f"item {index}: {exc}") from None
                 except BudgetExceeded as exc:
