@@ -100,20 +100,31 @@ outputs:
 
 
 class Concurrency:
-    """A responder that holds each request ``hold`` seconds and counts how many overlap."""
+    """A responder that holds each request ``hold`` seconds and counts how many overlap.
 
-    def __init__(self, hold: float, delays: dict[int, float] | None = None) -> None:
+    With ``expected``, the first requests also wait (up to 10 s) until that many are in at
+    once, so a loaded machine that is slow to send them is not counted as a lower bound.
+    """
+
+    def __init__(
+        self, hold: float, delays: dict[int, float] | None = None, expected: int = 0
+    ) -> None:
         self.hold = hold
         self.delays = delays or {}
         self.lock = threading.Lock()
         self.now = 0
         self.max = 0
+        self.expected = expected
+        self.full = threading.Event()
 
     def __call__(self, req: RecordedRequest) -> Reply:
         index = int(req.last_user_text.split(":")[0].split()[-1])
         with self.lock:
             self.now += 1
             self.max = max(self.max, self.now)
+            if self.now >= self.expected:
+                self.full.set()
+        self.full.wait(10)
         time.sleep(self.delays.get(index, self.hold))
         with self.lock:
             self.now -= 1
@@ -144,7 +155,7 @@ def test_foreach_output_is_in_input_order_even_when_items_finish_out_of_order(se
 def test_foreach_never_runs_more_items_at_once_than_max_concurrency(
     server, tmp_path, bound, items, expected
 ):
-    counter = Concurrency(0.1)
+    counter = Concurrency(0.1, expected=expected)
     server.add(counter, times=None)
     extra = f"    max_concurrency: {bound}" if bound else ""
     result = run_workflow(
