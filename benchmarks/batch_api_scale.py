@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,8 @@ def main() -> None:
     finally:
         server.stdin.close()
         server.wait(timeout=60)
+        # (a run of 100,000 records leaves about 500 MB: its run store, input and output)
+        shutil.rmtree(work, ignore_errors=True)
     cpu = usage.ru_utime + usage.ru_stime
     rss_mb = usage.ru_maxrss / 1024
     turns = turnarounds(log["events"], log["records"])
