@@ -75,14 +75,6 @@ def usage_from(raw: Any) -> Usage:
     prompt, completion = get("prompt_tokens"), get("completion_tokens")
     cached = _detail(get("prompt_tokens_details") or {}, "cached_tokens")
     reasoning = _detail(get("completion_tokens_details") or {}, "reasoning_tokens")
-    if (  # (what every server sends: four whole numbers in range, checked without a call each)
-        type(prompt) is type(completion) is type(cached) is type(reasoning) is int
-        and 0 <= prompt <= MAX_TOKENS
-        and 0 <= completion <= MAX_TOKENS
-        and 0 <= cached <= MAX_TOKENS
-        and 0 <= reasoning <= MAX_TOKENS
-    ):
-        return Usage(prompt, completion, cached, reasoning)
     return Usage(
         checked_count("prompt_tokens", prompt),
         checked_count("completion_tokens", completion),
