@@ -94,8 +94,7 @@ async def run_aggregates(
         executor.set_view(sid, view)
     with collecting(out.metrics):
         for sid in aggregate_steps(wf.spec):
-            result = await executor.run_step(sid)
-            executor.set_view(sid, result.template_view())
+            result = await executor.run_step(sid)  # (which makes it visible to later steps)
             out.steps[sid] = result
             if result.status == "failed":
                 break
